@@ -1,0 +1,32 @@
+"""The `aggregator` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from aggregator.settings import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Data Aggregator: declarative pipelines on Dagster."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the web UI binds to.")
+@click.option("--port", default=3000, show_default=True, type=int, help="Port of the web UI.")
+def dev(host: str, port: int) -> None:
+    """Run the platform locally: Dagster webserver and daemon with the sample pipelines."""
+    from aggregator.dev import PortInUseError, run_dev
+
+    try:
+        code = run_dev(load_settings(), host, port)
+    except PortInUseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`aggregator dev`: the Dagster webserver and daemon on the embedded defaults, as one command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from aggregator.settings import PACKAGE_DIR, Settings
+
+SHUTDOWN_GRACE_S = 30
+
+
+class PortInUseError(RuntimeError):
+    """The port `aggregator dev` should listen on is taken."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail early with a clear message rather than letting the webserver die in its logs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use ({exc.strerror}); "
+                f"stop whatever is listening there or choose another with --port"
+            ) from exc
+
+
+def prepare_home(settings: Settings) -> Path:
+    """Create AGGREGATOR_HOME and the Dagster instance directory with its dagster.yaml."""
+    dagster_home = settings.home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = dagster_home / "dagster.yaml"
+    if not instance_yaml.exists():
+        # Copied once: an operator may edit the instance config in place afterwards.
+        shutil.copyfile(PACKAGE_DIR / "dagster.yaml", instance_yaml)
+    return dagster_home
+
+
+def child_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AGGREGATOR_HOME=str(settings.home),
+        AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
+        AGGREGATOR_WAREHOUSE_URL=settings.warehouse_url,
+        DAGSTER_HOME=str(dagster_home),
+        # Byte-code caches would otherwise land beside the sources, outside AGGREGATOR_HOME.
+        PYTHONPYCACHEPREFIX=str(settings.home / "pycache"),
+    )
+    return env
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ask `dagster dev` to shut down its webserver, daemon and code servers; force it after a grace period."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(SHUTDOWN_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def run_dev(settings: Settings, host: str, port: int) -> int:
+    ensure_port_free(host, port)
+    dagster_home = prepare_home(settings)
+    cmd = [
+        sys.executable, "-m", "dagster", "dev",
+        "-m", "aggregator.definitions",
+        "--host", host, "--port", str(port),
+    ]
+    # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
+    # treats as a graceful shutdown (a second one would make it abandon its children).
+    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)
+
+    def _forward(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _forward)
+    url = f"http://{host}:{port}"
+    try:
+        if wait_until_up(url, proc):
+            print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
+        elif proc.poll() is None:
+            print(f"webserver did not answer on {url} in time; still waiting (Ctrl-C to stop)", file=sys.stderr)
+        proc.wait()
+        return proc.returncode
+    except KeyboardInterrupt:
+        print("\nshutting down webserver and daemon…", flush=True)
+        code = stop(proc)
+        return 0 if code in (0, -signal.SIGINT, 130) else code

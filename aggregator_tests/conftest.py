@@ -1,0 +1,49 @@
+"""Real-service fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Admin URL of a real PostgreSQL. Not finding one is an error, never a skip: the embedded wheel
+    means every machine that can install the test extra can run PostgreSQL."""
+    # The parent of basetemp is shared by all xdist workers, so they share one embedded server.
+    state_dir = tmp_path_factory.getbasetemp().parent / "embedded-pg"
+    try:
+        url, origin = find_server(state_dir)
+    except NoPostgres as exc:
+        pytest.fail(f"PostgreSQL is required: {exc}", pytrace=False)
+    print(f"PostgreSQL for tests: {origin}")
+    return url
+
+
+@pytest.fixture
+def pg_db(pg_admin_url: str) -> Iterator[PgDatabase]:
+    """A fresh database for one test, dropped afterwards."""
+    with temporary_database(pg_admin_url) as db:
+        yield db
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def aggregator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated AGGREGATOR_HOME with the warehouse inside it."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("AGGREGATOR_HOME", str(home))
+    monkeypatch.delenv("AGGREGATOR_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("AGGREGATOR_PIPELINES", raising=False)
+    return home

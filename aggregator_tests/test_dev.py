@@ -1,0 +1,73 @@
+"""`aggregator dev` brings the webserver and daemon up, answers, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+pytestmark = pytest.mark.slow
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env["AGGREGATOR_HOME"] = str(home)
+    return env
+
+
+def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) -> None:
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(free_port)],
+        cwd=workdir, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        info = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                info = requests.get(f"http://127.0.0.1:{free_port}/server_info", timeout=2).json()
+                break
+            except requests.RequestException:
+                time.sleep(0.5)
+        assert info is not None, f"webserver never answered; exit={proc.poll()}"
+        assert info["dagster_version"] == "1.13.27"
+        # The daemon is part of the platform: schedules only tick if it runs.
+        children = psutil.Process(proc.pid).children(recursive=True)
+        cmdlines = [" ".join(c.cmdline()) for c in children if c.is_running()]
+        assert any("dagster-daemon" in c or "daemon" in c for c in cmdlines), cmdlines
+        assert any("webserver" in c for c in cmdlines), cmdlines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, output
+    assert f"http://127.0.0.1:{free_port}" in output
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"left running: {alive}"
+    # Nothing written outside AGGREGATOR_HOME: the working directory stays empty.
+    assert list(workdir.iterdir()) == []
+    assert (home / "dagster" / "dagster.yaml").exists()
+    assert (home / "dagster" / "schedules").exists() or (home / "dagster" / "storage").exists()
+
+
+def test_dev_fails_clearly_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)],
+            cwd=tmp_path, env=_env(tmp_path / "home"), capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr

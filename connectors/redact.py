@@ -1,0 +1,26 @@
+"""Mask secrets in URLs before they reach a log line, an error or asset metadata."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+# Query parameters whose values are credentials in common APIs.
+SECRET_PARAMS = frozenset(
+    {"access_token", "api_key", "apikey", "key", "token", "secret", "client_secret", "password", "sig", "signature"}
+)
+
+
+def sanitize_url(url: str) -> str:
+    """Return `url` with any password and secret-looking query values replaced by `***`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
