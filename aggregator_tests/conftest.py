@@ -47,3 +47,11 @@ def aggregator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AGGREGATOR_WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("AGGREGATOR_PIPELINES", raising=False)
     return home
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A warehouse in each dialect the platform supports: SQLite in tmp_path, PostgreSQL in a fresh database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("pg_db").sqlalchemy_url

@@ -30,9 +30,22 @@ class Batch:
     # Where the batch came from (file name, URL, table) for error messages and file tracking.
     origin: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # The incremental state that is correct to commit once this batch and every batch before it are
+    # committed (cursor value, files already loaded). None means "not a safe checkpoint": committing here
+    # would skip or repeat rows, so a destination commits the last non-None state it has seen.
+    state: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What `discover()` reports: a stream (table, file, endpoint) with its columns and portable types."""
+
+    name: str
+    columns: dict[str, ColumnType]
+    detail: str = ""
 
 
 def type_of(value: Any) -> ColumnType | None:

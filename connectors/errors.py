@@ -13,3 +13,17 @@ class ConnectorConfigError(ConnectorError, ValueError):
 
 class SourceReadError(ConnectorError):
     """Reading from a source failed; the message names where (file and line, sanitized URL, table)."""
+
+
+class HttpRequestError(SourceReadError):
+    """An HTTP request failed for good: after retries, or with a status that retrying cannot fix."""
+
+    def __init__(self, message: str, *, url: str, status: int | None, attempts: int) -> None:
+        super().__init__(message)
+        self.url = url  # already sanitized
+        self.status = status
+        self.attempts = attempts
+
+
+class AuthError(HttpRequestError):
+    """The API refused the credentials (401/403) or the token endpoint did not issue a token."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -11,8 +12,11 @@ SECRET_PARAMS = frozenset(
 )
 
 
-def sanitize_url(url: str) -> str:
-    """Return `url` with any password and secret-looking query values replaced by `***`."""
+def sanitize_url(url: str, secret_params: Iterable[str] = ()) -> str:
+    """Return `url` with any password and secret-looking query values replaced by `***`.
+
+    `secret_params` names further query parameters to mask, e.g. an API key sent under a custom name."""
+    secret = SECRET_PARAMS | {p.lower() for p in secret_params}
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -22,5 +26,8 @@ def sanitize_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, MASK if k.lower() in secret else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        # Nothing to mask: return it untouched (urlunsplit would turn sqlite:////abs/path into sqlite://abs/path).
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

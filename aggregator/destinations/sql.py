@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from aggregator.destinations import state as state_store
+from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
+from aggregator.destinations.schema import SCHEMA_POLICIES, SchemaPolicy, portable_type
+from aggregator.destinations.table_load import TableLoad
+from aggregator.destinations.writers import GenericWriter, PostgresWriter, SqliteWriter, Writer
 from connectors.batches import Batch, ColumnType
 from connectors.redact import sanitize_url
+from connectors.sql.engines import engine_for
 
-WriteMode = Literal["append", "replace"]
+WriteMode = Literal["append", "replace", "merge"]
+WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
 
-SQL_TYPES: dict[ColumnType, sa.types.TypeEngine] = {
+SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.INTEGER: sa.BigInteger(),
     ColumnType.FLOAT: sa.Double(),
     ColumnType.BOOLEAN: sa.Boolean(),
@@ -40,18 +46,13 @@ class TableInfo:
 
 @dataclass(frozen=True)
 class LoadResult:
-    rows_written: int
+    rows_written: int  # rows inserted (append/replace) or inserted-or-updated (merge)
     table: TableInfo
-
-
-@lru_cache(maxsize=16)
-def _engine(url: str) -> sa.Engine:
-    # One pooled engine per URL per process: resources are rebuilt per run, pools should not be.
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        # A fresh AGGREGATOR_HOME has no directory yet; SQLite creates the file but not its parents.
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(url, pool_pre_ping=True)
+    rows_read: int = 0  # rows the source handed over
+    state_before: dict[str, Any] | None = None  # committed incremental state when the load started
+    state_after: dict[str, Any] | None = None  # committed incremental state when it finished
+    schema_changes: tuple[str, ...] = ()  # e.g. "added column note (text)", "widened qty to float"
+    rows_skipped: int = 0  # bad rows the source skipped under its bad-row policy
 
 
 class SqlDestination(dg.ConfigurableResource):
@@ -61,7 +62,7 @@ class SqlDestination(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        return _engine(self.url)
+        return engine_for(self.url)
 
     @property
     def dialect(self) -> str:
@@ -76,59 +77,181 @@ class SqlDestination(dg.ConfigurableResource):
 
     def check(self) -> str:
         """Prove the warehouse accepts connections."""
-        with self.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.DBAPIError as exc:
+            raise DestinationError(f"cannot connect to {self.display_url}: {exc.orig}") from exc
         return f"{self.display_url}: connected ({self.dialect})"
 
-    def _table(self, name: str, columns: tuple[str, ...], types: dict[str, ColumnType]) -> sa.Table:
-        return sa.Table(
-            check_identifier(name, "table name"),
-            sa.MetaData(),
-            *(sa.Column(check_identifier(c, "column name"), SQL_TYPES[types[c]]) for c in columns),
+    # -- loads ---------------------------------------------------------------------------------------------
+
+    def load(
+        self,
+        table: str,
+        batches: Iterable[Batch],
+        mode: WriteMode,
+        *,
+        primary_key: Sequence[str] = (),
+        schema_policy: SchemaPolicy = "evolve",
+        state_key: str | None = None,
+    ) -> LoadResult:
+        """Write `batches` into `table` in one transaction: a failure (or a killed process) leaves the table
+        and the incremental state exactly as they were.
+
+        append adds rows; replace builds a staging table and swaps it in, so readers never see a
+        half-loaded table; merge upserts on `primary_key`, the last row per key winning. With `state_key`,
+        the `state` of the last batch that carries one is committed in the same transaction as the rows."""
+        check_identifier(table, "table name")
+        if mode not in WRITE_MODES:
+            raise ValueError(f"unknown write mode {mode!r}; allowed: {', '.join(WRITE_MODES)}")
+        if schema_policy not in SCHEMA_POLICIES:
+            raise ValueError(f"unknown schema_policy {schema_policy!r}; allowed: {', '.join(SCHEMA_POLICIES)}")
+        keys = tuple(check_identifier(k, "primary key column") for k in primary_key)
+        if mode == "merge" and not keys:
+            raise ValueError(f"table {table}: write mode 'merge' needs a primary_key to upsert on")
+        if state_key is not None and not state_key.strip():
+            raise ValueError("state_key must be a non-empty string")
+        try:
+            with self.engine.begin() as conn:
+                return self._load(conn, table, batches, mode, keys, schema_policy, state_key)
+        except (SchemaChangeError, DestinationError):
+            raise
+        except sa.exc.DBAPIError as exc:
+            raise DestinationError(
+                f"loading table {table} in {self.display_url} failed; nothing was committed: {exc.orig}"
+            ) from exc
+
+    def _load(
+        self,
+        conn: sa.Connection,
+        table: str,
+        batches: Iterable[Batch],
+        mode: WriteMode,
+        keys: tuple[str, ...],
+        policy: SchemaPolicy,
+        state_key: str | None,
+    ) -> LoadResult:
+        state_before = state_after = None
+        if state_key is not None:
+            state_store.ensure_table(conn)
+            state_before = state_after = state_store.read(conn, state_key, lock=True)
+        reflected = self._reflect(conn, table)
+        existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
+        target = f"_stage_{uuid.uuid4().hex[:16]}" if mode == "replace" else table
+        load = TableLoad(
+            # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
+            conn=conn, table=table, target=target, columns=dict(existing or {}),
+            primary_key=keys if mode == "merge" else (),
+            policy=policy, quote=self.quote, sql_types=SQL_TYPES,
+        )
+        if mode == "replace" and existing is not None:
+            load.create(existing)  # keep the table's columns even if this load does not send them all
+        elif existing is not None:
+            load.created = True
+            if mode == "merge":
+                self._ensure_unique(conn, table, keys)
+        writer = self._writer(load)
+        rows_read = written = skipped = 0
+        for batch in batches:
+            rows_read += len(batch.rows)
+            skipped += int(batch.extra.get("bad_rows", 0))
+            if batch.state is not None:
+                state_after = batch.state
+            columns, rows = load.prepare(batch)
+            if not rows:
+                continue
+            if mode == "merge":
+                missing = [k for k in keys if k not in columns]
+                if missing:
+                    raise SchemaChangeError(
+                        f"table {table}: batch from {batch.origin or 'the source'} has no primary key "
+                        f"column(s) {', '.join(missing)}; merge needs them in every row"
+                    )
+                written += writer.merge(conn, target, columns, rows, keys)
+            else:
+                written += writer.append(conn, target, columns, rows)
+        if mode == "replace" and load.created:  # else: an empty source and no table: nothing to swap in
+            self._swap(conn, target, table)
+        if state_key is not None and state_after is not None and state_after != state_before:
+            state_store.write(conn, state_key, state_after)
+        unchanged = mode != "replace" and not load.changes and reflected is not None
+        info = self._describe(conn, table, reflected if unchanged else None)
+        if state_key is None:
+            state_after = None  # nothing was committed, so report nothing
+        return LoadResult(
+            rows_written=written, table=info, rows_read=rows_read, state_before=state_before,
+            state_after=state_after, schema_changes=tuple(load.changes), rows_skipped=skipped,
         )
 
-    def load(self, table: str, batches: Iterable[Batch], mode: WriteMode) -> LoadResult:
-        """Write `batches` into `table` in one transaction: a failure leaves the table as it was."""
-        check_identifier(table, "table name")
-        # replace loads into a staging table and swaps it in, so readers never see a half-loaded table
-        target = f"_stage_{table}_{uuid.uuid4().hex[:8]}" if mode == "replace" else table
-        written = 0
-        with self.engine.begin() as conn:
-            sa_table: sa.Table | None = None
-            for batch in batches:
-                if sa_table is None:
-                    sa_table = self._table(target, batch.columns, batch.types)
-                    sa_table.create(conn, checkfirst=True)
-                if batch.rows:
-                    conn.execute(sa_table.insert(), [dict(zip(batch.columns, row)) for row in batch.rows])
-                    written += len(batch.rows)
-            if mode == "replace":
-                if sa_table is None:
-                    # An empty source replaces the table's contents with nothing, keeping its columns.
-                    if sa.inspect(conn).has_table(table):
-                        conn.execute(sa.text(f"DELETE FROM {self.quote(table)}"))
-                else:
-                    self._swap(conn, target, table)
-            info = self._describe(conn, table)
-        return LoadResult(rows_written=written, table=info)
+    def _writer(self, load: TableLoad) -> Writer:
+        if self.dialect == "postgresql":
+            return PostgresWriter(self.quote)
+        if self.dialect == "sqlite":
+            return SqliteWriter(self.quote, lambda c: load.columns[c])
+        return GenericWriter(lambda name, cols: load.sa_table(name, cols))
+
+    def _reflect(self, conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None:
+        """The table's (column, SQL type) pairs, or None if there is no such table."""
+        try:
+            return [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns(table)]
+        except sa.exc.NoSuchTableError:
+            return None
+
+    def _ensure_unique(self, conn: sa.Connection, table: str, keys: tuple[str, ...]) -> None:
+        # ON CONFLICT needs a unique index on exactly the key columns; tables created by merge have a primary
+        # key, tables created by append get this index the first time they are merged into.
+        inspector = sa.inspect(conn)
+        wanted = sorted(keys)
+        if sorted(inspector.get_pk_constraint(table).get("constrained_columns") or []) == wanted:
+            return
+        if any(ix.get("unique") and sorted(c or "" for c in ix["column_names"]) == wanted for ix in inspector.get_indexes(table)):
+            return
+        if any(sorted(uc["column_names"]) == wanted for uc in inspector.get_unique_constraints(table)):
+            return
+        digest = hashlib.sha1(f"{table}:{','.join(keys)}".encode()).hexdigest()[:12]
+        cols = ", ".join(self.quote(k) for k in keys)
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS {self.quote('ux_' + digest)} ON {self.quote(table)} ({cols})"
+                )
+        except sa.exc.DBAPIError as exc:
+            raise DestinationError(
+                f"table {table}: cannot merge on ({', '.join(keys)}): existing rows are not unique on those "
+                f"columns or a column is missing ({exc.orig}); deduplicate the table or load it with 'replace'"
+            ) from exc
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def read_state(self, state_key: str) -> dict[str, Any] | None:
+        """The incremental state committed by the last successful load with this `state_key`."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(state_store.STATE_TABLE):
+                return None
+            return state_store.read(conn, state_key)
+
+    # -- transforms ----------------------------------------------------------------------------------------
 
     def replace_with_query(self, table: str, select_sql: str) -> TableInfo:
         """Materialize `select_sql` as `table`, atomically replacing the previous version."""
-        staging = f"_stage_{check_identifier(table, 'table name')}_{uuid.uuid4().hex[:8]}"
+        check_identifier(table, "table name")
+        staging = f"_stage_{uuid.uuid4().hex[:16]}"
         with self.engine.begin() as conn:
             conn.execute(sa.text(f"CREATE TABLE {self.quote(staging)} AS {select_sql}"))
             self._swap(conn, staging, table)
             return self._describe(conn, table)
 
     def _swap(self, conn: sa.Connection, staging: str, table: str) -> None:
+        # Both statements are in the load's transaction: readers see the old table or the new one.
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.quote(table)}"))
         conn.execute(sa.text(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table)}"))
 
-    def _describe(self, conn: sa.Connection, table: str) -> TableInfo:
-        inspector = sa.inspect(conn)
-        if not inspector.has_table(table):
+    def _describe(self, conn: sa.Connection, table: str, reflected: list[tuple[str, Any]] | None = None) -> TableInfo:
+        reflected = reflected if reflected is not None else self._reflect(conn, table)
+        if reflected is None:
             return TableInfo(name=table, row_count=0, columns=())
-        columns = tuple((c["name"], str(c["type"])) for c in inspector.get_columns(table))
+        columns = tuple((name, str(sql_type)) for name, sql_type in reflected)
         count = conn.execute(sa.text(f"SELECT COUNT(*) FROM {self.quote(table)}")).scalar_one()
         return TableInfo(name=table, row_count=int(count), columns=columns)
 

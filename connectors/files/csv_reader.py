@@ -11,6 +11,7 @@ from typing import Any
 
 from connectors.batches import Batch, ColumnType
 from connectors.errors import SourceReadError
+from connectors.files.bad_rows import BadRows
 
 Parser = Callable[[str], Any]
 
@@ -67,7 +68,14 @@ def infer_type(samples: list[str]) -> tuple[ColumnType, Parser]:
 
 
 def read_csv(
-    path: Path, *, delimiter: str, encoding: str, batch_size: int, sample_rows: int = 1000
+    path: Path,
+    *,
+    delimiter: str,
+    encoding: str,
+    batch_size: int,
+    bad_rows: BadRows,
+    quotechar: str = '"',
+    sample_rows: int = 1000,
 ) -> Iterator[Batch]:
     """Yield `Batch`es of at most `batch_size` rows; types are inferred from the first `sample_rows`."""
     try:
@@ -75,40 +83,55 @@ def read_csv(
     except OSError as exc:
         raise SourceReadError(f"cannot open {path}: {exc.strerror}") from exc
     with fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            return
-        columns = tuple(h.strip() for h in header)
-        if len(set(columns)) != len(columns) or "" in columns:
-            raise SourceReadError(f"{path}:1: header has empty or duplicate column names: {list(columns)}")
-        sample = list(islice(reader, sample_rows))
+        reader = csv.reader(fh, delimiter=delimiter, quotechar=quotechar)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            columns = tuple(h.strip() for h in header)
+            if len(set(columns)) != len(columns) or "" in columns:
+                raise SourceReadError(f"{path}:1: header has empty or duplicate column names: {list(columns)}")
+            sample = list(islice(reader, sample_rows))
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise SourceReadError(f"{path}:{reader.line_num}: {exc} (encoding {encoding!r})") from exc
         parsers: list[Parser] = []
         types: dict[str, ColumnType] = {}
         for index, name in enumerate(columns):
-            column_type, parser = infer_type([row[index] for row in sample if index < len(row)])
+            column_type, parser = infer_type(
+                [row[index] for row in sample if len(row) == len(columns)]
+            )
             types[name] = column_type
             parsers.append(parser)
 
-        def convert(raw: list[str], line: int) -> tuple[Any, ...]:
-            if len(raw) != len(columns):
-                raise SourceReadError(
-                    f"{path}:{line}: expected {len(columns)} fields ({', '.join(columns)}), got {len(raw)}"
-                )
-            try:
-                return tuple(None if v == "" else p(v) for p, v in zip(parsers, raw, strict=True))
-            except ValueError as exc:
-                raise SourceReadError(f"{path}:{line}: {exc}") from exc
+        def batch(rows: list[tuple[Any, ...]]) -> Batch:
+            return Batch(columns=columns, types=types, rows=rows, origin=str(path),
+                         extra={"bad_rows": bad_rows.take()})
 
         line = 1  # header
         pending: list[tuple[Any, ...]] = []
-        rows: Iterator[list[str]] = iter(sample)
-        for source in (rows, reader):
-            for raw in source:
-                line += 1
-                pending.append(convert(raw, line))
-                if len(pending) >= batch_size:
-                    yield Batch(columns=columns, types=types, rows=pending, origin=str(path))
-                    pending = []
-        if pending:
-            yield Batch(columns=columns, types=types, rows=pending, origin=str(path))
+        for raw in _rows(iter(sample), reader, path, encoding):
+            line += 1
+            if not raw:
+                continue  # a blank line is not a row
+            if len(raw) != len(columns):
+                bad_rows.bad(line, f"expected {len(columns)} fields ({', '.join(columns)}), got {len(raw)}")
+                continue
+            try:
+                pending.append(tuple(None if v == "" else p(v) for p, v in zip(parsers, raw)))
+            except ValueError as exc:
+                bad_rows.bad(line, str(exc))
+                continue
+            if len(pending) >= batch_size:
+                yield batch(pending)
+                pending = []
+        if pending or bad_rows.total:
+            yield batch(pending)
+
+
+def _rows(sample: Iterator[list[str]], reader: Iterator[list[str]], path: Path, encoding: str) -> Iterator[list[str]]:
+    yield from sample
+    try:
+        yield from reader
+    except (csv.Error, UnicodeDecodeError) as exc:
+        line = getattr(reader, "line_num", "?")
+        raise SourceReadError(f"{path}:{line}: {exc} (encoding {encoding!r})") from exc

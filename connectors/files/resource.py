@@ -1,24 +1,40 @@
-"""Local files as a Dagster resource."""
+"""Local files as a Dagster resource: globbed, format-aware, tracked per file so none loads twice."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from connectors.batches import Batch, ColumnType
+from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
-from connectors.files.config import FileStream
+from connectors.files.bad_rows import BadRows
+from connectors.files.columnar import read_excel, read_parquet
+from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
 from connectors.files.csv_reader import read_csv
+from connectors.files.json_reader import read_json, read_jsonl
+from connectors.strict import reject_unknown
+
+
+def fingerprint(path: Path) -> str:
+    """What identifies one version of a file: a rewritten file (new size or mtime) counts as new."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 class FilesResource(dg.ConfigurableResource):
-    """Reads CSV files below a base directory, streaming them in bounded batches."""
+    """Reads CSV, JSON, JSON Lines, Parquet and Excel files below a base directory in bounded batches."""
 
     base_dir: str = Field(description="Directory that stream paths and globs are resolved against.")
     encoding: str = Field("utf-8", description="Default text encoding for streams that do not set one.")
+
+    def __init__(self, **data: Any) -> None:
+        reject_unknown(type(self), data)
+        super().__init__(**data)
 
     def _root(self) -> Path:
         return Path(self.base_dir).expanduser().resolve()
@@ -39,21 +55,80 @@ class FilesResource(dg.ConfigurableResource):
         count = sum(1 for p in root.rglob("*") if p.is_file())
         return f"{root}: readable, {count} files"
 
-    def discover(self, stream: FileStream) -> dict[str, ColumnType]:
-        """Columns and inferred types of the first file matched by `stream`."""
-        for batch in self.read(stream.model_copy(update={"batch_size": 1000})):
-            return dict(batch.types)
-        return {}
+    def discover(self, stream: FileStream | None = None) -> list[StreamInfo]:
+        """Columns and types per file: of every readable file under base_dir, or of `stream`'s files."""
+        root = self._root()
+        if stream is None:
+            paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FORMAT_BY_SUFFIX)
+            base = FileStream.model_validate({"path": "*"})
+        else:
+            paths, base = self.files(stream), stream
+        infos = []
+        for path in paths:
+            probe = base.model_copy(update={"batch_size": 1000})
+            batch = next(self._read_file(path, probe), None)
+            columns = dict(batch.types) if batch is not None else {}
+            infos.append(StreamInfo(name=str(path.relative_to(root)), columns=columns, detail=str(probe.format_of(path))))
+        return infos
 
-    def read(self, stream: FileStream) -> Iterator[Batch]:
-        """Yield batches from every file the stream matches, in path order."""
+    def read(
+        self,
+        stream: FileStream,
+        state: dict[str, Any] | None = None,
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> Iterator[Batch]:
+        """Yield batches from every matched file not already in `state`, in path order.
+
+        `state` is {"files": {relative path: fingerprint}}. The last batch of each file carries the state
+        including that file; batches in the middle of a file carry None (committing there would reload
+        part of the file). `window` keeps files whose modification time falls in [start, end)."""
         paths = self.files(stream)
         if not paths:
             raise SourceReadError(f"no files match {stream.path!r} under {self._root()}")
+        done: dict[str, str] = dict((state or {}).get("files", {}))
+        root = self._root()
         for path in paths:
-            yield from read_csv(
-                path,
-                delimiter=stream.delimiter,
-                encoding=stream.encoding or self.encoding,
-                batch_size=stream.batch_size,
-            )
+            key, mark = str(path.relative_to(root)), fingerprint(path)
+            if done.get(key) == mark or not _in_window(path, window):
+                continue
+            done[key] = mark
+            held: Batch | None = None
+            for batch in self._read_file(path, stream):
+                if held is not None:
+                    yield held
+                held = batch
+            after = {"files": dict(done)}
+            if held is None:  # no rows, but the file is still recorded so it is not read again
+                held = Batch(columns=(), types={}, rows=[], origin=str(path))
+            yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin,
+                        extra=held.extra, state=after)
+
+    def _read_file(self, path: Path, stream: FileStream) -> Iterator[Batch]:
+        file_format = stream.format_of(path)
+        encoding = stream.encoding or self.encoding
+        bad_rows = BadRows(path, stream.on_bad_row, stream.max_bad_rows)
+        if file_format == "csv":
+            delimiter = "\t" if path.suffix.lower() == ".tsv" and stream.delimiter == "," else stream.delimiter
+            return read_csv(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
+                            batch_size=stream.batch_size, bad_rows=bad_rows)
+        if file_format == "jsonl":
+            return read_jsonl(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
+        if file_format == "json":
+            return read_json(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows,
+                             records_path=stream.records_path)
+        if file_format == "parquet":
+            return read_parquet(path, batch_size=stream.batch_size)
+        if file_format == "excel":
+            return read_excel(path, sheet=stream.sheet, batch_size=stream.batch_size)
+        raise ConnectorConfigError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; set format to one of "
+            "csv, json, jsonl, parquet, excel"
+        )
+
+
+def _in_window(path: Path, window: tuple[dt.datetime, dt.datetime] | None) -> bool:
+    if window is None:
+        return True
+    modified = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
+    start, end = (w if w.tzinfo else w.replace(tzinfo=dt.UTC) for w in window)
+    return start <= modified < end

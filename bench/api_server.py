@@ -1,0 +1,71 @@
+"""The benchmark's local paginated JSON API: N generated records of 8 mixed-type fields.
+
+Run as `python bench/api_server.py PORT RECORDS`. `GET /records?offset=&limit=[&since=ID]` returns
+{"data": [...], "total": n}; records are generated per request (no dataset held in memory), and `since`
+filters to ids above it, the way an incremental API would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+BASE = dt.datetime(2024, 1, 1)
+CATEGORIES = ("alpha", "beta", "gamma", "delta", "epsilon")
+
+
+def record(i: int) -> dict[str, object]:
+    return {
+        "id": i,
+        "sku": f"SKU-{i:08d}",
+        "name": f"product {i % 9973} variant {i % 7}",
+        "price": round((i % 10_000) * 0.37 + 0.99, 2),
+        "quantity": i % 250,
+        "active": i % 3 != 0,
+        "created_at": (BASE + dt.timedelta(seconds=i * 17)).isoformat(),
+        "category": CATEGORIES[i % 5] if i % 11 else None,
+    }
+
+
+def record_json(i: int) -> str:
+    """`json.dumps(record(i))` without building the dict: the server must not be the bottleneck it measures."""
+    category = f'"{CATEGORIES[i % 5]}"' if i % 11 else "null"
+    created = (BASE + dt.timedelta(seconds=i * 17)).isoformat()
+    return (
+        f'{{"id":{i},"sku":"SKU-{i:08d}","name":"product {i % 9973} variant {i % 7}",'
+        f'"price":{round((i % 10_000) * 0.37 + 0.99, 2)},"quantity":{i % 250},'
+        f'"active":{"true" if i % 3 != 0 else "false"},"created_at":"{created}","category":{category}}}'
+    )
+
+
+def build(total: int) -> Starlette:
+    async def records(request: Request) -> Response:
+        offset = int(request.query_params.get("offset", 0))
+        limit = min(int(request.query_params.get("limit", 1000)), 5000)
+        since = int(request.query_params.get("since", 0))
+        # ids are 1..total; with `since`, the visible ids are since+1..total
+        start = since + 1 + offset
+        end = min(total + 1, start + limit)
+        data = ",".join(record_json(i) for i in range(start, end))
+        return Response(f'{{"data":[{data}],"total":{max(0, total - since)}}}', media_type="application/json")
+
+    return Starlette(routes=[Route("/records", records)])
+
+
+if __name__ == "__main__":
+    port, total = int(sys.argv[1]), int(sys.argv[2])
+    uvicorn.run(build(total), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _same(i: int) -> bool:
+    import json
+
+    return json.loads(record_json(i)) == record(i)  # the fast path is checked against the plain one
+
+
+assert all(_same(i) for i in (1, 11, 33, 10_000, 123_457))
