@@ -28,5 +28,9 @@ def dev(host: str, port: int) -> None:
     sys.exit(code)
 
 
+from aggregator.pipelines.commands import register_commands as _register_spec_commands  # noqa: E402
+
+_register_spec_commands(main)
+
 if __name__ == "__main__":
     main()

@@ -1,18 +1,18 @@
-"""Read spec files: YAML with line numbers, pydantic validation, errors that name file, line and field."""
+"""Read spec files: YAML with line numbers, templates expanded, pydantic validation, located errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from aggregator.pipelines.spec import UNION_TAGS, Connection, PipelineSpec, SpecFile
-
-Loc = tuple[str | int, ...]
+from aggregator.pipelines.connections import Connection
+from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
+from aggregator.pipelines.templates import TemplateError, instantiate
+from aggregator.pipelines.yaml_lines import Loc, dotted, line_of, load_with_lines
 
 
 class SpecError(ValueError):
@@ -33,123 +33,196 @@ class SpecErrors(ValueError):
         super().__init__(f"{len(errors)} problem(s) in pipeline specs:\n{lines}")
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _positions(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
-    """Record the 1-based line of every mapping key and sequence item below `node`."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, str(key_node.value))
-            out[child] = key_node.start_mark.line + 1
-            _positions(value_node, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _positions(item, (*path, index), out)
-
-
 @dataclass(frozen=True)
-class SourceFile:
-    """A parsed spec file with the line of every field, for error messages."""
-
+class RawFile:
     path: Path
-    spec: SpecFile
+    data: dict[str, Any]
     lines: dict[Loc, int] = field(repr=False)
 
     def error(self, loc: Loc, message: str) -> SpecError:
         return SpecError(self.path, line_of(self.lines, loc), dotted(loc), message)
 
 
-def dotted(loc: Iterable[str | int]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+@dataclass(frozen=True)
+class Instantiation:
+    """Where a pipeline made from a template came from, so its errors point at the template."""
+
+    template: str
+    template_file: RawFile
+    use_line: int | None
 
 
-def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:
-    """Line of the deepest known prefix of `loc`; parts pydantic adds (union tags) are skipped."""
-    path: Loc = ()
-    for part in loc:
-        if (*path, part) in lines:
-            path = (*path, part)
-    return lines.get(path)
+@dataclass(frozen=True)
+class SourceFile:
+    """A validated spec file, with enough position data to locate any later error."""
 
+    raw: RawFile
+    spec: SpecFile
+    instantiations: dict[int, Instantiation] = field(default_factory=dict)
 
-def _field_path(lines: dict[Loc, int], loc: Loc) -> Loc:
-    """`loc` as the user wrote it: pydantic inserts the tag of a discriminated union, which is dropped."""
-    path: Loc = ()
-    for part in loc:
-        if (*path, part) in lines or part not in UNION_TAGS:
-            path = (*path, part)
-    return path
+    @property
+    def path(self) -> Path:
+        return self.raw.path
+
+    def error(self, loc: Loc, message: str) -> SpecError:
+        if len(loc) >= 2 and loc[0] == "pipelines" and loc[1] in self.instantiations:
+            inst = self.instantiations[int(loc[1])]
+            t_loc: Loc = ("templates", inst.template, "pipeline", *loc[2:])
+            err = inst.template_file.error(t_loc, message)
+            where = f"{self.path}:{inst.use_line}" if inst.use_line else str(self.path)
+            return SpecError(err.file, err.line, err.field, f"{message} (in the instance at {where})")
+        return self.raw.error(loc, message)
 
 
 def _explain(error: Any) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see docs/pipelines.md for the allowed keys)"
+        return "unknown key (check the spelling; docs/pipelines.md lists the allowed keys)"
     if kind == "missing":
         return "required field is missing"
-    if kind == "union_tag_invalid":
-        return f"{msg}"
-    return msg.removeprefix("Value error, ")
+    return str(msg).removeprefix("Value error, ")
 
 
-def parse_file(path: Path) -> SourceFile:
-    """Parse and validate one spec file; raises SpecErrors naming every problem in it."""
+def _user_loc(lines: dict[Loc, int], loc: Loc, prefix: Loc = ()) -> Loc:
+    """`loc` as the user wrote it: pydantic adds the tags of discriminated unions, which are dropped."""
+    path: Loc = prefix
+    for part in loc:
+        if (*path, part) in lines or not _is_tag(part):
+            path = (*path, part)
+    return path
+
+
+def _is_tag(part: str | int) -> bool:
+    from aggregator.pipelines.spec_tags import UNION_TAGS
+
+    return part in UNION_TAGS
+
+
+def validation_errors(raw: RawFile, exc: ValidationError, prefix: Loc = ()) -> list[SpecError]:
+    out = []
+    for err in exc.errors():
+        loc = _user_loc(raw.lines, tuple(err["loc"]), prefix)
+        out.append(raw.error(loc, _explain(err)))
+    return out
+
+
+def read_raw(path: Path) -> RawFile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader) if node is not None else {}
+        data, lines = load_with_lines(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecErrors([SpecError(path, line, "", f"invalid YAML: {exc.problem or exc}")]) from exc
-    lines: dict[Loc, int] = {}
-    if node is not None:
-        _positions(node, (), lines)
+        message = f"invalid YAML: {exc.problem}"
+        if exc.context and exc.context_mark:
+            message += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+        raise SpecErrors([SpecError(path, mark.line + 1 if mark else None, "", message)]) from exc
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise SpecErrors([SpecError(path, 1, "", "a spec file must be a mapping with `connections:` and/or `pipelines:`")])
+        raise SpecErrors(
+            [SpecError(path, 1, "", "a spec file is a mapping with `connections:`, `templates:` and/or `pipelines:`")]
+        )
+    return RawFile(path=path, data=data, lines=lines)
+
+
+_TEMPLATES = TypeAdapter(dict[Name, Template])
+_TEMPLATE_USE = TypeAdapter(TemplateUse)
+
+
+def collect_templates(raws: list[RawFile]) -> tuple[dict[str, tuple[Template, RawFile]], list[SpecError]]:
+    templates: dict[str, tuple[Template, RawFile]] = {}
+    errors: list[SpecError] = []
+    for raw in raws:
+        try:
+            found = _TEMPLATES.validate_python(raw.data.get("templates") or {})
+        except ValidationError as exc:
+            errors.extend(validation_errors(raw, exc, ("templates",)))
+            continue
+        for name, template in found.items():
+            if name in templates:
+                errors.append(raw.error(("templates", name), f"template {name!r} is also declared in {templates[name][1].path}"))
+            templates[name] = (template, raw)
+    return templates, errors
+
+
+def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) -> SourceFile:
+    """Expand template instances and validate the file; raises SpecErrors."""
+    data = dict(raw.data)
+    instantiations: dict[int, Instantiation] = {}
+    errors: list[SpecError] = []
+    pipelines = data.get("pipelines")
+    if isinstance(pipelines, list):
+        expanded: list[Any] = []
+        for index, item in enumerate(pipelines):
+            if isinstance(item, dict) and "use" in item:
+                try:
+                    use = _TEMPLATE_USE.validate_python(item)
+                except ValidationError as exc:
+                    errors.extend(validation_errors(raw, exc, ("pipelines", index)))
+                    expanded.append({})
+                    continue
+                if use.use not in templates:
+                    errors.append(raw.error(("pipelines", index, "use"),
+                                            f"unknown template {use.use!r}; declared: {', '.join(sorted(templates)) or 'none'}"))
+                    expanded.append({})
+                    continue
+                template, t_raw = templates[use.use]
+                try:
+                    expanded.append(instantiate(use.use, template, use.with_))
+                except TemplateError as exc:
+                    errors.append(raw.error(("pipelines", index, "with"), str(exc)))
+                    expanded.append({})
+                    continue
+                instantiations[index] = Instantiation(use.use, t_raw, line_of(raw.lines, ("pipelines", index)))
+            else:
+                expanded.append(item)
+        data["pipelines"] = expanded
+    if errors:
+        raise SpecErrors(errors)
     try:
         spec = SpecFile.model_validate(data)
     except ValidationError as exc:
-        errors = []
+        probe = SourceFile(raw=raw, spec=SpecFile(), instantiations=instantiations)
+        located = []
         for err in exc.errors():
-            loc = _field_path(lines, tuple(err["loc"]))
-            errors.append(SpecError(path, line_of(lines, loc), dotted(loc), _explain(err)))
-        raise SpecErrors(errors) from exc
-    return SourceFile(path=path, spec=resolve_paths(spec, path.parent), lines=lines)
+            loc = tuple(err["loc"])
+            if len(loc) >= 2 and loc[0] == "pipelines" and loc[1] in instantiations:
+                t_raw = instantiations[int(loc[1])].template_file
+                t_loc = _user_loc(t_raw.lines, loc[2:], ("templates", instantiations[int(loc[1])].template, "pipeline"))
+                located.append(probe.error(("pipelines", loc[1], *t_loc[3:]), _explain(err)))
+            else:
+                located.append(raw.error(_user_loc(raw.lines, loc), _explain(err)))
+        raise SpecErrors(located) from exc
+    return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent), instantiations=instantiations)
 
 
 def resolve_paths(spec: SpecFile, base: Path) -> SpecFile:
-    """Make relative `base_dir`s absolute against the spec file's directory."""
+    """Relative paths in a spec (files `base_dir`, SQLite URLs, sensor `directory`) are relative to the spec file."""
+
+    def absolute(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
     connections: dict[str, Connection] = {}
     for name, conn in spec.connections.items():
-        if conn.type == "files" and not Path(conn.base_dir).expanduser().is_absolute():
-            conn = conn.model_copy(update={"base_dir": str((base / conn.base_dir).resolve())})
+        if conn.type == "files" and isinstance(conn.config.get("base_dir"), str):
+            conn = conn.model_copy(update={"config": {**conn.config, "base_dir": absolute(conn.config["base_dir"])}})
+        url = conn.config.get("url")
+        if conn.type == "sql" and isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            database = url.removeprefix("sqlite:///")
+            if database and not database.startswith((":memory:", "file:")):
+                conn = conn.model_copy(update={"config": {**conn.config, "url": f"sqlite:///{absolute(database)}"}})
         connections[name] = conn
-    return spec.model_copy(update={"connections": connections})
+    pipelines: list[PipelineSpec] = []
+    for pipeline in spec.pipelines:
+        if pipeline.sensor:
+            sensor = pipeline.sensor.model_copy(update={"directory": absolute(pipeline.sensor.directory)})
+            pipeline = pipeline.model_copy(update={"sensor": sensor})
+        pipelines.append(pipeline)
+    return spec.model_copy(update={"connections": connections, "pipelines": pipelines})
 
 
 @dataclass(frozen=True)
@@ -158,34 +231,53 @@ class Specs:
 
     files: list[SourceFile]
     connections: dict[str, tuple[Connection, SourceFile]]
-    pipelines: list[tuple[PipelineSpec, SourceFile, int]]  # (pipeline, file, index in file)
+    pipelines: list[tuple[PipelineSpec, SourceFile, int]]  # (pipeline, file, index in the file)
+
+    def pipeline(self, name: str) -> PipelineSpec:
+        for pipeline, _, _ in self.pipelines:
+            if pipeline.name == name:
+                return pipeline
+        raise KeyError(name)
+
+
+def spec_paths(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")})
 
 
 def load_specs(root: Path) -> Specs:
-    """Load every `*.yaml`/`*.yml` file under `root`; raise SpecErrors listing all problems."""
-    if not root.is_dir():
-        raise SpecErrors([SpecError(root, None, "", "pipeline spec directory does not exist")])
+    """Load every `*.yaml`/`*.yml` file under `root` (or the one file `root`); raise SpecErrors listing all problems."""
+    if not root.exists():
+        raise SpecErrors([SpecError(root, None, "", "pipeline spec path does not exist")])
     errors: list[SpecError] = []
-    files: list[SourceFile] = []
-    for path in sorted([*root.rglob("*.yaml"), *root.rglob("*.yml")]):
+    raws: list[RawFile] = []
+    for path in spec_paths(root):
         try:
-            files.append(parse_file(path))
+            raws.append(read_raw(path))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+    templates, template_errors = collect_templates(raws)
+    errors.extend(template_errors)
+    files: list[SourceFile] = []
+    for raw in raws:
+        try:
+            files.append(validate_file(raw, templates))
         except SpecErrors as exc:
             errors.extend(exc.errors)
     connections: dict[str, tuple[Connection, SourceFile]] = {}
     pipelines: list[tuple[PipelineSpec, SourceFile, int]] = []
-    seen_pipelines: dict[str, SourceFile] = {}
+    seen: dict[str, SourceFile] = {}
     for sf in files:
         for name, conn in sf.spec.connections.items():
             if name in connections:
                 errors.append(sf.error(("connections", name), f"connection {name!r} is also declared in {connections[name][1].path}"))
             connections[name] = (conn, sf)
         for index, pipeline in enumerate(sf.spec.pipelines):
-            if pipeline.name in seen_pipelines:
-                errors.append(
-                    sf.error(("pipelines", index, "name"), f"pipeline {pipeline.name!r} is also declared in {seen_pipelines[pipeline.name].path}")
-                )
-            seen_pipelines[pipeline.name] = sf
+            if pipeline.name in seen:
+                errors.append(sf.error(("pipelines", index, "name"),
+                                       f"pipeline {pipeline.name!r} is also declared in {seen[pipeline.name].path}"))
+            seen[pipeline.name] = sf
             pipelines.append((pipeline, sf, index))
     if errors:
         raise SpecErrors(errors)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from connectors.files.config import FileStream
+from aggregator.pipelines.checks_spec import Check
+from aggregator.pipelines.connections import Connection, EnvRef
+from aggregator.pipelines.steps import Step
+from aggregator.pipelines.streams import Stream
 
 Name = Annotated[
     str,
@@ -17,31 +22,6 @@ Name = Annotated[
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EnvRef(Strict):
-    """A value read from an environment variable when the pipeline runs: `{env: NAME}`."""
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable name.")
-
-
-class FilesConnection(Strict):
-    """Local files under a base directory."""
-
-    type: Literal["files"] = "files"
-    base_dir: str = Field(description="Directory of the files; relative paths are relative to the spec file.")
-    encoding: str = Field("utf-8", description="Default text encoding.")
-
-
-class SqlConnection(Strict):
-    """A SQL database reachable through a SQLAlchemy URL."""
-
-    type: Literal["sql"] = "sql"
-    url: str | EnvRef = Field(description="SQLAlchemy URL; put credentials in `{env: NAME}`, never inline.")
-
-
-Connection = Annotated[FilesConnection | SqlConnection, Field(discriminator="type")]
-Stream = Annotated[FileStream, Field(discriminator="type")]
 
 
 class Schedule(Strict):
@@ -63,13 +43,40 @@ class Schedule(Strict):
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        return valid_timezone(value)
 
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from exc
-        return value
+
+def valid_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA timezone (e.g. 'UTC', 'Europe/Berlin')") from exc
+    return value
+
+
+class FileSensor(Strict):
+    """Run the pipeline when new or changed files appear in a directory."""
+
+    directory: str = Field(description="Directory to watch; relative paths are relative to the spec file.")
+    pattern: str = Field("*", description="Glob of the files that count, e.g. '*.csv'.")
+    interval_seconds: int = Field(30, ge=5, description="How often the sensor looks.")
+    enabled: bool = Field(True, description="Whether the sensor starts running when the platform starts.")
+
+
+class Partitions(Strict):
+    """Time partitions: each run loads one window, so backfills load exactly the chosen windows."""
+
+    grain: Literal["hourly", "daily"] = Field(description="Window size.")
+    start: dt.datetime = Field(description="First window, e.g. 2026-09-01 (or 2026-09-01T00:00 for hourly).")
+    timezone: str = Field("UTC", description="IANA timezone of the window boundaries.")
+    end_offset: int = Field(0, ge=0, description="Include this many windows past the last complete one.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        return valid_timezone(value)
 
 
 class SourceSpec(Strict):
@@ -78,25 +85,81 @@ class SourceSpec(Strict):
     name: Name
     description: str | None = Field(None, description="One line shown in the Dagster UI.")
     connection: str = Field(description="Name of a connection declared under `connections:`.")
-    stream: Stream = Field(description="What to read from the connection.")
+    stream: Stream = Field(description="What to read from the connection; `type` must match the connection's.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<source>`.")
-    write_mode: Literal["append", "replace"] = Field(
-        "replace", description="`replace` swaps in a fresh copy atomically; `append` adds rows."
+    write_mode: Literal["append", "replace", "merge"] = Field(
+        "replace",
+        description="`replace` swaps in a fresh copy atomically; `append` adds rows; "
+        "`merge` upserts on `primary_key`.",
     )
     primary_key: list[str] = Field(default_factory=list, description="Columns that identify a record.")
+    schema_policy: Literal["evolve", "freeze", "discard"] = Field(
+        "evolve",
+        description="New source columns: `evolve` adds them, `freeze` fails the load, `discard` drops them.",
+    )
+    checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
+
+    @model_validator(mode="after")
+    def _merge_needs_key(self) -> SourceSpec:
+        if self.write_mode == "merge" and not self.primary_key:
+            raise ValueError("write_mode 'merge' needs `primary_key` (the columns to upsert on)")
+        if self.write_mode == "replace" and has_cursor(self.stream):
+            raise ValueError(
+                "an incremental cursor with write_mode 'replace' would replace the table with only the new rows; "
+                "use 'merge' (with primary_key) or 'append'"
+            )
+        return self
+
+    @property
+    def incremental(self) -> bool:
+        """Whether loads keep state between runs: a cursor (sql, rest) or file tracking, never for replace."""
+        if self.write_mode == "replace":
+            return False
+        return self.stream.type == "file" or has_cursor(self.stream)
+
+
+def has_cursor(stream: Any) -> bool:
+    return bool(getattr(stream, "cursor_column", None) or getattr(stream, "incremental", None))
 
 
 class TransformSpec(Strict):
-    """A table computed by SQL over upstream tables, referenced as `{{ ref('name') }}`."""
+    """A table computed from upstream tables: with `sql`, or with `from` and declarative `steps`."""
 
     name: Name
     description: str | None = Field(None, description="One line shown in the Dagster UI.")
-    sql: str = Field(description="A SELECT statement; `{{ ref('source_or_transform') }}` names an upstream table.")
+    sql: str | None = Field(
+        None, description="A SELECT statement; `{{ ref('name') }}` (or `pipeline.name`) names an upstream table."
+    )
+    from_: str | None = Field(
+        None, alias="from", description="Upstream table the steps start from (a source or transform name)."
+    )
+    steps: list[Step] = Field(default_factory=list, description="Declarative steps applied in order.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<transform>`.")
+    checks: list[Check] = Field(default_factory=list, description="Data quality checks on the built table.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TransformSpec:
+        if (self.sql is None) == (self.from_ is None):
+            raise ValueError("a transform has either `sql:` or `from:` (with `steps:`), not both and not neither")
+        if self.sql is not None and self.steps:
+            raise ValueError("`steps:` apply to `from:`; with `sql:` write the whole SELECT")
+        return self
+
+    @property
+    def refs(self) -> list[str]:
+        """Upstream names this transform reads, in order."""
+        from aggregator.pipelines.refs import refs_in
+        from aggregator.pipelines.steps import JoinStep
+
+        if self.sql is not None:
+            return refs_in(self.sql)
+        names = [self.from_ or ""]
+        names += [s.join.ref for s in self.steps if isinstance(s, JoinStep) and s.join.ref not in names]
+        return names
 
 
 class PipelineSpec(Strict):
-    """One pipeline: sources and transforms landing in one destination, on one schedule."""
+    """One pipeline: sources and transforms landing in one destination."""
 
     name: Name
     description: str | None = Field(None, description="What the pipeline is for.")
@@ -104,18 +167,62 @@ class PipelineSpec(Strict):
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form tags on every asset.")
     destination: str = Field("warehouse", description="Connection the tables land in (default: the warehouse).")
     schedule: Schedule | None = Field(None, description="Cron schedule; omit for manual runs only.")
+    sensor: FileSensor | None = Field(None, description="Run when new files appear in a directory.")
+    automation: Literal["none", "eager"] = Field(
+        "none",
+        description="`eager`: transforms rebuild on their own when an upstream table is updated "
+        "(Dagster declarative automation).",
+    )
+    partitions: Partitions | None = Field(None, description="Time partitions for every asset of the pipeline.")
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
-    transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived with SQL.")
+    transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineSpec:
+        names = [n.name for n in (*self.sources, *self.transforms)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source and transform names must be unique in a pipeline; repeated: {', '.join(dupes)}")
+        if self.partitions and self.sensor:
+            raise ValueError("a partitioned pipeline cannot have a file sensor: a new file belongs to no window")
+        if self.partitions:
+            for source in self.sources:
+                if source.write_mode == "replace":
+                    raise ValueError(
+                        f"source {source.name!r}: a partitioned pipeline loads one window per run, so "
+                        "write_mode must be 'merge' (recommended) or 'append', not 'replace'"
+                    )
+        return self
+
+
+PARAM_RE = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+
+
+class Template(Strict):
+    """A pipeline with `${param}` placeholders, instantiated under `pipelines:` with `use:`."""
+
+    params: list[Name] = Field(default_factory=list, description="Parameter names used as `${name}`.")
+    pipeline: dict[str, Any] = Field(description="The pipeline, as it would be written under `pipelines:`.")
+
+
+class TemplateUse(Strict):
+    """An instance of a template: `{use: template_name, with: {param: value}}`."""
+
+    use: str = Field(description="Template name.")
+    with_: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, alias="with", description="Parameter values."
+    )
 
 
 class SpecFile(Strict):
-    """The contents of one YAML file: connections and/or pipelines."""
+    """The contents of one YAML file: connections, templates and/or pipelines."""
 
     connections: dict[Name, Connection] = Field(default_factory=dict, description="Named connector instances.")
+    templates: dict[Name, Template] = Field(default_factory=dict, description="Reusable pipeline templates.")
     pipelines: list[PipelineSpec] = Field(default_factory=list, description="Pipelines declared in this file.")
 
 
-# Tags pydantic inserts into error locations for discriminated unions; error messages drop them.
-UNION_TAGS = frozenset(
-    model.model_fields["type"].default for model in (FilesConnection, SqlConnection, FileStream)
-)
+__all__ = [
+    "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SourceSpec",
+    "SpecFile", "Template", "TemplateUse", "TransformSpec",
+]

@@ -1,0 +1,97 @@
+"""`aggregator validate`: every check that can run without running a pipeline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from aggregator.pipelines.compile import build_resources
+from aggregator.pipelines.connections import env_refs
+from aggregator.pipelines.graph import Node, build_graph
+from aggregator.pipelines.load import SpecError, SpecErrors, Specs, load_specs
+from aggregator.pipelines.refs import render
+from aggregator.pipelines.spec import TransformSpec
+from aggregator.pipelines.steps import AggregateStep, DeriveStep, FilterStep
+from aggregator.settings import Settings
+
+
+@dataclass(frozen=True)
+class Report:
+    specs: Specs | None
+    errors: list[SpecError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _dialect(url: str | None) -> str | None:
+    if not url:
+        return None
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    return {"postgresql": "postgres", "postgres": "postgres", "sqlite": "sqlite", "mysql": "mysql"}.get(scheme)
+
+
+def check_sql(node: Node, dialect: str | None) -> list[SpecError]:
+    """Parse the transform's SQL (refs replaced by their tables) and its step expressions."""
+    spec = node.spec
+    assert isinstance(spec, TransformSpec)
+    errors: list[SpecError] = []
+    if spec.sql is not None:
+        sql = render(spec.sql, lambda ref: node.upstream[ref].table if ref in node.upstream else "missing")
+        try:
+            statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        except ParseError as exc:
+            first = exc.errors[0] if exc.errors else {}
+            detail = first.get("description") or str(exc).splitlines()[0]
+            errors.append(node.file.error((*node.loc, "sql"), f"SQL does not parse: {detail} (line {first.get('line', '?')} of the statement)"))
+            return errors
+        if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+            errors.append(node.file.error((*node.loc, "sql"), "must be exactly one SELECT statement (WITH … SELECT is fine)"))
+        return errors
+    for index, step in enumerate(spec.steps):
+        exprs: dict[str, str] = {}
+        if isinstance(step, FilterStep):
+            exprs = {"filter": step.filter}
+        elif isinstance(step, DeriveStep):
+            exprs = {f"derive.{k}": v for k, v in step.derive.items()}
+        elif isinstance(step, AggregateStep):
+            exprs = {f"aggregate.metrics.{k}": v for k, v in step.aggregate.metrics.items()}
+        for where, text in exprs.items():
+            try:
+                parsed = sqlglot.parse_one(text, read=dialect)
+                if not isinstance(parsed, exp.Expression) or isinstance(parsed, exp.Query | exp.Command):
+                    raise ParseError("not an expression")
+            except ParseError as exc:
+                errors.append(node.file.error((*node.loc, "steps", index, *where.split(".")),
+                                              f"not a SQL expression: {str(exc).splitlines()[0]}"))
+    return errors
+
+
+def validate(path: Path, settings: Settings, environ: Mapping[str, str] | None = None) -> Report:
+    """All problems in the specs at `path`, each naming file, line and field."""
+    env = os.environ if environ is None else environ
+    try:
+        specs = load_specs(path)
+        graph = build_graph(specs)
+        build_resources(specs, settings)
+    except SpecErrors as exc:
+        return Report(specs=None, errors=exc.errors)
+    errors: list[SpecError] = []
+    for name, (conn, sf) in specs.connections.items():
+        for loc, var in env_refs(conn.config):
+            if var not in env:
+                # Name the variable, never a value.
+                errors.append(sf.error(("connections", name, "config", *loc), f"environment variable {var} is not set"))
+    for node in graph.nodes.values():
+        if isinstance(node.spec, TransformSpec):
+            dest = node.pipeline.destination
+            url = settings.warehouse_url if dest == "warehouse" else specs.connections[dest][0].config.get("url")
+            errors.extend(check_sql(node, _dialect(url if isinstance(url, str) else None)))
+    return Report(specs=specs, errors=errors)
