@@ -1,0 +1,3 @@
+"""Fixtures of the deployment tests."""
+
+from aggregator_tests.deploy.kube_api import in_cluster  # noqa: F401  (a fixture, used by name)

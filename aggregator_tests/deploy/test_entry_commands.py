@@ -1,0 +1,73 @@
+"""Every command the deployment starts exists in the installed package and accepts the options it is given.
+
+The commands are read from the artifacts themselves (Dockerfile CMD, compose commands and health checks, the
+proxy Deployment, the Helm user-code deployment) and run with `--help` appended: click parses every option
+name before answering --help, so a renamed or misspelled option fails here, not in production."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from aggregator_tests.deploy.paths import DEPLOY, executable
+from aggregator_tests.deploy.test_dockerfile import instructions
+
+
+def dockerfile_commands() -> dict[str, list[str]]:
+    (cmd,) = [rest for word, rest in instructions() if word == "CMD"]
+    return {"Dockerfile CMD": json.loads(cmd)}
+
+
+def compose_commands() -> dict[str, list[str]]:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    out = {}
+    for name, svc in services.items():
+        if "command" in svc:
+            out[f"compose {name}"] = svc["command"]
+        test = svc.get("healthcheck", {}).get("test", [])
+        if test[:1] == ["CMD"] and test[1] != "python":
+            out[f"compose {name} healthcheck"] = test[1:]
+    return out
+
+
+def kubernetes_commands() -> dict[str, list[str]]:
+    out = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    out[f"{path.name} {container['name']}"] = container["command"]
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        # The chart runs `dagster api grpc -h 0.0.0.0 -p <port> <dagsterApiGrpcArgs>`.
+        out[f"helm user-code {deployment['name']}"] = [
+            "dagster", "api", "grpc", "-h", "0.0.0.0", "-p", str(deployment["port"]), *deployment["dagsterApiGrpcArgs"]
+        ]
+    return out
+
+
+COMMANDS = {**dockerfile_commands(), **compose_commands(), **kubernetes_commands()}
+
+
+def test_the_commands_the_brief_names_are_covered() -> None:
+    firsts = {tuple(cmd[:2]) for cmd in COMMANDS.values()}
+    assert {("aggregator", "proxy"), ("dagster", "code-server"), ("dagster-webserver", "-h"),
+            ("dagster-daemon", "run"), ("dagster", "api")} <= firsts
+
+
+@pytest.mark.parametrize("where", sorted(COMMANDS))
+def test_command_exists_with_these_options(where: str) -> None:
+    program, *args = COMMANDS[where]
+    result = subprocess.run([executable(program), *args, "--help"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{where}: {' '.join(COMMANDS[where])}\n{result.stdout}{result.stderr}"
+    assert "Usage:" in result.stdout
+
+
+def test_a_wrong_option_fails_the_same_check() -> None:
+    """The --help check is not vacuous: an option the command does not have is reported."""
+    result = subprocess.run([executable("dagster"), "code-server", "start", "--no-such-option", "--help"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0 and "no-such-option" in result.stderr
