@@ -53,7 +53,7 @@ def find_server(state_dir: Path) -> tuple[str, str]:
     explicit = os.environ.get("AGGREGATOR_TEST_PG_URL")
     if explicit:
         if not _reachable(explicit):
-            raise NoPostgres(f"AGGREGATOR_TEST_PG_URL is set but the server does not answer")
+            raise NoPostgres("AGGREGATOR_TEST_PG_URL is set but the server does not answer")
         return explicit, "AGGREGATOR_TEST_PG_URL"
     if mode in ("auto", "local") and _reachable(LOCAL_URL):
         return LOCAL_URL, "local server 127.0.0.1:5432"

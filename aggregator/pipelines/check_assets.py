@@ -54,8 +54,8 @@ def _evaluate(check: Any, node: Node, destination: SqlDestination, context: dg.A
         if isinstance(newest, dt.date) and not isinstance(newest, dt.datetime):
             newest = dt.datetime.combine(newest, dt.time())
         if newest.tzinfo is None:
-            newest = newest.replace(tzinfo=dt.timezone.utc)  # naive timestamps in the warehouse are UTC
-        age = dt.datetime.now(dt.timezone.utc) - newest
+            newest = newest.replace(tzinfo=dt.UTC)  # naive timestamps in the warehouse are UTC
+        age = dt.datetime.now(dt.UTC) - newest
         return dg.AssetCheckResult(
             passed=age <= parse_duration(check.max_age),
             metadata={"newest": newest.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2), "max_age": check.max_age},

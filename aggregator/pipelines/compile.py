@@ -8,7 +8,12 @@ import dagster as dg
 from pydantic import ValidationError
 
 from aggregator.destinations.sql import SqlDestination
-from aggregator.pipelines.automation import file_sensor, partitions_definition, pipeline_job, pipeline_schedule
+from aggregator.pipelines.automation import (
+    file_sensor,
+    partitions_definition,
+    pipeline_job,
+    pipeline_schedule,
+)
 from aggregator.pipelines.check_assets import check_definitions
 from aggregator.pipelines.connections import build_destination, build_resource
 from aggregator.pipelines.graph import WAREHOUSE, Graph, build_graph, destination_key

@@ -62,9 +62,12 @@ def build_graph(specs: Specs) -> Graph:
     errors: list[SpecError] = []
     nodes: dict[tuple[str, str], Node] = {}
     for pipeline, sf, index in specs.pipelines:
-        for kind, items in (("sources", pipeline.sources), ("transforms", pipeline.transforms)):
-            for i, item in enumerate(items):
-                nodes[(pipeline.name, item.name)] = Node(pipeline, item, sf, ("pipelines", index, kind, i))
+        items: list[tuple[str, int, SourceSpec | TransformSpec]] = [
+            *(("sources", i, s) for i, s in enumerate(pipeline.sources)),
+            *(("transforms", i, t) for i, t in enumerate(pipeline.transforms)),
+        ]
+        for kind, i, item in items:
+            nodes[(pipeline.name, item.name)] = Node(pipeline, item, sf, ("pipelines", index, kind, i))
     for pipeline, sf, index in specs.pipelines:
         errors.extend(_check_connections(pipeline, sf, index, specs))
     for node in nodes.values():

@@ -179,7 +179,7 @@ class PipelineSpec(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSpec:
-        names = [n.name for n in (*self.sources, *self.transforms)]
+        names = [s.name for s in self.sources] + [t.name for t in self.transforms]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source and transform names must be unique in a pipeline; repeated: {', '.join(dupes)}")

@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from aggregator_tests.helpers import materialize_all
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 ROWS = [
     (1, "north", 10.5, NOW - dt.timedelta(hours=1)),
     (2, "south", None, NOW - dt.timedelta(hours=3)),

@@ -17,7 +17,7 @@ from aggregator.pipelines.load import load_specs
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, load_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
+BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 EXAMPLES = BLOCK.findall((DOCS / "pipelines.md").read_text())
 
 

@@ -82,7 +82,7 @@ def test_partitioned_schedule_requests_the_last_complete_day(spec_dir: Path, com
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(
             instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.timezone.utc),
+            scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.UTC),
             repository_def=defs.get_repository_def(),
         )
         requests = schedule.evaluate_tick(context).run_requests
