@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from aggregator.pipelines.commands import register_commands as register_spec_commands
+from aggregator.proxy.cli import register_commands as register_proxy_commands
 from aggregator.settings import load_settings
 
 
@@ -28,9 +30,9 @@ def dev(host: str, port: int) -> None:
     sys.exit(code)
 
 
-from aggregator.pipelines.commands import register_commands as _register_spec_commands  # noqa: E402
-
-_register_spec_commands(main)
+# Command groups live beside what they operate on.
+register_spec_commands(main)
+register_proxy_commands(main)
 
 if __name__ == "__main__":
     main()

@@ -84,31 +84,60 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
+def internal_port() -> int:
+    """A free port on 127.0.0.1 for the webserver: only the proxy talks to it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
+    """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
+    cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
+    return subprocess.Popen(cmd, env=child_env(settings, settings.home / "dagster"), cwd=settings.home,
+                            start_new_session=True)
+
+
 def run_dev(settings: Settings, host: str, port: int) -> int:
     ensure_port_free(host, port)
     dagster_home = prepare_home(settings)
+    webserver_port = internal_port()
     cmd = [
         sys.executable, "-m", "dagster", "dev",
         "-m", "aggregator.definitions",
-        "--host", host, "--port", str(port),
+        # Never on the public interface: every request must pass the proxy's authentication.
+        "--host", "127.0.0.1", "--port", str(webserver_port),
     ]
     # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
     # treats as a graceful shutdown (a second one would make it abandon its children).
     proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)
+    proxy: subprocess.Popen[bytes] | None = None
 
     def _forward(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _forward)
+    upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"
     try:
-        if wait_until_up(url, proc):
+        if not wait_until_up(upstream, proc):
+            if proc.poll() is None:
+                print(f"webserver did not answer on {upstream} in time; still waiting (Ctrl-C to stop)",
+                      file=sys.stderr)
+            proc.wait()
+            return proc.returncode
+        proxy = start_proxy(settings, upstream, host, port)
+        if wait_until_up(url, proxy, timeout_s=60):
             print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
-        elif proc.poll() is None:
-            print(f"webserver did not answer on {url} in time; still waiting (Ctrl-C to stop)", file=sys.stderr)
-        proc.wait()
-        return proc.returncode
+        # Either child ending ends the platform: a UI without its proxy would be unreachable, and a proxy
+        # without a webserver would only answer 502.
+        while proc.poll() is None and proxy.poll() is None:
+            time.sleep(0.5)
+        raise KeyboardInterrupt
     except KeyboardInterrupt:
-        print("\nshutting down webserver and daemon…", flush=True)
+        print("\nshutting down proxy, webserver and daemon…", flush=True)
+        proxy_code = stop(proxy) if proxy is not None else 0
         code = stop(proc)
+        if proxy_code not in (0, -signal.SIGINT, 130):
+            return proxy_code
         return 0 if code in (0, -signal.SIGINT, 130) else code

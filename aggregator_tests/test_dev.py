@@ -1,8 +1,9 @@
-"""`aggregator dev` brings the webserver and daemon up, answers, and stops cleanly."""
+"""`aggregator dev` brings the proxy, webserver and daemon up, answers, and stops cleanly."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -41,17 +42,23 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
             except requests.RequestException:
                 time.sleep(0.5)
         assert info is not None, f"webserver never answered; exit={proc.poll()}"
+        # /server_info is public (health checks); everything else needs a session or a token.
         assert info["dagster_version"] == "1.13.27"
+        graphql = f"http://127.0.0.1:{free_port}/graphql"
+        assert requests.post(graphql, json={"query": "{ version }"}, timeout=10).status_code == 401
         # The daemon is part of the platform: schedules only tick if it runs.
         children = psutil.Process(proc.pid).children(recursive=True)
         cmdlines = [" ".join(c.cmdline()) for c in children if c.is_running()]
         assert any("dagster-daemon" in c or "daemon" in c for c in cmdlines), cmdlines
         assert any("webserver" in c for c in cmdlines), cmdlines
+        assert any("aggregator.cli proxy" in c for c in cmdlines), cmdlines
     finally:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{free_port}" in output
+    # The first admin was bootstrapped with a generated password, printed once.
+    assert re.search(r"created admin user 'admin' with password: \S{20,}", output), output
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"left running: {alive}"
     # Nothing written outside AGGREGATOR_HOME: the working directory stays empty.

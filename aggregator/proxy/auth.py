@@ -1,0 +1,177 @@
+"""Authentication: who is asking (session cookie or bearer token), the login page, logout.
+
+401 means "who are you?" (browsers are sent to the login page, API clients get WWW-Authenticate); 403 means
+"not allowed" and names the missing permission. Neither is a status the Dagster UI retries.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from aggregator.proxy.audit import AuditLog, AuditRecord
+from aggregator.proxy.config import ProxySettings
+from aggregator.proxy.ratelimit import FailureWindow
+from aggregator.proxy.rbac import Principal
+from aggregator.proxy.store import Store
+
+log = logging.getLogger(__name__)
+
+BEARER_REALM = 'Bearer realm="aggregator", charset="UTF-8"'
+
+
+class AuthFailed(Exception):
+    """Credentials were presented and are wrong (bad/expired/revoked token): 401, no fallback to cookies."""
+
+
+def header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def session_cookie(scope: MutableMapping[str, Any], settings: ProxySettings) -> str | None:
+    raw = header(scope, b"cookie")
+    if not raw:
+        return None
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(raw)
+    except Exception:  # noqa: BLE001 - a malformed Cookie header is just "no session"
+        return None
+    morsel = cookie.get(settings.cookie_name)
+    return morsel.value if morsel else None
+
+
+async def authenticate(scope: MutableMapping[str, Any], settings: ProxySettings, store: Store) -> Principal | None:
+    authz = header(scope, b"authorization")
+    if authz is not None:
+        scheme, _, credentials = authz.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise AuthFailed("only `Authorization: Bearer <token>` is accepted")
+        hit, principal = store.cached_token(credentials.strip())
+        if not hit:
+            principal = await to_thread.run_sync(store.token_principal, credentials.strip())
+        if principal is None:
+            raise AuthFailed("token unknown, expired or revoked")
+        return principal
+    token = session_cookie(scope, settings)
+    if token:
+        hit, principal = store.cached_session(token)
+        if hit:
+            return principal
+        return await to_thread.run_sync(store.session_principal, token, settings.session_idle_s)
+    return None
+
+
+def wants_html(scope: MutableMapping[str, Any]) -> bool:
+    return scope["method"] in ("GET", "HEAD") and "text/html" in (header(scope, b"accept") or "")
+
+
+def unauthenticated(scope: MutableMapping[str, Any], settings: ProxySettings, reason: str) -> Response:
+    if wants_html(scope) and header(scope, b"authorization") is None:
+        target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope["query_string"] else "")
+        return RedirectResponse(f"{settings.path_prefix}/_auth/login?next={quote(target)}", status_code=303)
+    return JSONResponse({"error": "unauthenticated", "detail": reason}, status_code=401,
+                        headers={"www-authenticate": BEARER_REALM})
+
+
+def forbidden(missing: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": "forbidden", "missing_permission": missing, "detail": reason}, status_code=403)
+
+
+def safe_next(value: str | None, settings: ProxySettings) -> str:
+    """Only same-site relative paths: `//evil.example` and `https://...` would be open redirects."""
+    default = settings.path_prefix + "/"
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else default
+
+
+LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sign in — Data Aggregator</title>
+<style>body{{font-family:sans-serif;max-width:22rem;margin:6rem auto}}input,button{{width:100%;margin:.3rem 0;
+padding:.5rem}}.err{{color:#b00}}</style></head><body><h1>Data Aggregator</h1>{error}
+<form method="post" action="{prefix}/_auth/login"><input type="hidden" name="next" value="{next}">
+<label>User <input name="username" autocomplete="username" required autofocus></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form>{oidc}</body></html>"""
+
+
+def login_page(settings: ProxySettings, next_url: str, error: str = "", status: int = 200) -> HTMLResponse:
+    oidc = (f'<p><a href="{settings.path_prefix}/_auth/oidc/login?next={quote(next_url)}">Sign in with SSO</a></p>'
+            if settings.oidc else "")
+    body = LOGIN_PAGE.format(prefix=settings.path_prefix, next=html.escape(next_url),
+                             error=f'<p class="err">{html.escape(error)}</p>' if error else "", oidc=oidc)
+    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+
+
+def set_session_cookie(response: Response, settings: ProxySettings, token: str) -> None:
+    response.set_cookie(settings.cookie_name, token, max_age=int(settings.session_absolute_s), path="/",
+                        secure=settings.https, httponly=True, samesite="lax")
+
+
+class LoginHandler:
+    def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog) -> None:
+        self.settings, self.store, self.audit = settings, store, audit
+        self.per_user = FailureWindow(settings.login_failures_per_user, settings.login_window_s)
+        self.per_ip = FailureWindow(settings.login_failures_per_ip, settings.login_window_s)
+
+    async def login(self, request: Request, client_ip: str, request_id: str) -> Response:
+        if request.method == "GET":
+            return login_page(self.settings, safe_next(request.query_params.get("next"), self.settings))
+        form = await request.form(max_files=0, max_fields=10)
+        username = str(form.get("username", ""))[:200]
+        password = str(form.get("password", ""))[:1024]
+        next_url = safe_next(str(form.get("next", "")), self.settings)
+        record = AuditRecord(event="login", username=username, source_ip=client_ip, request_id=request_id,
+                             decision="deny")
+        wait = max(self.per_user.blocked_for(username), self.per_ip.blocked_for(client_ip))
+        if wait:
+            record.reason = "rate limited"
+            await to_thread.run_sync(self.audit.record, record)
+            log.info("login decision=deny reason=rate_limited user=%s ip=%s request_id=%s", username, client_ip,
+                     request_id)
+            resp = login_page(self.settings, next_url, "Too many failed sign-ins; try again later.", status=429)
+            resp.headers["retry-after"] = str(int(wait))
+            return resp
+        user = await to_thread.run_sync(self.store.verify_password, username, password)
+        if user is None:
+            self.per_user.fail(username)
+            self.per_ip.fail(client_ip)
+            record.reason = "bad credentials or disabled"
+            await to_thread.run_sync(self.audit.record, record)
+            log.info("login decision=deny user=%s ip=%s request_id=%s", username, client_ip, request_id)
+            return login_page(self.settings, next_url, "Unknown user or wrong password.", status=401)
+        self.per_user.reset(username)
+        token = await to_thread.run_sync(self.store.create_session, user, self.settings.session_absolute_s)
+        record.decision, record.role = "allow", user.role.name
+        await to_thread.run_sync(self.audit.record, record)
+        log.info("login decision=allow user=%s role=%s ip=%s request_id=%s", username, user.role.name, client_ip,
+                 request_id)
+        response = RedirectResponse(next_url, status_code=303)
+        set_session_cookie(response, self.settings, token)
+        return response
+
+    async def logout(self, request: Request, client_ip: str, request_id: str) -> Response:
+        token = session_cookie(request.scope, self.settings)
+        principal = await to_thread.run_sync(self.store.session_principal, token, self.settings.session_idle_s) \
+            if token else None
+        if token:
+            await to_thread.run_sync(self.store.end_session, token)
+        await to_thread.run_sync(self.audit.record, AuditRecord(
+            event="logout", username=principal.user if principal else None, source_ip=client_ip,
+            request_id=request_id, decision="allow"))
+        response = RedirectResponse(f"{self.settings.path_prefix}/_auth/login", status_code=303)
+        response.delete_cookie(self.settings.cookie_name, path="/", secure=self.settings.https, httponly=True,
+                               samesite="lax")
+        return response

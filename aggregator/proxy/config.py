@@ -1,0 +1,108 @@
+"""Proxy settings, read from the environment (and CLI flags) once and validated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class OidcSettings(BaseModel):
+    """An OpenID Connect provider for single sign-on (authorization code + PKCE)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(description="AGGREGATOR_OIDC_ISSUER: issuer URL; discovery is read from it.")
+    client_id: str = Field(description="AGGREGATOR_OIDC_CLIENT_ID.")
+    client_secret: SecretStr = Field(description="AGGREGATOR_OIDC_CLIENT_SECRET.")
+    groups_claim: str = Field("groups", description="Claim holding the user's groups.")
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="AGGREGATOR_OIDC_ROLE_MAP: group -> role, e.g. `data-admins=admin,analysts=viewer`. "
+        "The highest role of the user's groups wins; no matching group means no access.",
+    )
+
+
+class ProxySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upstream: str = Field(description="Base URL of the dagster-webserver, e.g. http://127.0.0.1:3001.")
+    path_prefix: str = Field("", description="Dagster's --path-prefix (e.g. /dagster); the proxy serves the same.")
+    db_url: str = Field(description="AGGREGATOR_PROXY_DB_URL: SQLAlchemy URL of users/sessions/tokens/audit.")
+    public_origin: str | None = Field(
+        None, description="AGGREGATOR_PROXY_PUBLIC_ORIGIN: scheme://host[:port] browsers use. Enables HTTPS "
+        "cookie settings and HSTS when https. Without it the origin is taken from the Host header.",
+    )
+    cors_origins: tuple[str, ...] = Field((), description="AGGREGATOR_PROXY_CORS_ORIGINS: comma-separated.")
+    session_idle_s: float = Field(3600, gt=0, description="A session unused this long ends.")
+    session_absolute_s: float = Field(12 * 3600, gt=0, description="A session ends this long after login.")
+    graphql_rate_per_s: float = Field(
+        50, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_RATE: sustained GraphQL requests/s per user or token.")
+    graphql_burst: int = Field(200, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_BURST: burst per user or token.")
+    login_failures_per_user: int = Field(5, gt=0, description="Failed logins per user per window.")
+    login_failures_per_ip: int = Field(20, gt=0, description="Failed logins per source IP per window.")
+    login_window_s: float = Field(900, gt=0)
+    max_graphql_bytes: int = Field(1 << 20, gt=0, description="GraphQL bodies are parsed, so they are capped.")
+    max_body_bytes: int = Field(16 << 20, gt=0, description="Cap on any other request body (streamed).")
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client IP from X-Forwarded-For (only behind a trusted load balancer).",
+    )
+    oidc: OidcSettings | None = None
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError(f"path_prefix {value!r} must start with '/' (e.g. /dagster)")
+        return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"upstream {value!r} must be an http(s) URL, e.g. http://127.0.0.1:3001")
+        return value.rstrip("/")
+
+    @property
+    def https(self) -> bool:
+        return bool(self.public_origin and self.public_origin.startswith("https://"))
+
+    @property
+    def cookie_name(self) -> str:
+        # __Host- binds the cookie to this exact origin (Secure, Path=/, no Domain): browsers enforce it.
+        return "__Host-aggregator_session" if self.https else "aggregator_session"
+
+
+def _role_map(raw: str) -> dict[str, str]:
+    pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
+    return {group.strip(): role.strip() for group, role in pairs}
+
+
+def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", environ: dict[str, str] | None = None,
+                        **overrides: object) -> ProxySettings:
+    env = os.environ if environ is None else environ
+    oidc = None
+    if env.get("AGGREGATOR_OIDC_ISSUER"):
+        oidc = OidcSettings(
+            issuer=env["AGGREGATOR_OIDC_ISSUER"], client_id=env.get("AGGREGATOR_OIDC_CLIENT_ID", ""),
+            client_secret=SecretStr(env.get("AGGREGATOR_OIDC_CLIENT_SECRET", "")),
+            groups_claim=env.get("AGGREGATOR_OIDC_GROUPS_CLAIM", "groups"),
+            role_map=_role_map(env.get("AGGREGATOR_OIDC_ROLE_MAP", "")),
+        )
+    values: dict[str, object] = {
+        "upstream": upstream, "path_prefix": path_prefix,
+        "db_url": env.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{home / 'proxy.db'}",
+        "public_origin": env.get("AGGREGATOR_PROXY_PUBLIC_ORIGIN") or None,
+        "cors_origins": tuple(o.strip() for o in env.get("AGGREGATOR_PROXY_CORS_ORIGINS", "").split(",")
+                              if o.strip()),
+        "oidc": oidc,
+    }
+    for name, key in (("graphql_rate_per_s", "AGGREGATOR_PROXY_GRAPHQL_RATE"),
+                      ("graphql_burst", "AGGREGATOR_PROXY_GRAPHQL_BURST")):
+        if env.get(key):
+            values[name] = env[key]
+    values.update(overrides)
+    return ProxySettings.model_validate(values)

@@ -1,0 +1,117 @@
+"""SQL tables of the proxy (users, sessions, tokens, audit) and their migrations.
+
+SQLite under AGGREGATOR_HOME by default, PostgreSQL in production: the same SQLAlchemy URL style as
+Dagster's storage. Migrations are numbered steps recorded in `proxy_schema_version`; each runs once, in
+order, inside a transaction, so an upgraded proxy brings an old database forward on start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "proxy_schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+users = sa.Table(
+    "proxy_users", metadata,
+    sa.Column("username", sa.String(200), primary_key=True),
+    sa.Column("password_hash", sa.String(255), nullable=True),  # NULL: OIDC-only user
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("scope", sa.Text, nullable=True),  # JSON list of asset groups / jobs; NULL = everything
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("source", sa.String(20), nullable=False, default="local"),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "proxy_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # sha256 of the cookie value, never the value
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("scope", sa.Text, nullable=True),
+    sa.Column("via", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float, nullable=True),
+)
+
+tokens = sa.Table(
+    "proxy_api_tokens", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("scope", sa.Text, nullable=True),
+    sa.Column("description", sa.String(500), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("last_used", sa.Float, nullable=True),
+)
+
+audit = sa.Table(
+    "proxy_audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("username", sa.String(200), nullable=True, index=True),
+    sa.Column("role", sa.String(20), nullable=True),
+    sa.Column("source_ip", sa.String(64), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("operation", sa.Text, nullable=True),
+    sa.Column("targets", sa.Text, nullable=True),  # JSON
+    sa.Column("decision", sa.String(10), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    for table in (users, sessions, tokens, audit):
+        table.create(conn, checkfirst=True)
+
+
+def _v2_audit_decision_index(conn: Connection) -> None:
+    # Plain DDL, not an `sa.Index` on the table: that would also be created by step 1 on fresh databases.
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_proxy_audit_decision ON proxy_audit (decision)"))
+
+
+# Append only: a released step is never edited, a change is a new step.
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index]
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Uvicorn serves from several threads (the store runs in a thread pool).
+        return sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to the newest version; returns it."""
+    import time
+
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number <= current:
+                continue
+            step(conn)
+            conn.execute(schema_version.insert().values(version=number, applied_at=time.time()))
+            log.info("proxy db migrated to version %d (%s)", number, step.__name__)
+    return len(MIGRATIONS)

@@ -1,0 +1,153 @@
+"""OpenID Connect sign-in: authorization code flow with PKCE, state and nonce, verified ID token.
+
+The ID token's signature (provider JWKS), issuer, audience, expiry and nonce are checked before any claim is
+used; the user's groups are mapped to a role (`OidcSettings.role_map`, highest wins, none = no access).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+from anyio import to_thread
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from aggregator.proxy.audit import AuditRecord
+from aggregator.proxy.auth import forbidden, safe_next, set_session_cookie
+from aggregator.proxy.gateway import own_origin
+from aggregator.proxy.rbac import Role
+from aggregator.proxy.store import User
+
+if TYPE_CHECKING:
+    from aggregator.proxy.app import ProxyApp
+
+log = logging.getLogger(__name__)
+
+STATE_COOKIE = "aggregator_oidc_state"
+PENDING_TTL_S = 600
+
+
+class OidcClient:
+    def __init__(self, app: ProxyApp) -> None:
+        assert app.settings.oidc is not None
+        self.app, self.cfg = app, app.settings.oidc
+        self._discovery: dict[str, Any] | None = None
+        self._pending: dict[str, tuple[float, str, str, str]] = {}  # state -> (created, nonce, verifier, next)
+
+    async def discovery(self) -> dict[str, Any]:
+        if self._discovery is None:
+            url = self.cfg.issuer.rstrip("/") + "/.well-known/openid-configuration"
+            async with httpx.AsyncClient(timeout=10) as client:
+                resp = await client.get(url)
+                resp.raise_for_status()
+                self._discovery = dict(resp.json())
+        return self._discovery
+
+    def redirect_uri(self, request: Request) -> str:
+        return own_origin(request.scope, self.app.settings) + self.app.settings.path_prefix + "/_auth/oidc/callback"
+
+    async def login(self, request: Request) -> Response:
+        meta = await self.discovery()
+        now = time.monotonic()
+        self._pending = {k: v for k, v in self._pending.items() if now - v[0] < PENDING_TTL_S}
+        state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        self._pending[state] = (now, nonce, verifier, safe_next(request.query_params.get("next"), self.app.settings))
+        query = urlencode({
+            "response_type": "code", "client_id": self.cfg.client_id, "redirect_uri": self.redirect_uri(request),
+            "scope": "openid profile email " + self.cfg.groups_claim, "state": state, "nonce": nonce,
+            "code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256",
+        })
+        response = RedirectResponse(f"{meta['authorization_endpoint']}?{query}", status_code=303)
+        # Binds the flow to this browser: a callback carrying someone else's state is refused (login CSRF).
+        response.set_cookie(STATE_COOKIE, state, max_age=PENDING_TTL_S, httponly=True, samesite="lax",
+                            secure=self.app.settings.https, path=self.app.settings.path_prefix + "/_auth/oidc/")
+        return response
+
+    async def callback(self, request: Request, ip: str, request_id: str) -> Response:
+        state = request.query_params.get("state", "")
+        pending = self._pending.pop(state, None)
+        record = AuditRecord(event="login_oidc", source_ip=ip, request_id=request_id, decision="deny")
+        if not state or pending is None or request.cookies.get(STATE_COOKIE) != state:
+            record.reason = "unknown, replayed or foreign state"
+            await to_thread.run_sync(self.app.audit.record, record)
+            return forbidden("oidc-state", "sign-in flow not started from this browser; start again")
+        _, nonce, verifier, next_url = pending
+        if "error" in request.query_params or "code" not in request.query_params:
+            record.reason = f"provider error {request.query_params.get('error', 'no code')}"
+            await to_thread.run_sync(self.app.audit.record, record)
+            return forbidden("oidc", "the identity provider did not sign you in")
+        try:
+            claims = await self._exchange(request, request.query_params["code"], verifier, nonce)
+        except (httpx.HTTPError, JoseError, ValueError, KeyError) as exc:
+            record.reason = f"token exchange or ID token check failed: {type(exc).__name__}: {exc}"[:300]
+            await to_thread.run_sync(self.app.audit.record, record)
+            log.info("oidc decision=deny request_id=%s reason=%s", request_id, record.reason)
+            return forbidden("oidc", "the sign-in could not be verified")
+        username = str(claims.get("preferred_username") or claims["sub"])
+        record.username = username
+        groups = claims.get(self.cfg.groups_claim) or []
+        roles = [Role.parse(self.cfg.role_map[g]) for g in groups if isinstance(g, str) and g in self.cfg.role_map]
+        if not roles:
+            record.reason = f"no mapped group in {groups!r}"
+            await to_thread.run_sync(self.app.audit.record, record)
+            return forbidden("role", "none of your groups grants access to this platform")
+        role = max(roles)
+        existing = await to_thread.run_sync(self.app.store.get_user, username)
+        if existing is not None and (existing.source != "oidc" or existing.disabled):
+            # A local account of the same name is not taken over by whoever controls that IdP username.
+            record.reason = "name belongs to a local or disabled account"
+            await to_thread.run_sync(self.app.audit.record, record)
+            return forbidden("account", "this account cannot sign in with SSO")
+        if existing is None:
+            await to_thread.run_sync(lambda: self.app.store.add_user(username, None, role, source="oidc"))
+        elif existing.role != role:
+            await to_thread.run_sync(self.app.store.set_role, username, role, None)
+        user = User(username, role, None, False, "oidc")
+        token = await to_thread.run_sync(self.app.store.create_session, user, self.app.settings.session_absolute_s,
+                                         "oidc")
+        record.decision, record.role = "allow", role.name
+        await to_thread.run_sync(self.app.audit.record, record)
+        log.info("oidc decision=allow user=%s role=%s request_id=%s", username, role.name, request_id)
+        response = RedirectResponse(next_url, status_code=303)
+        set_session_cookie(response, self.app.settings, token)
+        response.delete_cookie(STATE_COOKIE, path=self.app.settings.path_prefix + "/_auth/oidc/")
+        return response
+
+    async def _exchange(self, request: Request, code: str, verifier: str, nonce: str) -> dict[str, Any]:
+        meta = await self.discovery()
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.post(meta["token_endpoint"], data={
+                "grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri(request),
+                "code_verifier": verifier,
+            }, auth=(self.cfg.client_id, self.cfg.client_secret.get_secret_value()))
+            if resp.status_code != 200:
+                # The provider's `error` code (e.g. invalid_grant) is safe to record; the body may not be.
+                error = resp.json().get("error") if "json" in resp.headers.get("content-type", "") else None
+                raise ValueError(f"token endpoint answered {resp.status_code} ({error})")
+            id_token = resp.json()["id_token"]
+            keys = KeySet.import_key_set((await client.get(meta["jwks_uri"])).raise_for_status().json())
+        token = jwt.decode(id_token, keys, algorithms=["RS256", "ES256", "PS256"])
+        jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": self.cfg.issuer}, aud={"essential": True, "value": self.cfg.client_id},
+            nonce={"essential": True, "value": nonce}, exp={"essential": True}, sub={"essential": True},
+        ).validate(token.claims)
+        return dict(token.claims)
+
+
+async def oidc_route(app: ProxyApp, rel: str, request: Request, ip: str, request_id: str) -> Response:
+    client: OidcClient = getattr(app, "_oidc", None) or OidcClient(app)
+    app._oidc = client  # type: ignore[attr-defined]
+    if rel == "/_auth/oidc/login" and request.method == "GET":
+        return await client.login(request)
+    if rel == "/_auth/oidc/callback" and request.method == "GET":
+        return await client.callback(request, ip, request_id)
+    return Response(status_code=404)

@@ -1,0 +1,65 @@
+"""Build the proxy from settings and serve it with uvicorn; bootstrap the first admin."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+
+import uvicorn
+
+from aggregator.proxy.app import ProxyApp
+from aggregator.proxy.audit import AuditLog, AuditRecord
+from aggregator.proxy.config import ProxySettings
+from aggregator.proxy.db import make_engine, migrate
+from aggregator.proxy.rbac import Role
+from aggregator.proxy.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def open_store(db_url: str) -> tuple[Store, AuditLog]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    return Store(engine), AuditLog(engine)
+
+
+def bootstrap_admin(store: Store, audit: AuditLog, environ: dict[str, str] | None = None) -> str | None:
+    """Create the first admin if there are no users at all. Returns a generated password (to print once).
+
+    AGGREGATOR_ADMIN_PASSWORD (and AGGREGATOR_ADMIN_USER, default `admin`) set it explicitly; otherwise a
+    random one is generated. Never runs again once any user exists, so the variable cannot reset a password."""
+    env = os.environ if environ is None else environ
+    if store.count_users():
+        return None
+    username = env.get("AGGREGATOR_ADMIN_USER") or "admin"
+    given = env.get("AGGREGATOR_ADMIN_PASSWORD")
+    password = given or secrets.token_urlsafe(18)
+    store.add_user(username, password, Role.admin)
+    audit.record(AuditRecord(event="bootstrap_admin", username=username, role="admin", decision="allow",
+                             reason="from AGGREGATOR_ADMIN_PASSWORD" if given else "generated password"))
+    return None if given else password
+
+
+def build_app(settings: ProxySettings) -> ProxyApp:
+    store, audit = open_store(settings.db_url)
+    generated = bootstrap_admin(store, audit)
+    if generated:
+        user = os.environ.get("AGGREGATOR_ADMIN_USER") or "admin"
+        # Printed once to the operator's terminal, never logged: logs are often shipped elsewhere.
+        print(f"\nFirst start: created admin user {user!r} with password: {generated}\n"
+              "Change it with `aggregator users set-password` and keep it safe; it is not shown again.\n",
+              file=sys.stderr, flush=True)
+    return ProxyApp(settings, store, audit)
+
+
+def serve(settings: ProxySettings, host: str, port: int) -> None:
+    app = build_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
+                            ws="websockets-sansio", lifespan="on", server_header=False, date_header=False)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises the SIGINT it handled after a graceful shutdown; that is a clean exit for us.
+        pass

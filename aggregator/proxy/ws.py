@@ -1,0 +1,155 @@
+"""WebSocket relay for GraphQL subscriptions (the `graphql-ws` subprotocol the Dagster UI uses).
+
+Every `start` frame is parsed and authorized like an HTTP request, and a canonical frame built from the
+parsed values is sent on; frames the proxy does not understand close the connection. Mutations are not
+accepted over the socket (the UI never sends them there, and launches must carry the `user` tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from aggregator.proxy.audit import AuditRecord
+from aggregator.proxy.auth import AuthFailed, authenticate
+from aggregator.proxy.authz import authorize_document
+from aggregator.proxy.forward import Receive, Scope, Send, upstream_headers, upstream_path
+from aggregator.proxy.gateway import same_origin
+from aggregator.proxy.graphql_ops import GraphQLRejected
+from aggregator.proxy.rbac import Principal
+
+if TYPE_CHECKING:
+    from aggregator.proxy.app import ProxyApp
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = "graphql-ws"
+PASS_THROUGH = {"connection_init", "stop", "connection_terminate"}
+
+
+async def _refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
+    """401/403 as a real HTTP response where the server supports it; otherwise a close before accept."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = json.dumps({"error": "unauthenticated" if status == 401 else "forbidden", "detail": reason}).encode()
+        headers = [(b"content-type", b"application/json")]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="aggregator"'))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403, "reason": reason})
+
+
+async def handle(app: ProxyApp, scope: Scope, receive: Receive, send: Send, request_id: str, ip: str) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if app.relative_path(scope) != "/graphql":
+        return await _refuse(scope, send, 403, "no WebSocket endpoint here")
+    try:
+        principal = await authenticate(scope, app.settings, app.store)
+    except AuthFailed as exc:
+        return await _refuse(scope, send, 401, str(exc))
+    if principal is None:
+        return await _refuse(scope, send, 401, "sign in or send a bearer token")
+    if principal.via != "token" and not same_origin(scope, app.settings):
+        return await _refuse(scope, send, 403, "cross-site WebSocket upgrade with a session cookie")
+    if PROTOCOL not in scope.get("subprotocols", []):
+        return await _refuse(scope, send, 403, f"only the {PROTOCOL} subprotocol is relayed")
+    base = app.settings.upstream.replace("http", "ws", 1)
+    headers = [(k.decode(), v.decode("latin-1")) for k, v in upstream_headers(scope, principal, request_id, ip)
+               if k not in (b"origin",)]
+    try:
+        upstream = await connect(
+            base + upstream_path(scope), subprotocols=[PROTOCOL], additional_headers=headers,  # type: ignore[list-item]
+            max_size=None, compression=None, open_timeout=10)
+    except (OSError, websockets.WebSocketException) as exc:
+        log.warning("upstream websocket failed: %s request_id=%s", type(exc).__name__, request_id)
+        return await send({"type": "websocket.close", "code": 1011})
+    await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+    log.info("decision=allow user=%s role=%s operation=websocket request_id=%s", principal.user,
+             principal.role.name, request_id)
+    async with upstream:
+        to_client = asyncio.create_task(_upstream_to_client(upstream, send))
+        try:
+            await _client_to_upstream(app, scope, principal, receive, send, upstream, request_id, ip)
+        finally:
+            to_client.cancel()
+            await asyncio.gather(to_client, return_exceptions=True)
+
+
+async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:
+    try:
+        async for message in upstream:
+            key = "text" if isinstance(message, str) else "bytes"
+            await send({"type": "websocket.send", key: message})
+    except websockets.ConnectionClosed:
+        pass
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def _client_to_upstream(app: ProxyApp, scope: Scope, principal: Principal, receive: Receive, send: Send,
+                              upstream: ClientConnection, request_id: str, ip: str) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            frame = json.loads(message.get("text") or message.get("bytes") or b"")
+            canonical, error = await _canonical_frame(app, scope, principal, frame, request_id, ip)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.info("websocket frame rejected user=%s request_id=%s: %s", principal.user, request_id, exc)
+            await send({"type": "websocket.close", "code": 4400, "reason": "unparseable frame"})
+            return
+        if error is not None:
+            await send({"type": "websocket.send", "text": json.dumps(error)})
+            continue
+        await upstream.send(json.dumps(canonical))
+
+
+async def _canonical_frame(app: ProxyApp, scope: Scope, principal: Principal, frame: Any, request_id: str,
+                           ip: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise TypeError("frame is not a graphql-ws message")
+    kind, op_id = frame["type"], frame.get("id")
+    if op_id is not None and not isinstance(op_id, str | int):
+        raise TypeError("bad id")
+    if kind in PASS_THROUGH:
+        return {k: v for k, v in {"type": kind, "id": op_id, "payload": frame.get("payload")}.items()
+                if v is not None}, None
+    if kind != "start":
+        raise ValueError(f"unknown frame type {kind!r}")
+    payload = frame.get("payload")
+    if not isinstance(payload, dict):
+        raise TypeError("start without payload")
+    variables = payload.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise TypeError("variables must be an object")
+    # The session may have ended (logout, disable) since the upgrade: check again on every operation.
+    try:
+        current = await authenticate(scope, app.settings, app.store)
+    except AuthFailed:
+        current = None
+    try:
+        parsed = app.inspector.inspect(payload.get("query"))
+        if "mutation" in parsed.operation_types:
+            decision_ok, missing = False, "POST-json"
+        else:
+            d = await authorize_document(principal, parsed, variables, app.inspector, app.resolver)
+            decision_ok, missing = d.decision.allowed, d.decision.missing or "?"
+    except GraphQLRejected as exc:
+        return None, {"type": "error", "id": op_id, "payload": [{"message": str(exc)}]}
+    if not decision_ok or current is None:
+        missing = missing if current is not None else "session (signed out or expired)"
+        await app._audit(AuditRecord(event="websocket", username=principal.user, role=principal.role.name,
+                                     source_ip=ip, request_id=request_id, operation=parsed.label(),
+                                     decision="deny", reason=f"missing {missing}"))
+        return None, {"type": "error", "id": op_id, "payload": [{"message": f"forbidden: missing {missing}"}]}
+    name = payload.get("operation_name") or payload.get("operationName")
+    return {"type": "start", "id": op_id, "payload": {
+        "query": parsed.query, "variables": variables or {}, "operation_name": name if isinstance(name, str) else None,
+    }}, None

@@ -1,0 +1,97 @@
+"""Users, sessions, tokens and audit records in SQLite and PostgreSQL, including migrations."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from aggregator.proxy.audit import AuditQuery, AuditRecord
+from aggregator.proxy.db import MIGRATIONS, make_engine, migrate
+from aggregator.proxy.rbac import Role
+from aggregator.proxy.server import bootstrap_admin, open_store
+from aggregator.proxy.store import Store, StoreError
+from aggregator_tests.postgres import PgDatabase
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'proxy.db'}"
+    pg: PgDatabase = request.getfixturevalue("pg_db")
+    return pg.sqlalchemy_url
+
+
+def test_users_sessions_tokens_round_trip(db_url: str) -> None:
+    _, audit = open_store(db_url)
+    store = Store(audit.engine, cache_s=0)  # every lookup reads the database: expiry is checked exactly
+    store.add_user("ana", PASSWORD, Role.launcher, ["finance"])
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_user("ana", PASSWORD, Role.viewer)
+    assert store.verify_password("ana", "wrong") is None
+    assert store.verify_password("nobody", PASSWORD) is None
+    user = store.verify_password("ana", PASSWORD)
+    assert user is not None and user.scope == frozenset({"finance"})
+    # The hash is argon2id, never the password.
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("select password_hash from proxy_users")).scalar()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+    session = store.create_session(user, absolute_s=60)
+    assert store.session_principal(session, idle_s=60).role is Role.launcher  # type: ignore[union-attr]
+    assert store.session_principal(session, idle_s=-1) is None  # idle expiry
+    store.end_session(session)
+    assert store.session_principal(session, idle_s=60) is None
+
+    secret, info = store.create_token("ana", description="ci")
+    principal = store.token_principal(secret)
+    assert principal is not None and principal.via == "token" and principal.scope == frozenset({"finance"})
+    with pytest.raises(StoreError, match="more than its owner"):
+        store.create_token("ana", Role.admin)
+    store.set_role("ana", Role.viewer)  # demoting the owner demotes the token
+    assert store.token_principal(secret).role is Role.viewer  # type: ignore[union-attr]
+    store.revoke_token(info.id)
+    assert store.token_principal(secret) is None
+    store.set_disabled("ana")
+    assert store.verify_password("ana", PASSWORD) is None
+
+    audit.record(AuditRecord(event="mutation", username="ana", decision="deny", operation="mutation:launchRun",
+                             targets={"jobs": ["sales_job"]}))
+    found = audit.query(AuditQuery(username="ana", operation="launchRun"))
+    assert [r.targets for r in found] == [{"jobs": ["sales_job"]}]
+    assert audit.query(AuditQuery(since=time.time() + 10)) == []
+
+
+def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
+    engine = make_engine(db_url)
+    assert migrate(engine) == len(MIGRATIONS)
+    assert migrate(engine) == len(MIGRATIONS)
+    with engine.connect() as conn:
+        versions = [r[0] for r in conn.execute(sa.text("select version from proxy_schema_version order by 1"))]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_first_admin_is_bootstrapped_once(tmp_path: Path) -> None:
+    store, audit = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    generated = bootstrap_admin(store, audit, environ={})
+    assert generated and store.verify_password("admin", generated) is not None
+    assert bootstrap_admin(store, audit, environ={"AGGREGATOR_ADMIN_PASSWORD": "x" * 20}) is None
+    assert store.verify_password("admin", "x" * 20) is None  # the variable cannot reset an existing admin
+    other, other_audit = open_store(f"sqlite:///{tmp_path / 'q.db'}")
+    assert bootstrap_admin(other, other_audit, environ={"AGGREGATOR_ADMIN_USER": "root",
+                                                        "AGGREGATOR_ADMIN_PASSWORD": "y" * 20}) is None
+    assert other.verify_password("root", "y" * 20).role is Role.admin  # type: ignore[union-attr]
+
+
+def test_lookup_cache_is_cleared_by_changes_through_the_store(tmp_path: Path) -> None:
+    store, _ = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.add_user("bo", PASSWORD, Role.editor)
+    secret, info = store.create_token("bo")
+    assert store.token_principal(secret) is not None
+    assert store.cached_token(secret)[0]  # a second request within cache_s is answered from memory
+    store.revoke_token(info.id)
+    assert store.token_principal(secret) is None
