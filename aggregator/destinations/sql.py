@@ -62,7 +62,7 @@ class SqlDestination(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        return engine_for(self.url)
+        return engine_for(self.url, writer=True)
 
     @property
     def dialect(self) -> str:

@@ -19,7 +19,9 @@ def normalize_url(url: str) -> str:
 
 
 @lru_cache(maxsize=32)
-def engine_for(url: str) -> sa.Engine:
+def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
+    """The engine for `url`. `writer=True` (destinations) on SQLite takes the write lock when a transaction
+    begins and uses WAL; sources never do, so reading a database never writes to it."""
     # Resources are rebuilt per run; pools should not be, so engines are cached per URL.
     url = normalize_url(url)
     parsed = sa.engine.make_url(url)
@@ -28,7 +30,8 @@ def engine_for(url: str) -> sa.Engine:
     if parsed.database not in (None, "", ":memory:"):
         # A fresh AGGREGATOR_HOME has no directory yet; SQLite creates the file but not its parents.
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    # A long load holds the write lock; other writers wait for it rather than fail.
+    engine = sa.create_engine(url, connect_args={"timeout": 300 if writer else 30})
 
     # pysqlite only opens a transaction before INSERT/UPDATE/DELETE, so CREATE/ALTER/DROP would run outside
     # it and a killed load could leave half-applied DDL. SQLAlchemy's documented recipe: let SQLAlchemy
@@ -37,8 +40,20 @@ def engine_for(url: str) -> sa.Engine:
     def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
+    if writer:
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            # Readers (checks, transforms of other runs) no longer block a load, nor a load them.
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    # Loads read (schema, state) before they write. Two deferred transactions doing that deadlock, and SQLite
+    # fails one at once with "database is locked" without waiting (seen with parallel asset steps).
+    # BEGIN IMMEDIATE takes the write lock up front, so concurrent loads queue on the busy timeout instead.
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin)
 
     return engine
