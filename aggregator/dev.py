@@ -108,15 +108,19 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         # Never on the public interface: every request must pass the proxy's authentication.
         "--host", "127.0.0.1", "--port", str(webserver_port),
     ]
-    # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
-    # treats as a graceful shutdown (a second one would make it abandon its children).
-    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)
-    proxy: subprocess.Popen[bytes] | None = None
 
     def _forward(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Handlers before spawning: a process started in the background by a shell inherits SIGINT *ignored*,
+    # and an ignored signal stays ignored across exec — our children would then never see the SIGINT we
+    # forward. A handled signal is reset to the default in the child.
+    signal.signal(signal.SIGINT, _forward)
     signal.signal(signal.SIGTERM, _forward)
+    # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
+    # treats as a graceful shutdown (a second one would make it abandon its children).
+    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)
+    proxy: subprocess.Popen[bytes] | None = None
     upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"
     try:
