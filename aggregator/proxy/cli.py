@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
@@ -26,6 +28,15 @@ def _store():  # type: ignore[no-untyped-def]
     from aggregator.proxy.server import open_store
 
     return open_store(_db_url())
+
+
+@contextmanager
+def _store_errors_as_cli_errors() -> Iterator[None]:
+    """A StoreError is the operator's mistake (unknown user, weak password): one line, no traceback."""
+    try:
+        yield
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _scope(values: tuple[str, ...]) -> list[str] | None:
@@ -73,10 +84,8 @@ def register_commands(main: click.Group) -> None:
     def users_add(username: str, role: str, scope: tuple[str, ...], password: str) -> None:
         """Add a local user (password hashed with argon2id)."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             store.add_user(username, password, Role.parse(role), _scope(scope))
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"added {username} ({role})")
 
     @users.command("list")
@@ -95,10 +104,8 @@ def register_commands(main: click.Group) -> None:
     def users_set_role(username: str, role: str, scope: tuple[str, ...]) -> None:
         """Change a user's role and scope; ends their sessions."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             store.set_role(username, Role.parse(role), _scope(scope))
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"{username} is now {role}; their sessions were ended")
 
     @users.command("disable")
@@ -106,10 +113,8 @@ def register_commands(main: click.Group) -> None:
     def users_disable(username: str) -> None:
         """Disable a user: sessions end, tokens are refused."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             store.set_disabled(username, True)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"{username} disabled; sessions ended, tokens refused")
 
     @users.command("set-password")
@@ -118,10 +123,8 @@ def register_commands(main: click.Group) -> None:
     def users_set_password(username: str, password: str) -> None:
         """Set a new password; ends the user's sessions."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             store.set_password(username, password)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"password of {username} changed; sessions ended")
 
     @main.group()
@@ -138,11 +141,9 @@ def register_commands(main: click.Group) -> None:
                       description: str) -> None:
         """Create a token; the secret is printed once and stored only as a hash."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             secret, info = store.create_token(username, Role.parse(role) if role else None, _scope(scope),
                                               _duration(expires), description)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"token {info.id} for {username} ({info.role.name}), expires {_when(info.expires_at)}", err=True)
         click.echo("shown once; store it now:", err=True)
         click.echo(secret)
@@ -164,10 +165,8 @@ def register_commands(main: click.Group) -> None:
     def tokens_revoke(token_id: str) -> None:
         """Revoke a token by its id."""
         store, _ = _store()
-        try:
+        with _store_errors_as_cli_errors():
             store.revoke_token(token_id)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"token {token_id} revoked")
 
     @main.command()
