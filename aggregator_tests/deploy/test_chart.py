@@ -1,0 +1,195 @@
+"""deploy/helm/aggregator rendered by a real helm (v3.17.1), every object validated against the Kubernetes schemas,
+and the properties the issue's defects were about checked on the rendered objects, together with
+deploy/helm/values.yaml (the official Dagster chart's values)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from aggregator_tests.deploy.helm import CHART, render, run_helm
+from aggregator_tests.deploy.paths import DEPLOY, KUBERNETES_VERSION
+
+DAGSTER_VALUES = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+VARIANTS = {"defaults": (), "pgbouncer": ("--set", "pgbouncer.enabled=true")}
+
+
+@pytest.fixture(scope="module")
+def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("helm-home")
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def objects(request: pytest.FixtureRequest, helm: Path, helm_home: Path) -> list[dict]:
+    return render(helm, helm_home, *VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module")
+def default_objects(helm: Path, helm_home: Path) -> list[dict]:
+    return render(helm, helm_home)
+
+
+def named(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def pod_specs(objects: list[dict]) -> dict[str, dict]:
+    """Every pod template of the chart, by `Kind/name`."""
+    out = {}
+    for o in objects:
+        if o["kind"] in ("Deployment", "Job", "CronJob"):
+            spec = o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"]
+            out[f"{o['kind']}/{o['metadata']['name']}"] = spec["template"]
+    return out
+
+
+def test_helm_lint_passes(helm: Path, helm_home: Path) -> None:
+    for extra in VARIANTS.values():
+        result = run_helm(helm, "lint", "--strict", str(CHART), *extra, home=helm_home)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", [KUBERNETES_VERSION, kubernetes_validate.utils.latest_version()])
+def test_every_rendered_object_validates_strictly(objects: list[dict], version: str) -> None:
+    assert len(objects) > 10
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_strict_validation_rejects_a_misspelled_field(default_objects: list[dict]) -> None:
+    """Not vacuous: one typo in a rendered object fails the check above."""
+    job = named(default_objects, "Job", "aggregator-migrate")
+    job["spec"]["template"]["spec"]["restartPolicy_"] = job["spec"]["template"]["spec"].pop("restartPolicy")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_pod_runs_non_root_read_only_with_limits(objects: list[dict]) -> None:
+    for where, template in pod_specs(objects).items():
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["automountServiceAccountToken"] is False, where
+        for container in spec["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
+            assert container["resources"]["limits"]["memory"], where
+
+
+def test_webserver_port_is_unprivileged_end_to_end(default_objects: list[dict]) -> None:
+    """Regression (issue 15, defect 1): the official chart uses the webserver Service port as the container
+    port; with UID 10001 and every capability dropped, port 80 fails with `[Errno 13] ... permission denied`.
+    The port is >= 1024 and the same in the Dagster values, the proxy's --upstream and the NetworkPolicy."""
+    web = DAGSTER_VALUES["dagsterWebserver"]
+    port = web["service"]["port"]
+    assert port >= 1024
+    assert web["podSecurityContext"]["runAsUser"] >= 1000 and web["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    proxy = named(default_objects, "Deployment", "aggregator-proxy")
+    command = proxy["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--upstream") + 1] == f"http://dagster-dagster-webserver:{port}"
+    policy = named(default_objects, "NetworkPolicy", "aggregator-dagster-webserver")
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [port]
+    # Every container port any pod of ours opens is unprivileged too.
+    for where, template in pod_specs(default_objects).items():
+        for container in template["spec"]["containers"]:
+            for p in container.get("ports", []):
+                assert p["containerPort"] >= 1024, where
+    # And the user-code server.
+    for deployment in DAGSTER_VALUES["dagster-user-deployments"]["deployments"]:
+        assert deployment["port"] >= 1024
+
+
+def test_admin_password_comes_from_the_proxy_secret(default_objects: list[dict]) -> None:
+    """Regression (defect 4): without AGGREGATOR_ADMIN_PASSWORD the proxy generates one and prints it, and a
+    container's stdout is its log. The Deployment sets it from the proxy's own Secret."""
+    container = named(default_objects, "Deployment", "aggregator-proxy")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["AGGREGATOR_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "aggregator-proxy", "key": "AGGREGATOR_ADMIN_PASSWORD"}
+    assert "optional" not in ref, "a missing password must stop the pod, not fall back to a printed one"
+    assert env["AGGREGATOR_PROXY_DB_URL"]["valueFrom"]["secretKeyRef"]["name"] == "aggregator-proxy"
+
+
+def test_trusted_proxies_are_the_ingress_networks(default_objects: list[dict]) -> None:
+    """Regression (defect 5): behind an Ingress every client shares the controller's address unless the proxy
+    trusts its X-Forwarded-For. The setting is present, parses as CIDRs, and trusts no more than private ranges."""
+    container = named(default_objects, "Deployment", "aggregator-proxy")["spec"]["template"]["spec"]["containers"][0]
+    value = {e["name"]: e.get("value") for e in container["env"]}["AGGREGATOR_TRUSTED_PROXIES"]
+    networks = [ipaddress.ip_network(cidr.strip()) for cidr in value.split(",")]
+    assert networks
+    for network in networks:
+        assert network.is_private and network.prefixlen >= 8, f"{network}: trusting it lets clients forge their address"
+
+
+def test_trusted_proxies_are_required(helm: Path, helm_home: Path) -> None:
+    result = run_helm(helm, "template", "aggregator", str(CHART), "--set", "proxy.trustedProxies=null", home=helm_home)
+    assert result.returncode != 0 and "proxy.trustedProxies" in result.stderr
+
+
+def test_migrate_runs_once_before_anything_else(default_objects: list[dict]) -> None:
+    """Regression (defect 6): no migration step, and the first start raced on schema creation. The chart runs
+    `dagster instance migrate` as a pre-install/pre-upgrade hook; its instance ConfigMap is an earlier hook."""
+    job = named(default_objects, "Job", "aggregator-migrate")
+    hooks = job["metadata"]["annotations"]
+    assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--") + 1:] == ["dagster", "instance", "migrate"]
+    config = named(default_objects, "ConfigMap", "aggregator-maintenance-instance")
+    assert int(config["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(hooks["helm.sh/hook-weight"])
+    assert "pre-install" in config["metadata"]["annotations"]["helm.sh/hook"]
+    # The official chart's own migrate job stays off: one migration step, not two racing.
+    assert not DAGSTER_VALUES.get("migrate", {}).get("enabled", False)
+
+
+def test_one_secret_per_component(default_objects: list[dict]) -> None:
+    """Regression (defect 9): one hand-made Secret with the database password went to everything. Each
+    workload references only its own Secret, and no two components share one."""
+    owners: dict[str, set[str]] = {}
+    for where, template in pod_specs(default_objects).items():
+        for container in template["spec"]["containers"]:
+            names = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
+                     if "secretKeyRef" in e.get("valueFrom", {})}
+            names |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+            for name in names:
+                owners.setdefault(name, set()).add(where)
+    for name, users in owners.items():
+        assert len(users) == 1, f"Secret {name} is shared by {sorted(users)}"
+    # The official chart's components: webserver and daemon get no pipeline secrets; code server and run pods
+    # share the one that pipelines need, and nothing else gets it.
+    assert "envSecrets" not in DAGSTER_VALUES["dagsterDaemon"]
+    web = {s["name"] for s in DAGSTER_VALUES["dagsterWebserver"].get("envSecrets", [])}
+    (code,) = DAGSTER_VALUES["dagster-user-deployments"]["deployments"]
+    runs = {s["name"] for s in DAGSTER_VALUES["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]}
+    assert "aggregator-runs" in runs and {s["name"] for s in code["envSecrets"]} == {"aggregator-runs"}
+    assert "aggregator-runs" not in web
+    assert not set(owners) & (web | runs), "chart secrets and Dagster secrets are separate"
+
+
+def test_backup_and_retention_are_scheduled(default_objects: list[dict]) -> None:
+    retention = named(default_objects, "CronJob", "aggregator-retention")
+    command = retention["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--older-than-days") + 1] == "30"
+    backup = named(default_objects, "CronJob", "aggregator-backup")
+    container = backup["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["sh", "/scripts/backup.sh"]
+    scripts = named(default_objects, "ConfigMap", "aggregator-backup-scripts")["data"]
+    assert scripts["backup.sh"] == (CHART / "files" / "backup.sh").read_text()
+    pvc = named(default_objects, "PersistentVolumeClaim", "aggregator-backups")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_pgbouncer_pools_every_database_in_session_mode_for_dagster(helm: Path, helm_home: Path) -> None:
+    objects = render(helm, helm_home, "--set", "pgbouncer.enabled=true")
+    ini = named(objects, "ConfigMap", "aggregator-pgbouncer")["data"]["pgbouncer.ini"]
+    databases = ini.split("[databases]")[1].split("[pgbouncer]")[0]
+    lines = {line.split("=", 1)[0].strip(): line for line in databases.strip().splitlines()}
+    assert set(lines) == {"dagster", "warehouse", "aggregator_proxy"}
+    # The webserver LISTENs for run events on the dagster database: that needs session pooling.
+    assert "pool_mode=session" in lines["dagster"]
+    service = named(objects, "Service", "aggregator-pgbouncer")
+    deployment = named(objects, "Deployment", "aggregator-pgbouncer")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
