@@ -22,6 +22,7 @@ from dagster._config import process_config, resolve_to_config_type
 from dagster_k8s import K8sRunLauncher
 
 from aggregator_tests.deploy.paths import DEPLOY, KUBERNETES_VERSION
+from aggregator_tests.deploy.test_k8s_run_launch import probe_job as _probe_job
 
 VALUES = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
 INSTANCE = yaml.safe_load((DEPLOY / "dagster.k8s.yaml").read_text())
@@ -71,6 +72,10 @@ def test_run_launcher_values_pass_the_launcher_schema() -> None:
 def test_run_launcher_values_equal_the_k8s_instance_file(key: str) -> None:
     from_values = chart_launcher_config(VALUES)[key]
     from_file = INSTANCE["run_launcher"]["config"][key]
+    if key == "env_secrets":
+        # The one documented difference: the file's storage reads DAGSTER_PG_URL from its own secret, where the
+        # chart's instance gets the password through postgres_password_secret.
+        from_file = [s for s in from_file if s != "aggregator-dagster-db"]
     assert snake(from_values) == snake(from_file)
 
 
@@ -165,3 +170,68 @@ def test_fragment_validation_catches_a_misplaced_field() -> None:
     job["spec"]["template"]["spec"]["containers"][0]["fsGroup"] = 10001
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def chart_container_context(deployment: dict, namespace: str = "dagster") -> dict | None:
+    """The container context the chart gives a user deployment's code location when
+    `includeConfigInLaunchedRuns` is on (the chart's `dagsterUserDeployments.k8sContainerContext` helper: the
+    deployment's pull policy, secrets, env, labels, resources and security contexts); None when it is off."""
+    if not deployment.get("includeConfigInLaunchedRuns", {}).get("enabled", False):
+        return None
+    return {"k8s": {
+        "image_pull_policy": deployment["image"]["pullPolicy"],
+        "env_secrets": [s["name"] for s in deployment.get("envSecrets", [])],
+        "env": deployment.get("env", []),
+        "namespace": namespace,
+        "labels": deployment.get("labels", {}),
+        "resources": deployment.get("resources", {}),
+        "security_context": deployment.get("securityContext", {}),
+        "run_k8s_config": {"pod_spec_config": {"security_context": deployment.get("podSecurityContext", {})}},
+    }}
+
+
+@pytest.mark.parametrize("deployment", VALUES["dagster-user-deployments"]["deployments"], ids=lambda d: d["name"])
+def test_run_pods_get_the_documented_resources_after_the_merge(deployment: dict, in_cluster) -> None:
+    """Regression (issue 15, defect 2): with `includeConfigInLaunchedRuns`, the user deployment's resources (sized
+    for the code server: 1Gi) land in the code location's container context, and dagster-k8s merges that over the
+    run launcher's settings, so run pods got 1Gi, not the documented 2Gi. Checked on the MERGED context, the way
+    the launcher computes it for a run (`K8sContainerContext.create_for_run`), not on the launcher's values."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster_k8s.container_context import K8sContainerContext
+
+    processed = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
+    assert processed.success, [e.message for e in processed.errors]
+    launcher = K8sRunLauncher(**processed.value)
+
+    origin = dg.reconstructable(_probe_job).get_python_origin()
+    context = chart_container_context(deployment)
+    origin = origin._replace(repository_origin=origin.repository_origin._replace(container_context=context))
+    run = DagsterRun(job_name="probe", run_id="00000000-0000-0000-0000-000000000000", job_code_origin=origin)
+    container = K8sContainerContext.create_for_run(run, launcher, include_run_tags=True)
+    merged = container.run_k8s_config.container_config
+    documented = VALUES["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
+    assert merged["resources"] == documented, f"run pods get {merged['resources']}, the docs promise {documented}"
+    assert documented["limits"]["memory"] == "2Gi"
+    # What a run needs still arrives without the code location's context: its secrets and env.
+    assert {"secret_ref": {"name": "aggregator-runs"}} in merged["env_from"]
+    assert {e["name"] for e in merged["env"]} >= {"AGGREGATOR_HOME", "AGGREGATOR_PIPELINES"}
+    assert container.namespace == "dagster"
+
+
+def test_the_merge_check_sees_the_code_location_override(in_cluster) -> None:
+    """Not vacuous: the fb0fb08 setting (includeConfigInLaunchedRuns on, code server sized 1Gi) yields 1Gi."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster_k8s.container_context import K8sContainerContext
+
+    processed = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
+    launcher = K8sRunLauncher(**processed.value)
+    deployment = copy.deepcopy(VALUES["dagster-user-deployments"]["deployments"][0])
+    deployment["includeConfigInLaunchedRuns"] = {"enabled": True}
+    origin = dg.reconstructable(_probe_job).get_python_origin()
+    origin = origin._replace(repository_origin=origin.repository_origin._replace(
+        container_context=chart_container_context(deployment)))
+    run = DagsterRun(job_name="probe", run_id="00000000-0000-0000-0000-000000000001", job_code_origin=origin)
+    merged = K8sContainerContext.create_for_run(run, launcher, include_run_tags=True).run_k8s_config.container_config
+    assert merged["resources"]["limits"]["memory"] == deployment["resources"]["limits"]["memory"] == "1Gi"

@@ -115,7 +115,7 @@ def test_k8s_run_launcher_config_passes_its_schema() -> None:
     assert result.success, [error.message for error in result.errors]
     config = result.value
     assert config["load_incluster_config"] is True
-    assert config["env_secrets"] == ["aggregator-env"]
+    assert config["env_secrets"] == ["aggregator-runs", "aggregator-compute-logs", "aggregator-dagster-db"]
     assert config["resources"]["requests"] and config["resources"]["limits"]
 
 

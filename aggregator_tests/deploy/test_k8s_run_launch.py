@@ -72,7 +72,7 @@ def test_run_worker_job_carries_the_instance_settings(launched_job, pg_db: PgDat
     assert container["image"] == IMAGE
     assert container["args"][:3] == ["dagster", "api", "execute_run"]
     assert container["resources"] == config["resources"]
-    assert {"secretRef": {"name": "aggregator-env"}} in container["envFrom"]
+    assert {"secretRef": {"name": "aggregator-runs"}} in container["envFrom"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["AGGREGATOR_PIPELINES"] == "/opt/dagster/pipelines"
     assert env["DAGSTER_HOME"] == config["dagster_home"]
@@ -113,5 +113,7 @@ def test_run_worker_writes_only_to_mounted_volumes(launched_job) -> None:
     assert any(artifacts.startswith(m) for m in mounts), f"{artifacts} is not under a mounted volume {mounts}"
     compute_logs = instance_ref["compute_logs_data"]
     if compute_logs["class_name"] != "NoOpComputeLogManager":
-        logs_dir = in_pod(yaml.safe_load(compute_logs["config_yaml"])["base_dir"])
+        # LocalComputeLogManager writes to base_dir; the cloud managers stage files in local_dir before upload.
+        config = yaml.safe_load(compute_logs["config_yaml"])
+        logs_dir = in_pod(config.get("local_dir") or config["base_dir"])
         assert any(logs_dir.startswith(m) for m in mounts), f"{logs_dir} is not under a mounted volume {mounts}"

@@ -1,0 +1,169 @@
+"""Who can reach whom under the rendered NetworkPolicies, evaluated with Kubernetes' own rules: a connection is
+allowed when the source's egress and the destination's ingress both allow it; a pod selected by no policy of a
+direction is open in that direction, a pod selected by any policy allows only what some policy lists.
+
+Pods carry the labels they get in a cluster: the proxy and the maintenance jobs from the rendered chart, the
+official chart's webserver / daemon / user-code pods from that chart's labels (stated here, independently of
+our values), and run pods from the Job the real K8sRunLauncher creates (test_k8s_run_launch.launched_job)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aggregator_tests.deploy.helm import render
+from aggregator_tests.deploy.test_k8s_run_launch import launched_job  # noqa: F401  (a fixture, used by name)
+
+NAMESPACE = "dagster"
+DATABASE_IP = "10.0.64.10"  # inside the chart's default database.cidrs
+WEBSERVER_PORT, CODE_SERVER_PORT, DB_PORT, PROXY_PORT = 3001, 3030, 5432, 3000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    labels: dict[str, str]
+    ip: str
+    namespace: str | None = NAMESPACE  # None: outside the cluster (matched by ipBlock only)
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    if not all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and value in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and value is None:
+            return False
+    return True
+
+
+def peer_matches(peer: dict, other: Endpoint) -> bool:
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        ip = ipaddress.ip_address(other.ip)
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(e) for e in block.get("except", []))
+    if other.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        ns_labels = {"kubernetes.io/metadata.name": other.namespace}
+        if not selects(peer["namespaceSelector"], ns_labels):
+            return False
+    elif other.namespace != NAMESPACE:
+        return False
+    return "podSelector" not in peer or selects(peer["podSelector"], other.labels)
+
+
+def port_matches(rule: dict, port: int) -> bool:
+    return "ports" not in rule or any(p.get("port") == port and p.get("protocol", "TCP") == "TCP"
+                                      for p in rule["ports"])
+
+
+def direction_allows(policies: list[dict], pod: Endpoint, other: Endpoint, port: int, direction: str) -> bool:
+    if pod.namespace != NAMESPACE:
+        return True  # not ours to restrict
+    kind = "Ingress" if direction == "ingress" else "Egress"
+    key = "from" if direction == "ingress" else "to"
+    applying = [p for p in policies if kind in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], pod.labels)]
+    if not applying:
+        return True
+    return any(port_matches(rule, port) and ("from" not in rule and "to" not in rule
+                                             or any(peer_matches(peer, other) for peer in rule.get(key, [])))
+               for policy in applying for rule in policy["spec"].get(direction, []))
+
+
+def allowed(policies: list[dict], src: Endpoint, dst: Endpoint, port: int) -> bool:
+    return (direction_allows(policies, src, dst, port, "egress")
+            and direction_allows(policies, dst, src, port, "ingress"))
+
+
+@pytest.fixture(scope="module")
+def policies(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], dict[str, dict]]:
+    objects = render(helm, tmp_path_factory.mktemp("helm-home"))
+    templates = {}
+    for o in objects:
+        if o["kind"] in ("Deployment", "Job", "CronJob"):
+            spec = o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"]
+            templates[o["metadata"]["name"]] = spec["template"]["metadata"]["labels"]
+    return [o for o in objects if o["kind"] == "NetworkPolicy"], templates
+
+
+@pytest.fixture
+def endpoints(policies, launched_job) -> dict[str, Endpoint]:  # noqa: F811
+    _, labels = policies
+    job, *_ = launched_job
+    # Labels of the official Dagster chart's pods (release `dagster`).
+    release = {"app.kubernetes.io/instance": "dagster"}
+    return {
+        "ingress-controller": Endpoint("ingress-controller", {"app.kubernetes.io/name": "ingress-nginx"}, "10.1.0.2",
+                                       namespace="ingress-nginx"),
+        "proxy": Endpoint("proxy", labels["aggregator-proxy"], "10.1.0.3"),
+        "webserver": Endpoint("webserver", {**release, "app.kubernetes.io/name": "dagster",
+                                            "component": "dagster-webserver"}, "10.1.0.4"),
+        "daemon": Endpoint("daemon", {**release, "app.kubernetes.io/name": "dagster", "component": "dagster-daemon"},
+                           "10.1.0.5"),
+        "code-server": Endpoint("code-server", {**release, "app.kubernetes.io/name": "dagster-user-deployments",
+                                                "component": "user-deployments", "deployment": "aggregator"},
+                                "10.1.0.6"),
+        "run": Endpoint("run", job["spec"]["template"]["metadata"]["labels"], "10.1.0.7"),
+        "migrate": Endpoint("migrate", labels["aggregator-migrate"], "10.1.0.8"),
+        "backup": Endpoint("backup", labels["aggregator-backup"], "10.1.0.9"),
+        "other-pod": Endpoint("other-pod", {"app": "something-else"}, "10.1.0.10"),
+        "database": Endpoint("database", {}, DATABASE_IP, namespace=None),
+        "internet": Endpoint("internet", {}, "93.184.216.34", namespace=None),
+        "metadata": Endpoint("metadata", {}, "169.254.169.254", namespace=None),
+    }
+
+
+def test_code_server_is_reachable_only_by_webserver_daemon_and_runs(policies, endpoints) -> None:
+    """Regression (issue 15, defect 3): the user-code gRPC server is unauthenticated and runs user code with the
+    pipelines' secrets, and it was reachable from every pod."""
+    rules, _ = policies
+    code = endpoints["code-server"]
+    reaching = {name for name, e in endpoints.items() if e is not code and allowed(rules, e, code, CODE_SERVER_PORT)}
+    assert reaching == {"webserver", "daemon", "run"}
+
+
+def test_webserver_is_reachable_only_by_the_proxy(policies, endpoints) -> None:
+    rules, _ = policies
+    web = endpoints["webserver"]
+    assert {n for n, e in endpoints.items() if e is not web and allowed(rules, e, web, WEBSERVER_PORT)} == {"proxy"}
+
+
+def test_proxy_is_reachable_only_from_the_ingress_controller(policies, endpoints) -> None:
+    rules, _ = policies
+    proxy = endpoints["proxy"]
+    assert {n for n, e in endpoints.items() if e is not proxy and allowed(rules, e, proxy, PROXY_PORT)} == {
+        "ingress-controller"}
+
+
+def test_every_component_reaches_postgres_and_nothing_else_does(policies, endpoints) -> None:
+    rules, _ = policies
+    db = endpoints["database"]
+    reaching = {n for n, e in endpoints.items() if e.namespace and allowed(rules, e, db, DB_PORT)}
+    assert reaching == {"proxy", "webserver", "daemon", "code-server", "run", "migrate", "backup", "ingress-controller"}
+    assert "other-pod" not in reaching
+
+
+def test_default_deny_and_sources_without_cloud_metadata(policies, endpoints) -> None:
+    rules, _ = policies
+    e = endpoints
+    assert not allowed(rules, e["other-pod"], e["internet"], 443), "a pod of no component gets nowhere"
+    assert not allowed(rules, e["proxy"], e["code-server"], CODE_SERVER_PORT)
+    assert not allowed(rules, e["migrate"], e["internet"], 443)
+    # Run pods fetch sources; nobody reaches the node's cloud credentials.
+    assert allowed(rules, e["run"], e["internet"], 443)
+    assert not any(allowed(rules, src, e["metadata"], 80) for src in e.values() if src.namespace == NAMESPACE)
+
+
+def test_the_evaluator_sees_an_open_namespace_without_policies(endpoints) -> None:
+    """Not vacuous: with no policies (fb0fb08 had none for the code server) every pod reaches it."""
+    code = endpoints["code-server"]
+    assert allowed([], endpoints["other-pod"], code, CODE_SERVER_PORT)
