@@ -15,6 +15,7 @@ from aggregator_tests.deploy.paths import DEPLOY, REPO
 
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 PLATFORM_SERVICES = {"code-server", "webserver", "daemon", "proxy"}
+DAGSTER_SERVICES = {"code-server", "webserver", "daemon"}
 
 
 def run_config(tmp_path: Path, *, env_file: Path | None) -> subprocess.CompletedProcess[str]:
@@ -29,7 +30,7 @@ def run_config(tmp_path: Path, *, env_file: Path | None) -> subprocess.Completed
     if env_file is not None:
         env["AGGREGATOR_ENV_FILE"] = str(env_file)
         args += ["--env-file", str(env_file)]
-    return subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, env=env,
+    return subprocess.run([*args, "--profile", "maintenance", "config", "--format", "json"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120, check=False)
 
 
@@ -41,7 +42,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_config_resolves_with_the_example_env_file(config: dict) -> None:
-    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres"}
+    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres", "migrate", "backup", "retention"}
 
 
 def test_config_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_config_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
     empty.write_text("")
     result = run_config(tmp_path, env_file=empty)
     assert result.returncode != 0
-    assert "POSTGRES_" in result.stderr and "deploy/.env" in result.stderr
+    assert "_PASSWORD" in result.stderr and "deploy/.env" in result.stderr
 
 
 def test_only_the_proxy_publishes_a_port(config: dict) -> None:
@@ -61,29 +62,99 @@ def test_only_the_proxy_publishes_a_port(config: dict) -> None:
     assert port["target"] == 3000 and port["host_ip"] == "127.0.0.1"
     # The webserver and PostgreSQL are only on the internal network.
     assert config["networks"]["backend"]["internal"] is True
-    for name in ("webserver", "daemon", "postgres"):
+    for name in ("webserver", "daemon", "postgres", "migrate", "backup", "retention"):
         assert set(config["services"][name]["networks"]) == {"backend"}, name
 
 
-def test_every_service_has_a_health_check_and_waits_for_its_dependencies(config: dict) -> None:
+def test_every_long_running_service_has_a_health_check(config: dict) -> None:
     for name, svc in config["services"].items():
+        if svc.get("restart") == "no" or "backup" == name:
+            continue  # one-shot jobs (migrate, backup, retention)
         assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
-        for dependency in svc.get("depends_on", {}).values():
-            assert dependency["condition"] == "service_healthy", name
+
+
+def test_services_wait_for_their_dependencies_themselves(config: dict) -> None:
+    """Regression (issue 15, defect 12): with engines that ignore `condition: service_healthy` the stack only
+    converged through restarts. Every platform service's command starts with deploy/bin/wait_for.py, checking
+    each service it depends on (PostgreSQL through its own URL, the migrated schema, the code server, the
+    webserver)."""
+    for name in PLATFORM_SERVICES | {"migrate", "retention"}:
+        command = config["services"][name]["command"]
+        assert command[:2] == ["python", "/opt/dagster/bin/wait_for.py"], name
+        checks = command[2:command.index("--")]
+        for dependency in config["services"][name].get("depends_on", {}):
+            expected = {"postgres": ("--postgres", "--schema"), "migrate": ("--schema",),
+                        "code-server": ("--tcp",), "webserver": ("--http",)}[dependency]
+            assert any(flag in checks for flag in expected), f"{name} does not check {dependency} itself"
+
+
+def test_one_migrate_step_before_the_dagster_services(config: dict) -> None:
+    """Regression (defect 6): no migration step; webserver, daemon and code server raced creating the schema."""
+    migrate = config["services"]["migrate"]
+    assert migrate["command"][migrate["command"].index("--") + 1:] == ["dagster", "instance", "migrate"]
+    assert migrate["restart"] == "no"
+    for name in DAGSTER_SERVICES:
+        svc = config["services"][name]
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert "--schema" in svc["command"], name
+
+
+def test_every_service_has_resource_limits(config: dict) -> None:
+    """Regression (defect 8): no limits, so one runaway load could take the host and PostgreSQL with it."""
+    for name, svc in config["services"].items():
+        limits = svc["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0 and int(limits["memory"]) > 0 and int(limits["pids"]) > 0, name
+
+
+def test_each_service_gets_only_its_own_secrets(config: dict) -> None:
+    """Regression (defect 9): `env_file: .env` gave every container the superuser password and the OIDC secret,
+    and every service connected as the superuser. Each service now sees only its own role's password."""
+    env = {name: svc.get("environment", {}) for name, svc in config["services"].items()}
+    example = dict(line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    secrets = {k: v for k, v in example.items() if k.endswith("_PASSWORD")}
+    for name, values in env.items():
+        text = " ".join(str(v) for v in values.values())
+        holds = {k for k, v in secrets.items() if v in text}
+        allowed = {"postgres": set(secrets) - {"AGGREGATOR_ADMIN_PASSWORD"},
+                   "proxy": {"PROXY_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD"},
+                   "code-server": {"DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD"},
+                   "backup": {"BACKUP_DB_PASSWORD"}}.get(name, {"DAGSTER_DB_PASSWORD"})
+        assert holds <= allowed, f"{name} gets {sorted(holds - allowed)}"
+        assert "POSTGRES_SUPERUSER_PASSWORD" not in holds or name == "postgres", name
+    for name, svc in config["services"].items():
+        for env_file in svc.get("env_file", []):
+            assert name == "code-server" and env_file["path"].endswith("connectors.env"), name
+    # No service but postgres itself connects as the superuser.
+    for name, values in env.items():
+        for value in values.values():
+            assert "://postgres:" not in str(value), name
+
+
+def test_proxy_admin_password_and_trusted_proxies_are_wired(config: dict) -> None:
+    """Defects 4 and 5: the first admin's password comes from deploy/.env (nothing printed to the log), and the
+    trusted-proxy networks are a setting with a value."""
+    import ipaddress
+
+    env = config["services"]["proxy"]["environment"]
+    assert env["AGGREGATOR_ADMIN_PASSWORD"]
+    for cidr in env["AGGREGATOR_TRUSTED_PROXIES"].split(","):
+        assert ipaddress.ip_network(cidr.strip()).is_private
 
 
 def test_platform_services_share_one_image_and_the_production_instance(config: dict) -> None:
     services = config["services"]
     assert len({services[name]["image"] for name in PLATFORM_SERVICES}) == 1
-    for name in PLATFORM_SERVICES:
+    for name in PLATFORM_SERVICES - {"proxy"}:
         svc = services[name]
         mounts = {v["target"]: v for v in svc["volumes"]}
         instance = mounts["/opt/dagster/dagster_home/dagster.yaml"]
         # The file aggregator_tests/deploy/test_instance_configs.py builds an instance from.
         assert Path(instance["source"]) == DEPLOY / "dagster.yaml" and instance["read_only"]
         assert Path(mounts["/opt/dagster/app/workspace.yaml"]["source"]) == DEPLOY / "workspace.yaml"
-        assert svc["environment"]["DAGSTER_PG_URL"].startswith("postgresql://")
-        assert "@postgres:5432/dagster" in svc["environment"]["DAGSTER_PG_URL"]
+        if name != "proxy":
+            assert svc["environment"]["DAGSTER_PG_URL"].startswith("postgresql://dagster:")
+            assert "@postgres:5432/dagster" in svc["environment"]["DAGSTER_PG_URL"]
         assert svc["build"]["context"] == str(REPO) and svc["build"]["dockerfile"] == "deploy/Dockerfile"
     assert services["proxy"]["environment"]["AGGREGATOR_PROXY_DB_URL"].endswith("@postgres:5432/aggregator_proxy")
     assert {v["target"]: v["type"] for v in services["postgres"]["volumes"]}["/var/lib/postgresql/data"] == "volume"
@@ -101,12 +172,17 @@ def test_workspace_points_at_the_code_server_service(config: dict) -> None:
 def test_proxy_upstream_is_the_webserver_service(config: dict) -> None:
     proxy = config["services"]["proxy"]["command"]
     web = config["services"]["webserver"]["command"]
+    assert f"http://webserver:{web[web.index('-p') + 1]}/server_info" in proxy
     assert proxy[proxy.index("--upstream") + 1] == f"http://webserver:{web[web.index('-p') + 1]}"
 
 
-def test_init_script_creates_the_databases_the_urls_name(config: dict) -> None:
-    sql = (DEPLOY / "postgres-init" / "10-databases.sql").read_text()
-    urls = [config["services"]["proxy"]["environment"]["AGGREGATOR_PROXY_DB_URL"],
-            config["services"]["code-server"]["environment"]["AGGREGATOR_WAREHOUSE_URL"]]
-    for url in urls:
-        assert f"CREATE DATABASE {url.rsplit('/', 1)[1]};" in sql
+def test_init_script_defaults_are_the_roles_and_databases_the_urls_name(config: dict) -> None:
+    from urllib.parse import urlsplit
+
+    script = (DEPLOY / "postgres-init" / "10-roles.sh").read_text()
+    env = {**config["services"]["code-server"]["environment"], **config["services"]["proxy"]["environment"]}
+    for key, prefix in (("DAGSTER_PG_URL", "DAGSTER"), ("AGGREGATOR_WAREHOUSE_URL", "WAREHOUSE"),
+                        ("AGGREGATOR_PROXY_DB_URL", "PROXY")):
+        url = urlsplit(env[key])
+        assert f"${{{prefix}_DB_ROLE:-{url.username}}}" in script, key
+        assert f"${{{prefix}_DB_NAME:-{url.path.lstrip('/')}}}" in script, key
