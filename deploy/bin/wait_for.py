@@ -96,7 +96,7 @@ def http_ready(url: str) -> tuple[str, Callable[[], None]]:
         raise SystemExit(f"wait_for: --http {url!r}: expected an http(s) URL")
 
     def check() -> None:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (scheme checked above)
+        with urllib.request.urlopen(url, timeout=5) as response:
             if not 200 <= response.status < 300:
                 raise RuntimeError(f"HTTP {response.status}")
 
@@ -107,7 +107,7 @@ def wait(name: str, check: Callable[[], None], attempts: int, delay: float) -> N
     for attempt in range(1, attempts + 1):
         try:
             check()
-        except Exception as exc:  # noqa: BLE001 (any failure means "not yet"; the last one is reported)
+        except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if attempt == attempts:
                 raise SystemExit(f"wait_for: gave up on {name} after {attempts} attempts; last error: {reason}") from exc
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
               + [tcp_ready(t) for t in args.tcp] + [http_ready(u) for u in args.http])
     for name, check in checks:
         wait(name, check, args.attempts, args.delay)
-    os.execvp(command[0], command)  # noqa: S606 (the container's own command, from its definition)
+    os.execvp(command[0], command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,204 @@
+"""The maintenance pieces against the local PostgreSQL: the per-component roles (postgres-init), the migrate step
+and wait_for.py, run retention (prune_runs.py) and backup/restore (backup.sh, restore.sh)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import psycopg
+import pytest
+
+from aggregator_tests.deploy.paths import DEPLOY, executable
+from aggregator_tests.postgres import PgDatabase
+
+BIN = DEPLOY / "bin"
+FILES = DEPLOY / "helm" / "aggregator" / "files"
+MAINTENANCE_INSTANCE = "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_PG_URL\ntelemetry:\n  enabled: false\n"
+
+
+def libpq_env(dsn: str) -> dict[str, str]:
+    url = urlsplit(dsn)
+    return {**os.environ, "PGHOST": url.hostname or "127.0.0.1", "PGPORT": str(url.port or 5432),
+            "PGUSER": url.username or "postgres", "PGPASSWORD": url.password or ""}
+
+
+def admin_dsn(dsn: str, database: str) -> str:
+    return dsn.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture
+def home(tmp_path: Path, pg_db: PgDatabase) -> dict[str, str]:
+    """Environment of a maintenance container: DAGSTER_HOME with the chart's maintenance instance."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(MAINTENANCE_INSTANCE)
+    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": pg_db.dsn}
+
+
+def wait_for(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BIN / "wait_for.py"), *args], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+def test_maintenance_instance_matches_the_chart() -> None:
+    template = (DEPLOY / "helm" / "aggregator" / "templates" / "_helpers.tpl").read_text()
+    body = template.split('define "aggregator.maintenanceInstance" -}}\n', 1)[1].split("{{- end }}", 1)[0]
+    assert body == MAINTENANCE_INSTANCE
+
+
+def test_services_wait_until_migrate_has_run(home: dict[str, str]) -> None:
+    """Regression (issue 15, defects 6 and 12): services started on an empty database raced creating the schema.
+    wait_for.py --schema holds a service back, with a log line per attempt, until `dagster instance migrate`
+    (the Compose `migrate` service, the chart's hook) has created it; then it runs the command."""
+    before = wait_for(home, "--schema", "DAGSTER_PG_URL", "--attempts", "2", "--delay", "0", "--",
+                      sys.executable, "-c", "print('started')")
+    assert before.returncode != 0 and "started" not in before.stdout
+    assert "waiting for Dagster schema" in before.stderr and "attempt 1/2" in before.stderr
+    assert "gave up on Dagster schema" in before.stderr and "dagster instance migrate" in before.stderr
+    password = urlsplit(home["DAGSTER_PG_URL"]).password
+    assert not password or password not in before.stderr
+
+    migrate = subprocess.run([executable("dagster"), "instance", "migrate"], capture_output=True, text=True,
+                             env=home, timeout=300, check=False)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+
+    after = wait_for(home, "--postgres", "DAGSTER_PG_URL", "--schema", "DAGSTER_PG_URL", "--attempts", "2", "--",
+                     sys.executable, "-c", "print('started')")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.strip() == "started" and "is ready" in after.stderr
+
+
+def test_wait_for_gives_up_on_a_closed_port(home: dict[str, str]) -> None:
+    result = wait_for(home, "--tcp", "127.0.0.1:1", "--attempts", "2", "--delay", "0", "--", "true")
+    assert result.returncode != 0 and "gave up on TCP 127.0.0.1:1 after 2 attempts" in result.stderr
+
+
+@dg.asset
+def retention_probe_asset() -> int:
+    """An asset whose materialization must survive retention."""
+    dg.get_dagster_logger().info("a step log line retention may delete")
+    return 1
+
+
+@dg.op
+def chatty_op() -> None:
+    dg.get_dagster_logger().info("log line of a run without asset events")
+
+
+@dg.job
+def op_only_job() -> None:
+    chatty_op()
+
+
+def test_retention_deletes_old_runs_and_keeps_asset_history(home: dict[str, str], pg_db: PgDatabase,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 10: nothing pruned runs and event logs. prune_runs.py deletes old runs without asset events and
+    trims the others to their asset and lifecycle events, so asset history survives."""
+    sys.path.insert(0, str(BIN))
+    try:
+        import prune_runs
+    finally:
+        sys.path.remove(str(BIN))
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_db.dsn)
+    with dg.DagsterInstance.from_config(home["DAGSTER_HOME"]) as instance:
+        asset_run = dg.materialize([retention_probe_asset], instance=instance).run_id
+        op_run = op_only_job.execute_in_process(instance=instance).run_id
+        recent = prune_runs.prune(instance, datetime.timedelta(days=30))
+        assert recent == {"deleted_runs": 0, "trimmed_runs": 0, "deleted_events": 0}, "recent runs are kept"
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31)
+        dry = prune_runs.prune(instance, datetime.timedelta(days=30), now=later, dry_run=True)
+        assert instance.get_run_by_id(op_run) is not None
+        counts = prune_runs.prune(instance, datetime.timedelta(days=30), now=later)
+        assert counts == dry and counts["deleted_runs"] == 1 and counts["trimmed_runs"] == 1
+        assert instance.get_run_by_id(op_run) is None
+        assert instance.get_run_by_id(asset_run) is not None
+        materialization = instance.get_latest_materialization_event(dg.AssetKey("retention_probe_asset"))
+        assert materialization is not None and materialization.run_id == asset_run
+        kept = {r.event_log_entry.dagster_event.event_type_value if r.event_log_entry.dagster_event else None
+                for r in instance.get_records_for_run(asset_run).records}
+        assert None not in kept, "plain log lines are gone"
+        assert set(kept) <= set(prune_runs.KEEP) and "ASSET_MATERIALIZATION" in kept
+        assert prune_runs.prune(instance, datetime.timedelta(days=30), now=later)["deleted_events"] == 0
+
+
+def test_backup_and_restore_round_trip(pg_db: PgDatabase, tmp_path: Path) -> None:
+    """Defect 11: backups were prose only. backup.sh dumps a database; restore.sh restores it into a new one,
+    and the rows come back."""
+    with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, amount numeric NOT NULL)")
+        conn.execute("INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g")
+    env = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_DATABASES": pg_db.name,
+           "BACKUP_KEEP": "3"}
+    backup = subprocess.run(["sh", str(FILES / "backup.sh")], capture_output=True, text=True, env=env,
+                            timeout=300, check=False)
+    assert backup.returncode == 0, backup.stderr
+    (dump,) = (tmp_path / "backups" / pg_db.name).glob("*.dump")
+    assert not list((tmp_path / "backups").rglob("*.partial"))
+
+    target = f"restore_{uuid.uuid4().hex[:12]}"
+    postgres = admin_dsn(pg_db.dsn, "postgres")
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{target}"')
+    try:
+        restore = subprocess.run(["sh", str(FILES / "restore.sh"), str(dump), target], capture_output=True,
+                                 text=True, env=libpq_env(pg_db.dsn), timeout=300, check=False)
+        assert restore.returncode == 0, restore.stderr
+        with psycopg.connect(admin_dsn(pg_db.dsn, target)) as conn:
+            assert conn.execute("SELECT count(*), sum(amount) FROM orders").fetchone() == (500, 187875)
+        again = subprocess.run(["sh", str(FILES / "restore.sh"), str(dump), target], capture_output=True,
+                               text=True, env=libpq_env(pg_db.dsn), timeout=300, check=False)
+        assert again.returncode != 0, "restoring over existing tables stops at the first error"
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+
+
+def test_each_role_reaches_only_its_own_database(pg_db: PgDatabase) -> None:
+    """Defect 9: every service connected as the superuser owning all databases. postgres-init creates one role
+    per component that can connect only to its own database, and a backup role that reads everything."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {p: f"t{suffix}_{p.lower()}" for p in ("DAGSTER", "WAREHOUSE", "PROXY", "BACKUP")}
+    env = {**libpq_env(pg_db.dsn), "POSTGRES_USER": urlsplit(pg_db.dsn).username or "postgres",
+           "POSTGRES_DB": "postgres", "AGGREGATOR_INIT_DIR": str(DEPLOY / "postgres-init")}
+    for prefix, name in names.items():
+        env[f"{prefix}_DB_ROLE"] = name
+        env[f"{prefix}_DB_NAME"] = name
+        env[f"{prefix}_DB_PASSWORD"] = uuid.uuid4().hex
+    postgres = admin_dsn(pg_db.dsn, "postgres")
+    try:
+        result = subprocess.run(["sh", str(DEPLOY / "postgres-init" / "10-roles.sh")], capture_output=True,
+                                text=True, env=env, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+
+        def connect_as(role: str, database: str) -> psycopg.Connection:
+            url = urlsplit(pg_db.dsn)
+            return psycopg.connect(host=url.hostname, port=url.port or 5432, user=role, dbname=database,
+                                   password=env[next(k for k, v in names.items() if v == role) + "_DB_PASSWORD"])
+
+        with connect_as(names["WAREHOUSE"], names["WAREHOUSE"]) as conn:
+            conn.execute("CREATE TABLE t (x int)")  # the owner can build its schema
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.commit()
+        for role, other in ((names["WAREHOUSE"], names["DAGSTER"]), (names["PROXY"], names["WAREHOUSE"]),
+                            (names["DAGSTER"], names["PROXY"])):
+            with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+                connect_as(role, other).close()
+        with connect_as(names["BACKUP"], names["WAREHOUSE"]) as conn:
+            assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("INSERT INTO t VALUES (2)")
+        with connect_as(names["WAREHOUSE"], names["WAREHOUSE"]) as conn:
+            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            for prefix in ("DAGSTER", "WAREHOUSE", "PROXY"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{names[prefix]}" WITH (FORCE)')
+            for name in names.values():
+                conn.execute(f'DROP ROLE IF EXISTS "{name}"')
