@@ -48,10 +48,46 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_base_image_is_pinned_to_a_patch_release() -> None:
+def test_base_image_is_pinned_by_digest() -> None:
+    """Regression (issue 15, defect 7): a tag can be re-pushed; only a digest names one image."""
     (arg,) = [rest for word, rest in instructions() if word == "ARG" and rest.startswith("PYTHON_IMAGE=")]
     image = arg.split("=", 1)[1]
-    assert re.fullmatch(r"python:3\.(1[1-9])\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", image), image
+    assert re.fullmatch(r"python:3\.(1[1-9])\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}", image), image
+
+
+def constraint_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_image_installs_with_the_constraints_file() -> None:
+    """Regression (defect 7): without a lock, each build resolved whatever was newest that day (pandas, numpy,
+    pyarrow, gql). The build stage copies constraints.txt and installs with it."""
+    build, _ = stages()
+    copies = [rest for word, rest in build if word == "COPY"]
+    assert any("constraints.txt" in shlex.split(rest) for rest in copies)
+    (install,) = [rest for word, rest in build if word == "RUN" and "pip install" in rest]
+    assert "--constraint constraints.txt" in install
+
+
+def test_constraints_pin_every_runtime_dependency_at_the_pyproject_versions() -> None:
+    """The lock covers everything pyproject.toml asks for, and agrees with its exact pins (the Dagster set)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = constraint_pins()
+    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["aws"]]
+    for req in requirements:
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{req.name} is not in constraints.txt: run scripts/lock_constraints.sh"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} violates {req}"
 
 
 def test_multi_stage_with_non_root_runtime() -> None:
