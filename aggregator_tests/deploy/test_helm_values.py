@@ -235,3 +235,26 @@ def test_the_merge_check_sees_the_code_location_override(in_cluster) -> None:
     run = DagsterRun(job_name="probe", run_id="00000000-0000-0000-0000-000000000001", job_code_origin=origin)
     merged = K8sContainerContext.create_for_run(run, launcher, include_run_tags=True).run_k8s_config.container_config
     assert merged["resources"]["limits"]["memory"] == deployment["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_compute_logs_outlive_the_run_pod() -> None:
+    """Regression (issue 15, defect 10): with NoOpComputeLogManager a step's output existed only in the pod's log,
+    and Jobs (with their pods) are deleted a day after they finish. Both Kubernetes instances keep step logs in a
+    bucket, with the same settings, and those settings pass the manager's own config schema."""
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    assert VALUES["computeLogManager"]["type"] == "S3ComputeLogManager"
+    from_values = snake(VALUES["computeLogManager"]["config"]["s3ComputeLogManager"])
+    from_file = INSTANCE["compute_logs"]
+    assert (from_file["module"], from_file["class"]) == ("dagster_aws.s3.compute_log_manager", "S3ComputeLogManager")
+    assert from_values == from_file["config"]
+    result = process_config(resolve_to_config_type(S3ComputeLogManager.config_type()), from_file["config"])
+    assert result.success, [e.message for e in result.errors]
+    # Files are staged under local_dir before upload: it must be on the run pod's writable /tmp volume.
+    mounts = [m["mountPath"] for m in
+              VALUES["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"]["volumeMounts"]]
+    assert any(from_file["config"]["local_dir"].startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def test_run_monitoring_is_on_in_the_chart_instance() -> None:
+    assert VALUES["dagsterDaemon"]["runMonitoring"]["enabled"] is True

@@ -23,6 +23,12 @@ from aggregator_tests.postgres import PgDatabase
 INSTANCE_FILES = [("dagster.yaml", "DefaultRunLauncher"), ("dagster.k8s.yaml", "K8sRunLauncher")]
 
 
+def test_every_instance_file_in_deploy_is_checked_here() -> None:
+    """Run monitoring, the queue and storage are checked per file below; a new instance file joins the list."""
+    files = {p.name for p in DEPLOY.glob("*.yaml") if "storage" in (yaml.safe_load(p.read_text()) or {})}
+    assert files == {name for name, _ in INSTANCE_FILES}
+
+
 def load_yaml(name: str) -> dict:
     return yaml.safe_load((DEPLOY / name).read_text())
 
