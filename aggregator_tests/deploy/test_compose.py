@@ -138,8 +138,12 @@ def test_proxy_admin_password_and_trusted_proxies_are_wired(config: dict) -> Non
 
     env = config["services"]["proxy"]["environment"]
     assert env["AGGREGATOR_ADMIN_PASSWORD"]
-    for cidr in env["AGGREGATOR_TRUSTED_PROXIES"].split(","):
-        assert ipaddress.ip_network(cidr.strip()).is_private
+    # Trusted: the gateway of the network the published port is reached through (a reverse proxy on the host),
+    # not a whole range any container or direct client could come from.
+    (subnet,) = [ipaddress.ip_network(c["subnet"]) for c in config["networks"]["egress"]["ipam"]["config"]]
+    gateway = next(subnet.hosts())
+    assert [ipaddress.ip_network(c.strip()) for c in env["AGGREGATOR_TRUSTED_PROXIES"].split(",")] == [
+        ipaddress.ip_network(f"{gateway}/32")]
 
 
 def test_platform_services_share_one_image_and_the_production_instance(config: dict) -> None:

@@ -126,6 +126,11 @@ def test_retention_deletes_old_runs_and_keeps_asset_history(home: dict[str, str]
         assert None not in kept, "plain log lines are gone"
         assert set(kept) <= set(prune_runs.KEEP) and "ASSET_MATERIALIZATION" in kept
         assert prune_runs.prune(instance, datetime.timedelta(days=30), now=later)["deleted_events"] == 0
+        # A daily job looks only at runs that crossed the cutoff within its window: a year later, nothing.
+        much_later = later + datetime.timedelta(days=365)
+        assert prune_runs.prune(instance, datetime.timedelta(days=30), now=much_later,
+                                window=datetime.timedelta(days=7))["trimmed_runs"] == 0
+        assert prune_runs.prune(instance, datetime.timedelta(days=30), now=much_later)["trimmed_runs"] == 1
 
 
 def test_backup_and_restore_round_trip(pg_db: PgDatabase, tmp_path: Path) -> None:

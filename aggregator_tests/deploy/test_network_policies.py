@@ -167,3 +167,11 @@ def test_the_evaluator_sees_an_open_namespace_without_policies(endpoints) -> Non
     """Not vacuous: with no policies (fb0fb08 had none for the code server) every pod reaches it."""
     code = endpoints["code-server"]
     assert allowed([], endpoints["other-pod"], code, CODE_SERVER_PORT)
+
+
+def test_every_pod_resolves_names_through_cluster_dns(policies, endpoints) -> None:
+    rules, _ = policies
+    dns = Endpoint("dns", {"k8s-app": "kube-dns"}, "10.1.9.9", namespace="kube-system")
+    for name, pod in endpoints.items():
+        if pod.namespace == NAMESPACE:
+            assert allowed(rules, pod, dns, 53), name

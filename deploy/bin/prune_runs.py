@@ -7,7 +7,9 @@ bound (tens of GB a month at thousands of runs a day). For every finished run la
   and those asset events, so asset history, partition status and freshness survive; its step logs, engine events
   and log lines (the bulk of the volume) are deleted.
 Runs still queued, starting or running are never touched. Run it daily (Helm CronJob `aggregator-retention`,
-Compose service `retention`); it is idempotent.
+Compose service `retention`); it is idempotent. Only runs that crossed the cutoff within the last
+`--window-days` (default 7) are looked at, so a daily job does not re-read every trimmed run it ever kept; after
+the job has not run for longer than that, catch up once with `--window-days 0` (no lower bound).
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ KEEP = sorted(e.value for e in ASSET_EVENTS | RUN_EVENTS)
 
 
 def prune(instance: dg.DagsterInstance, older_than: datetime.timedelta, *, dry_run: bool = False,
-          now: datetime.datetime | None = None) -> dict[str, int]:
-    """Delete or trim the finished runs last updated before `now - older_than`; counts of what was done."""
+          now: datetime.datetime | None = None, window: datetime.timedelta | None = None) -> dict[str, int]:
+    """Delete or trim the finished runs last updated before `now - older_than` (and, with `window`, not before
+    `now - older_than - window`); counts of what was done."""
     cutoff = (now or datetime.datetime.now(datetime.UTC)) - older_than
-    run_ids = instance.get_run_ids(dg.RunsFilter(statuses=list(FINISHED_STATUSES), updated_before=cutoff))
+    since = cutoff - window if window else None
+    run_ids = instance.get_run_ids(
+        dg.RunsFilter(statuses=list(FINISHED_STATUSES), updated_before=cutoff, updated_after=since))
     counts = {"deleted_runs": 0, "trimmed_runs": 0, "deleted_events": 0}
     for run_id in run_ids:
         asset_events = instance.get_records_for_run(run_id, of_type=ASSET_EVENTS, limit=1).records
@@ -69,13 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="prune_runs.py", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--older-than-days", type=float, required=True,
                         help="finished runs last updated longer ago than this are pruned (default deploy: 30)")
+    parser.add_argument("--window-days", type=float, default=7,
+                        help="look only at runs that crossed the cutoff in this many days (0: all; default 7)")
     parser.add_argument("--dry-run", action="store_true", help="count what would be pruned, change nothing")
     args = parser.parse_args(argv)
     if args.older_than_days < 1:
         raise SystemExit(f"prune_runs: --older-than-days {args.older_than_days}: must be at least 1 "
                          "(a smaller value would delete the logs of runs people are still looking at)")
     with dg.DagsterInstance.get() as instance:
-        counts = prune(instance, datetime.timedelta(days=args.older_than_days), dry_run=args.dry_run)
+        window = datetime.timedelta(days=args.window_days) if args.window_days > 0 else None
+        counts = prune(instance, datetime.timedelta(days=args.older_than_days), dry_run=args.dry_run, window=window)
     verb = "would prune" if args.dry_run else "pruned"
     print(f"prune_runs: {verb} runs older than {args.older_than_days:g} days: {counts['deleted_runs']} deleted, "
           f"{counts['trimmed_runs']} trimmed to their asset events ({counts['deleted_events']} events removed)",
