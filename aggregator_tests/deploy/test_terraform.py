@@ -1,0 +1,182 @@
+"""deploy/terraform/aws, parsed with python-hcl2 (no terraform binary or providers here, so nothing is planned):
+every file parses, every reference points at something declared, every variable is used and documented, the
+chart values it outputs use keys the charts have, and its Secrets Manager entries are exactly the Kubernetes
+Secrets (and keys) the charts read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+
+from aggregator_tests.deploy.helm import render
+from aggregator_tests.deploy.paths import DEPLOY
+
+TERRAFORM = DEPLOY / "terraform" / "aws"
+FILES = sorted(TERRAFORM.glob("*.tf"))
+RESOURCE_PREFIXES = ("aws_", "random_", "tls_")
+
+
+def unquote(name: str) -> str:
+    return name.strip('"')
+
+
+def parse(text: str) -> dict[str, Any]:
+    return hcl2.loads(text)
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "__comments__":
+                yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def declarations(modules: list[dict]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"variable": set(), "local": set(), "resource": set(), "data": set(), "output": set()}
+    for module in modules:
+        for block in module.get("variable", []):
+            out["variable"] |= {unquote(k) for k in block}
+        for block in module.get("locals", []):
+            out["local"] |= {k for k in block if not k.startswith("__")}
+        for block in module.get("resource", []):
+            for kind, named in block.items():
+                out["resource"] |= {f"{unquote(kind)}.{unquote(n)}" for n in named}
+        for block in module.get("data", []):
+            for kind, named in block.items():
+                out["data"] |= {f"{unquote(kind)}.{unquote(n)}" for n in named}
+        for block in module.get("output", []):
+            out["output"] |= {unquote(k) for k in block}
+    return out
+
+
+def references(modules: list[dict]) -> dict[str, set[str]]:
+    text = "\n".join(s for module in modules for s in strings(module))
+    resource = re.compile(r"(?<![\w.])((?:%s)\w+)\.(\w+)" % "|".join(RESOURCE_PREFIXES))
+    return {
+        "variable": set(re.findall(r"\bvar\.(\w+)", text)),
+        "local": set(re.findall(r"\blocal\.(\w+)", text)),
+        "data": {f"{a}.{b}" for a, b in re.findall(r"\bdata\.(\w+)\.(\w+)", text)},
+        "resource": {f"{a}.{b}" for a, b in resource.findall(text)},
+    }
+
+
+def problems(modules: list[dict]) -> list[str]:
+    declared, used = declarations(modules), references(modules)
+    found = [f"{kind} {name} is used but not declared" for kind in used for name in sorted(used[kind] - declared[kind])]
+    found += [f"{kind} {name} is declared but never used" for kind in ("variable", "local")
+              for name in sorted(declared[kind] - used[kind])]
+    return found
+
+
+@pytest.fixture(scope="module")
+def modules() -> list[dict]:
+    parsed = []
+    for path in FILES:
+        try:
+            parsed.append(parse(path.read_text()))
+        except Exception as exc:  # the parser's own errors, whatever their class
+            pytest.fail(f"{path.name} does not parse: {exc}")
+    return parsed
+
+
+def test_every_file_parses_and_names_line_up(modules: list[dict]) -> None:
+    assert len(FILES) >= 6
+    assert problems(modules) == []
+
+
+def test_the_reference_check_catches_a_typo() -> None:
+    """Not vacuous: an undeclared variable, a misspelled resource and an unused variable are each reported."""
+    module = parse('variable "used" {\n  type = string\n}\nvariable "unused" {\n  type = string\n}\n'
+                   'resource "aws_s3_bucket" "b" {\n  bucket = "${var.used}-${var.missing}"\n}\n'
+                   'output "o" {\n  value = aws_s3_bucket.bb.id\n}\n')
+    assert problems([module]) == ["variable missing is used but not declared",
+                                  "resource aws_s3_bucket.bb is used but not declared",
+                                  "variable unused is declared but never used"]
+
+
+def test_every_variable_is_typed_and_described(modules: list[dict]) -> None:
+    for module in modules:
+        for block in module.get("variable", []):
+            for name, body in block.items():
+                assert body.get("description") and body.get("type"), unquote(name)
+
+
+def local_value(modules: list[dict], name: str) -> Any:
+    (value,) = [block[name] for module in modules for block in module.get("locals", []) if name in block]
+    return value
+
+
+def key_paths(node: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not key.startswith("__"):
+                yield prefix + (unquote(key),)
+                yield from key_paths(value, prefix + (unquote(key),))
+
+
+def has_path(values: dict, path: tuple[str, ...]) -> bool:
+    node: Any = values
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+@pytest.mark.parametrize(("local", "values_file"), [
+    ("aggregator_chart_values", DEPLOY / "helm" / "aggregator" / "values.yaml"),
+    ("dagster_chart_values", DEPLOY / "helm" / "values.yaml"),
+])
+def test_chart_values_outputs_use_keys_the_charts_have(modules: list[dict], local: str, values_file: Path) -> None:
+    values = yaml.safe_load(values_file.read_text())
+    paths = list(key_paths(local_value(modules, local)))
+    assert paths
+    for path in paths:
+        assert has_path(values, path), f"local.{local}: {'.'.join(path)} is not a key of {values_file.name}"
+
+
+def test_secrets_are_exactly_what_the_charts_read(modules: list[dict], helm: Path,
+                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The Secrets Manager entries are named for the Kubernetes Secrets both charts reference, and hold the keys
+    the aggregator chart's pods read from them."""
+    secrets = {unquote(name): {unquote(k) for k in keys if not k.startswith("__")}
+               for name, keys in local_value(modules, "kubernetes_secrets").items() if not name.startswith("__")}
+    secrets["aggregator-runs"] = {k for k in local_value(modules, "runs_secret") if not k.startswith("__")}
+
+    needed: dict[str, set[str]] = {}
+    for obj in render(helm, tmp_path_factory.mktemp("helm-home")):
+        spec = obj.get("spec", {})
+        template = (spec.get("jobTemplate", {}).get("spec", spec)).get("template", {})
+        for container in template.get("spec", {}).get("containers", []):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    needed.setdefault(ref["name"], set()).add(ref["key"])
+            for source in container.get("envFrom", []):
+                needed.setdefault(source["secretRef"]["name"], set())
+    dagster = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    needed.setdefault(dagster["global"]["postgresqlSecretName"], set()).add("postgresql-password")
+    components = [dagster["dagsterWebserver"], dagster["dagsterDaemon"],
+                  *dagster["dagster-user-deployments"]["deployments"],
+                  dagster["runLauncher"]["config"]["k8sRunLauncher"]]
+    for component in components:
+        for secret in component.get("envSecrets", []):
+            needed.setdefault(secret["name"], set())
+    # The backup job's envFrom secret carries libpq's connection variables (files/backup.sh).
+    needed["aggregator-backup"] |= {"PGHOST", "PGUSER", "PGPASSWORD"}
+    needed["aggregator-runs"] = needed.get("aggregator-runs", set()) | {"AGGREGATOR_WAREHOUSE_URL"}
+
+    assert set(secrets) == set(needed)
+    for name, keys in needed.items():
+        assert keys <= secrets[name], f"{name}: Terraform lacks {sorted(keys - secrets[name])}"
