@@ -62,7 +62,14 @@ def chart_launcher_config(values: dict) -> dict:
 
 def test_run_launcher_values_pass_the_launcher_schema() -> None:
     result = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
-    assert result.success, [e.message for e in result.errors]
+    assert result.success, [e.message for e in result.errors or []]
+
+
+def processed_launcher_config() -> dict:
+    """The chart's run-launcher config with the launcher's defaults filled in, as K8sRunLauncher receives it."""
+    result = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
+    assert result.success and result.value is not None, [e.message for e in result.errors or []]
+    return dict(result.value)
 
 
 @pytest.mark.parametrize(
@@ -200,9 +207,7 @@ def test_run_pods_get_the_documented_resources_after_the_merge(deployment: dict,
     from dagster._core.storage.dagster_run import DagsterRun
     from dagster_k8s.container_context import K8sContainerContext
 
-    processed = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
-    assert processed.success, [e.message for e in processed.errors]
-    launcher = K8sRunLauncher(**processed.value)
+    launcher = K8sRunLauncher(**processed_launcher_config())
 
     origin = dg.reconstructable(_probe_job).get_python_origin()
     context = chart_container_context(deployment)
@@ -225,8 +230,7 @@ def test_the_merge_check_sees_the_code_location_override(in_cluster) -> None:
     from dagster._core.storage.dagster_run import DagsterRun
     from dagster_k8s.container_context import K8sContainerContext
 
-    processed = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), chart_launcher_config(VALUES))
-    launcher = K8sRunLauncher(**processed.value)
+    launcher = K8sRunLauncher(**processed_launcher_config())
     deployment = copy.deepcopy(VALUES["dagster-user-deployments"]["deployments"][0])
     deployment["includeConfigInLaunchedRuns"] = {"enabled": True}
     origin = dg.reconstructable(_probe_job).get_python_origin()
@@ -249,7 +253,7 @@ def test_compute_logs_outlive_the_run_pod() -> None:
     assert (from_file["module"], from_file["class"]) == ("dagster_aws.s3.compute_log_manager", "S3ComputeLogManager")
     assert from_values == from_file["config"]
     result = process_config(resolve_to_config_type(S3ComputeLogManager.config_type()), from_file["config"])
-    assert result.success, [e.message for e in result.errors]
+    assert result.success, [e.message for e in result.errors or []]
     # Files are staged under local_dir before upload: it must be on the run pod's writable /tmp volume.
     mounts = [m["mountPath"] for m in
               VALUES["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"]["volumeMounts"]]

@@ -49,8 +49,11 @@ def launched_job(tmp_path: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPa
         run = create_run_for_test(
             instance, job_name="probe_job", job_code_origin=origin, tags={"aggregator/pipeline": "sales"}
         )
-        instance.launch_run(run.run_id, workspace=None)
-        status = instance.get_run_by_id(run.run_id).status
+        # No workspace: the launcher needs only the run's code origin, which the run carries.
+        instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+        launched = instance.get_run_by_id(run.run_id)
+        assert launched is not None
+        status = launched.status
     namespace = yaml.safe_load((DEPLOY / "dagster.k8s.yaml").read_text())["run_launcher"]["config"]["job_namespace"]
     jobs = in_cluster.created.get(f"/apis/batch/v1/namespaces/{namespace}/jobs", [])
     assert len(jobs) == 1, f"expected one Job in namespace {namespace}, API server saw {in_cluster.created}"
@@ -88,9 +91,11 @@ def test_run_worker_job_carries_the_instance_settings(launched_job, pg_db: PgDat
     # The launch is recorded in PostgreSQL like any other run event.
     assert status == dg.DagsterRunStatus.STARTING
     with psycopg.connect(pg_db.dsn) as conn:
-        (kinds,) = conn.execute(
+        row = conn.execute(
             "SELECT array_agg(dagster_event_type) FROM event_logs WHERE run_id = %s", (run.run_id,)
         ).fetchone()
+    assert row is not None
+    (kinds,) = row
     assert "PIPELINE_STARTING" in kinds
 
 
