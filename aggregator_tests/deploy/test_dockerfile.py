@@ -76,14 +76,17 @@ def test_image_installs_with_the_constraints_file() -> None:
 
 
 def test_constraints_pin_every_runtime_dependency_at_the_pyproject_versions() -> None:
-    """The lock covers everything pyproject.toml asks for, and agrees with its exact pins (the Dagster set)."""
+    """The lock covers everything pyproject.toml asks for (runtime, `aws`, `test`), and agrees with its exact pins
+    (the Dagster set): a dependency added without re-running scripts/lock_constraints.sh fails here."""
     import tomllib
 
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = constraint_pins()
-    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["aws"]]
+    extras = project["optional-dependencies"]
+    requirements = [Requirement(r) for r in project["dependencies"] + extras["aws"] + extras["test"]
+                    if Requirement(r).name != project["name"]]
     for req in requirements:
         name = req.name.lower().replace("_", "-")
         assert name in pins, f"{req.name} is not in constraints.txt: run scripts/lock_constraints.sh"
