@@ -55,13 +55,18 @@ def test_base_image_is_pinned_by_digest() -> None:
     assert re.fullmatch(r"python:3\.(1[1-9])\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}", image), image
 
 
+def normalize(name: str) -> str:
+    """PEP 503: pip freeze writes `aws-cdk.lambda-layer-kubectl-v30`, pyproject `aws-cdk-lambda-layer-kubectl-v30`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def constraint_pins() -> dict[str, str]:
     pins = {}
     for line in (REPO / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert version, f"constraints.txt: {line!r} is not an exact pin"
-            pins[name.lower().replace("_", "-")] = version
+            pins[normalize(name)] = version
     return pins
 
 
@@ -88,7 +93,7 @@ def test_constraints_pin_every_runtime_dependency_at_the_pyproject_versions() ->
     requirements = [Requirement(r) for r in project["dependencies"] + extras["aws"] + extras["test"]
                     if Requirement(r).name != project["name"]]
     for req in requirements:
-        name = req.name.lower().replace("_", "-")
+        name = normalize(req.name)
         assert name in pins, f"{req.name} is not in constraints.txt: run scripts/lock_constraints.sh"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} violates {req}"
 
