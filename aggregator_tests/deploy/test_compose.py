@@ -190,3 +190,18 @@ def test_init_script_defaults_are_the_roles_and_databases_the_urls_name(config: 
         url = urlsplit(env[key])
         assert f"${{{prefix}_DB_ROLE:-{url.username}}}" in script, key
         assert f"${{{prefix}_DB_NAME:-{url.path.lstrip('/')}}}" in script, key
+
+
+def test_proxy_settings_load_from_the_environment_compose_gives_it(config: dict, tmp_path: Path) -> None:
+    """The names Compose sets are the ones the proxy reads: its settings load from exactly that environment
+    (nothing inherited from this process) and carry the deployment's database and origin."""
+    from aggregator.proxy.config import load_proxy_settings
+
+    env = {k: str(v) for k, v in config["services"]["proxy"]["environment"].items()}
+    command = config["services"]["proxy"]["command"]
+    upstream = command[command.index("--upstream") + 1]
+    settings = load_proxy_settings(upstream, tmp_path, environ=env)
+    assert settings.db_url == env["AGGREGATOR_PROXY_DB_URL"]
+    assert settings.public_origin == env["AGGREGATOR_PROXY_PUBLIC_ORIGIN"]
+    assert settings.upstream == "http://webserver:3001"
+    assert settings.oidc is None, "empty OIDC variables mean no single sign-on, not a half-configured one"
