@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -165,45 +166,64 @@ def test_backup_and_restore_round_trip(pg_db: PgDatabase, tmp_path: Path) -> Non
             conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
 
-def test_each_role_reaches_only_its_own_database(pg_db: PgDatabase) -> None:
-    """Defect 9: every service connected as the superuser owning all databases. postgres-init creates one role
-    per component that can connect only to its own database, and a backup role that reads everything."""
+@pytest.fixture
+def roles(pg_db: PgDatabase) -> Iterator[dict[str, tuple[str, str]]]:
+    """postgres-init run on the local server with unique names: {component: (role = database, password)}."""
     suffix = uuid.uuid4().hex[:8]
-    names = {p: f"t{suffix}_{p.lower()}" for p in ("DAGSTER", "WAREHOUSE", "PROXY", "BACKUP")}
+    made = {p: (f"t{suffix}_{p.lower()}", uuid.uuid4().hex) for p in ("DAGSTER", "WAREHOUSE", "PROXY", "BACKUP")}
     env = {**libpq_env(pg_db.dsn), "POSTGRES_USER": urlsplit(pg_db.dsn).username or "postgres",
            "POSTGRES_DB": "postgres", "AGGREGATOR_INIT_DIR": str(DEPLOY / "postgres-init")}
-    for prefix, name in names.items():
-        env[f"{prefix}_DB_ROLE"] = name
-        env[f"{prefix}_DB_NAME"] = name
-        env[f"{prefix}_DB_PASSWORD"] = uuid.uuid4().hex
+    for prefix, (name, password) in made.items():
+        env[f"{prefix}_DB_ROLE"] = env[f"{prefix}_DB_NAME"] = name
+        env[f"{prefix}_DB_PASSWORD"] = password
     postgres = admin_dsn(pg_db.dsn, "postgres")
     try:
         result = subprocess.run(["sh", str(DEPLOY / "postgres-init" / "10-roles.sh")], capture_output=True,
                                 text=True, env=env, timeout=120, check=False)
         assert result.returncode == 0, result.stderr
-
-        def connect_as(role: str, database: str) -> psycopg.Connection:
-            url = urlsplit(pg_db.dsn)
-            return psycopg.connect(host=url.hostname, port=url.port or 5432, user=role, dbname=database,
-                                   password=env[next(k for k, v in names.items() if v == role) + "_DB_PASSWORD"])
-
-        with connect_as(names["WAREHOUSE"], names["WAREHOUSE"]) as conn:
-            conn.execute("CREATE TABLE t (x int)")  # the owner can build its schema
-            conn.execute("INSERT INTO t VALUES (1)")
-            conn.commit()
-        for role, other in ((names["WAREHOUSE"], names["DAGSTER"]), (names["PROXY"], names["WAREHOUSE"]),
-                            (names["DAGSTER"], names["PROXY"])):
-            with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-                connect_as(role, other).close()
-        with connect_as(names["BACKUP"], names["WAREHOUSE"]) as conn:
-            assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("INSERT INTO t VALUES (2)")
-        with connect_as(names["WAREHOUSE"], names["WAREHOUSE"]) as conn:
-            assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+        yield made
     finally:
         with psycopg.connect(postgres, autocommit=True) as conn:
             for prefix in ("DAGSTER", "WAREHOUSE", "PROXY"):
-                conn.execute(f'DROP DATABASE IF EXISTS "{names[prefix]}" WITH (FORCE)')
-            for name in names.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{made[prefix][0]}" WITH (FORCE)')
+            for name, _ in made.values():
                 conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def role_dsn(pg_db: PgDatabase, role: tuple[str, str], database: str) -> str:
+    url = urlsplit(pg_db.dsn)
+    return f"postgresql://{role[0]}:{role[1]}@{url.hostname}:{url.port or 5432}/{database}"
+
+
+def test_each_role_reaches_only_its_own_database(pg_db: PgDatabase, roles: dict[str, tuple[str, str]]) -> None:
+    """Defect 9: every service connected as the superuser owning all databases. postgres-init creates one role
+    per component that can connect only to its own database, and a backup role that reads everything."""
+    db = {prefix: role[0] for prefix, role in roles.items()}
+    with psycopg.connect(role_dsn(pg_db, roles["WAREHOUSE"], db["WAREHOUSE"])) as conn:
+        conn.execute("CREATE TABLE t (x int)")  # the owner can build its schema
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.commit()
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+    for role, other in (("WAREHOUSE", "DAGSTER"), ("PROXY", "WAREHOUSE"), ("DAGSTER", "PROXY")):
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(role_dsn(pg_db, roles[role], db[other])).close()
+    with psycopg.connect(role_dsn(pg_db, roles["BACKUP"], db["WAREHOUSE"])) as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO t VALUES (2)")
+
+
+def test_dagster_runs_on_its_least_privileged_role(pg_db: PgDatabase, roles: dict[str, tuple[str, str]],
+                                                   tmp_path: Path) -> None:
+    """The `dagster` role, no superuser, is enough for `dagster instance migrate` on an empty database and for
+    an instance that records runs: least privilege does not break the platform."""
+    dagster_home = tmp_path / "home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(MAINTENANCE_INSTANCE)
+    url = role_dsn(pg_db, roles["DAGSTER"], roles["DAGSTER"][0])
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": url}
+    migrate = subprocess.run([executable("dagster"), "instance", "migrate"], capture_output=True, text=True,
+                             env=env, timeout=300, check=False)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    ready = wait_for(env, "--schema", "DAGSTER_PG_URL", "--attempts", "1", "--", sys.executable, "-c", "print('ok')")
+    assert ready.returncode == 0 and ready.stdout.strip() == "ok", ready.stderr
