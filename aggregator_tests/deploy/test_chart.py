@@ -193,3 +193,27 @@ def test_pgbouncer_pools_every_database_in_session_mode_for_dagster(helm: Path, 
     service = named(objects, "Service", "aggregator-pgbouncer")
     deployment = named(objects, "Deployment", "aggregator-pgbouncer")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_the_two_charts_agree() -> None:
+    """The aggregator chart describes the official chart's pods (ports, the code location's name) for its
+    proxy and NetworkPolicies; a change on one side only would cut traffic silently."""
+    ours = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert ours["webserverPort"] == DAGSTER_VALUES["dagsterWebserver"]["service"]["port"]
+    (code,) = DAGSTER_VALUES["dagster-user-deployments"]["deployments"]
+    assert ours["codeServerPort"] == code["port"]
+    assert ours["componentLabels"]["codeServer"]["deployment"] == code["name"]
+    # Run pods carry the launcher's labels (dagster-k8s adds app.kubernetes.io/component: run_worker).
+    launcher_labels = DAGSTER_VALUES["runLauncher"]["config"]["k8sRunLauncher"]["labels"]
+    run_worker = dict(ours["componentLabels"]["runWorker"])
+    assert run_worker.pop("app.kubernetes.io/component") == "run_worker"
+    assert run_worker.items() <= launcher_labels.items()
+    assert ours["secrets"]["proxy"] not in {s["name"] for s in code["envSecrets"]}
+
+
+def test_chart_renders_for_the_oldest_supported_kubernetes(helm: Path, helm_home: Path) -> None:
+    result = run_helm(helm, "template", "aggregator", str(CHART), "--kube-version", KUBERNETES_VERSION,
+                      home=helm_home)
+    assert result.returncode == 0, result.stderr
+    too_old = run_helm(helm, "template", "aggregator", str(CHART), "--kube-version", "1.29", home=helm_home)
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
