@@ -148,16 +148,10 @@ def test_chart_values_outputs_use_keys_the_charts_have(modules: list[dict], loca
         assert has_path(values, path), f"local.{local}: {'.'.join(path)} is not a key of {values_file.name}"
 
 
-def test_secrets_are_exactly_what_the_charts_read(modules: list[dict], helm: Path,
-                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The Secrets Manager entries are named for the Kubernetes Secrets both charts reference, and hold the keys
-    the aggregator chart's pods read from them."""
-    secrets = {unquote(name): {unquote(k) for k in keys if not k.startswith("__")}
-               for name, keys in local_value(modules, "kubernetes_secrets").items() if not name.startswith("__")}
-    secrets["aggregator-runs"] = {k for k in local_value(modules, "runs_secret") if not k.startswith("__")}
-
+def secrets_the_charts_read(objects: list[dict]) -> dict[str, set[str]]:
+    """{Kubernetes Secret name: keys read} for the aggregator chart's rendered `objects` and the official values."""
     needed: dict[str, set[str]] = {}
-    for obj in render(helm, tmp_path_factory.mktemp("helm-home")):
+    for obj in objects:
         spec = obj.get("spec", {})
         template = (spec.get("jobTemplate", {}).get("spec", spec)).get("template", {})
         for container in template.get("spec", {}).get("containers", []):
@@ -179,6 +173,32 @@ def test_secrets_are_exactly_what_the_charts_read(modules: list[dict], helm: Pat
     needed["aggregator-backup"] |= {"PGHOST", "PGUSER", "PGPASSWORD"}
     needed["aggregator-runs"] = needed.get("aggregator-runs", set()) | {"AGGREGATOR_WAREHOUSE_URL"}
 
+    return needed
+
+
+def test_secrets_are_exactly_what_the_charts_read(modules: list[dict], helm: Path,
+                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The Secrets Manager entries are named for the Kubernetes Secrets both charts reference, and hold the keys
+    the aggregator chart's pods read from them."""
+    secrets = {unquote(name): {unquote(k) for k in keys if not k.startswith("__")}
+               for name, keys in local_value(modules, "kubernetes_secrets").items() if not name.startswith("__")}
+    secrets["aggregator-runs"] = {k for k in local_value(modules, "runs_secret") if not k.startswith("__")}
+
+    needed = secrets_the_charts_read(render(helm, tmp_path_factory.mktemp("helm-home")))
     assert set(secrets) == set(needed)
     for name, keys in needed.items():
         assert keys <= secrets[name], f"{name}: Terraform lacks {sorted(keys - secrets[name])}"
+
+
+def test_the_secrets_docs_create_are_the_ones_the_charts_read(helm: Path,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """docs/deploy.md's install commands create every Secret the charts read, each with the keys read from it."""
+    docs = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    commands = re.findall(r"kubectl -n dagster create secret generic ([\w-]+)((?:[^\n]*\\\n)*[^\n]*)", docs)
+    created: dict[str, set[str]] = {}
+    for name, rest in commands:
+        created.setdefault(name, set()).update(re.findall(r"--from-literal=([\w-]+)=", rest))
+    needed = secrets_the_charts_read(render(helm, tmp_path_factory.mktemp("helm-home")))
+    assert set(needed) <= set(created), f"docs/deploy.md never creates {sorted(set(needed) - set(created))}"
+    for name, keys in needed.items():
+        assert keys <= created[name], f"docs/deploy.md: secret {name} lacks {sorted(keys - created[name])}"
