@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from collections.abc import MutableMapping
@@ -17,15 +18,16 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from aggregator.proxy.audit import AuditLog, AuditRecord
 from aggregator.proxy.config import ProxySettings
-from aggregator.proxy.ratelimit import FailureWindow
+from aggregator.proxy.context import RequestContext, Services
+from aggregator.proxy.login_throttle import HashPool, HashPoolBusy, LoginThrottle
 from aggregator.proxy.rbac import Principal
+from aggregator.proxy.refusals import BEARER_REALM, refusal
 from aggregator.proxy.store import Store
 
 log = logging.getLogger(__name__)
 
-BEARER_REALM = 'Bearer realm="aggregator", charset="UTF-8"'
+__all__ = ["BEARER_REALM", "AuthFailed", "LoginHandler", "authenticate", "forbidden", "unauthenticated"]
 
 
 class AuthFailed(Exception):
@@ -81,12 +83,11 @@ def unauthenticated(scope: MutableMapping[str, Any], settings: ProxySettings, re
     if wants_html(scope) and header(scope, b"authorization") is None:
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope["query_string"] else "")
         return RedirectResponse(f"{settings.path_prefix}/_auth/login?next={quote(target)}", status_code=303)
-    return JSONResponse({"error": "unauthenticated", "detail": reason}, status_code=401,
-                        headers={"www-authenticate": BEARER_REALM})
+    return refusal(401, reason)
 
 
 def forbidden(missing: str, reason: str) -> JSONResponse:
-    return JSONResponse({"error": "forbidden", "missing_permission": missing, "detail": reason}, status_code=403)
+    return refusal(403, reason, missing)
 
 
 def safe_next(value: str | None, settings: ProxySettings) -> str:
@@ -121,57 +122,72 @@ def set_session_cookie(response: Response, settings: ProxySettings, token: str) 
 
 
 class LoginHandler:
-    def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog) -> None:
-        self.settings, self.store, self.audit = settings, store, audit
-        self.per_user = FailureWindow(settings.login_failures_per_user, settings.login_window_s)
-        self.per_ip = FailureWindow(settings.login_failures_per_ip, settings.login_window_s)
+    """Sign-in and sign-out. Attempts are admitted by `LoginThrottle` before verification and hashed in
+    `HashPool`, never in the thread pool that serves session and token look-ups."""
 
-    async def login(self, request: Request, client_ip: str, request_id: str) -> Response:
+    def __init__(self, services: Services) -> None:
+        self.services, self.settings = services, services.settings
+        self.throttle = LoginThrottle(per_pair=self.settings.login_failures_per_user,
+                                      per_user=self.settings.login_failures_per_account,
+                                      per_source=self.settings.login_failures_per_ip,
+                                      window_s=self.settings.login_window_s)
+        self.hashing = HashPool(self.settings.login_hash_workers, self.settings.login_hash_queue)
+
+    async def login(self, request: Request, ctx: RequestContext) -> Response:
         if request.method == "GET":
             return login_page(self.settings, safe_next(request.query_params.get("next"), self.settings))
         form = await request.form(max_files=0, max_fields=10)
         username = str(form.get("username", ""))[:200]
         password = str(form.get("password", ""))[:1024]
         next_url = safe_next(str(form.get("next", "")), self.settings)
-        record = AuditRecord(event="login", username=username, source_ip=client_ip, request_id=request_id,
-                             decision="deny")
-        wait = max(self.per_user.blocked_for(username), self.per_ip.blocked_for(client_ip))
-        if wait:
-            record.reason = "rate limited"
-            await to_thread.run_sync(self.audit.record, record)
-            log.info("login decision=deny reason=rate_limited user=%s ip=%s request_id=%s", username, client_ip,
-                     request_id)
-            resp = login_page(self.settings, next_url, "Too many failed sign-ins; try again later.", status=429)
-            resp.headers["retry-after"] = str(int(wait))
+
+        async def deny(reason: str, status: int, page_error: str, retry_after: float | None = None) -> Response:
+            await self.services.record_decision(ctx, event="login", decision="deny", operation="POST /_auth/login",
+                                                reason=reason, username=username, status=status)
+            resp = login_page(self.settings, next_url, page_error, status=status)
+            if retry_after is not None:
+                resp.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
             return resp
-        user = await to_thread.run_sync(self.store.verify_password, username, password)
+
+        admission = self.throttle.admit(username, ctx.ip)
+        if not admission.admitted:
+            return await deny(f"rate limited: {admission.reason}", 429,
+                              "Too many failed sign-ins; try again later.", admission.retry_after)
+        ok, user = False, None
+        try:
+            if admission.delay_s:
+                await asyncio.sleep(admission.delay_s)  # distributed guessing of one account: slowed, not locked
+            try:
+                user = await self.hashing.run(self.services.store.verify_password, username, password)
+            except HashPoolBusy:
+                return await deny("rate limited: sign-in capacity exhausted", 429,
+                                  "Too many sign-ins right now; try again in a moment.", 1.0)
+            ok = user is not None
+        finally:
+            self.throttle.finish(username, ctx.ip, ok)
         if user is None:
-            self.per_user.fail(username)
-            self.per_ip.fail(client_ip)
-            record.reason = "bad credentials or disabled"
-            await to_thread.run_sync(self.audit.record, record)
-            log.info("login decision=deny user=%s ip=%s request_id=%s", username, client_ip, request_id)
-            return login_page(self.settings, next_url, "Unknown user or wrong password.", status=401)
-        self.per_user.reset(username)
-        token = await to_thread.run_sync(self.store.create_session, user, self.settings.session_absolute_s)
-        record.decision, record.role = "allow", user.role.name
-        await to_thread.run_sync(self.audit.record, record)
-        log.info("login decision=allow user=%s role=%s ip=%s request_id=%s", username, user.role.name, client_ip,
-                 request_id)
+            return await deny("bad credentials or disabled", 401, "Unknown user or wrong password.")
+        token = await self.services.run_io(self.services.store.create_session, user, self.settings.session_absolute_s)
+        await self.services.record_decision(ctx, event="login", decision="allow", operation="POST /_auth/login",
+                                            username=username, role=user.role.name, status=303)
         response = RedirectResponse(next_url, status_code=303)
         set_session_cookie(response, self.settings, token)
         return response
 
-    async def logout(self, request: Request, client_ip: str, request_id: str) -> Response:
+    async def logout(self, request: Request, ctx: RequestContext) -> Response:
+        store = self.services.store
         token = session_cookie(request.scope, self.settings)
-        principal = await to_thread.run_sync(self.store.session_principal, token, self.settings.session_idle_s) \
+        principal = await self.services.run_io(store.session_principal, token, self.settings.session_idle_s) \
             if token else None
         if token:
-            await to_thread.run_sync(self.store.end_session, token)
-        await to_thread.run_sync(self.audit.record, AuditRecord(
-            event="logout", username=principal.user if principal else None, source_ip=client_ip,
-            request_id=request_id, decision="allow"))
+            await self.services.run_io(store.end_session, token)
+        await self.services.record_decision(ctx, event="logout", decision="allow", operation="POST /_auth/logout",
+                                            username=principal.user if principal else None,
+                                            role=principal.role.name if principal else None)
         response = RedirectResponse(f"{self.settings.path_prefix}/_auth/login", status_code=303)
         response.delete_cookie(self.settings.cookie_name, path="/", secure=self.settings.https, httponly=True,
                                samesite="lax")
         return response
+
+    def close(self) -> None:
+        self.hashing.close()

@@ -4,13 +4,24 @@ The proxy never trusts `operationName` or the UI's `?op=` hint: it parses the wh
 graphql-core, validates it against the schema Dagster itself serves, and lists every root field of every
 operation, following fragment spreads and inline fragments and ignoring aliases. Anything that fails to
 parse or validate is rejected before it reaches Dagster.
+
+Cost is bounded before validation: graphql-core's overlapping-fields rule is quadratic, so a 57 KB document of
+1,500 aliased fields took 8-10 s to validate. The parser caps tokens; a linear walk then caps aliases, root
+fields, selections and depth (`DocumentLimits`) before `validate` runs. Validation runs in a small executor of
+its own, off the event loop, and validated documents (and refusals) are kept in an LRU cache keyed by the
+document's hash: the UI sends the same few hundred documents over and over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +49,54 @@ MAX_QUERY_CHARS = 200_000
 MAX_TOKENS = 20_000
 
 
+@dataclass(frozen=True)
+class DocumentLimits:
+    """Caps checked by a linear walk of the parsed document, before (quadratic) validation.
+
+    Sized from the Dagster UI's own documents, the largest of which have a few hundred selections, a handful
+    of root fields and no more than a few aliases."""
+
+    max_aliases: int = 100
+    max_root_fields: int = 64
+    max_selections: int = 8_000
+    max_depth: int = 30
+
+
 class GraphQLRejected(ValueError):
     """The document cannot be authorized: unparseable, invalid against the schema, or ambiguous."""
+
+
+class GraphQLBusy(Exception):
+    """Every validation slot is taken; the request is refused (503) instead of queueing without bound."""
+
+
+def check_limits(document: DocumentNode, limits: DocumentLimits) -> None:
+    """Count aliases, selections, root fields and depth in one pass over the AST (fragments counted once
+    per definition, their spreads add depth through their definitions' own walk)."""
+    aliases = selections = 0
+    stack: list[tuple[SelectionSetNode, int]] = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            if len(definition.selection_set.selections) > limits.max_root_fields:
+                raise GraphQLRejected(f"GraphQL operation has more than {limits.max_root_fields} root fields")
+            stack.append((definition.selection_set, 1))
+        elif isinstance(definition, FragmentDefinitionNode):
+            stack.append((definition.selection_set, 1))
+    while stack:
+        selection_set, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise GraphQLRejected(f"GraphQL document nested deeper than {limits.max_depth} levels")
+        for selection in selection_set.selections:
+            selections += 1
+            if isinstance(selection, FieldNode) and selection.alias is not None:
+                aliases += 1
+            child = getattr(selection, "selection_set", None)
+            if child is not None:
+                stack.append((child, depth + 1))
+        if aliases > limits.max_aliases:
+            raise GraphQLRejected(f"GraphQL document has more than {limits.max_aliases} aliases")
+        if selections > limits.max_selections:
+            raise GraphQLRejected(f"GraphQL document has more than {limits.max_selections} selections")
 
 
 @functools.cache
@@ -106,24 +163,78 @@ def iter_root_fields(
 
 
 class GraphQLInspector:
-    """Stateless apart from an LRU cache of validated documents keyed by query text."""
+    """Stateless apart from an LRU cache of validated documents (and of refusals) keyed by the query's hash."""
 
-    def __init__(self, schema: GraphQLSchema, cache_size: int = 2048) -> None:
+    def __init__(self, schema: GraphQLSchema, cache_size: int = 2048, limits: DocumentLimits | None = None,
+                 workers: int = 1, queue: int = 8) -> None:
         self.schema = schema
-        self._parse = functools.lru_cache(maxsize=cache_size)(self._parse_uncached)
+        self.limits = limits or DocumentLimits()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, ParsedDocument | GraphQLRejected] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = workers + queue
+        self._in_use = 0
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="proxy-graphql")
 
-    def inspect(self, query: object) -> ParsedDocument:
+    @staticmethod
+    def _key(query: object) -> bytes:
         if not isinstance(query, str) or not query.strip():
             raise GraphQLRejected("no GraphQL query in the request")
         if len(query) > MAX_QUERY_CHARS:
             raise GraphQLRejected(f"GraphQL query longer than {MAX_QUERY_CHARS} characters")
-        return self._parse(query)
+        return hashlib.sha256(query.encode("utf-8", "surrogatepass")).digest()
+
+    def cached(self, query: object) -> ParsedDocument | None:
+        """A cache hit (raising a cached refusal), or None when the document must be validated."""
+        key = self._key(query)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        if isinstance(hit, GraphQLRejected):
+            raise GraphQLRejected(str(hit))
+        return hit
+
+    def inspect(self, query: object) -> ParsedDocument:
+        """Synchronous: from a worker thread or a test. The event loop uses `inspect_async`."""
+        hit = self.cached(query)
+        if hit is not None:
+            return hit
+        assert isinstance(query, str)
+        try:
+            parsed: ParsedDocument | GraphQLRejected = self._parse_uncached(query)
+        except GraphQLRejected as exc:
+            parsed = exc
+        with self._lock:
+            self._cache[self._key(query)] = parsed
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        if isinstance(parsed, GraphQLRejected):
+            raise GraphQLRejected(str(parsed))
+        return parsed
+
+    async def inspect_async(self, query: object) -> ParsedDocument:
+        """Cache hits answer on the loop; misses validate in the inspector's own bounded executor."""
+        hit = self.cached(query)
+        if hit is not None:
+            return hit
+        if self._in_use >= self._capacity:
+            raise GraphQLBusy
+        self._in_use += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.inspect, query)
+        finally:
+            self._in_use -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _parse_uncached(self, query: str) -> ParsedDocument:
         try:
             document = parse(query, max_tokens=MAX_TOKENS)
         except GraphQLError as exc:
             raise GraphQLRejected(f"GraphQL syntax error: {exc.message}") from exc
+        check_limits(document, self.limits)
         errors = validate(self.schema, document)
         if errors:
             raise GraphQLRejected(f"GraphQL document invalid: {errors[0].message}")
