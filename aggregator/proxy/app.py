@@ -49,7 +49,31 @@ from aggregator.proxy.upstream import UpstreamPool
 SAFE_METHODS = ("GET", "HEAD")
 PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
 _REPORT = re.compile(r"^/(" + "|".join(REPORT_ROUTES) + r")/(?P<key>.+)$")
-_RUN_ID = re.compile(r'"runId"\s*:\s*"([0-9a-f-]{36})"')
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def run_ids(body: bytes | None) -> list[str]:
+    """Run ids in a mutation's response: `runId` anywhere, and `id` of any `run` object. The UI's launch
+    selects only `run { id pipelineName }` (a Run's `id` is its run id), so `runId` alone missed UI launches."""
+    try:
+        data = json.loads(body or b"{}").get("data")
+    except (ValueError, AttributeError):
+        return []
+    found: set[str] = set()
+
+    def walk(node: object, under_run: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and _UUID.match(value) and (key == "runId" or (under_run and key == "id")):
+                    found.add(value)
+                else:
+                    walk(value, key == "run")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, under_run)
+
+    walk(data, False)
+    return sorted(found)
 
 
 def _query_params(scope: Scope) -> list[tuple[str, str]]:
@@ -255,9 +279,8 @@ class ProxyApp:
             content=canonical.encode(), response_headers=[(b"cache-control", b"no-store")], capture=is_write,
             pool=self.pool, idempotent=not is_write)
         if is_write:
-            run_ids = sorted(set(_RUN_ID.findall((captured or b"").decode("utf-8", "replace"))))
             await self.services.record_decision(ctx, event="mutation", decision="allow", operation=operation,
-                                                targets=decision.targets, run_id=",".join(run_ids) or None)
+                                                targets=decision.targets, run_id=",".join(run_ids(captured)) or None)
 
     async def _report(self, ctx: RequestContext, receive: Receive, send: Send, asset_key: str) -> None:
         scope, principal = ctx.scope, ctx.principal

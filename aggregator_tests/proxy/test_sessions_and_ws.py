@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dagster
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -34,7 +35,7 @@ def login(proxy: RunningProxy, username: str, password: str = PASSWORD) -> Itera
 def test_login_page_then_session_reads(proxy: RunningProxy) -> None:
     assert "password" in httpx.get(f"{proxy.url}/_auth/login").text
     with login(proxy, "viewer") as client:
-        assert gql(client, "", "{ version }").json()["data"]["version"] == "1.13.27"
+        assert gql(client, "", "{ version }").json()["data"]["version"] == dagster.__version__
         assert client.get("/_auth/me").json() == {"user": "viewer", "role": "viewer", "via": "session", "scope": None}
 
 
