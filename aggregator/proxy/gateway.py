@@ -54,7 +54,9 @@ def own_origins(scope: Scope, settings: ProxySettings) -> tuple[str, ...]:
         if not server:
             return ()
         host, port = str(server[0]), server[1]
-    hosts = LOOPBACK_NAMES if host in ("127.0.0.1", "::1", "localhost") else (host,)
+    # The listening host first: own_origin() builds absolute URLs (the OIDC redirect URI) from it.
+    hosts = (host, *(h for h in LOOPBACK_NAMES if h != host)) if host in ("127.0.0.1", "::1", "localhost") \
+        else (host,)
     if host in ("0.0.0.0", "::"):
         return ()
     default = {"http": 80, "https": 443}.get(scheme)
