@@ -18,33 +18,38 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from aggregator.proxy import ws
-from aggregator.proxy.audit import AuditLog, AuditQuery
-from aggregator.proxy.auth import AuthFailed, LoginHandler, authenticate, header, unauthenticated
 from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
-from aggregator.proxy.forward import (
+from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, GraphQLRejected, dagster_schema
+from aggregator.proxy.identity.authenticate import AuthFailed, authenticate, unauthenticated
+from aggregator.proxy.identity.login import LoginHandler
+from aggregator.proxy.identity.oidc import OidcClient
+from aggregator.proxy.launch_tags import stamp_user
+from aggregator.proxy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
+from aggregator.proxy.refusals import refusal
+from aggregator.proxy.storage.audit import AuditLog, AuditQuery
+from aggregator.proxy.storage.store import Store
+from aggregator.proxy.targets import ScopeResolver
+from aggregator.proxy.transport import ws
+from aggregator.proxy.transport.asgi import Receive, Scope, Send, header
+from aggregator.proxy.transport.forward import (
     BodyTooLarge,
-    Receive,
-    Scope,
-    Send,
     forward_http,
     read_body,
     stream_body,
     upstream_headers,
 )
-from aggregator.proxy.gateway import client_ip, origin_allowed, relative_path, response_headers, same_origin
-from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, GraphQLRejected, dagster_schema
-from aggregator.proxy.launch_tags import stamp_user
-from aggregator.proxy.oidc import OidcClient
-from aggregator.proxy.paths import PathRejected, normalize_scope
-from aggregator.proxy.ratelimit import TokenBuckets
-from aggregator.proxy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
-from aggregator.proxy.refusals import refusal
-from aggregator.proxy.store import Store
-from aggregator.proxy.targets import ScopeResolver
-from aggregator.proxy.upstream import UpstreamPool
+from aggregator.proxy.transport.gateway import (
+    client_ip,
+    origin_allowed,
+    relative_path,
+    response_headers,
+    same_origin,
+)
+from aggregator.proxy.transport.paths import PathRejected, normalize_scope
+from aggregator.proxy.transport.ratelimit import TokenBuckets
+from aggregator.proxy.transport.upstream import UpstreamPool
 
 SAFE_METHODS = ("GET", "HEAD")
 PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
@@ -329,6 +334,8 @@ class ProxyApp:
                                                 reason=str(exc), status=401)
             return unauthenticated(request.scope, self.settings, str(exc))
         if principal is None:
+            await self.services.record_decision(ctx, event="unauthenticated", decision="deny",
+                                                operation=f"GET {rel}", reason="no credentials", status=401)
             return unauthenticated(request.scope, self.settings, "sign in or send a bearer token")
         ctx.principal = principal
         headers = {"cache-control": "no-store"}

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import click
 
-from aggregator.proxy.audit import AuditQuery
 from aggregator.proxy.rbac import Role
-from aggregator.proxy.store import StoreError
+from aggregator.proxy.storage.audit import AuditQuery
+from aggregator.proxy.storage.store import StoreError
 
 ROLE = click.Choice([r.name for r in Role])
 

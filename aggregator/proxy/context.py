@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.proxy.audit import AuditLog, AuditRecord
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.graphql_ops import GraphQLInspector
 from aggregator.proxy.rbac import Principal
-from aggregator.proxy.store import Store
+from aggregator.proxy.storage.audit import AuditLog, AuditRecord
+from aggregator.proxy.storage.store import Store
 from aggregator.proxy.targets import ScopeResolver
 
 log = logging.getLogger("aggregator.proxy.decision")

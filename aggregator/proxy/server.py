@@ -10,10 +10,10 @@ import sys
 import uvicorn
 
 from aggregator.proxy.app import ProxyApp
-from aggregator.proxy.audit import AuditLog, AuditRecord
 from aggregator.proxy.config import ProxySettings
-from aggregator.proxy.db import make_engine, migrate
-from aggregator.proxy.store import Store
+from aggregator.proxy.storage.audit import AuditLog, AuditRecord
+from aggregator.proxy.storage.db import make_engine, migrate
+from aggregator.proxy.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def bootstrap_admin(store: Store, audit: AuditLog, environ: dict[str, str] | Non
     username = env.get("AGGREGATOR_ADMIN_USER") or "admin"
     given = env.get("AGGREGATOR_ADMIN_PASSWORD")
     if not given and not (sys.stdout.isatty() if interactive is None else interactive):
-        log.warning(NO_TTY_HINT)
-        return None
+        return None  # build_app tells the operator what to do
     password = given or secrets.token_urlsafe(18)
     if not store.create_first_admin(username, password):
         return None

@@ -18,12 +18,12 @@ import pytest
 import uvicorn
 
 from aggregator.proxy.app import ProxyApp
-from aggregator.proxy.audit import AuditLog
 from aggregator.proxy.config import ProxySettings, load_proxy_settings
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.rbac import Role
 from aggregator.proxy.server import open_store
-from aggregator.proxy.store import Store
+from aggregator.proxy.storage.audit import AuditLog
+from aggregator.proxy.storage.store import Store
 
 # Runs launched through GraphQL start at once in a subprocess: no daemon needed in tests.
 INSTANCE_YAML = """

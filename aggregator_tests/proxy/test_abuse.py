@@ -8,16 +8,18 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from aggregator.proxy.audit import AuditQuery
 from aggregator.proxy.rbac import Role
+from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, Upstream, bearer, start_proxy
-from aggregator_tests.proxy.gql import gql
+from aggregator_tests.proxy.gql import JOB_SELECTOR, gql
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +46,19 @@ def raw_post(proxy: RunningProxy, target: str, body: dict[str, object], token: s
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def wait_audit(proxy: RunningProxy, match: Callable[[AuditRecord], bool], timeout_s: float = 60,
+               **query: Any) -> AuditRecord:
+    """Allowed requests are audited after the response has been relayed (launches need the run id from
+    it), so a client can see the answer a moment before the record exists."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [r for r in proxy.audit.query(AuditQuery(limit=50, **query)) if match(r)]
+        if found or time.monotonic() > deadline:
+            assert found, f"no audit record matching among {proxy.audit.query(AuditQuery(limit=10, **query))}"
+            return found[0]
+        time.sleep(0.2)
 
 
 def concurrency_keys(proxy: RunningProxy) -> set[str]:
@@ -78,8 +93,8 @@ def test_duplicate_slashes_are_folded_and_the_normalized_path_is_forwarded(proxy
     is authorized and forwarded as `/report_asset_observation/sales/orders`."""
     status, body = raw_post(proxy, "//report_asset_observation//sales/orders", {}, proxy.tokens["editor"])
     assert status == 200, body
-    records = proxy.audit.query(AuditQuery(username="editor", event="write", limit=5))
-    assert any(r.operation == "POST /report_asset_observation/sales/orders" for r in records)
+    wait_audit(proxy, lambda r: r.operation == "POST /report_asset_observation/sales/orders", username="editor",
+               event="write")
 
 
 def _login(url: str, username: str, password: str, source: str) -> tuple[int, float]:
@@ -244,3 +259,23 @@ def test_502_after_an_upstream_500(proxy: RunningProxy) -> None:
             assert c.get(f"{proxy.url}/download_debug/not-a-run-id", headers=headers).status_code >= 500
             codes += [gql(c, proxy.url, "{ version }", headers=headers).status_code for _ in range(2)]
     assert 502 not in codes, codes
+
+
+UI_LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    ... on LaunchRunSuccess { run { id pipelineName } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def test_a_ui_launch_is_audited_with_its_run_id(proxy: RunningProxy) -> None:
+    """Issue 11 item 10: the UI's launch document selects only `run { id pipelineName }`, and the proxy read
+    run ids with a `"runId"` regex, so UI launches were audited without their run id."""
+    with httpx.Client(timeout=120) as c:
+        resp = gql(c, proxy.url, UI_LAUNCH, {"executionParams": {"selector": JOB_SELECTOR, "mode": "default"}},
+                   bearer(proxy.tokens["launcher"]))
+    run_id = resp.json()["data"]["launchPipelineExecution"]["run"]["id"]
+    record = wait_audit(proxy, lambda r: r.run_id == run_id, username="launcher",
+                        operation="launchPipelineExecution")
+    assert record.decision == "allow" and record.targets

@@ -47,7 +47,7 @@ def test_users_tokens_and_audit_from_the_cli(runner: CliRunner, tmp_path: Path) 
     assert "ana\teditor\tscope=*\tdisabled" in runner.invoke(main, ["users", "list"]).output
     assert runner.invoke(main, ["users", "disable", "bob"]).exit_code != 0
 
-    from aggregator.proxy.audit import AuditRecord
+    from aggregator.proxy.storage.audit import AuditRecord
 
     audit.record(AuditRecord(event="mutation", username="ana", decision="deny", operation="mutation:wipeAssets"))
     lines = runner.invoke(main, ["audit", "--user", "ana", "--decision", "deny", "--json"]).output.strip().splitlines()
@@ -78,7 +78,7 @@ def test_proxy_cli_papercuts(runner: CliRunner, tmp_path: Path) -> None:
     assert store.verify_password("bo", "piped password 123") is not None
     assert runner.invoke(main, ["tokens", "create", "--user", "ci", "--expires", "90d"]).exit_code == 0
 
-    from aggregator.proxy.audit import AuditRecord
+    from aggregator.proxy.storage.audit import AuditRecord
 
     _, audit = open_store(f"sqlite:///{tmp_path / 'proxy.db'}")
     audit.record(AuditRecord(event="mutation", username="ci", decision="allow", operation="mutation:launchRun",

@@ -11,8 +11,8 @@ import pytest
 
 from aggregator.dev import child_env
 from aggregator.proxy.config import load_proxy_settings
-from aggregator.proxy.gateway import client_ip
-from aggregator.proxy.paths import PathRejected, encode_path, normalize_path
+from aggregator.proxy.transport.gateway import client_ip
+from aggregator.proxy.transport.paths import PathRejected, encode_path, normalize_path
 from aggregator.settings import load_settings
 
 PIECES = ["a", "graphql", "sales", "orders", ".", "..", "%2e", "%2E%2e", "%2f", "%5C", "\\", ";", "%00", "%25",

@@ -9,7 +9,7 @@ import dagster
 import httpx
 import pytest
 
-from aggregator.proxy.audit import AuditQuery
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.conftest import RunningProxy, Upstream, bearer
 from aggregator_tests.proxy.gql import (
     JOB_SELECTOR,
@@ -172,7 +172,7 @@ def test_identity_headers_from_clients_do_not_reach_dagster(proxy: RunningProxy,
                                                             client: httpx.Client) -> None:
     resp = client.get(f"{proxy.url}/server_info", headers={"x-aggregator-user": "admin", "x-forwarded-for": "1.2.3.4"})
     assert resp.status_code == 200
-    from aggregator.proxy.forward import upstream_headers
+    from aggregator.proxy.transport.forward import upstream_headers
 
     scope = {"headers": [(b"x-aggregator-user", b"admin"), (b"x-aggregator-role", b"admin"),
                          (b"authorization", b"Bearer x"), (b"cookie", b"a=b"), (b"host", b"h")], "scheme": "http"}

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aggregator.proxy.audit import AuditQuery, AuditRecord
-from aggregator.proxy.db import MIGRATIONS, make_engine, migrate
 from aggregator.proxy.rbac import Role
 from aggregator.proxy.server import bootstrap_admin, open_store
-from aggregator.proxy.store import Store, StoreError
+from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
+from aggregator.proxy.storage.db import MIGRATIONS, make_engine, migrate
+from aggregator.proxy.storage.store import Store, StoreError
 from aggregator_tests.postgres import PgDatabase
 
 PASSWORD = "a long enough password"

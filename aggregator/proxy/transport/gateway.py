@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import MutableMapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.proxy.config import ProxySettings
-
-Scope = MutableMapping[str, Any]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
+from aggregator.proxy.transport.asgi import Scope
+from aggregator.proxy.transport.asgi import header as _header
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 

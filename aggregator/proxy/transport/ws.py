@@ -15,14 +15,15 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from aggregator.proxy.auth import AuthFailed, authenticate
 from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.context import RequestContext, Services
-from aggregator.proxy.forward import Receive, Scope, Send, upstream_headers, upstream_path
-from aggregator.proxy.gateway import same_origin
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
+from aggregator.proxy.identity.authenticate import AuthFailed, authenticate
 from aggregator.proxy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal_body
+from aggregator.proxy.transport.asgi import Receive, Scope, Send
+from aggregator.proxy.transport.forward import upstream_headers, upstream_path
+from aggregator.proxy.transport.gateway import same_origin
 
 log = logging.getLogger(__name__)
 

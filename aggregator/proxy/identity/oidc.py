@@ -22,11 +22,12 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from aggregator.proxy.auth import forbidden, safe_next, set_session_cookie
 from aggregator.proxy.context import RequestContext, Services
-from aggregator.proxy.gateway import own_origin
+from aggregator.proxy.identity.authenticate import forbidden
+from aggregator.proxy.identity.login import safe_next, set_session_cookie
 from aggregator.proxy.rbac import Role
-from aggregator.proxy.store import User
+from aggregator.proxy.storage.store import User
+from aggregator.proxy.transport.gateway import own_origin
 
 log = logging.getLogger(__name__)
 

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 
-from aggregator.proxy.paths import encode_path
 from aggregator.proxy.rbac import Principal
 from aggregator.proxy.refusals import refusal_body
-from aggregator.proxy.upstream import UpstreamError, UpstreamPool
+from aggregator.proxy.transport.asgi import Receive, Scope, Send
+from aggregator.proxy.transport.paths import encode_path
+from aggregator.proxy.transport.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
-
-# Starlette's own aliases, so Starlette responses and this module's callables interchange.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
