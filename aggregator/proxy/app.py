@@ -120,11 +120,13 @@ class ProxyApp:
                            + extra}
             await send(message)
 
+        raw_path = bytes(scope.get("raw_path") or b"").decode("latin-1")
         try:
             normalize_scope(scope)
         except PathRejected as exc:
+            # The client's bytes only in the audit (repr, truncated): they are what an investigator needs.
             await self.services.record_decision(ctx, event="request", decision="deny", status=400,
-                                                operation=f"{scope.get('method', 'WS')} (unnormalizable path)",
+                                                operation=f"{scope.get('method', 'WEBSOCKET')} {raw_path[:200]!r}",
                                                 reason=str(exc))
             if scope["type"] == "websocket":
                 return await send_with_headers({"type": "websocket.close", "code": 4400, "reason": str(exc)})
