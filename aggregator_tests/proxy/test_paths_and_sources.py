@@ -99,3 +99,58 @@ def test_admin_password_stays_in_the_environment_of_dagster_processes(tmp_path: 
     assert "secret-value" not in dagster.values()
     assert proxy["AGGREGATOR_ADMIN_PASSWORD"] == "secret-value"
     assert dagster["DAGSTER_HOME"] == proxy["DAGSTER_HOME"]
+
+
+def test_document_limits_hold_on_the_token_stream_and_the_tree() -> None:
+    """The class behind finding 6: each limit is enforced by the token pre-scan (which stops early) and
+    again on the parsed tree, and none of them refuses the Dagster UI's own documents."""
+    from collections.abc import Callable
+
+    from graphql import parse
+
+    from aggregator.proxy.graphql_ops import DocumentLimits, GraphQLRejected, check_limits, prescan
+
+    limits = DocumentLimits()
+    over: dict[str, str] = {
+        "aliases": "{ instance { " + " ".join(f"a{i}: hasInfo" for i in range(limits.max_aliases + 1)) + " } }",
+        "levels": "{ instance " + "{ runLauncher " * limits.max_depth + "{ name" + " }" * (limits.max_depth + 2),
+        "times": "{ instance { " + " hasInfo" * (limits.max_same_name + 1) + " } }",
+    }
+    checks: list[Callable[[str], object]] = [lambda q: prescan(q, limits),
+                                             lambda q: check_limits(parse(q), limits)]
+    for word, query in over.items():
+        for check in checks:
+            with pytest.raises(GraphQLRejected, match=word):
+                check(query)
+    # Inline fragments, directives and aliased fields do not count as repeats of one field.
+    fine = ("query Q($x: Boolean!) { a: runOrError(runId: \"1\") { ... on Run { runId } ... on PythonError "
+            "{ message } } b: runOrError(runId: \"2\") { ... on Run { runId @include(if: $x) } } }")
+    for check in checks:
+        check(fine)
+    ui_documents = _ui_documents()
+    assert len(ui_documents) > 100
+    for doc in ui_documents:
+        prescan(doc, limits)
+        check_limits(parse(doc), limits)
+
+
+def _ui_documents() -> list[str]:
+    """The GraphQL documents in the installed Dagster UI bundle (tagged-template parts, joined)."""
+    import json
+    import re
+
+    import dagster_webserver
+
+    build = Path(dagster_webserver.__file__).parent / "webapp" / "build"
+    string = r'"(?:[^"\\]|\\.)*"'
+    found: set[str] = set()
+    for path in build.rglob("*.js"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for match in re.finditer(r"\(\[(" + string + r"(?:," + string + r")*)\]\)", text):
+            try:
+                body = "".join(json.loads("[" + match.group(1) + "]"))
+            except ValueError:
+                continue
+            if re.match(r"^\s*(query|mutation|subscription|fragment)\s+\w", body):
+                found.add(body)
+    return sorted(found)
