@@ -90,8 +90,11 @@ def wrk_round(url: str, token: str | None, seconds: float, concurrency: int, wor
     script = workdir / ("proxy.lua" if token else "direct.lua")
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(WRK_SCRIPT.format(body=json.dumps(json.dumps(QUERY)), auth=auth))
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "--latency", "-s",
-                          str(script), url], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
+                           "--latency", "-s", str(script), url], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    out = done.stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: wrk saw non-2xx answers:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -237,7 +237,7 @@ class GraphQLInspector:
     """Stateless apart from an LRU cache of validated documents (and of refusals) keyed by the query's hash."""
 
     def __init__(self, schema: GraphQLSchema, cache_size: int = 2048, limits: DocumentLimits | None = None,
-                 workers: int = 1, queue: int = 8) -> None:
+                 workers: int = 1, queue: int = 64) -> None:
         self.schema = schema
         self.limits = limits or DocumentLimits()
         self.cache_size = cache_size
@@ -246,6 +246,9 @@ class GraphQLInspector:
         self._capacity = workers + queue
         self._in_use = 0
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="proxy-graphql")
+        # Single flight: the UI opening a page sends the same documents from many tabs/components at once;
+        # they share one validation instead of each taking a slot.
+        self._in_flight: dict[bytes, asyncio.Future[ParsedDocument]] = {}
 
     @staticmethod
     def _key(query: object) -> bytes:
@@ -285,16 +288,24 @@ class GraphQLInspector:
         return parsed
 
     async def inspect_async(self, query: object) -> ParsedDocument:
-        """Cache hits answer on the loop; misses validate in the inspector's own bounded executor."""
+        """Cache hits answer on the loop; misses validate in the inspector's own bounded executor, one
+        validation per distinct document however many requests carry it."""
         hit = self.cached(query)
         if hit is not None:
             return hit
+        key = self._key(query)
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
         if self._in_use >= self._capacity:
             raise GraphQLBusy
         self._in_use += 1
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self.inspect, query)
+        self._in_flight[key] = future
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self.inspect, query)
+            return await asyncio.shield(future)
         finally:
+            self._in_flight.pop(key, None)
             self._in_use -= 1
 
     def close(self) -> None:

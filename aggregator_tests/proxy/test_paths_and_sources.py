@@ -154,3 +154,28 @@ def _ui_documents() -> list[str]:
             if re.match(r"^\s*(query|mutation|subscription|fragment)\s+\w", body):
                 found.add(body)
     return sorted(found)
+
+
+def test_concurrent_identical_documents_share_one_validation() -> None:
+    """Found by bench/proxy.py: ten clients sending the same new document at once overflowed the
+    validation queue (503). Identical documents in flight now share one validation; distinct ones beyond
+    the queue are still refused at once."""
+    import asyncio
+
+    from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, dagster_schema
+
+    inspector = GraphQLInspector(dagster_schema(), workers=1, queue=0)
+
+    async def main() -> tuple[list[object], list[object]]:
+        same = await asyncio.gather(*(inspector.inspect_async("{ version }") for _ in range(20)),
+                                    return_exceptions=True)
+        distinct = await asyncio.gather(*(inspector.inspect_async(f"{{ v{i}: version }}") for i in range(5)),
+                                        return_exceptions=True)
+        return same, distinct
+
+    try:
+        same, distinct = asyncio.run(main())
+    finally:
+        inspector.close()
+    assert all(not isinstance(r, Exception) for r in same), same
+    assert any(isinstance(r, GraphQLBusy) for r in distinct)

@@ -9,6 +9,7 @@ forwarded path is re-encoded from the normalized one, never taken from the clien
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
@@ -16,6 +17,7 @@ from urllib.parse import quote, unquote_to_bytes
 # Re-encoding of the normalized path: RFC 3986 pchar minus ";" (refused anyway), so Starlette's single
 # decode in Dagster yields exactly the normalized string again.
 _SAFE = "/:@!$&'()*+,=-._~"
+_REFUSED_CHARS = re.compile(r"[\\;%\x00-\x1f\x7f]")
 
 
 class PathRejected(ValueError):
@@ -37,9 +39,9 @@ def normalize_path(raw: bytes) -> str:
         decoded = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PathRejected("request path is not UTF-8 after percent-decoding") from exc
-    for char in decoded:
-        if char in "\\;%" or ord(char) < 0x20 or ord(char) == 0x7F:
-            raise PathRejected(f"character {char!r} is not allowed in the request path")
+    bad = _REFUSED_CHARS.search(decoded)
+    if bad:
+        raise PathRejected(f"character {bad.group()!r} is not allowed in the request path")
     segments = [s for s in decoded.split("/") if s]
     if any(s in (".", "..") for s in segments):
         raise PathRejected("dot segments ('.', '..') are not allowed in the request path")
