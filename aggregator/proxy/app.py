@@ -22,7 +22,7 @@ from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, GraphQLRejected, dagster_schema
-from aggregator.proxy.identity.authenticate import AuthFailed, authenticate, unauthenticated
+from aggregator.proxy.identity.authenticate import Identity, identify, unauthenticated
 from aggregator.proxy.identity.login import LoginHandler
 from aggregator.proxy.identity.oidc import OidcClient
 from aggregator.proxy.launch_tags import stamp_user
@@ -175,17 +175,10 @@ class ProxyApp:
         if rel in PUBLIC_PATHS and method in SAFE_METHODS:
             return await self._forward(ctx, receive, send)
         operation = f"{method} {ctx.path}"
-        try:
-            ctx.principal = await authenticate(scope, self.settings, self.store)
-        except AuthFailed as exc:
-            await self.services.record_decision(ctx, event="token", decision="deny", operation=operation,
-                                                reason=str(exc), status=401)
-            return await unauthenticated(scope, self.settings, str(exc))(scope, receive, send)
-        if ctx.principal is None:
-            reason = "sign in or send a bearer token"
-            await self.services.record_decision(ctx, event="unauthenticated", decision="deny", operation=operation,
-                                                reason="no credentials", status=401)
-            return await unauthenticated(scope, self.settings, reason)(scope, receive, send)
+        who = await identify(scope, self.settings, self.store)
+        if who.principal is None:
+            return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
+        ctx.principal = who.principal
         if rel == "/graphql":
             if method in SAFE_METHODS and "query" not in dict(_query_params(scope)):
                 # GraphiQL's page: nothing executes. The query string is dropped so Dagster sees exactly
@@ -203,6 +196,11 @@ class ProxyApp:
         # Deny by default: a write endpoint the proxy does not know is a write it cannot authorize.
         return await self._refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
                                   "known-endpoint")
+
+    async def _unidentified(self, ctx: RequestContext, who: Identity, operation: str) -> Response:
+        await self.services.record_decision(ctx, event=who.event, decision="deny", operation=operation,
+                                            reason=who.reason, status=401)
+        return unauthenticated(ctx.scope, self.settings, who.reason)
 
     def _csrf_ok(self, ctx: RequestContext) -> bool:
         principal = ctx.principal
@@ -329,17 +327,10 @@ class ProxyApp:
         await response(scope, receive, send)
 
     async def _api(self, rel: str, request: Request, ctx: RequestContext) -> Response:
-        try:
-            principal = await authenticate(request.scope, self.settings, self.store)
-        except AuthFailed as exc:
-            await self.services.record_decision(ctx, event="token", decision="deny", operation=f"GET {rel}",
-                                                reason=str(exc), status=401)
-            return unauthenticated(request.scope, self.settings, str(exc))
-        if principal is None:
-            await self.services.record_decision(ctx, event="unauthenticated", decision="deny",
-                                                operation=f"GET {rel}", reason="no credentials", status=401)
-            return unauthenticated(request.scope, self.settings, "sign in or send a bearer token")
-        ctx.principal = principal
+        who = await identify(request.scope, self.settings, self.store)
+        if who.principal is None:
+            return await self._unidentified(ctx, who, f"GET {rel}")
+        principal = ctx.principal = who.principal
         headers = {"cache-control": "no-store"}
         if rel == "/_auth/me":
             return _me(principal, headers)

@@ -20,10 +20,10 @@ ROLE = click.Choice([r.name for r in Role])
 
 
 def _db_url() -> str:
-    from aggregator.proxy.config import load_proxy_settings
+    from aggregator.proxy.config import proxy_db_url
     from aggregator.settings import load_settings
 
-    return load_proxy_settings("http://unused", load_settings().home).db_url
+    return proxy_db_url(load_settings().home)
 
 
 def _store():  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -104,6 +105,12 @@ def _role_map(raw: str) -> dict[str, str]:
     return {group.strip(): role.strip() for group, role in pairs}
 
 
+def proxy_db_url(home: Path, environ: Mapping[str, str] | None = None) -> str:
+    """AGGREGATOR_PROXY_DB_URL, else SQLite under AGGREGATOR_HOME (what the CLI and the proxy both open)."""
+    env = os.environ if environ is None else environ
+    return env.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{home / 'proxy.db'}"
+
+
 def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", environ: dict[str, str] | None = None,
                         **overrides: object) -> ProxySettings:
     env = os.environ if environ is None else environ
@@ -117,7 +124,7 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
         )
     values: dict[str, object] = {
         "upstream": upstream, "path_prefix": path_prefix,
-        "db_url": env.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{home / 'proxy.db'}",
+        "db_url": proxy_db_url(home, env),
         "public_origin": env.get("AGGREGATOR_PROXY_PUBLIC_ORIGIN") or None,
         "cors_origins": tuple(o.strip() for o in env.get("AGGREGATOR_PROXY_CORS_ORIGINS", "").split(",")
                               if o.strip()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +24,8 @@ from aggregator.proxy.transport.asgi import header
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BEARER_REALM", "AuthFailed", "authenticate", "forbidden", "header", "session_cookie", "unauthenticated"]
+__all__ = ["BEARER_REALM", "AuthFailed", "Identity", "authenticate", "forbidden", "header", "identify",
+           "session_cookie", "unauthenticated"]
 
 
 class AuthFailed(Exception):
@@ -62,6 +64,29 @@ async def authenticate(scope: MutableMapping[str, Any], settings: ProxySettings,
             return principal
         return await to_thread.run_sync(store.session_principal, token, settings.session_idle_s)
     return None
+
+
+NO_CREDENTIALS = "sign in or send a bearer token"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking, or why nobody is: `event` is "token" for wrong credentials (no fallback to the
+    cookie), "unauthenticated" when none were sent."""
+
+    principal: Principal | None
+    event: str = ""
+    reason: str = ""
+
+
+async def identify(scope: MutableMapping[str, Any], settings: ProxySettings, store: Store) -> Identity:
+    try:
+        principal = await authenticate(scope, settings, store)
+    except AuthFailed as exc:
+        return Identity(None, "token", str(exc))
+    if principal is None:
+        return Identity(None, "unauthenticated", NO_CREDENTIALS)
+    return Identity(principal)
 
 
 def wants_html(scope: MutableMapping[str, Any]) -> bool:

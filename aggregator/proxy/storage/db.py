@@ -8,6 +8,7 @@ order, inside a transaction, so an upgraded proxy brings an old database forward
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,6 @@ def make_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> int:
     """Bring the schema to the newest version; returns it."""
-    import time
-
     with engine.begin() as conn:
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0

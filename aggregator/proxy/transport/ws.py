@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
-from aggregator.proxy.identity.authenticate import AuthFailed, authenticate
+from aggregator.proxy.identity.authenticate import identify
 from aggregator.proxy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal_body
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
@@ -57,13 +57,10 @@ async def handle(services: Services, ctx: RequestContext, receive: Receive, send
         return
     if ctx.rel != "/graphql":
         return await _deny(services, ctx, send, 403, "no WebSocket endpoint here")
-    try:
-        principal = await authenticate(scope, app.settings, app.store)
-    except AuthFailed as exc:
-        return await _deny(services, ctx, send, 401, str(exc))
-    if principal is None:
-        return await _deny(services, ctx, send, 401, "sign in or send a bearer token")
-    ctx.principal = principal
+    who = await identify(scope, app.settings, app.store)
+    if who.principal is None:
+        return await _deny(services, ctx, send, 401, who.reason)
+    principal = ctx.principal = who.principal
     if principal.via != "token" and not same_origin(scope, app.settings):
         return await _deny(services, ctx, send, 403, "cross-site WebSocket upgrade with a session cookie")
     if PROTOCOL not in scope.get("subprotocols", []):
@@ -140,10 +137,7 @@ async def _canonical_frame(app: Services, ctx: RequestContext, principal: Princi
     if variables is not None and not isinstance(variables, dict):
         raise TypeError("variables must be an object")
     # The session may have ended (logout, disable) since the upgrade: check again on every operation.
-    try:
-        current = await authenticate(scope, app.settings, app.store)
-    except AuthFailed:
-        current = None
+    current = (await identify(scope, app.settings, app.store)).principal
     try:
         parsed = await app.inspector.inspect_async(payload.get("query"))
         if "mutation" in parsed.operation_types:
