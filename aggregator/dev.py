@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -96,12 +97,20 @@ def internal_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _unspecified(host: str) -> bool:
+    """0.0.0.0 / :: (listen everywhere): no address a browser could use."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
     """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
     env = child_env(settings, settings.home / "dagster", proxy=True)
     # An explicit public origin: the CSRF check never falls back to the client's Host header.
-    browser_host = "localhost" if host in ("0.0.0.0", "::") else host
+    browser_host = "localhost" if _unspecified(host) else host
     env.setdefault("AGGREGATOR_PROXY_PUBLIC_ORIGIN", f"http://{browser_host}:{port}")
     return subprocess.Popen(cmd, env=env, cwd=settings.home, start_new_session=True)
 

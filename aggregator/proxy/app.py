@@ -218,7 +218,8 @@ class ProxyApp:
 
     async def _graphql(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         scope, method, principal = ctx.scope, ctx.method, ctx.principal
-        assert principal is not None
+        if principal is None:  # routed here only after identify(); never forward for nobody
+            raise RuntimeError("GraphQL/report route reached without a principal")
         content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
         if method == "POST":
             body = await read_body(receive, self.settings.max_graphql_bytes)
@@ -289,7 +290,8 @@ class ProxyApp:
 
     async def _report(self, ctx: RequestContext, receive: Receive, send: Send, asset_key: str) -> None:
         scope, principal = ctx.scope, ctx.principal
-        assert principal is not None
+        if principal is None:  # routed here only after identify(); never forward for nobody
+            raise RuntimeError("GraphQL/report route reached without a principal")
         operation = f"POST {ctx.path}"
         targets = {"assets": [asset_key]}
         if not principal.may(REPORT_ROLE):

@@ -274,7 +274,8 @@ class GraphQLInspector:
         hit = self.cached(query)
         if hit is not None:
             return hit
-        assert isinstance(query, str)
+        if not isinstance(query, str):  # _key() already refused it; this narrows the type
+            raise GraphQLRejected("no GraphQL query in the request")
         try:
             parsed: ParsedDocument | GraphQLRejected = self._parse_uncached(query)
         except GraphQLRejected as exc:
@@ -339,7 +340,8 @@ class GraphQLInspector:
             "mutation": self.schema.mutation_type,
             "subscription": self.schema.subscription_type,
         }[field.operation_type]
-        assert root is not None
+        if root is None:  # a validated document only uses operation types the schema has
+            raise GraphQLRejected(f"the schema has no {field.operation_type} type")
         field_def = root.fields[field.name]
         coerced = get_variable_values(self.schema, field.operation.variable_definitions or (), dict(variables or {}))
         if isinstance(coerced, list):

@@ -44,7 +44,8 @@ class _Outcome:
 
 class OidcClient:
     def __init__(self, services: Services) -> None:
-        assert services.settings.oidc is not None
+        if services.settings.oidc is None:
+            raise ValueError("OidcClient needs AGGREGATOR_OIDC_ISSUER and the other AGGREGATOR_OIDC_* settings")
         self.app, self.cfg = services, services.settings.oidc
         self._discovery: dict[str, Any] | None = None
         self._pending: dict[str, tuple[float, str, str, str]] = {}  # state -> (created, nonce, verifier, next)

@@ -24,6 +24,13 @@ def relative_path(scope: Scope, settings: ProxySettings) -> str | None:
     return None
 
 
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def own_origins(scope: Scope, settings: ProxySettings) -> tuple[str, ...]:
     """The origins whose pages may use a session cookie for writes.
 
@@ -47,7 +54,7 @@ def own_origins(scope: Scope, settings: ProxySettings) -> tuple[str, ...]:
     # The listening host first: own_origin() builds absolute URLs (the OIDC redirect URI) from it.
     hosts = (host, *(h for h in LOOPBACK_NAMES if h != host)) if host in ("127.0.0.1", "::1", "localhost") \
         else (host,)
-    if host in ("0.0.0.0", "::"):
+    if _unspecified(host):
         return ()
     default = {"http": 80, "https": 443}.get(scheme)
     return tuple(f"{scheme}://{h}" + ("" if port in (None, default) else f":{port}") for h in hosts)
