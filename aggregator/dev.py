@@ -108,11 +108,16 @@ def _unspecified(host: str) -> bool:
 def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
     """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
+    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)
+
+
+def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
+    """The proxy's environment: its secrets, and an explicit public origin so the CSRF check never has to
+    guess one (an operator's AGGREGATOR_PROXY_PUBLIC_ORIGIN wins)."""
     env = child_env(settings, settings.home / "dagster", proxy=True)
-    # An explicit public origin: the CSRF check never falls back to the client's Host header.
     browser_host = "localhost" if _unspecified(host) else host
     env.setdefault("AGGREGATOR_PROXY_PUBLIC_ORIGIN", f"http://{browser_host}:{port}")
-    return subprocess.Popen(cmd, env=env, cwd=settings.home, start_new_session=True)
+    return env
 
 
 def run_dev(settings: Settings, host: str, port: int) -> int:

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from aggregator.dev import child_env
+from aggregator.dev import child_env, proxy_env
 from aggregator.proxy.config import load_proxy_settings
 from aggregator.proxy.transport.gateway import client_ip
 from aggregator.proxy.transport.paths import PathRejected, encode_path, normalize_path
@@ -99,6 +99,19 @@ def test_admin_password_stays_in_the_environment_of_dagster_processes(tmp_path: 
     assert "secret-value" not in dagster.values()
     assert proxy["AGGREGATOR_ADMIN_PASSWORD"] == "secret-value"
     assert dagster["DAGSTER_HOME"] == proxy["DAGSTER_HOME"]
+
+
+@pytest.mark.parametrize(("host", "origin"), [("127.0.0.1", "http://127.0.0.1:3000"),
+                                              ("0.0.0.0", "http://localhost:3000")])
+def test_aggregator_dev_configures_its_public_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str,
+                                                     origin: str) -> None:
+    """Weaker finding: without a public origin the CSRF check trusted the Host header; `aggregator dev` now
+    always gives the proxy one (unless the operator set their own)."""
+    monkeypatch.setenv("AGGREGATOR_HOME", str(tmp_path))
+    monkeypatch.delenv("AGGREGATOR_PROXY_PUBLIC_ORIGIN", raising=False)
+    assert proxy_env(load_settings(), host, 3000)["AGGREGATOR_PROXY_PUBLIC_ORIGIN"] == origin
+    monkeypatch.setenv("AGGREGATOR_PROXY_PUBLIC_ORIGIN", "https://data.example.com")
+    assert proxy_env(load_settings(), host, 3000)["AGGREGATOR_PROXY_PUBLIC_ORIGIN"] == "https://data.example.com"
 
 
 def test_document_limits_hold_on_the_token_stream_and_the_tree() -> None:
