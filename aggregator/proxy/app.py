@@ -158,10 +158,13 @@ class ProxyApp:
     async def _refuse(self, ctx: RequestContext, receive: Receive, send: Send, status: int, event: str,
                       operation: str, reason: str, missing: str | None = None,
                       targets: dict[str, list[str]] | None = None, retry_after: float | None = None) -> None:
-        """Record a refusal and answer it, always in the same shape."""
+        """Record a refusal and answer it, always in the same shape. 429s are audited once per caller and
+        window (a flood would otherwise turn into a flood of audit inserts)."""
+        caller = ctx.principal.token_id or ctx.principal.user if ctx.principal else ctx.ip
         await self.services.record_decision(ctx, event=event, decision="deny", operation=operation,
                                             reason=reason if missing is None else f"{reason} (missing {missing})",
-                                            targets=targets, status=status)
+                                            targets=targets, status=status,
+                                            repeat_key=f"{status}:{caller}" if status == 429 else None)
         await refusal(status, reason, missing, retry_after)(ctx.scope, receive, send)
 
     async def _http(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
@@ -224,6 +227,12 @@ class ProxyApp:
         if method == "POST":
             body = await read_body(receive, self.settings.max_graphql_bytes)
         operation = f"{method} {ctx.path}"
+        # Before parsing: the bucket is the cheapest check, so a flood of documents costs a dict look-up each
+        # once the burst is spent, not a parse.
+        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
+        if wait:
+            return await self._refuse(ctx, receive, send, 429, "graphql", operation,
+                                      "too many GraphQL requests; slow down", retry_after=wait)
         try:
             # Mirrors where Dagster would look, but only the values parsed here are forwarded.
             if method == "POST" and content_type == "application/json":
@@ -264,10 +273,6 @@ class ProxyApp:
             # JSON-only mutations: a form or text/plain POST is a "simple" cross-site request without preflight.
             return await self._refuse(ctx, receive, send, 403, "mutation", operation,
                                       "mutations must be POSTed as application/json", "POST-json", decision.targets)
-        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
-        if wait:
-            return await self._refuse(ctx, receive, send, 429, "graphql", operation,
-                                      "too many GraphQL requests; slow down", retry_after=wait)
         query: str = parsed.query
         if is_write:
             rewritten = stamp_user(self.inspector, parsed, variables, principal.user)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,8 +53,12 @@ class Services:
     audit: AuditLog
     inspector: GraphQLInspector
     resolver: ScopeResolver
-    # Audit writes and store look-ups get their own pool, never shared with password hashing (see auth.py).
+    # Audit writes and store look-ups get their own pool, never shared with password hashing (see login.py).
     io_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "proxy-io"))
+    # Repeated refusals of a flood (429s) are audited once per key and window, then only logged: the audit
+    # must show the flood without becoming its amplifier (one insert per refused request).
+    repeat_window_s: float = 10.0
+    _last_audited: dict[str, float] = field(default_factory=dict)
 
     async def run_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, fn, *args)
@@ -62,9 +67,20 @@ class Services:
         self, ctx: RequestContext, *, event: str, decision: str, operation: str | None = None,
         reason: str | None = None, targets: dict[str, list[str]] | None = None, run_id: str | None = None,
         username: str | None = None, role: str | None = None, status: int | None = None, audit: bool = True,
+        repeat_key: str | None = None,
     ) -> None:
         """The structured log line and the audit row of one decision. `audit=False` only for allowed reads,
-        which are the bulk of the traffic and logged at debug level."""
+        which are the bulk of the traffic and logged at debug level. With `repeat_key`, only the first
+        decision per key in `repeat_window_s` is audited; the others are logged."""
+        if audit and repeat_key is not None:
+            now = time.monotonic()
+            if now - self._last_audited.get(repeat_key, -self.repeat_window_s) < self.repeat_window_s:
+                audit = False
+            else:
+                if len(self._last_audited) > 100_000:
+                    self._last_audited.clear()
+                self._last_audited[repeat_key] = now
+                reason = f"{reason} (repeats within {self.repeat_window_s:g} s are logged, not audited)"
         principal = ctx.principal
         user = username if username is not None else (principal.user if principal else None)
         role_name = role if role is not None else (principal.role.name if principal else None)

@@ -160,9 +160,11 @@ def test_anonymous_login_floods_stall_everyone(proxy: RunningProxy) -> None:
     assert admin_status == [200]
     assert sorted(set(codes)) == [401, 429], codes
     capacity = proxy.settings.login_hash_workers + proxy.settings.login_hash_queue
+    # Audited once per address and window (the rest are logged): the flood shows without amplifying itself.
     refused = [r for r in proxy.audit.query(AuditQuery(event="login", decision="deny", limit=200))
-               if r.reason == "rate limited: sign-in capacity exhausted" and (r.username or "").startswith("nobody-")]
-    assert len(refused) == codes.count(429) and codes.count(401) >= capacity // 2
+               if (r.reason or "").startswith("rate limited: sign-in capacity exhausted")
+               and (r.username or "").startswith("nobody-")]
+    assert 1 <= len(refused) <= 4 and codes.count(401) >= capacity // 2
 
 
 def test_one_document_blocks_the_event_loop(proxy: RunningProxy) -> None:
@@ -230,8 +232,9 @@ def test_rate_limited_graphql_is_audited(upstream: Upstream, tmp_path: Path) -> 
         with httpx.Client(timeout=60) as c:
             codes = [gql(c, small.url, "{ version }", headers=bearer(token)).status_code for _ in range(4)]
         assert codes == [200, 200, 429, 429]
+        # The first 429 is audited; repeats within the window are logged only (no audit flood).
         denied = small.audit.query(AuditQuery(username="burst", decision="deny", limit=10))
-        assert len(denied) == 2 and all(r.event == "graphql" and "too many" in (r.reason or "") for r in denied)
+        assert len(denied) == 1 and denied[0].event == "graphql" and "too many" in (denied[0].reason or "")
     finally:
         small.stop()
 

@@ -71,7 +71,8 @@ class LoginHandler:
 
         async def deny(reason: str, status: int, page_error: str, retry_after: float | None = None) -> Response:
             await self.services.record_decision(ctx, event="login", decision="deny", operation="POST /_auth/login",
-                                                reason=reason, username=username, status=status)
+                                                reason=reason, username=username, status=status,
+                                                repeat_key=f"login-429:{ctx.ip}" if status == 429 else None)
             resp = login_page(self.settings, next_url, page_error, status=status)
             if retry_after is not None:
                 resp.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
