@@ -7,36 +7,32 @@ refusals.py.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
-from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, GraphQLRejected, dagster_schema
+from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.identity.authenticate import Identity, identify, unauthenticated
 from aggregator.proxy.identity.login import LoginHandler
 from aggregator.proxy.identity.oidc import OidcClient
-from aggregator.proxy.launch_tags import stamp_user
 from aggregator.proxy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
 from aggregator.proxy.refusals import refusal
+from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
 from aggregator.proxy.storage.audit import AuditLog, AuditQuery
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.targets import ScopeResolver
 from aggregator.proxy.transport import ws
-from aggregator.proxy.transport.asgi import Receive, Scope, Send, header
+from aggregator.proxy.transport.asgi import Receive, Scope, Send
 from aggregator.proxy.transport.forward import (
     BodyTooLarge,
     forward_http,
-    read_body,
     stream_body,
     upstream_headers,
 )
@@ -54,38 +50,6 @@ from aggregator.proxy.transport.upstream import UpstreamPool
 SAFE_METHODS = ("GET", "HEAD")
 PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
 _REPORT = re.compile(r"^/(" + "|".join(REPORT_ROUTES) + r")/(?P<key>.+)$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def run_ids(body: bytes | None) -> list[str]:
-    """Run ids in a mutation's response: `runId` anywhere, and `id` of any `run` object. The UI's launch
-    selects only `run { id pipelineName }` (a Run's `id` is its run id), so `runId` alone missed UI launches."""
-    try:
-        data = json.loads(body or b"{}").get("data")
-    except (ValueError, AttributeError):
-        return []
-    found: set[str] = set()
-
-    def walk(node: object, under_run: bool) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if isinstance(value, str) and _UUID.match(value) and (key == "runId" or (under_run and key == "id")):
-                    found.add(value)
-                else:
-                    walk(value, key == "run")
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, under_run)
-
-    walk(data, False)
-    return sorted(found)
-
-
-def _query_params(scope: Scope) -> list[tuple[str, str]]:
-    """Decoded the way Starlette (hence Dagster) decodes them: percent-escapes in names and values."""
-    return parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-
-
 class ProxyApp:
     def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog,
                  inspector: GraphQLInspector | None = None) -> None:
@@ -100,6 +64,7 @@ class ProxyApp:
         self.buckets = TokenBuckets(settings.graphql_rate_per_s, settings.graphql_burst)
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
+        self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -155,18 +120,6 @@ class ProxyApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _refuse(self, ctx: RequestContext, receive: Receive, send: Send, status: int, event: str,
-                      operation: str, reason: str, missing: str | None = None,
-                      targets: dict[str, list[str]] | None = None, retry_after: float | None = None) -> None:
-        """Record a refusal and answer it, always in the same shape. 429s are audited once per caller and
-        window (a flood would otherwise turn into a flood of audit inserts)."""
-        caller = ctx.principal.token_id or ctx.principal.user if ctx.principal else ctx.ip
-        await self.services.record_decision(ctx, event=event, decision="deny", operation=operation,
-                                            reason=reason if missing is None else f"{reason} (missing {missing})",
-                                            targets=targets, status=status,
-                                            repeat_key=f"{status}:{caller}" if status == 429 else None)
-        await refusal(status, reason, missing, retry_after)(ctx.scope, receive, send)
-
     async def _http(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         scope, method, rel = ctx.scope, ctx.method, ctx.rel
         if method == "OPTIONS":
@@ -183,32 +136,27 @@ class ProxyApp:
             return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
         ctx.principal = who.principal
         if rel == "/graphql":
-            if method in SAFE_METHODS and "query" not in dict(_query_params(scope)):
+            if method in SAFE_METHODS and "query" not in dict(query_params(scope)):
                 # GraphiQL's page: nothing executes. The query string is dropped so Dagster sees exactly
                 # the "no query" the proxy saw, whatever encoding tricks it held.
                 return await self._forward(ctx, receive, send, query_string=b"")
-            return await self._graphql(ctx, receive, send)
-        if not self._csrf_ok(ctx):
-            return await self._refuse(ctx, receive, send, 403, "request", operation,
-                                      "cross-site write with a session cookie (CSRF)", "same-origin")
+            return await self.graphql(ctx, receive, send)
+        if not self.services.csrf_ok(ctx):
+            return await self.services.refuse(ctx, receive, send, 403, "request", operation,
+                                              "cross-site write with a session cookie (CSRF)", "same-origin")
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))
         if method in SAFE_METHODS:
             return await self._forward(ctx, receive, send)
         # Deny by default: a write endpoint the proxy does not know is a write it cannot authorize.
-        return await self._refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
-                                  "known-endpoint")
+        return await self.services.refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
+                                          "known-endpoint")
 
     async def _unidentified(self, ctx: RequestContext, who: Identity, operation: str) -> Response:
         await self.services.record_decision(ctx, event=who.event, decision="deny", operation=operation,
                                             reason=who.reason, status=401)
         return unauthenticated(ctx.scope, self.settings, who.reason)
-
-    def _csrf_ok(self, ctx: RequestContext) -> bool:
-        principal = ctx.principal
-        return (principal is None or principal.via == "token" or ctx.method in SAFE_METHODS
-                or same_origin(ctx.scope, self.settings))
 
     async def _forward(self, ctx: RequestContext, receive: Receive, send: Send,
                        query_string: bytes | None = None) -> None:
@@ -219,80 +167,6 @@ class ProxyApp:
                            headers=upstream_headers(scope, ctx.principal, ctx.request_id, ctx.ip),
                            content=content, response_headers=[], pool=self.pool)
 
-    async def _graphql(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        scope, method, principal = ctx.scope, ctx.method, ctx.principal
-        if principal is None:  # routed here only after identify(); never forward for nobody
-            raise RuntimeError("GraphQL/report route reached without a principal")
-        content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        if method == "POST":
-            body = await read_body(receive, self.settings.max_graphql_bytes)
-        operation = f"{method} {ctx.path}"
-        # Before parsing: the bucket is the cheapest check, so a flood of documents costs a dict look-up each
-        # once the burst is spent, not a parse.
-        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
-        if wait:
-            return await self._refuse(ctx, receive, send, 429, "graphql", operation,
-                                      "too many GraphQL requests; slow down", retry_after=wait)
-        try:
-            # Mirrors where Dagster would look, but only the values parsed here are forwarded.
-            if method == "POST" and content_type == "application/json":
-                data = json.loads(body)
-            elif method == "POST" and content_type == "application/graphql":
-                data = {"query": body.decode()}
-            else:
-                data = dict(_query_params(scope))
-            if not isinstance(data, dict):
-                raise GraphQLRejected("GraphQL request must be one JSON object (no batches)")
-            variables = data.get("variables")
-            if isinstance(variables, str):
-                variables = json.loads(variables) if variables else None
-            if variables is not None and not isinstance(variables, dict):
-                raise GraphQLRejected("GraphQL variables must be a JSON object")
-            operation_name = data.get("operationName")
-            if operation_name is not None and not isinstance(operation_name, str):
-                raise GraphQLRejected("operationName must be a string")
-            parsed = await self.inspector.inspect_async(data.get("query"))
-            operation = parsed.label()
-            if not self._csrf_ok(ctx):
-                return await self._refuse(ctx, receive, send, 403, "mutation", operation,
-                                          "cross-site write with a session cookie (CSRF)", "same-origin")
-            decision = await authorize_document(principal, parsed, variables, self.inspector,
-                                                self.services.resolver)
-        except GraphQLBusy:
-            return await self._refuse(ctx, receive, send, 503, "graphql", operation,
-                                      "the proxy is validating too many new GraphQL documents; retry shortly",
-                                      retry_after=1.0)
-        except (GraphQLRejected, ValueError, UnicodeDecodeError) as exc:
-            reason = str(exc) if isinstance(exc, GraphQLRejected) else "request is not valid JSON/UTF-8"
-            return await self._refuse(ctx, receive, send, 400, "graphql", operation, reason)
-        is_write = "mutation" in parsed.operation_types
-        if not decision.decision.allowed:
-            return await self._refuse(ctx, receive, send, 403, "mutation", operation, decision.decision.reason,
-                                      decision.decision.missing or "?", decision.targets)
-        if is_write and (method != "POST" or content_type != "application/json"):
-            # JSON-only mutations: a form or text/plain POST is a "simple" cross-site request without preflight.
-            return await self._refuse(ctx, receive, send, 403, "mutation", operation,
-                                      "mutations must be POSTed as application/json", "POST-json", decision.targets)
-        query: str = parsed.query
-        if is_write:
-            rewritten = stamp_user(self.inspector, parsed, variables, principal.user)
-            if rewritten is not None:
-                query, variables = rewritten
-        else:
-            await self.services.record_decision(ctx, event="query", decision="allow", operation=operation,
-                                                audit=False)
-        canonical = json.dumps({"query": query, "variables": variables or {}, "operationName": operation_name})
-        headers = upstream_headers(scope, principal, ctx.request_id, ctx.ip, content_type=b"application/json")
-        if is_write:
-            headers = [(k, v) for k, v in headers if k != b"accept-encoding"]  # read run ids from plain JSON
-        captured = await forward_http(
-            self.client, self.settings.upstream, scope, send, method="POST", query_string=b"", headers=headers,
-            content=canonical.encode(), response_headers=[(b"cache-control", b"no-store")], capture=is_write,
-            pool=self.pool, idempotent=not is_write)
-        if is_write:
-            await self.services.record_decision(ctx, event="mutation", decision="allow", operation=operation,
-                                                targets=decision.targets, run_id=",".join(run_ids(captured)) or None)
-
     async def _report(self, ctx: RequestContext, receive: Receive, send: Send, asset_key: str) -> None:
         scope, principal = ctx.scope, ctx.principal
         if principal is None:  # routed here only after identify(); never forward for nobody
@@ -300,11 +174,11 @@ class ProxyApp:
         operation = f"POST {ctx.path}"
         targets = {"assets": [asset_key]}
         if not principal.may(REPORT_ROLE):
-            return await self._refuse(ctx, receive, send, 403, "write", operation, "reporting events needs editor",
-                                      f"{REPORT_ROLE.name}:report_asset_events", targets)
+            return await self.services.refuse(ctx, receive, send, 403, "write", operation, "reporting events needs editor",
+                                              f"{REPORT_ROLE.name}:report_asset_events", targets)
         if principal.scope is not None and await self.services.resolver.out_of_scope(targets, principal.scope):
-            return await self._refuse(ctx, receive, send, 403, "write", operation, "asset outside the grant",
-                                      f"{REPORT_ROLE.name}:report_asset_events on assets:{asset_key}", targets)
+            return await self.services.refuse(ctx, receive, send, 403, "write", operation, "asset outside the grant",
+                                              f"{REPORT_ROLE.name}:report_asset_events on assets:{asset_key}", targets)
         # The asset key in the path wins over body and query string in Dagster; the query string is dropped
         # anyway so the only key Dagster can see is the one authorized here.
         await forward_http(self.client, self.settings.upstream, scope, send, method="POST", query_string=b"",
@@ -319,8 +193,8 @@ class ProxyApp:
         request = Request(scope, receive)
         response: Response
         if rel in ("/_auth/login", "/_auth/logout") and request.method == "POST" and not same_origin(scope, self.settings):
-            return await self._refuse(ctx, receive, send, 403, "login", f"POST {rel}",
-                                      "cross-site sign-in/out form (CSRF)", "same-origin")
+            return await self.services.refuse(ctx, receive, send, 403, "login", f"POST {rel}",
+                                              "cross-site sign-in/out form (CSRF)", "same-origin")
         if rel == "/_auth/login" and request.method in ("GET", "POST"):
             response = await self.login.login(request, ctx)
         elif rel == "/_auth/logout" and request.method == "POST":

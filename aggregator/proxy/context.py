@@ -18,9 +18,12 @@ from typing import Any
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.graphql_ops import GraphQLInspector
 from aggregator.proxy.rbac import Principal
+from aggregator.proxy.refusals import refusal
 from aggregator.proxy.storage.audit import AuditLog, AuditRecord
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.targets import ScopeResolver
+from aggregator.proxy.transport.asgi import Receive, Send
+from aggregator.proxy.transport.gateway import same_origin
 
 log = logging.getLogger("aggregator.proxy.decision")
 
@@ -97,6 +100,24 @@ class Services:
             await self.run_io(self.audit.record, record)
         except Exception:
             log.exception("audit write failed request_id=%s", ctx.request_id)
+
+    async def refuse(self, ctx: RequestContext, receive: Receive, send: Send, status: int, event: str,
+                     operation: str, reason: str, missing: str | None = None,
+                     targets: dict[str, list[str]] | None = None, retry_after: float | None = None) -> None:
+        """Record a refusal and answer it, always in the same shape. 429s are audited once per caller and
+        window (a flood would otherwise turn into a flood of audit inserts)."""
+        caller = (ctx.principal.token_id or ctx.principal.user) if ctx.principal else ctx.ip
+        await self.record_decision(ctx, event=event, decision="deny", operation=operation,
+                                   reason=reason if missing is None else f"{reason} (missing {missing})",
+                                   targets=targets, status=status,
+                                   repeat_key=f"{status}:{caller}" if status == 429 else None)
+        await refusal(status, reason, missing, retry_after)(ctx.scope, receive, send)
+
+    def csrf_ok(self, ctx: RequestContext) -> bool:
+        """Writes with an ambient session cookie must come from our own pages; tokens are not ambient."""
+        principal = ctx.principal
+        return (principal is None or principal.via == "token" or ctx.method in ("GET", "HEAD")
+                or same_origin(ctx.scope, self.settings))
 
     def close(self) -> None:
         self.io_pool.shutdown(wait=False, cancel_futures=True)
