@@ -102,7 +102,7 @@ def test_hole3_scoped_launcher_cannot_run_checks_of_other_pipelines(stack: Polic
     assert stack.run_ids() == before
 
 
-def test_hole3_asset_selection_of_other_pipeline_inside_own_job_is_refused(stack: PolicyStack) -> None:
+def test_asset_selection_of_other_pipeline_inside_own_job_is_refused(stack: PolicyStack) -> None:
     """Same class as hole 3: an asset selection is built from the whole repository, not from the named job."""
     resp = stack.post("sales-launcher", LAUNCH_RUN,
                       {"p": {"selector": selector("sales_job", assetSelection=[SHOP_ORDERS])}})
