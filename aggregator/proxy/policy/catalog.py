@@ -152,6 +152,7 @@ def outside(cat: Catalog, runs: dict[str, RunInfo], targets: Sequence[Target], s
         assets = [t.name for t in group if t.kind is Kind.asset]
         checks = [t.name for t in group if t.kind is Kind.asset_check]
         op_subset = any(t.kind is Kind.op_subset for t in group)
+        has_job = any(t.kind is Kind.job for t in group)
         for t in group:
             if t.kind is Kind.job:
                 ok = cat.launch_in(t.name, assets, checks, op_subset, scope)
@@ -160,7 +161,7 @@ def outside(cat: Catalog, runs: dict[str, RunInfo], targets: Sequence[Target], s
             elif t.kind is Kind.asset_check:
                 ok = cat.check_in(t.name, scope)
             elif t.kind is Kind.op_subset:
-                ok = True  # judged with the job it subsets
+                ok = has_job  # judged with the job it subsets; without one there is nothing to judge
             elif t.kind is Kind.schedule:
                 ok = cat.jobs_in(cat.schedule_jobs.get(t.name), scope)
             elif t.kind is Kind.sensor:
