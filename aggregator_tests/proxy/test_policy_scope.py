@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -84,7 +84,7 @@ def test_hole1_audit_records_the_job_dagster_executes(stack: PolicyStack) -> Non
     resp = stack.post("launcher", LAUNCH_RUN, {"p": {"selector": selector("sales_job", "shop_job")}})
     run = resp.json()["data"]["launchRun"]["run"]
     assert stack.runs({run["runId"]})[0]["jobName"] == "shop_job"
-    record = next(r for r in stack.proxy.audit.query(AuditQuery(username="launcher", decision="allow"))
+    record = next(r for r in stack.proxy.audit.query(AuditQuery(username="launcher", decision="allow", limit=20))
                   if r.run_id == run["runId"])
     assert record.targets["jobs"] == ["shop_job"]
 
@@ -154,7 +154,7 @@ class _CountRunLookups:
         if b"AggregatorProxyRun" in request.content:
             self.count += 1
 
-    def __enter__(self) -> _CountRunLookups:
+    def __enter__(self) -> Self:
         self.client.event_hooks["request"].append(self)
         return self
 
@@ -174,7 +174,7 @@ def test_terminate_runs_with_many_ids_is_one_lookup_and_a_short_refusal(stack: P
     too_many = stack.post("sales-launcher", TERMINATE_RUNS, {"ids": [str(uuid.uuid4()) for _ in range(1_500)]})
     assert too_many.status_code == 403 and len(too_many.content) < 2_000
     assert f"at most {MAX_SCOPED_RUN_IDS}" in too_many.text
-    record = stack.proxy.audit.query(AuditQuery(username="sales-launcher", decision="deny"))[0]
+    record = stack.proxy.audit.query(AuditQuery(username="sales-launcher", decision="deny", limit=1))[0]
     assert record.operation == "mutation:terminateRuns" and len(record.targets["runs"]) <= 21
 
 

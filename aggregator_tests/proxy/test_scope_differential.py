@@ -162,8 +162,9 @@ def requests(draw: st.DrawFn, world: World) -> tuple[str, dict[str, Any]]:
         else:
             backfill["selector"] = {"partitionSetName": f"{draw(st.sampled_from(JOBS))}_partition_set",
                                     "repositorySelector": {"repositoryName": REPO, "repositoryLocationName": LOCATION}}
-        return ("mutation M($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) "
-                "{ __typename } }", {"b": backfill})
+        backfill_doc = ("mutation M($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) "
+                        "{ __typename } }")
+        return backfill_doc, {"b": backfill}
     ids = draw(st.lists(st.sampled_from(world.pool) | st.builds(lambda: str(uuid.uuid4())), min_size=1, max_size=4))
     if kind == "terminateRun":
         return 'mutation M($id: String!) { terminateRun(runId: $id) { __typename } }', {"id": ids[0]}
