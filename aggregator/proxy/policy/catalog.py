@@ -222,5 +222,9 @@ class ScopeResolver:
         flat = [Target(Kind(kind), name, "", kind) for kind, names in targets.items() for name in names]
         if not flat:
             return ["(no resolvable target)"]
-        return [f"{t.kind.value}:{t.name}" for t in await self.outside(flat, scope)]
+        try:
+            return [f"{t.kind.value}:{t.name}" for t in await self.outside(flat, scope)]
+        except ScopeUnavailable as exc:
+            log.warning("scope check failed: %s", exc)
+            return ["(scope check unavailable)"]
 
