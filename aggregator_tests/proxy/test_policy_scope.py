@@ -186,3 +186,26 @@ def test_scoped_launcher_terminates_runs_inside_its_scope_only(stack: PolicyStac
         f"launcher:terminateRuns on runs:{shop_run}"
     allowed = stack.post("sales-launcher", TERMINATE_RUNS, {"ids": [sales_run]})
     assert allowed.status_code == 200, allowed.text
+
+
+BACKFILL = ("mutation B($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) { __typename "
+            "... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }")
+CANCEL_BACKFILL = ("mutation C($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename "
+                   "... on PythonError { message } } }")
+
+
+def test_scoped_launcher_manages_backfills_inside_its_scope_only(stack: PolicyStack) -> None:
+    """Backfill ids were never resolved, so a scoped launcher could not cancel even its own backfills; now a
+    backfill is inside a scope when what it runs is (one look-up per request, like runs)."""
+    ids = {}
+    for name, assets in {"sales": [SALES_ORDERS], "shop": [SHOP_ORDERS], "mixed": [SALES_ORDERS, SHOP_ORDERS]}.items():
+        body = stack.post("admin", BACKFILL, {"b": {"assetSelection": assets, "allPartitions": True}}).json()
+        assert body["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", body
+        ids[name] = body["data"]["launchPartitionBackfill"]["backfillId"]
+    for name in ("shop", "mixed"):
+        denied = stack.post("sales-launcher", CANCEL_BACKFILL, {"id": ids[name]})
+        assert denied.status_code == 403 and f"backfills:{ids[name]}" in denied.json()["missing_permission"]
+    allowed = stack.post("sales-launcher", CANCEL_BACKFILL, {"id": ids["sales"]})
+    assert allowed.status_code == 200, allowed.text
+    own = stack.post("sales-launcher", BACKFILL, {"b": {"assetSelection": [SALES_ORDERS], "allPartitions": True}})
+    assert own.json()["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", own.text

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aggregator.proxy.graphql_ops import GraphQLInspector
-from aggregator.proxy.policy.catalog import Catalog, RunInfo, outside
+from aggregator.proxy.policy.catalog import Catalog, RunInfo, lookup_query, outside
 from aggregator.proxy.policy.target_fields import Kind
 from aggregator.proxy.policy.targets import MAX_AUDIT_NAMES, Target, audit_targets, extract_targets
 
@@ -60,15 +60,20 @@ def test_checks_and_assets_are_targets(inspector: GraphQLInspector) -> None:
     (Target(Kind.schedule, "shop_schedule", "x", "f"), False),
     (Target(Kind.run, "r-shop-check", "x", "f"), False),
     (Target(Kind.run, "r-sales", "x", "f"), True),
-    (Target(Kind.backfill, "b", "x", "f"), False),
+    (Target(Kind.backfill, "b", "x", "f"), False),  # unknown to Dagster
+    (Target(Kind.backfill, "b-sales", "x", "f"), True),
+    (Target(Kind.backfill, "b-mixed", "x", "f"), False),
+    (Target(Kind.instigator_id, "abc", "x", "f"), False),
 ])
 def test_membership_is_by_kind(target: Target, inside: bool) -> None:
     cat = Catalog(job_groups={"sales_job": {"sales"}, "shop_job": {"shop"}},
                   asset_groups={"sales/orders": {"sales"}, "shop/orders": {"shop"}},
                   sensor_jobs={"sales_sensor": {"sales_job"}, "sales": set()},
                   schedule_jobs={"shop_schedule": {"shop_job"}})
-    runs = {"r-sales": RunInfo("sales_job", (), (), False),
-            "r-shop-check": RunInfo("sales_job", (), ("shop/orders:c",), False)}
+    runs = {"runs:r-sales": RunInfo("sales_job", (), (), False),
+            "runs:r-shop-check": RunInfo("sales_job", (), ("shop/orders:c",), False),
+            "backfills:b-sales": RunInfo("", ("sales/orders",), (), False),
+            "backfills:b-mixed": RunInfo("", ("sales/orders", "shop/orders"), (), False)}
     assert (outside(cat, runs, [target], frozenset({"sales"})) == []) is inside
 
 
@@ -76,3 +81,9 @@ def test_long_target_lists_are_cut_in_the_audit() -> None:
     many = [Target(Kind.run, f"id-{i}", "t", "terminateRuns(runIds)") for i in range(1_500)]
     runs = audit_targets(many)["runs"]
     assert len(runs) == MAX_AUDIT_NAMES + 1 and runs[-1] == f"... and {1_500 - MAX_AUDIT_NAMES} more"
+
+
+@pytest.mark.parametrize("runs, backfills", [(True, 0), (False, 2), (True, 3)])
+def test_the_lookup_query_is_valid_against_dagsters_schema(inspector: GraphQLInspector, runs: bool,
+                                                            backfills: int) -> None:
+    inspector.inspect(lookup_query(runs, backfills))

@@ -73,8 +73,8 @@ async def authorize_document(
             # All fields at once: one catalog read (cached) and one run query for the whole document.
             bad = set(await resolver.outside(everything, scope))
         except TooManyRuns as exc:
-            root, needed, _ = next(s for s in scoped if any(t.kind is Kind.run for t in s[2]))
-            return _deny(str(exc), f"{needed.name}:{root.name} (at most a bounded number of runs)", everything)
+            root, needed, _ = next(s for s in scoped if any(t.kind in (Kind.run, Kind.backfill) for t in s[2]))
+            return _deny(str(exc), f"{needed.name}:{root.name} (a bounded number of ids)", everything)
         except ScopeUnavailable as exc:
             log.warning("scope check failed: %s", exc)
             return _deny(f"{exc}; refused rather than guessed", "scope-check", everything)

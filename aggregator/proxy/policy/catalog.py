@@ -4,8 +4,9 @@ A scope names pipelines, i.e. asset groups (a pipeline's job is `<pipeline>_job`
 asset is inside when its group is; a check when its asset is; a job when every asset it holds is (so a job
 without assets, or one Dagster does not know, is outside); a schedule, sensor or partition set when the jobs
 it targets are; a run when what it executed is. A name is never compared with the scope across kinds: scope
-`sales` does not cover an asset or sensor that happens to be called `sales`. Backfill ids, instigator ids,
-partitions definitions and locations are not mapped to pipelines and are outside every scope.
+`sales` does not cover an asset or sensor that happens to be called `sales`. A backfill is inside when what it
+runs is (its job, or for an asset backfill its selection). Instigator ids, partitions definitions and
+locations are not mapped to pipelines and are outside every scope.
 """
 
 from __future__ import annotations
@@ -28,13 +29,25 @@ CATALOG_QUERY = """query AggregatorProxyCatalog { workspaceOrError { ... on Work
     jobs { name } schedules { name pipelineName } sensors { name targets { pipelineName } }
     partitionSets { name pipelineName }
     assetNodes { assetKey { path } groupName jobNames } } } } } } } }"""
-RUNS_QUERY = """query AggregatorProxyRuns($ids: [String], $limit: Int) {
-  runsOrError(filter: {runIds: $ids}, limit: $limit) { __typename ... on Runs { results { runId jobName
-    solidSelection assetSelection { path } assetCheckSelection { name assetKey { path } } } } } }"""
+_RUN_FIELDS = "jobName assetSelection { path } assetCheckSelection { name assetKey { path } }"
+_RUNS_FIELD = f"""runsOrError(filter: {{runIds: $ids}}, limit: $limit) {{ __typename ... on Runs {{ results {{
+  runId solidSelection {_RUN_FIELDS} }} }} }}"""
+_BACKFILL_FIELD = """b{i}: partitionBackfillOrError(backfillId: $b{i}) {{ __typename ... on PartitionBackfill {{
+  id partitionSet {{ pipelineName }} {fields} }} }}"""
+
+
+def lookup_query(with_runs: bool, backfills: int) -> str:
+    """One document for every run and backfill a request names (the proxy's only per-request look-up)."""
+    defs = (["$ids: [String]", "$limit: Int"] if with_runs else []) + [f"$b{i}: String!" for i in range(backfills)]
+    fields = ([_RUNS_FIELD] if with_runs else []) + [
+        _BACKFILL_FIELD.format(i=i, fields=_RUN_FIELDS) for i in range(backfills)]
+    return f"query AggregatorProxyRuns({', '.join(defs)}) {{ {' '.join(fields)} }}"
+
 
 # A scoped terminate/delete of more runs than this is refused outright: all ids are resolved in one upstream
 # query, and a bound keeps that query, the refusal and the audit record small.
 MAX_SCOPED_RUN_IDS = 500
+MAX_SCOPED_BACKFILL_IDS = 20
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"
 
 
@@ -45,9 +58,9 @@ class ScopeUnavailable(RuntimeError):
 class TooManyRuns(ValueError):
     """More run ids than a scoped grant may name in one request."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} run ids in one request; a grant limited to some pipelines may name at most "
-                         f"{MAX_SCOPED_RUN_IDS} (send them in smaller batches)")
+    def __init__(self, count: int, what: str = "run", limit: int = MAX_SCOPED_RUN_IDS) -> None:
+        super().__init__(f"{count} {what} ids in one request; a grant limited to some pipelines may name at most "
+                         f"{limit} (send them in smaller batches)")
 
 
 def _dig(value: Any, *path: str) -> Any:
@@ -69,7 +82,9 @@ class RunInfo:
 
     @classmethod
     def from_graphql(cls, run: dict[str, Any]) -> RunInfo:
-        return cls(job=str(run.get("jobName") or ""),
+        """A run, or a backfill (whose job is its partition set's, or none for an asset backfill)."""
+        job = run.get("jobName") or _dig(run, "partitionSet", "pipelineName")
+        return cls(job=str(job or ""),
                    assets=tuple(asset_key(a) for a in run.get("assetSelection") or []),
                    checks=tuple(f"{asset_key(c.get('assetKey') or {})}:{c.get('name')}"
                                 for c in run.get("assetCheckSelection") or []),
@@ -134,6 +149,13 @@ class Catalog:
             return True
         return job.startswith(IMPLICIT_ASSET_JOB) and bool(assets or checks) and not op_subset
 
+    def executed_in(self, info: RunInfo, scope: frozenset[str]) -> bool:
+        """A run or backfill: what it executes (an asset backfill has no job, only its selection) is inside."""
+        if info.job:
+            return self.launch_in(info.job, info.assets, info.checks, info.op_subset, scope)
+        return bool(info.assets or info.checks) and self.launch_in(IMPLICIT_ASSET_JOB, info.assets, info.checks,
+                                                                    False, scope)
+
     def jobs_in(self, jobs: set[str] | None, scope: frozenset[str]) -> bool:
         return bool(jobs) and all(self.job_in(j, scope) for j in jobs or ())
 
@@ -168,11 +190,11 @@ def outside(cat: Catalog, runs: dict[str, RunInfo], targets: Sequence[Target], s
                 ok = cat.jobs_in(cat.sensor_jobs.get(t.name), scope)
             elif t.kind is Kind.partition_set:
                 ok = cat.jobs_in(cat.partition_set_jobs.get(t.name), scope)
-            elif t.kind is Kind.run:
-                run = runs.get(t.name)
-                ok = run is not None and cat.launch_in(run.job, run.assets, run.checks, run.op_subset, scope)
+            elif t.kind in (Kind.run, Kind.backfill):
+                info = runs.get(f"{t.kind.value}:{t.name}")
+                ok = info is not None and cat.executed_in(info, scope)
             else:
-                ok = False  # backfills, instigator ids, partitions definitions, locations: not mapped
+                ok = False  # instigator ids, partitions definitions, locations: not mapped
             if not ok:
                 bad.append(t)
     return bad
@@ -202,20 +224,33 @@ class ScopeResolver:
             self._catalog = Catalog.from_response(await self._post(CATALOG_QUERY))
         return self._catalog
 
-    async def runs(self, run_ids: Sequence[str]) -> dict[str, RunInfo]:
-        if not run_ids:
+    async def lookup(self, run_ids: Sequence[str], backfill_ids: Sequence[str]) -> dict[str, RunInfo]:
+        """Runs and backfills by `runs:<id>` / `backfills:<id>`, in one upstream query; unknown ids are absent."""
+        if not run_ids and not backfill_ids:
             return {}
         if len(run_ids) > MAX_SCOPED_RUN_IDS:
             raise TooManyRuns(len(run_ids))
-        body = await self._post(RUNS_QUERY, {"ids": list(run_ids), "limit": len(run_ids)})
-        results = _dig(body, "data", "runsOrError", "results") or []
-        return {r["runId"]: RunInfo.from_graphql(r) for r in results if r.get("runId") in set(run_ids)}
+        if len(backfill_ids) > MAX_SCOPED_BACKFILL_IDS:
+            raise TooManyRuns(len(backfill_ids), "backfill", MAX_SCOPED_BACKFILL_IDS)
+        variables: dict[str, Any] = {f"b{i}": b for i, b in enumerate(backfill_ids)}
+        if run_ids:
+            variables.update(ids=list(run_ids), limit=len(run_ids))
+        data = (await self._post(lookup_query(bool(run_ids), len(backfill_ids)), variables)).get("data") or {}
+        wanted = set(run_ids)
+        out = {f"runs:{r['runId']}": RunInfo.from_graphql(r)
+               for r in _dig(data, "runsOrError", "results") or [] if r.get("runId") in wanted}
+        for i, backfill_id in enumerate(backfill_ids):
+            found = data.get(f"b{i}") or {}
+            if found.get("__typename") == "PartitionBackfill" and found.get("id") == backfill_id:
+                out[f"backfills:{backfill_id}"] = RunInfo.from_graphql(found)
+        return out
 
     async def outside(self, targets: Sequence[Target], scope: frozenset[str]) -> list[Target]:
-        """Targets not inside `scope`; one catalog read (cached) and at most one run query."""
+        """Targets not inside `scope`; one catalog read (cached) and at most one run/backfill query."""
         run_ids = sorted({t.name for t in targets if t.kind is Kind.run})
+        backfill_ids = sorted({t.name for t in targets if t.kind is Kind.backfill})
         cat = await self.catalog()
-        return outside(cat, await self.runs(run_ids), targets, scope)
+        return outside(cat, await self.lookup(run_ids, backfill_ids), targets, scope)
 
     async def out_of_scope(self, targets: dict[str, list[str]], scope: frozenset[str]) -> list[str]:
         """Older interface kept for callers that pass targets by kind (the report route): `kind:name` outside."""
