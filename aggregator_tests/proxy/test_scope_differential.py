@@ -37,7 +37,10 @@ JOBS = ["sales_job"] * 4 + ["__ASSET_JOB"] * 3 + ["shop_job", "sales", "shop", "
 OPS = ["sales__orders", "shop__orders"]
 RESULT = "__typename ... on LaunchRunSuccess { run { runId } }"
 NODES = "{ assetNodes { assetKey { path } groupName jobNames } }"
-BACKFILLS = "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id assetSelection { path } } } } }"
+BACKFILLS = """{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status
+  assetSelection { path } } } } }"""
+LAUNCH_BACKFILL = ("mutation B($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) { "
+                   "... on LaunchBackfillSuccess { backfillId } } }")
 STATUSES = "{ runsOrError { ... on Runs { results { runId status } } } }"
 
 
@@ -48,9 +51,14 @@ class World:
     job_groups: dict[str, set[str]]
     checks: list[dict[str, Any]]  # AssetCheckHandleInput values of real checks, both pipelines
     pool: list[str]  # run ids of every kind, launched by an admin
+    backfills: list[str]  # asset backfills inside, outside and across the scope, launched by an admin
 
     def asset_in(self, path: list[str]) -> bool:
         return self.groups.get("/".join(path)) in SCOPE
+
+    def backfill_in(self, backfill: dict[str, Any]) -> bool:
+        """Ground truth for the asset backfills here: every asset it selects lies in `sales`."""
+        return bool(backfill["assetSelection"]) and all(self.asset_in(a["path"]) for a in backfill["assetSelection"])
 
     def run_in(self, run: dict[str, Any]) -> bool:
         """Ground truth: what the run executes lies in `sales`."""
@@ -88,7 +96,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             body = stack.post("admin", f"mutation L($p: ExecutionParams!) {{ launchRun(executionParams: $p) "
                                        f"{{ {RESULT} }} }}", {"p": {"selector": sel}}).json()
             pool.append(body["data"]["launchRun"]["run"]["runId"])
-        yield World(stack, groups, job_groups, checks, pool)
+        backfills = []
+        for assets in ([["sales", "orders"]], [["shop", "orders"]], [["sales", "orders"], ["shop", "orders"]]) * 2:
+            body = stack.post("admin", LAUNCH_BACKFILL, {"b": {"assetSelection": [{"path": p} for p in assets],
+                                                               "allPartitions": True}}).json()
+            backfills.append(body["data"]["launchPartitionBackfill"]["backfillId"])
+        yield World(stack, groups, job_groups, checks, pool, backfills)
 
 
 def literal(value: Any) -> str:
@@ -151,7 +164,8 @@ def fields(draw: st.DrawFn, world: World, n: int) -> Field:
     """One mutation, with its argument inline or in a variable (named after the field's position `n`)."""
     kind = draw(st.sampled_from(["launchRun", "launchPipelineExecution", "launchMultipleRuns",
                                  "launchRunReexecution", "launchPipelineReexecution", "launchPartitionBackfill",
-                                 "terminateRuns", "terminateRun"]))
+                                 "terminateRuns", "terminateRun", "cancelPartitionBackfill",
+                                 "resumePartitionBackfill", "reexecutePartitionBackfill"]))
     inline = draw(st.booleans())
     out = RESULT
     if kind in ("launchRun", "launchPipelineExecution"):
@@ -174,6 +188,14 @@ def fields(draw: st.DrawFn, world: World, n: int) -> Field:
             backfill["selector"] = {"partitionSetName": f"{draw(st.sampled_from(JOBS))}_partition_set",
                                     "repositorySelector": {"repositoryName": REPO, "repositoryLocationName": LOCATION}}
         arg = _arg("backfillParams", "LaunchBackfillParams!", backfill, f"b{n}", inline)
+        out = "__typename"
+    elif kind in ("cancelPartitionBackfill", "resumePartitionBackfill"):
+        backfill_id = draw(st.sampled_from(world.backfills) | st.just("nosuchbf"))
+        arg = _arg("backfillId", "String!", backfill_id, f"bf{n}", inline)
+        out = "__typename"
+    elif kind == "reexecutePartitionBackfill":
+        reexec = {"parentRunId": draw(st.sampled_from(world.backfills)), "strategy": "ALL_STEPS"}
+        arg = _arg("reexecutionParams", "ReexecutionParams", reexec, f"r{n}", False)
         out = "__typename"
     else:
         ids = draw(st.lists(st.sampled_from(world.pool) | st.builds(lambda: str(uuid.uuid4())), min_size=1,
@@ -202,7 +224,7 @@ def requests(draw: st.DrawFn, world: World) -> tuple[str, dict[str, Any]]:
 
 def test_scoped_launcher_never_gets_dagster_to_act_outside_its_scope(world: World) -> None:
     stack = world.stack
-    seen = {"allowed": 0, "denied": 0, "runs": 0}
+    seen = {"allowed": 0, "denied": 0, "runs": 0, "backfills": 0}
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -210,7 +232,8 @@ def test_scoped_launcher_never_gets_dagster_to_act_outside_its_scope(world: Worl
     def check(data: st.DataObject) -> None:
         query, variables = data.draw(requests(world))
         runs_before = stack.upstream(STATUSES)["runsOrError"]["results"]
-        backfills_before = {b["id"] for b in stack.upstream(BACKFILLS)["partitionBackfillsOrError"]["results"]}
+        backfills_before = {b["id"]: b["status"]
+                            for b in stack.upstream(BACKFILLS)["partitionBackfillsOrError"]["results"]}
         resp = stack.post(USER, query, variables)
         runs_after = stack.upstream(STATUSES)["runsOrError"]["results"]
         backfills = stack.upstream(BACKFILLS)["partitionBackfillsOrError"]["results"]
@@ -218,9 +241,10 @@ def test_scoped_launcher_never_gets_dagster_to_act_outside_its_scope(world: Worl
         new_ids = {r["runId"] for r in runs_after} - set(status_before)
         cancelled = {r["runId"] for r in runs_after
                      if r["runId"] in status_before and r["status"] != status_before[r["runId"]]}
-        new_backfills = [b for b in backfills if b["id"] not in backfills_before]
+        # New backfills, and existing ones whose status changed (cancelled or resumed).
+        touched = [b for b in backfills if backfills_before.get(b["id"]) != b["status"]]
         if resp.status_code in (400, 403):  # the proxy's refusals; Dagster answers its own errors with 200/500
-            assert not new_ids and not cancelled and not new_backfills, (query, variables, resp.text)
+            assert not new_ids and not cancelled and not touched, (query, variables, resp.text)
             seen["denied"] += 1
             return
         seen["allowed"] += 1
@@ -228,8 +252,8 @@ def test_scoped_launcher_never_gets_dagster_to_act_outside_its_scope(world: Worl
         runs = stack.runs(new_ids | cancelled)
         outside = [r for r in runs if not world.run_in(r)]
         assert outside == [], (query, variables, outside)
-        for b in new_backfills:
-            assert b["assetSelection"] and all(world.asset_in(a["path"]) for a in b["assetSelection"]), (query, b)
+        assert [b for b in touched if not world.backfill_in(b)] == [], (query, variables, touched)
+        seen["backfills"] += len(touched)
         if new_ids:
             records = [r for r in stack.proxy.audit.query(AuditQuery(username=USER, decision="allow", limit=5))
                        if r.run_id and set(r.run_id.split(",")) & new_ids]
