@@ -125,6 +125,12 @@ def test_scope_name_is_not_matched_across_kinds(stack: PolicyStack) -> None:
                                                             "repositoryName": "__repository__",
                                                             "repositoryLocationName": "aggregator.definitions"}})
     assert own.status_code == 200, own.text
+    # The report route goes through the same membership rules.
+    auth = {"Authorization": f"Bearer {stack.tokens['sales-editor']}"}
+    named_like_scope = httpx.post(f"{stack.proxy.url}/report_asset_materialization/sales", headers=auth, timeout=60)
+    assert named_like_scope.status_code == 403, named_like_scope.text
+    inside = httpx.post(f"{stack.proxy.url}/report_asset_materialization/sales/orders", headers=auth, timeout=60)
+    assert inside.status_code == 200, inside.text
 
 
 def test_scoped_launcher_can_materialize_in_scope_assets_via_asset_job(stack: PolicyStack) -> None:
