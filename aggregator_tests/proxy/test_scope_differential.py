@@ -198,8 +198,8 @@ def fields(draw: st.DrawFn, world: World, n: int) -> Field:
         arg = _arg("reexecutionParams", "ReexecutionParams", reexec, f"r{n}", False)
         out = "__typename"
     else:
-        ids = draw(st.lists(st.sampled_from(world.pool) | st.builds(lambda: str(uuid.uuid4())), min_size=1,
-                            max_size=4))
+        known_or_not = st.sampled_from([*world.pool, "not-a-run-id"]) | st.builds(lambda: str(uuid.uuid4()))
+        ids = draw(st.lists(known_or_not, min_size=1, max_size=4))
         if kind == "terminateRun":
             arg = _arg("runId", "String!", ids[0], f"id{n}", inline)
         else:
