@@ -95,7 +95,7 @@ def policy_stack(home: Path) -> Iterator[PolicyStack]:
     port = free_tcp_port()
     url = f"http://127.0.0.1:{port}"
     with open(home / "webserver.log", "wb") as log:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
             [sys.executable, "-m", "dagster_webserver", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(port)],
             env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proxy: RunningProxy | None = None

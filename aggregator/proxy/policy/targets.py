@@ -78,13 +78,15 @@ def _walk(mutation: str, owner: str | None, name: str, value: Any, type_: GraphQ
                     raise UnmappedField(f"{named.name}.{field_name} is not in Dagster's schema")
                 _walk(mutation, named.name, field_name, field_value, field.type, launch, out)
         return
-    assert isinstance(what, Kind)
+    if not isinstance(what, Kind):  # `classify` returns a Kind, WALK or "harmless"; anything else refuses
+        raise UnmappedField(f"{label} has an unknown classification {what!r}")
     out.extend(Target(what, n, launch, label) for n in _names(value, named.name) if n)
 
 
 def extract_targets(schema: GraphQLSchema, mutation: str, args: Mapping[str, Any]) -> list[Target]:
     """Every target one mutation's coerced arguments name."""
-    assert schema.mutation_type is not None
+    if schema.mutation_type is None:
+        raise UnmappedField("the schema has no mutations")
     field_def = schema.mutation_type.fields[mutation]
     out: list[Target] = []
     for arg_name, value in args.items():
