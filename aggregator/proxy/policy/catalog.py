@@ -11,6 +11,7 @@ locations are not mapped to pipelines and are outside every scope.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -206,6 +207,8 @@ class ScopeResolver:
     def __init__(self, client: httpx.AsyncClient, graphql_url: str, ttl_s: float = 30.0) -> None:
         self.client, self.graphql_url, self.ttl_s = client, graphql_url, ttl_s
         self._catalog: Catalog | None = None
+        # One refresh at a time: concurrent requests after expiry wait for it instead of each asking Dagster.
+        self._refresh = asyncio.Lock()
 
     async def _post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
@@ -219,10 +222,19 @@ class ScopeResolver:
             raise ScopeUnavailable("Dagster answered the catalog query with errors")
         return body
 
-    async def catalog(self) -> Catalog:
+    def _fresh(self) -> Catalog | None:
         if self._catalog is None or time.monotonic() - self._catalog.fetched_at > self.ttl_s:
-            self._catalog = Catalog.from_response(await self._post(CATALOG_QUERY))
+            return None
         return self._catalog
+
+    async def catalog(self) -> Catalog:
+        cat = self._fresh()
+        if cat is None:
+            async with self._refresh:
+                cat = self._fresh()
+                if cat is None:
+                    cat = self._catalog = Catalog.from_response(await self._post(CATALOG_QUERY))
+        return cat
 
     async def lookup(self, run_ids: Sequence[str], backfill_ids: Sequence[str]) -> dict[str, RunInfo]:
         """Runs and backfills by `runs:<id>` / `backfills:<id>`, in one upstream query; unknown ids are absent."""
