@@ -87,3 +87,12 @@ def test_long_target_lists_are_cut_in_the_audit() -> None:
 def test_the_lookup_query_is_valid_against_dagsters_schema(inspector: GraphQLInspector, runs: bool,
                                                             backfills: int) -> None:
     inspector.inspect(lookup_query(runs, backfills))
+
+
+def test_a_launch_selector_without_a_job_is_refused_whole(inspector: GraphQLInspector) -> None:
+    """`jobName: ""` and no pipelineName: the selection alone is in scope, but there is no job to judge."""
+    query = ('mutation { launchRun(executionParams: {selector: {repositoryName: "r", repositoryLocationName: "l", '
+             'jobName: "", assetSelection: [{path: ["sales", "orders"]}]}}) { __typename } }')
+    found = targets(inspector, query)
+    cat = Catalog(job_groups={"sales_job": {"sales"}}, asset_groups={"sales/orders": {"sales"}})
+    assert [t.name for t in outside(cat, {}, found, frozenset({"sales"}))] == ["sales/orders"]

@@ -176,8 +176,13 @@ def outside(cat: Catalog, runs: dict[str, RunInfo], targets: Sequence[Target], s
         checks = [t.name for t in group if t.kind is Kind.asset_check]
         op_subset = any(t.kind is Kind.op_subset for t in group)
         has_job = any(t.kind is Kind.job for t in group)
+        # A launch selector without a job name: there is no job to judge its subset against, so refuse it
+        # whole rather than judge the subset alone (Dagster would fail it anyway).
+        jobless_launch = not has_job and any(t.field.startswith("JobOrPipelineSelector.") for t in group)
         for t in group:
-            if t.kind is Kind.job:
+            if jobless_launch:
+                ok = False
+            elif t.kind is Kind.job:
                 ok = cat.launch_in(t.name, assets, checks, op_subset, scope)
             elif t.kind is Kind.asset:
                 ok = cat.asset_in(t.name, scope)
