@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from connectors.batches import Batch, ColumnType
+from connectors.batches import Batch, ColumnType, type_of
+from connectors.errors import SourceReadError
 
 Converter = Callable[[Any], Any]
 
@@ -59,37 +62,213 @@ def _any_aware(values: Sequence[Any] | Iterable[Any]) -> bool:
     return any(map(attrgetter("tzinfo"), filter(None, values)))
 
 
-def infer_column(values: Iterable[Any]) -> tuple[ColumnType | None, Converter | None]:
-    """The portable type of a column's values and the converter its values need (None if none)."""
+# ISO-8601 as APIs send it (what dlt's default autodetection accepts): a date, or a date and time with
+# optional seconds, fraction and offset. Anything else stays text.
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?\Z")
+
+
+def iso_type(value: str) -> ColumnType:
+    """DATE or TIMESTAMP if `value` is an ISO-8601 date or timestamp that parses, else TEXT."""
+    if len(value) == 10 and _ISO_DATE.match(value):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return ColumnType.TEXT
+        return ColumnType.DATE
+    if 16 <= len(value) <= 35 and _ISO_TIMESTAMP.match(value):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            return ColumnType.TEXT
+        return ColumnType.TIMESTAMP
+    return ColumnType.TEXT
+
+
+def _parse_iso(value: Any) -> Any:
+    """An ISO date/timestamp string as a date or naive-UTC datetime; any other value unchanged."""
+    if type(value) is not str:
+        return value
+    kind = iso_type(value)
+    if kind is ColumnType.DATE:
+        return dt.date.fromisoformat(value)
+    if kind is ColumnType.TIMESTAMP:
+        return _naive_utc(dt.datetime.fromisoformat(value))
+    return value
+
+
+def _normalize(value: Any) -> Any:
+    """A value of a mixed column in the form its portable type is written in (no cross-type conversion)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return _naive_utc(value)
+    if type(value) in _SIMPLE:
+        return value
+    return str(value)
+
+
+def _normalize_detecting(value: Any) -> Any:
+    return _parse_iso(value) if type(value) is str else _normalize(value)
+
+
+def conform(value: Any, column_type: ColumnType) -> Any:
+    """A normalized value that fits `column_type` (see `schema.fits`) in the form that column stores."""
+    if value is None:
+        return None
+    if column_type is ColumnType.TEXT:
+        return _to_text(value)
+    if column_type is ColumnType.FLOAT:
+        return float(value)
+    if column_type is ColumnType.TIMESTAMP:
+        return _to_timestamp(value)
+    return value
+
+
+def infer_column(
+    values: Iterable[Any], *, detect: bool = True
+) -> tuple[ColumnType | None, Converter | None, tuple[ColumnType, ...]]:
+    """The portable type of a column's values, the converter its values need (None if none), and, when
+    the values have more than one portable type, those types in first-seen order (else ()).
+
+    With `detect`, strings that are ISO-8601 dates or timestamps count as DATE/TIMESTAMP values, decided
+    by the first non-NULL value: a column whose first string is not a date stays TEXT throughout."""
     kinds = set(map(type, values))  # C-speed: no Python frame per value
     kinds.discard(type(None))
     if not kinds:
-        return None, None
+        return None, None, ()
+    if kinds == {str} and detect:
+        first = next(v for v in values if v is not None)
+        if iso_type(first) is not ColumnType.TEXT:
+            return _infer_mixed(values, _normalize_detecting)
+        return ColumnType.TEXT, None, ()
     if len(kinds) == 1:
         kind = next(iter(kinds))
         if kind in _SIMPLE:
             column_type = _SIMPLE[kind]
             if column_type is ColumnType.TIMESTAMP and _any_aware(values):
-                return column_type, _naive_utc
-            return column_type, None
+                return column_type, _naive_utc, ()
+            return column_type, None, ()
         if kind is Decimal:
-            return ColumnType.FLOAT, _to_float
-        return ColumnType.TEXT, _to_text
-    if kinds <= {int, float, Decimal}:
-        return ColumnType.FLOAT, (_to_float if Decimal in kinds else None)
-    if kinds <= {dt.date, dt.datetime}:
-        return ColumnType.TIMESTAMP, _to_timestamp
-    return ColumnType.TEXT, _to_text
+            return ColumnType.FLOAT, _to_float, ()
+        return ColumnType.TEXT, _to_text, ()
+    if kinds <= {dict, list}:
+        return ColumnType.TEXT, _to_text, ()
+    if kinds <= {dict, list, str} and not detect:
+        return ColumnType.TEXT, _to_text, ()
+    return _infer_mixed(values, _normalize_detecting if detect else _normalize)
+
+
+def _infer_mixed(
+    values: Iterable[Any], normalize: Converter
+) -> tuple[ColumnType | None, Converter | None, tuple[ColumnType, ...]]:
+    # Rare (a column whose values change type), so a Python loop is fine here.
+    seen: dict[ColumnType, None] = {}
+    first_is_text = False
+    for value in values:
+        if value is None:
+            continue
+        kind = type_of(normalize(value))
+        assert kind is not None
+        if not seen:
+            first_is_text = kind is ColumnType.TEXT
+        seen.setdefault(kind)
+    if first_is_text and normalize is _normalize_detecting:
+        # The column starts as text: later date-like strings are text too (as one row per batch would give).
+        return _infer_mixed(values, _normalize)
+    order = tuple(seen)
+    if len(order) == 1:
+        return order[0], normalize, ()
+    return order[0], normalize, order
+
+
+_COERCE_ERRORS = (ValueError, TypeError, ArithmeticError)
+
+
+def _coerce_integer(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, Decimal)):
+        if value != int(value):
+            raise ValueError("has a fraction")
+        return int(value)
+    return int(str(value).strip())
+
+
+def _coerce_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "t", "yes", "1"):
+        return True
+    if text in ("false", "f", "no", "0"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _coerce_timestamp(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return _to_timestamp(value)
+    return _naive_utc(dt.datetime.fromisoformat(str(value).strip()))
+
+
+def _coerce_date(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time():
+            raise ValueError("has a time of day")
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value).strip())
+
+
+_COERCE: dict[ColumnType, Converter] = {
+    ColumnType.TEXT: _to_text,
+    ColumnType.INTEGER: _coerce_integer,
+    ColumnType.FLOAT: lambda v: float(v),
+    ColumnType.BOOLEAN: _coerce_boolean,
+    ColumnType.TIMESTAMP: _coerce_timestamp,
+    ColumnType.DATE: _coerce_date,
+}
+
+
+@dataclass(frozen=True)
+class TypeHints:
+    """What a spec says about a stream's types: declared column types win over inference."""
+
+    columns: Mapping[str, ColumnType] = field(default_factory=dict)
+    # Detect ISO-8601 dates and timestamps in string values (dlt's default); False keeps strings as text.
+    detect_timestamps: bool = True
 
 
 class TypeTracker:
     """Builds batches for one stream, remembering column types across batches.
 
-    A column that is entirely NULL in a batch keeps the type it had in earlier batches (TEXT if it never
-    had one), so a sparse field does not flip the destination column's type from batch to batch."""
+    A column that is entirely NULL in a batch keeps the type it had in earlier batches; one that never had
+    a value is `untyped`, so a sparse field is typed by its first value whatever the batch size."""
 
-    def __init__(self, declared: Mapping[str, ColumnType] | None = None) -> None:
-        self.types: dict[str, ColumnType] = dict(declared or {})
+    def __init__(self, declared: Mapping[str, ColumnType] | None = None, hints: TypeHints | None = None) -> None:
+        self.hints = hints or TypeHints()
+        self.types: dict[str, ColumnType] = {**(declared or {}), **self.hints.columns}
+
+    def _coercer(self, name: str, column_type: ColumnType, origin: str) -> Converter:
+        coerce = _COERCE[column_type]
+
+        def convert(value: Any) -> Any:
+            try:
+                return coerce(value)
+            except _COERCE_ERRORS as exc:
+                raise SourceReadError(
+                    f"{origin or 'source'}: column {name!r} is declared {column_type.value} in the spec's "
+                    f"`columns:`, but the value {value!r} is not a {column_type.value} ({exc}); fix the "
+                    "source or the declared type"
+                ) from exc
+
+        return convert
 
     def from_tuples(
         self,
@@ -101,22 +280,36 @@ class TypeTracker:
         extra: dict[str, Any] | None = None,
     ) -> Batch:
         types: dict[str, ColumnType] = {}
+        mixed: dict[str, tuple[ColumnType, ...]] = {}
+        untyped: set[str] = set()
         converters: list[tuple[int, Converter]] = []
+        hinted = self.hints.columns
         for index, name in enumerate(columns):
+            if name in hinted:
+                types[name] = hinted[name]
+                converters.append((index, self._coercer(name, hinted[name], origin)))
+                continue
+            # A column that started as text stays text: later date-like strings are not reinterpreted.
+            detect = self.hints.detect_timestamps and self.types.get(name) is not ColumnType.TEXT
             # map(itemgetter) keeps the per-value work in C: inference is on the hot path of every load.
-            column_type, converter = infer_column(_Column(rows, index))
+            column_type, converter, seen = infer_column(_Column(rows, index), detect=detect)
             if column_type is None:
-                column_type = self.types.get(name, ColumnType.TEXT)
-            elif self.types.get(name) is ColumnType.TEXT and column_type is not ColumnType.TEXT:
-                # Once a column has been text, keep sending text: values of mixed types stay comparable.
-                column_type, converter = ColumnType.TEXT, _to_text
-            self.types[name] = types[name] = column_type
+                known = self.types.get(name)
+                if known is None:
+                    untyped.add(name)
+                types[name] = known or ColumnType.TEXT
+                continue
+            # The first type a column ever had decides date detection for the rest of the stream.
+            self.types.setdefault(name, column_type)
+            types[name] = column_type
+            if seen:
+                mixed[name] = seen
             if converter is not None:
                 converters.append((index, converter))
         if converters:
             rows = [_convert(row, converters) for row in rows]
         return Batch(columns=tuple(columns), types=types, rows=rows, origin=origin, state=state,
-                     extra=extra or {})
+                     extra=extra or {}, mixed=mixed, untyped=frozenset(untyped))
 
     def from_records(
         self,

@@ -143,7 +143,7 @@ class SqlDestination(dg.ConfigurableResource):
             # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
             conn=conn, table=table, target=target, columns=dict(existing or {}),
             primary_key=keys if mode == "merge" else (),
-            policy=policy, quote=self.quote, sql_types=SQL_TYPES,
+            policy=policy, quote=self.quote, sql_types=SQL_TYPES, creating=existing is None,
         )
         if mode == "replace" and existing is not None:
             load.create(existing)  # keep the table's columns even if this load does not send them all
