@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -330,6 +331,25 @@ class TypeTracker:
             columns = tuple(seen)
             rows = [tuple(map(record.get, columns)) for record in records]
         return self.from_tuples(columns, rows, origin=origin, state=state, extra=extra)
+
+
+def apply_hints(batch: Batch, hints: TypeHints | None) -> Batch:
+    """`batch` with its declared columns coerced to their declared types (for readers that infer on their
+    own, such as CSV); readers that use a TypeTracker get the hints directly."""
+    if hints is None or not hints.columns or not set(hints.columns) & set(batch.columns):
+        return batch
+    tracker = TypeTracker(hints=hints)
+    types = dict(batch.types)
+    converters: list[tuple[int, Converter]] = []
+    for index, name in enumerate(batch.columns):
+        if name in hints.columns:
+            types[name] = hints.columns[name]
+            converters.append((index, tracker._coercer(name, hints.columns[name], batch.origin)))
+    hinted = set(hints.columns)
+    return dataclasses.replace(
+        batch, types=types, rows=[_convert(tuple(row), converters) for row in batch.rows],
+        mixed={k: v for k, v in batch.mixed.items() if k not in hinted}, untyped=batch.untyped - hinted,
+    )
 
 
 class _Column:

@@ -55,6 +55,9 @@ class SchemaPlan:
     types: dict[str, ColumnType] = field(default_factory=dict)
     # What changed, in order, worded the same whatever the batch size (for metadata and the run log).
     events: list[str] = field(default_factory=list)
+    # What the policy forbids: (column, the type of the offending values or None for a new column, error).
+    # The caller raises the one whose value comes first in the batch, as one row per batch would.
+    errors: list[tuple[str, ColumnType | None, SchemaChangeError]] = field(default_factory=list)
 
     @property
     def changes_table(self) -> bool:
@@ -82,7 +85,9 @@ def plan(
 
     evolve: add new columns, widen safely (integer->float, date->timestamp), fail on anything else.
     freeze: fail on any new column or type change.
-    discard: drop new columns' values, and the values of a type that does not fit the column."""
+    discard: drop new columns' values, and the values of a type that does not fit the column.
+
+    Forbidden changes are listed in `errors`, not raised (see `SchemaPlan.errors`)."""
     result = SchemaPlan()
     for name, seen in incoming.items():
         if not seen:
@@ -97,10 +102,11 @@ def plan(
                 result.drop.append(name)
                 continue
             else:
-                raise SchemaChangeError(
+                result.errors.append((name, None, SchemaChangeError(
                     f"table {table}: the source has a new column {name!r} ({seen[0].value}) and "
                     f"schema_policy is 'freeze'; allow it with schema_policy 'evolve', or drop it with 'discard'"
-                )
+                )))
+                continue
             is_new = True
         else:
             is_new = False
@@ -116,13 +122,16 @@ def plan(
                 dropped.append(value_type)
             else:
                 allowed = ", ".join(f"{a.value}->{b.value}" for a, b in sorted(SAFE_WIDENING))
-                raise SchemaChangeError(
+                result.errors.append((name, value_type, SchemaChangeError(
                     f"table {table}: column {name!r} is {column_type.value} but the source now sends "
                     f"{value_type.value} values; schema_policy {policy!r} "
                     + ("only widens " + allowed if policy == "evolve" else "allows no type changes")
                     + ". Fix the source, declare the column's type under `columns:`, use schema_policy "
                     "'discard' to drop such values, or drop/rename the column or table to accept the new type"
-                )
+                )))
+                break
+        if result.errors and result.errors[-1][0] == name:
+            continue
         if is_new:
             result.add.append((name, column_type))
         elif column_type is not start:

@@ -121,6 +121,11 @@ class SqlDestination(dg.ConfigurableResource):
             raise DestinationError(
                 f"loading table {table} in {self.display_url} failed; nothing was committed: {exc.orig}"
             ) from exc
+        finally:
+            # Stop the source now (its prefetch thread, open cursors) rather than whenever it is collected.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def _load(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class TableLoad:
         names = self._normalized(batch.columns, batch.origin)
         seen = {n: batch.seen_types(c) for n, c in zip(names, batch.columns)}
         change = plan(self.table, self.columns, seen, self.policy, creating=self.creating or not self.created)
+        if change.errors:
+            raise self._first_error(change.errors, names, batch.rows)
         for event in change.events:
             self._event(event)
         new = self._first_value_order(change.add, names, batch.rows)
@@ -106,14 +109,44 @@ class TableLoad:
                 f"ALTER TABLE {self.quote(self.target)} ADD COLUMN {self.quote(name)} {ddl_type}"
             )
             self.columns[name] = column_type
+        if widen and dialect.name == "sqlite":
+            self._rebuild_sqlite(dict(widen))
+            return
         for name, column_type in widen:
-            if dialect.name == "postgresql":
-                ddl_type = self.sql_types[column_type].compile(dialect=dialect)
-                self.conn.exec_driver_sql(
-                    f"ALTER TABLE {self.quote(self.target)} ALTER COLUMN {self.quote(name)} TYPE {ddl_type}"
-                )
-            # SQLite columns are dynamically typed: wider values are stored as they come, no DDL needed.
+            ddl_type = self.sql_types[column_type].compile(dialect=dialect)
+            self.conn.exec_driver_sql(
+                f"ALTER TABLE {self.quote(self.target)} ALTER COLUMN {self.quote(name)} TYPE {ddl_type}"
+            )
             self.columns[name] = column_type
+
+    def _rebuild_sqlite(self, widen: dict[str, ColumnType]) -> None:
+        """Widen columns on SQLite, which has no ALTER COLUMN TYPE: copy into a table with the new types.
+
+        Only declaring the wider type keeps the table the same whatever the batch size (a column created
+        wide and one widened later look alike), and keeps later loads from re-widening it each time."""
+        old_columns = dict(self.columns)
+        rebuilt = f"_widen_{uuid.uuid4().hex[:12]}"
+        self.columns.update(widen)
+        target, self.target, created = self.target, rebuilt, self.created
+        try:
+            self.create(dict(self.columns))
+        finally:
+            self.target, self.created = target, created
+        selected = []
+        for name, old_type in old_columns.items():
+            column = self.quote(name)
+            if widen.get(name) is ColumnType.TIMESTAMP and old_type is ColumnType.DATE:
+                # The text form SQLAlchemy's SQLite DateTime reads back.
+                column = f"CASE WHEN {column} IS NULL THEN NULL ELSE {column} || ' 00:00:00.000000' END"
+            elif widen.get(name) is ColumnType.FLOAT:
+                column = f"CAST({column} AS REAL)"
+            selected.append(column)
+        names = ", ".join(self.quote(n) for n in old_columns)
+        self.conn.exec_driver_sql(
+            f"INSERT INTO {self.quote(rebuilt)} ({names}) SELECT {', '.join(selected)} FROM {self.quote(target)}"
+        )
+        self.conn.exec_driver_sql(f"DROP TABLE {self.quote(target)}")
+        self.conn.exec_driver_sql(f"ALTER TABLE {self.quote(rebuilt)} RENAME TO {self.quote(target)}")
 
     def _conform(
         self, rows: Sequence[Sequence[Any]], fixes: list[tuple[int, str, ColumnType, tuple[ColumnType, ...]]]
@@ -145,6 +178,26 @@ class TableLoad:
         notes = [f"discarded {count} {value_type.value} value(s) of {column_type.value} column {name}"
                  for (name, value_type, column_type), count in self.discarded.items()]
         return [*self.events, *notes]
+
+    @staticmethod
+    def _first_error(
+        errors: list[tuple[str, ColumnType | None, SchemaChangeError]],
+        names: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+    ) -> SchemaChangeError:
+        """The error of the value that comes first (by row, then column): the one a batch of one row meets."""
+        index = {n: i for i, n in enumerate(names)}
+
+        def first_row(error: tuple[str, ColumnType | None, SchemaChangeError]) -> tuple[int, int]:
+            name, value_type, _ = error
+            i = index[name]
+            for r, row in enumerate(rows):
+                value = row[i]
+                if value is not None and (value_type is None or type_of(value) is value_type):
+                    return r, i
+            return len(rows), i
+
+        return min(errors, key=first_row)[2]
 
     @staticmethod
     def _first_value_order(

@@ -54,7 +54,7 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         started = time.monotonic()
         result = destination.load(
             node.table,
-            reader.read(source.stream, state=state, window=window),
+            reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,
@@ -64,11 +64,14 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
             f"{node.key.to_user_string()}: read {result.rows_read} rows, wrote {result.rows_written} into "
             f"{node.table} ({destination.display_url})"
         )
+        for change in result.schema_changes:
+            context.log.warning(f"{node.table}: schema change: {change} (schema_policy {source.schema_policy})")
         metadata: dict[str, Any] = {
             **table_metadata(result.table, destination),
             "rows_read": result.rows_read,
             "rows_written": result.rows_written,
             "duration_s": round(time.monotonic() - started, 3),
+            "schema_changes": dg.MetadataValue.json(list(result.schema_changes)),
         }
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})

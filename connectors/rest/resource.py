@@ -15,7 +15,7 @@ from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorError, SourceReadError
 from connectors.jsonpath import find, parse_path
 from connectors.prefetch import prefetch
-from connectors.records import TypeTracker
+from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.rest.auth import AuthConfig, Authenticator, NoAuth, auth_from_dict
 from connectors.rest.config import RestStream
@@ -95,6 +95,7 @@ class RestApiResource(dg.ConfigurableResource):
         stream: RestStream,
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        hints: TypeHints | None = None,
     ) -> Iterator[Batch]:
         """Yield batches of up to `batch_size` records. With `incremental`, {cursor} in params/headers/body
         is the saved cursor, and the last batch carries the largest cursor seen as the new state."""
@@ -103,7 +104,7 @@ class RestApiResource(dg.ConfigurableResource):
         if window is not None:
             context["window_start"], context["window_end"] = (w.isoformat() for w in window)
         cursor_path = parse_path(stream.incremental.cursor_path) if stream.incremental else None
-        tracker = TypeTracker()
+        tracker = TypeTracker(hints=hints)
         newest = cursor
         pending: Page = []
         held: Batch | None = None
@@ -122,7 +123,7 @@ class RestApiResource(dg.ConfigurableResource):
             held = tracker.from_records(pending, origin=self.url(stream.path))
         if held is not None:
             final = {"cursor": newest} if stream.incremental else None
-            yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin, state=final)
+            yield held.with_state(final)
 
     @staticmethod
     def _start_cursor(stream: RestStream, state: dict[str, Any] | None) -> Any:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
-from connectors.records import TypeTracker
+from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.sql.config import SqlStream
 from connectors.sql.engines import engine_for
@@ -101,6 +101,7 @@ class SqlResource(dg.ConfigurableResource):
         stream: SqlStream,
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        hints: TypeHints | None = None,
     ) -> Iterator[Batch]:
         """Stream the rows in batches of `chunk_size`. With `cursor_column`, only rows past `state["cursor"]`
         are read (a bound parameter, evaluated by the database); the last batch carries the new cursor."""
@@ -113,7 +114,7 @@ class SqlResource(dg.ConfigurableResource):
                 statement, declared = self._statement(conn, stream, cursor, window)
                 # Server-side cursors: memory holds one chunk at a time, whatever the table's size.
                 columns, chunks = _execute_chunks(conn, statement, stream.chunk_size)
-                tracker = TypeTracker(declared)
+                tracker = TypeTracker(declared, hints)
                 position = columns.index(stream.cursor_column) if stream.cursor_column in columns else None
                 if stream.cursor_column and position is None:
                     raise ConnectorConfigError(
@@ -131,8 +132,7 @@ class SqlResource(dg.ConfigurableResource):
                     held = tracker.from_tuples(columns, rows, origin=where)
                 if held is not None:
                     final = {"cursor": encode_value(newest)} if stream.cursor_column else None
-                    yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin,
-                                state=final)
+                    yield held.with_state(final)
         except (sa.exc.DBAPIError, psycopg.Error) as exc:
             raise SourceReadError(f"reading {where} failed: {getattr(exc, 'orig', exc)}") from exc
 
