@@ -12,7 +12,7 @@ import requests
 from pydantic import Field, PrivateAttr
 
 from connectors.batches import Batch, StreamInfo
-from connectors.errors import ConnectorError, SourceReadError
+from connectors.errors import ConnectorConfigError, ConnectorError, SourceReadError
 from connectors.jsonpath import find, parse_path
 from connectors.prefetch import prefetch
 from connectors.records import TypeHints, TypeTracker
@@ -83,8 +83,13 @@ class RestApiResource(dg.ConfigurableResource):
         elapsed = response.elapsed.total_seconds() * 1000
         return f"GET {sanitize_url(url)}: HTTP {response.status_code} in {elapsed:.0f} ms"
 
-    def discover(self, stream: RestStream) -> list[StreamInfo]:
-        """Columns and types of the stream, inferred from its first page."""
+    def discover(self, stream: RestStream | None = None) -> list[StreamInfo]:
+        """Columns and types of the stream, inferred from its first page (an API has no catalogue to list,
+        so a stream is required)."""
+        if stream is None:
+            raise ConnectorConfigError(
+                "a rest connection cannot list its streams; discover a stream (declare a source that reads it)"
+            )
         for batch in self._pages(stream, {"cursor": self._start_cursor(stream, None)}, limit_pages=1):
             batch_info = TypeTracker().from_records(batch)
             return [StreamInfo(name=stream.path, columns=dict(batch_info.types), detail=self.url(stream.path))]

@@ -81,16 +81,26 @@ class SqlResource(dg.ConfigurableResource):
             raise SourceReadError(f"cannot connect to {self.display_url}: {exc.orig}") from exc
         return f"{self.display_url}: connected ({self.engine.dialect.name} {version})".rstrip()
 
-    def discover(self, schema: str | None = None) -> list[StreamInfo]:
-        """Every table and view in `schema` (the default schema if None) with its columns' portable types."""
+    def discover(self, stream: SqlStream | None = None) -> list[StreamInfo]:
+        """Columns and portable types of `stream` (its table's declared types, or its query's first chunk),
+        or of every table and view in the default schema if None."""
+        if stream is not None:
+            name = stream.table or "query"
+            if stream.table is not None:
+                with self.engine.connect() as conn:
+                    _, declared = self._statement(conn, stream, None, None)
+                return [StreamInfo(name=name, columns=declared, detail=self.display_url)]
+            batch = next(iter(self.read(stream.model_copy(update={"chunk_size": 1000}))), None)
+            columns = dict(batch.types) if batch is not None else {}
+            return [StreamInfo(name=name, columns=columns, detail=self.display_url)]
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)
-            names = [(n, "table") for n in inspector.get_table_names(schema)]
-            names += [(n, "view") for n in inspector.get_view_names(schema)]
+            names = [(n, "table") for n in inspector.get_table_names()]
+            names += [(n, "view") for n in inspector.get_view_names()]
             return [
                 StreamInfo(
-                    name=f"{schema}.{name}" if schema else name,
-                    columns={c["name"]: portable_type(c["type"]) for c in inspector.get_columns(name, schema)},
+                    name=name,
+                    columns={c["name"]: portable_type(c["type"]) for c in inspector.get_columns(name)},
                     detail=kind,
                 )
                 for name, kind in sorted(names)
