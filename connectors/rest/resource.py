@@ -38,14 +38,16 @@ class RestApiResource(dg.ConfigurableResource):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with every request.")
     requests_per_second: float | None = Field(
-        10.0, gt=0, description="Request budget: at most this many requests start per second (None: unlimited)."
+        None, gt=0,
+        description="Optional fixed request budget: at most this many requests start per second. Default none: "
+        "as fast as the API answers, slowing down adaptively on 429/503 and honouring Retry-After.",
     )
     timeout_seconds: float = Field(30.0, gt=0, description="Connect and read timeout of each request.")
     max_attempts: int = Field(5, ge=1, description="Attempts per request before giving up (retries + 1).")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles each retry, with jitter.")
     backoff_max_seconds: float = Field(30.0, ge=0, description="Cap on a single retry delay.")
     max_retry_after_seconds: float = Field(
-        120.0, ge=0, description="Fail instead of waiting when a 429's Retry-After asks for longer than this."
+        120.0, ge=0, description="Fail instead of waiting when a 429/503's Retry-After asks for longer than this."
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates.")
     check_path: str = Field("", description="Path that check() requests, e.g. 'health' (default: base_url itself).")
