@@ -155,6 +155,14 @@ def build_app(state: ApiState) -> Starlette:
             return PlainTextResponse("slow down", status_code=429, headers={"Retry-After": "1"})
         return JSONResponse({"data": state.items[:3]})
 
+    async def slow_pages(request: Request) -> Response:
+        # Page-number pages of 10 that take a while: a load that is still running when a test kills it.
+        count(request)
+        await asyncio.sleep(float(request.query_params.get("delay", "0.2")))
+        page = qint(request, "page", 1)
+        first, last = (page - 1) * 10 + 1, min(page * 10, 500)
+        return JSONResponse({"data": [{"id": i, "value": i * 2} for i in range(first, last + 1)]})
+
     async def unavailable(request: Request) -> Response:
         count(request)
         state.times[request.url.path].append(time.monotonic())
@@ -219,6 +227,7 @@ def build_app(state: ApiState) -> Starlette:
         Route("/rate_limited", rate_limited),
         Route("/flaky/{failures}", flaky),
         Route("/unavailable", unavailable),
+        Route("/slow_pages", slow_pages),
         Route("/throttled", throttled),
         Route("/slow", slow),
         Route("/malformed", malformed),

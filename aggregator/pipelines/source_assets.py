@@ -10,6 +10,7 @@ import dagster as dg
 
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
+from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.spec import SourceSpec
 
@@ -54,7 +55,9 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         started = time.monotonic()
         result = destination.load(
             node.table,
-            reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
+            # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
+            while_alive(reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
+                        RunLiveness(context.instance, context.run.run_id)),
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,
