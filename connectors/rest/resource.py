@@ -12,7 +12,7 @@ import requests
 from pydantic import Field, PrivateAttr
 
 from connectors.batches import Batch, StreamInfo
-from connectors.errors import ConnectorConfigError, ConnectorError, SourceReadError
+from connectors.errors import ConnectorConfigError, ConnectorError, HttpRequestError, SourceReadError
 from connectors.jsonpath import find, parse_path
 from connectors.prefetch import prefetch
 from connectors.records import TypeHints, TypeTracker
@@ -50,7 +50,11 @@ class RestApiResource(dg.ConfigurableResource):
         120.0, ge=0, description="Fail instead of waiting when a 429/503's Retry-After asks for longer than this."
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates.")
-    check_path: str = Field("", description="Path that check() requests, e.g. 'health' (default: base_url itself).")
+    check_path: str = Field(
+        "",
+        description="Path below base_url that `connections check` GETs with the connection's auth, e.g. 'health' or "
+        "'me'. Unset: base_url itself, where a 404/405 only proves the host answers (the check says so).",
+    )
 
     _client: HttpClient | None = PrivateAttr(default=None)
 
@@ -81,7 +85,14 @@ class RestApiResource(dg.ConfigurableResource):
     def check(self) -> str:
         """One authenticated request to `check_path`; raises HttpRequestError/AuthError naming what failed."""
         url = self.url(self.check_path)
-        response = self.client.request("GET", url)
+        try:
+            response = self.client.request("GET", url)
+        except HttpRequestError as exc:
+            # Many APIs have nothing at their root: without a check_path, a 404/405 there is still an answer.
+            if self.check_path or exc.status not in (404, 405):
+                raise
+            return (f"GET {sanitize_url(url)}: HTTP {exc.status}: the API answers, but base_url is no endpoint, so "
+                    "the credentials are unproven; set check_path to an endpoint the connection reads")
         elapsed = response.elapsed.total_seconds() * 1000
         return f"GET {sanitize_url(url)}: HTTP {response.status_code} in {elapsed:.0f} ms"
 
