@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import IDENTIFIER_RE
 from connectors.batches import ColumnType
 from connectors.sql.types import portable_type  # noqa: F401  (re-exported for destinations)
 
+# Declared once: the spec's `schema_policy` and `write_mode` fields use these aliases.
 SchemaPolicy = Literal["evolve", "freeze", "discard"]
-SCHEMA_POLICIES: tuple[str, ...] = ("evolve", "freeze", "discard")
+SCHEMA_POLICIES: tuple[str, ...] = get_args(SchemaPolicy)
+WriteMode = Literal["append", "replace", "merge"]
+WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
 
 # Column type changes that lose nothing: every old value is exactly representable in the new type.
 SAFE_WIDENING: frozenset[tuple[ColumnType, ColumnType]] = frozenset(

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -15,15 +15,18 @@ from pydantic import Field
 from aggregator.destinations import state as state_store
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
-from aggregator.destinations.schema import SCHEMA_POLICIES, SchemaPolicy, portable_type
+from aggregator.destinations.schema import (
+    SCHEMA_POLICIES,
+    WRITE_MODES,
+    SchemaPolicy,
+    WriteMode,
+    portable_type,
+)
 from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.writers import GenericWriter, PostgresWriter, SqliteWriter, Writer
 from connectors.batches import Batch, ColumnType
 from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
-
-WriteMode = Literal["append", "replace", "merge"]
-WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
 
 SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.INTEGER: sa.BigInteger(),

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from aggregator.destinations.schema import SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.steps import Step
@@ -97,13 +98,13 @@ class SourceSpec(Strict):
     connection: str = Field(description="Name of a connection declared under `connections:`.")
     stream: Stream = Field(description="What to read from the connection; `type` must match the connection's.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<source>`.")
-    write_mode: Literal["append", "replace", "merge"] = Field(
+    write_mode: WriteMode = Field(
         "replace",
         description="`replace` swaps in a fresh copy atomically; `append` adds rows; "
         "`merge` upserts on `primary_key`.",
     )
     primary_key: list[str] = Field(default_factory=list, description="Columns that identify a record.")
-    schema_policy: Literal["evolve", "freeze", "discard"] = Field(
+    schema_policy: SchemaPolicy = Field(
         "evolve",
         description="New columns and type changes (between or within batches): `evolve` adds columns and "
         "widens integer->float, date->timestamp, failing on other changes; `freeze` fails the load; "
