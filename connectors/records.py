@@ -142,9 +142,10 @@ def infer_column(
         return None, None, ()
     if kinds == {str} and detect:
         first = next(v for v in values if v is not None)
-        if iso_type(first) is not ColumnType.TEXT:
-            return _infer_mixed(values, _normalize_detecting)
-        return ColumnType.TEXT, None, ()
+        first_type = iso_type(first)
+        if first_type is ColumnType.TEXT:
+            return ColumnType.TEXT, None, ()
+        return _infer_iso(values, first_type)
     if len(kinds) == 1:
         kind = next(iter(kinds))
         if kind in _SIMPLE:
@@ -160,6 +161,27 @@ def infer_column(
     if kinds <= {dict, list, str} and not detect:
         return ColumnType.TEXT, _to_text, ()
     return _infer_mixed(values, _normalize_detecting if detect else _normalize)
+
+
+def _infer_iso(
+    values: Iterable[Any], first_type: ColumnType
+) -> tuple[ColumnType | None, Converter | None, tuple[ColumnType, ...]]:
+    """A string column whose first value is an ISO date/timestamp. The common case (every value the same
+    kind) is checked and parsed with C-level map() calls; anything else takes the per-value path."""
+    strings = [v for v in values if v is not None]
+    pattern, parse = ((_ISO_DATE, dt.date.fromisoformat) if first_type is ColumnType.DATE
+                      else (_ISO_TIMESTAMP, dt.datetime.fromisoformat))
+    if all(map(pattern.match, strings)):
+        try:
+            parsed = list(map(parse, strings))
+        except ValueError:
+            parsed = None  # e.g. 2026-02-30: not every value is a valid date
+        if parsed is not None:
+            if first_type is ColumnType.TIMESTAMP and _any_aware(parsed):
+                parsed = list(map(_naive_utc, parsed))
+            # Lookup in a dict is a C call per value when the rows are converted.
+            return first_type, dict(zip(strings, parsed)).__getitem__, ()
+    return _infer_mixed(values, _normalize_detecting)
 
 
 def _infer_mixed(
@@ -307,7 +329,9 @@ class TypeTracker:
                 mixed[name] = seen
             if converter is not None:
                 converters.append((index, converter))
-        if converters:
+        if len(converters) == 1:
+            rows = _convert_one(rows, *converters[0])
+        elif converters:
             rows = [_convert(row, converters) for row in rows]
         return Batch(columns=tuple(columns), types=types, rows=rows, origin=origin, state=state,
                      extra=extra or {}, mixed=mixed, untyped=frozenset(untyped))
@@ -383,6 +407,13 @@ def _uniform_rows(records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]
     except KeyError:
         return None
     return rows
+
+
+def _convert_one(rows: list[tuple[Any, ...]], index: int, converter: Converter) -> list[tuple[Any, ...]]:
+    # One converted column (typically a timestamp): convert the column at C speed, then splice it back.
+    column = [None if v is None else converter(v) for v in map(itemgetter(index), rows)]
+    head, tail = slice(0, index), slice(index + 1, None)
+    return [(*row[head], value, *row[tail]) for row, value in zip(rows, column)]
 
 
 def _convert(row: tuple[Any, ...], converters: list[tuple[int, Converter]]) -> tuple[Any, ...]:
