@@ -100,3 +100,19 @@ def test_sigkilled_materialize_leaves_no_step_running_and_commits_nothing(tmp_pa
         with sqlite3.connect(warehouse) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             assert "feed_events" not in tables, "rows were committed after the run was killed"
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "aggregator/dagster.yaml"])
+def test_local_instances_enable_run_monitoring(config: str, tmp_path: Path) -> None:
+    """The instance `aggregator dev` makes (a copy of aggregator/dagster.yaml) and the repository's own detect
+    a dead run worker and mark its run failed."""
+    import dagster as dg
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copyfile(REPO / config, home / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert instance.run_monitoring_enabled
+    finally:
+        instance.dispose()
