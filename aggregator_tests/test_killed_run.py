@@ -116,3 +116,50 @@ def test_local_instances_enable_run_monitoring(config: str, tmp_path: Path) -> N
         assert instance.run_monitoring_enabled
     finally:
         instance.dispose()
+
+
+def test_a_run_marked_failed_stops_its_load_without_committing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run monitoring (or a user) marks a run failed while its step still loads: the step stops at its next
+    batch and rolls back, instead of committing rows for a run that is recorded as failed."""
+    import threading
+
+    import dagster as dg
+
+    from aggregator.pipelines import liveness
+    from aggregator.pipelines.compile import build_definitions
+    from aggregator.pipelines.load import load_specs
+    from aggregator.settings import load_settings
+
+    monkeypatch.setattr(liveness, "STATUS_EVERY_SECONDS", 0.0)  # look at the run's status every batch
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    warehouse = tmp_path / "warehouse.db"
+    with running_api() as api:
+        (specs / "feed.yaml").write_text(SPEC.format(url=api.url))
+        settings = load_settings({"AGGREGATOR_HOME": str(tmp_path / "home"),
+                                  "AGGREGATOR_WAREHOUSE_URL": f"sqlite:///{warehouse}"})
+        defs = build_definitions(load_specs(specs), settings)
+        instance = dg.DagsterInstance.ephemeral()
+
+        def fail_the_run() -> None:
+            _wait_for(lambda: api.state.hits["/slow_pages"] >= 3, "the load to start")
+            (run,) = instance.get_runs()
+            instance.report_run_failed(run)
+
+        marker = threading.Thread(target=fail_the_run)
+        marker.start()
+        try:
+            job = defs.resolve_implicit_global_asset_job_def()
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
+        finally:
+            marker.join()
+        assert not result.success
+        assert api.state.hits["/slow_pages"] < 50
+    (failure,) = result.get_step_failure_events()
+    user_failure = failure.step_failure_data.user_failure_data
+    assert user_failure is not None and "is marked FAILURE; stopping the load without committing" in str(user_failure.description)
+    with sqlite3.connect(warehouse) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "feed_events" not in tables

@@ -50,7 +50,7 @@ class RunLiveness:
         if run is None or run.status in _GONE:
             status = "deleted" if run is None else run.status.value
             raise RunGoneError(
-                description=f"run {self.run_id} is {status}; stopping the load without committing anything"
+                description=f"run {self.run_id} is marked {status}; stopping the load without committing anything"
             )
 
 
