@@ -6,16 +6,18 @@ import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from connectors.batches import Batch, ColumnType, type_of
-from connectors.errors import SourceReadError
-
-Converter = Callable[[Any], Any]
+from connectors.type_hints import TypeHints, coercer
+from connectors.values import Converter
+from connectors.values import naive_utc as _naive_utc
+from connectors.values import to_float as _to_float
+from connectors.values import to_text as _to_text
+from connectors.values import to_timestamp as _to_timestamp
 
 # Exact Python type -> portable type. `type(v)` lookups keep inference a set comprehension per column,
 # which matters at hundreds of thousands of records per second.
@@ -27,35 +29,6 @@ _SIMPLE: dict[type, ColumnType] = {
     dt.datetime: ColumnType.TIMESTAMP,
     dt.date: ColumnType.DATE,
 }
-
-
-def _naive_utc(value: Any) -> Any:
-    # Warehouse timestamps are naive UTC: PostgreSQL silently drops an offset cast to `timestamp`.
-    if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
-
-
-def _to_float(value: Any) -> Any:
-    return None if value is None else float(value)
-
-
-def _to_timestamp(value: Any) -> Any:
-    if type(value) is dt.date:
-        return dt.datetime(value.year, value.month, value.day)
-    return _naive_utc(value)
-
-
-def _to_text(value: Any) -> Any:
-    if value is None or type(value) is str:
-        return value
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), default=str)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 def _any_aware(values: Sequence[Any] | Iterable[Any]) -> bool:
@@ -207,67 +180,6 @@ def _infer_mixed(
     return order[0], normalize, order
 
 
-_COERCE_ERRORS = (ValueError, TypeError, ArithmeticError)
-
-
-def _coerce_integer(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (float, Decimal)):
-        if value != int(value):
-            raise ValueError("has a fraction")
-        return int(value)
-    return int(str(value).strip())
-
-
-def _coerce_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "t", "yes", "1"):
-        return True
-    if text in ("false", "f", "no", "0"):
-        return False
-    raise ValueError("not a boolean")
-
-
-def _coerce_timestamp(value: Any) -> Any:
-    if isinstance(value, (dt.date, dt.datetime)):
-        return _to_timestamp(value)
-    return _naive_utc(dt.datetime.fromisoformat(str(value).strip()))
-
-
-def _coerce_date(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        if value.time() != dt.time():
-            raise ValueError("has a time of day")
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value).strip())
-
-
-_COERCE: dict[ColumnType, Converter] = {
-    ColumnType.TEXT: _to_text,
-    ColumnType.INTEGER: _coerce_integer,
-    ColumnType.FLOAT: lambda v: float(v),
-    ColumnType.BOOLEAN: _coerce_boolean,
-    ColumnType.TIMESTAMP: _coerce_timestamp,
-    ColumnType.DATE: _coerce_date,
-}
-
-
-@dataclass(frozen=True)
-class TypeHints:
-    """What a spec says about a stream's types: declared column types win over inference."""
-
-    columns: Mapping[str, ColumnType] = field(default_factory=dict)
-    # Detect ISO-8601 dates and timestamps in string values (dlt's default); False keeps strings as text.
-    detect_timestamps: bool = True
-
-
 class TypeTracker:
     """Builds batches for one stream, remembering column types across batches.
 
@@ -277,21 +189,6 @@ class TypeTracker:
     def __init__(self, declared: Mapping[str, ColumnType] | None = None, hints: TypeHints | None = None) -> None:
         self.hints = hints or TypeHints()
         self.types: dict[str, ColumnType] = {**(declared or {}), **self.hints.columns}
-
-    def _coercer(self, name: str, column_type: ColumnType, origin: str) -> Converter:
-        coerce = _COERCE[column_type]
-
-        def convert(value: Any) -> Any:
-            try:
-                return coerce(value)
-            except _COERCE_ERRORS as exc:
-                raise SourceReadError(
-                    f"{origin or 'source'}: column {name!r} is declared {column_type.value} in the spec's "
-                    f"`columns:`, but the value {value!r} is not a {column_type.value} ({exc}); fix the "
-                    "source or the declared type"
-                ) from exc
-
-        return convert
 
     def from_tuples(
         self,
@@ -310,7 +207,7 @@ class TypeTracker:
         for index, name in enumerate(columns):
             if name in hinted:
                 types[name] = hinted[name]
-                converters.append((index, self._coercer(name, hinted[name], origin)))
+                converters.append((index, coercer(name, hinted[name], origin)))
                 continue
             # A column that started as text stays text: later date-like strings are not reinterpreted.
             detect = self.hints.detect_timestamps and self.types.get(name) is not ColumnType.TEXT
@@ -362,13 +259,12 @@ def apply_hints(batch: Batch, hints: TypeHints | None) -> Batch:
     own, such as CSV); readers that use a TypeTracker get the hints directly."""
     if hints is None or not hints.columns or not set(hints.columns) & set(batch.columns):
         return batch
-    tracker = TypeTracker(hints=hints)
     types = dict(batch.types)
     converters: list[tuple[int, Converter]] = []
     for index, name in enumerate(batch.columns):
         if name in hints.columns:
             types[name] = hints.columns[name]
-            converters.append((index, tracker._coercer(name, hints.columns[name], batch.origin)))
+            converters.append((index, coercer(name, hints.columns[name], batch.origin)))
     hinted = set(hints.columns)
     return dataclasses.replace(
         batch, types=types, rows=[_convert(tuple(row), converters) for row in batch.rows],
