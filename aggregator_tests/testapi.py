@@ -171,10 +171,10 @@ def build_app(state: ApiState) -> Starlette:
         return JSONResponse({"data": state.items[:3]})
 
     async def throttled(request: Request) -> Response:
-        # 429 when the previous request came less than 100 ms ago: an API with a rate it does not publish.
+        # 429 when the previous request came less than 150 ms ago: an API with a rate it does not publish.
         count(request)
         now, times = time.monotonic(), state.times[request.url.path]
-        too_soon = bool(times) and now - times[-1] < 0.1
+        too_soon = bool(times) and now - times[-1] < 0.15
         times.append(now)
         if too_soon:
             state.hits["429"] += 1

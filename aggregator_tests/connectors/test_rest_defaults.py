@@ -62,8 +62,9 @@ def test_retry_after_on_503_is_honoured(api: LocalApi) -> None:
 
 
 def test_throttling_slows_every_later_request_down(api: LocalApi) -> None:
-    """An API that answers 429 to requests closer than 100 ms apart: the client widens its spacing after a
-    429 instead of retrying each page into another 429, so most pages succeed on their first request."""
+    """An API that answers 429 to requests closer than 150 ms apart (10 requests/s, the old default budget, is
+    too fast for it): the client widens its spacing after a 429 instead of retrying each page into another
+    429, so most pages succeed on their first request."""
     api.state.items = [make_item(i) for i in range(1, 41)]
     stream = {"path": "/throttled", "records_path": "data",
               "pagination": {"type": "page_number", "page_size_param": None}}
