@@ -120,7 +120,7 @@ def main() -> int:
         procs.append(subprocess.Popen([sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", direct,
                                        "--port", str(proxy_port)], env=env, cwd=home, start_new_session=True))
         wait(f"{proxied}/server_info")
-        from aggregator.proxy.rbac import Role
+        from aggregator.proxy.policy.rbac import Role
         from aggregator.proxy.server import open_store
 
         store, _ = open_store(f"sqlite:///{home / 'proxy.db'}")

@@ -22,12 +22,12 @@ from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.identity.authenticate import Identity, identify, unauthenticated
 from aggregator.proxy.identity.login import LoginHandler
 from aggregator.proxy.identity.oidc import OidcClient
-from aggregator.proxy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
+from aggregator.proxy.policy.catalog import ScopeResolver
+from aggregator.proxy.policy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
 from aggregator.proxy.storage.audit import AuditLog, AuditQuery
 from aggregator.proxy.storage.store import Store
-from aggregator.proxy.targets import ScopeResolver
 from aggregator.proxy.transport import ws
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
 from aggregator.proxy.transport.forward import (

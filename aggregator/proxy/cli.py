@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import click
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery
 from aggregator.proxy.storage.store import StoreError
 

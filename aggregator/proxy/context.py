@@ -17,11 +17,11 @@ from typing import Any
 
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.graphql_ops import GraphQLInspector
-from aggregator.proxy.rbac import Principal
+from aggregator.proxy.policy.catalog import ScopeResolver
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.storage.audit import AuditLog, AuditRecord
 from aggregator.proxy.storage.store import Store
-from aggregator.proxy.targets import ScopeResolver
 from aggregator.proxy.transport.asgi import Receive, Send
 from aggregator.proxy.transport.gateway import same_origin
 

@@ -20,7 +20,7 @@ import uvicorn
 from aggregator.proxy.app import ProxyApp
 from aggregator.proxy.config import ProxySettings, load_proxy_settings
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.proxy.storage.audit import AuditLog
 from aggregator.proxy.storage.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator_tests.proxy.conftest import (
     PASSWORD,
     RunningProxy,
@@ -95,7 +95,7 @@ def policy_stack(home: Path) -> Iterator[PolicyStack]:
     port = free_tcp_port()
     url = f"http://127.0.0.1:{port}"
     with open(home / "webserver.log", "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        proc = subprocess.Popen(
             [sys.executable, "-m", "dagster_webserver", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(port)],
             env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     proxy: RunningProxy | None = None

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, Upstream, bearer, start_proxy
 from aggregator_tests.proxy.gql import JOB_SELECTOR, gql

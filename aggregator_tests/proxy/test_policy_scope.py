@@ -13,8 +13,8 @@ from typing import Any, Self
 import httpx
 import pytest
 
-from aggregator.proxy.audit import AuditQuery
 from aggregator.proxy.policy.catalog import MAX_SCOPED_RUN_IDS
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.policy_stack import PolicyStack, policy_stack, selector
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.proxy.audit import AuditQuery
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.policy_stack import LOCATION, REPO, PolicyStack, policy_stack, selector
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, bearer
 from aggregator_tests.proxy.gql import JOB_SELECTOR, LAUNCH, RUN_LOGS, SCHEDULE_SELECTOR, START_SCHEDULE, gql

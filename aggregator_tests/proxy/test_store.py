@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import bootstrap_admin, open_store
 from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
 from aggregator.proxy.storage.db import MIGRATIONS, make_engine, migrate

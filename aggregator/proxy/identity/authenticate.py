@@ -17,7 +17,7 @@ from anyio import to_thread
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from aggregator.proxy.config import ProxySettings
-from aggregator.proxy.rbac import Principal
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport.asgi import header

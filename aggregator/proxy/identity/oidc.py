@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.identity.authenticate import forbidden
 from aggregator.proxy.identity.login import safe_next, set_session_cookie
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.store import User
 from aggregator.proxy.transport.gateway import own_origin
 

@@ -13,10 +13,10 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
-from aggregator.proxy.launch_tags import stamp_user
+from aggregator.proxy.policy.authz import authorize_document
+from aggregator.proxy.policy.launch_tags import stamp_user
 from aggregator.proxy.transport.asgi import Receive, Scope, Send, header
 from aggregator.proxy.transport.forward import forward_http, read_body, upstream_headers
 from aggregator.proxy.transport.ratelimit import TokenBuckets

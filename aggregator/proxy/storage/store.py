@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
-from aggregator.proxy.rbac import Principal, Role
+from aggregator.proxy.policy.rbac import Principal, Role
 from aggregator.proxy.storage import db
 
 log = logging.getLogger(__name__)

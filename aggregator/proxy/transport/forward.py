@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from aggregator.proxy.rbac import Principal
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import refusal_body
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
 from aggregator.proxy.transport.paths import encode_path

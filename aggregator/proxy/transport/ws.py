@@ -15,11 +15,11 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from aggregator.proxy.authz import authorize_document
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
 from aggregator.proxy.identity.authenticate import identify
-from aggregator.proxy.rbac import Principal
+from aggregator.proxy.policy.authz import authorize_document
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal_body
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
 from aggregator.proxy.transport.forward import upstream_headers, upstream_path
