@@ -38,12 +38,14 @@ def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def validate(path: Path | None) -> None:
+@click.option("--warehouse", is_flag=True,
+              help="Also prepare (EXPLAIN) every transform against the destination's current tables; runs nothing.")
+def validate(path: Path | None, warehouse: bool) -> None:
     """Check every spec under PATH (default AGGREGATOR_PIPELINES) without running anything."""
     from aggregator.pipelines.validate import validate as run_validate
 
     settings = load_settings()
-    report = run_validate(path or settings.pipelines_dir, settings)
+    report = run_validate(path or settings.pipelines_dir, settings, warehouse=warehouse)
     if not report.ok:
         for error in report.errors:
             click.echo(f"error: {error}", err=True)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
+from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
 from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
 
@@ -174,6 +175,12 @@ class PipelineSpec(Strict):
         "(Dagster declarative automation).",
     )
     partitions: Partitions | None = Field(None, description="Time partitions for every asset of the pipeline.")
+    executor: ExecutorName = Field(
+        DEFAULT_EXECUTOR,
+        description="How the pipeline's job runs its steps: `in_process` (one process, least overhead), "
+        "`multiprocess` (a process per step: isolation and parallel steps) or `k8s` (a pod per step; needs "
+        "the Kubernetes run launcher).",
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
 
