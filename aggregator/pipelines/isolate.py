@@ -49,8 +49,8 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
     tables with a dangling reference (reported the same way).
     """
     specs, errors = load_specs_partial(root, texts)
-    errors.extend(_connection_errors_of_broken_files(root, specs, errors, texts))
-    dropped: list[str] = []
+    broken_errors, dropped = _broken_files(root, specs, errors, texts)
+    errors.extend(broken_errors)
     resources, bad_connections = resources_by_connection(specs, settings)
     for conn_errors in bad_connections.values():
         errors.extend(conn_errors)
@@ -79,13 +79,15 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
     return Loaded(graph=graph, resources=resources, errors=errors, dropped=dropped)
 
 
-def _connection_errors_of_broken_files(
+def _broken_files(
     root: Path, specs: Specs, errors: list[SpecError], texts: dict[Path, str] | None
-) -> list[SpecError]:
-    """Connection-config problems in files left out for other problems, so one pass reports both."""
+) -> tuple[list[SpecError], list[str]]:
+    """Connection-config problems in files left out for other problems (so one pass reports both), and the
+    names of the pipelines those files declare."""
     loaded = {sf.path for sf in specs.files}
     broken = {e.file for e in errors} - loaded
     found: list[SpecError] = []
+    names: list[str] = []
     known = {str(e) for e in errors}
     paths = sorted(texts) if texts is not None else (spec_paths(root) if root.exists() else [])
     for path in paths:
@@ -93,8 +95,14 @@ def _connection_errors_of_broken_files(
             continue
         try:
             raw = read_raw(path, None if texts is None else texts[path])
+        except SpecErrors:
+            continue  # unreadable or not YAML: already reported
+        declared = raw.data.get("pipelines")
+        if isinstance(declared, list):
+            names.extend(p["name"] for p in declared if isinstance(p, dict) and isinstance(p.get("name"), str))
+        try:
             conns = _CONNECTIONS.validate_python(raw.data.get("connections") or {})
-        except (SpecErrors, ValidationError):
+        except ValidationError:
             continue  # already reported by the file's own validation
         for name, conn in conns.items():
             try:
@@ -104,4 +112,4 @@ def _connection_errors_of_broken_files(
                              if str(e) not in known)
             except ValueError as exc:
                 found.append(raw.error(("connections", name), str(exc)))
-    return found
+    return found, names

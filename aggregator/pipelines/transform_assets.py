@@ -93,7 +93,9 @@ def transform_asset(
             sql = transform_sql(node, destination)
             info = destination.replace_with_query(node.table, sql)
         except (sa.exc.DBAPIError, ValueError) as exc:
-            raise transform_failure(node, destination, exc) from exc
+            # `from None`: the description and metadata carry the database's message and the SQL; the
+            # driver's 20-frame stack only buried them.
+            raise transform_failure(node, destination, exc) from None
         context.log.info(f"built {node.table}: {info.row_count} rows")
         return dg.MaterializeResult(
             metadata={**table_metadata(info, destination), "duration_s": round(time.monotonic() - started, 3)}
