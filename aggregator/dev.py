@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
+from aggregator.pipelines.snapshot import SNAPSHOT_ENV
 from aggregator.settings import PACKAGE_DIR, Settings
 
 SHUTDOWN_GRACE_S = 30
@@ -47,6 +49,8 @@ def prepare_home(settings: Settings) -> Path:
 
 def child_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # A spec snapshot inherited from whatever started us must not pin the platform's own code servers.
+    env.pop(SNAPSHOT_ENV, None)
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -139,9 +143,33 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
             time.sleep(0.5)
         raise KeyboardInterrupt
     except KeyboardInterrupt:
-        print("\nshutting down proxy, webserver and daemon…", flush=True)
+        return shut_down(proc, proxy, upstream)
+
+
+def shut_down(proc: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, upstream: str) -> int:
+    """Cancel in-flight runs (Dagster marks them CANCELED), stop proxy, webserver and daemon, then kill
+    whatever of their process tree is left: code servers, run workers and step processes included."""
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    # Taken first: once `dagster dev` exits, its code servers and run workers are re-parented and unfindable.
+    tree = descendants(proc.pid) | (descendants(proxy.pid) | {proxy.pid} if proxy is not None else set())
+    proxy_code = code = 0
+    try:
+        say("\nshutting down: canceling in-flight runs, then the proxy, webserver and daemon (Ctrl-C again to kill)…")
+        cancel_runs(upstream, say)
         proxy_code = stop(proxy) if proxy is not None else 0
         code = stop(proc)
-        if proxy_code not in (0, -signal.SIGINT, 130):
-            return proxy_code
-        return 0 if code in (0, -signal.SIGINT, 130) else code
+    except KeyboardInterrupt:
+        say("second Ctrl-C: killing everything now")
+        for child in (proxy, proc):
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    finally:
+        kill_leftovers(tree, say)
+    say("stopped; no process left behind")
+    if proxy_code not in (0, -signal.SIGINT, 130):
+        return proxy_code
+    return 0 if code in (0, -signal.SIGINT, 130) else code

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster
 import psutil
 import pytest
 import requests
@@ -43,7 +44,7 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
                 time.sleep(0.5)
         assert info is not None, f"webserver never answered; exit={proc.poll()}"
         # /server_info is public (health checks); everything else needs a session or a token.
-        assert info["dagster_version"] == "1.13.27"
+        assert info["dagster_version"] == dagster.__version__
         graphql = f"http://127.0.0.1:{free_port}/graphql"
         assert requests.post(graphql, json={"query": "{ version }"}, timeout=10).status_code == 401
         # The daemon is part of the platform: schedules only tick if it runs.
@@ -53,8 +54,18 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
         assert any("webserver" in c for c in cmdlines), cmdlines
         assert any("aggregator.cli proxy" in c for c in cmdlines), cmdlines
     finally:
+        # Taken before the SIGINT: `aggregator dev` starts its children in their own sessions, so if it does
+        # not stop they are killed from this list (a killpg would miss them).
+        tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=90)
+        try:
+            output, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for child in [*tree, psutil.Process(proc.pid)]:
+                if child.is_running():
+                    child.kill()
+            proc.wait()
+            raise
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{free_port}" in output
     # The first admin was bootstrapped with a generated password, printed once.
