@@ -70,7 +70,7 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
     assert f"http://127.0.0.1:{free_port}" in output
     # The first admin was bootstrapped with a generated password, printed once.
     assert re.search(r"created admin user 'admin' with password: \S{20,}", output), output
-    gone, alive = psutil.wait_procs(children, timeout=30)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"left running: {alive}"
     # Nothing written outside AGGREGATOR_HOME: the working directory stays empty.
     assert list(workdir.iterdir()) == []
@@ -85,7 +85,7 @@ def test_dev_fails_clearly_when_the_port_is_taken(tmp_path: Path) -> None:
         port = blocker.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)],
-            cwd=tmp_path, env=_env(tmp_path / "home"), capture_output=True, text=True, timeout=60,
+            cwd=tmp_path, env=_env(tmp_path / "home"), capture_output=True, text=True, timeout=60, check=False,
         )
     assert result.returncode != 0
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
