@@ -107,8 +107,12 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     dagster_home = prepare_home(settings)
     webserver_port = internal_port()
     cmd = [
-        sys.executable, "-m", "dagster", "dev",
+        # `dagster dev` is superseded by `dg dev`, which needs a dg project; the warning is noise to our users.
+        sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
         "-m", "aggregator.definitions",
+        # Warnings and errors only: at INFO it prints the private webserver URL, which bypasses sign-in,
+        # above the real one, and a line per sensor tick. Run logs are in the UI.
+        "--log-level", "warning",
         # Never on the public interface: every request must pass the proxy's authentication.
         "--host", "127.0.0.1", "--port", str(webserver_port),
     ]

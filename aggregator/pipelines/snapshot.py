@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from aggregator.pipelines.load import spec_paths
@@ -65,6 +66,20 @@ def inherited(root: Path) -> dict[Path, str] | None:
     return {Path(p): t for p, t in data["files"].items()}
 
 
+KEEP_S = 7 * 24 * 3600  # longer than any run: a run worker may read its snapshot until the run ends
+
+
+def _prune(directory: Path) -> None:
+    """Remove snapshots older than a week (one is written per process that loads the specs)."""
+    cutoff = time.time() - KEEP_S
+    for old in directory.glob("*.json"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            continue
+
+
 def pinned_texts(root: Path, home: Path) -> dict[Path, str] | None:
     """The spec texts this process should load: the inherited snapshot, else the files now (then recorded
     for descendants). None when `root` does not exist (the loader reports it)."""
@@ -77,6 +92,7 @@ def pinned_texts(root: Path, home: Path) -> dict[Path, str] | None:
     target = home / "spec_snapshots" / f"{hashlib.sha256(body.encode()).hexdigest()[:24]}-{os.getpid()}.json"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _prune(target.parent)
         record = {"root": str(root), "pid": os.getpid(), "files": {str(p): t for p, t in texts.items()}}
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record), encoding="utf-8")
