@@ -135,8 +135,8 @@ pipelines:
                  UPPER(region) AS label FROM {{ ref('sales') }} GROUP BY region
 """)
     result = materialize_all(compile_specs(warehouse_url))
-    totals = [e for e in result.get_asset_materialization_events()
-              if e.asset_key == dg.AssetKey(["typed", "totals"])][0]
+    totals = next(e for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey(["typed", "totals"]))
     schema = totals.materialization.metadata["dagster/column_schema"].value
     types = {c.name: c.type.upper() for c in schema.columns}
     assert all(t and t != "NULL" for t in types.values()), types
