@@ -11,6 +11,7 @@ import dagster as dg
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
+from aggregator.pipelines.progress import with_progress
 from aggregator.pipelines.spec import SourceSpec
 
 
@@ -52,9 +53,11 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         state = destination.read_state(key) if key else None
         window = _window(context)
         started = time.monotonic()
+        batches = with_progress(reader.read(source.stream, state=state, window=window), context.log.info,
+                                f"{node.key.to_user_string()} -> {node.table}")
         result = destination.load(
             node.table,
-            reader.read(source.stream, state=state, window=window),
+            batches,
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,
