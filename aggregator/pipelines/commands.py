@@ -178,5 +178,7 @@ def schema(output: Path | None) -> None:
 
 
 def register_commands(main: click.Group) -> None:
-    for command in (validate, connections, pipelines, schema):
+    from aggregator.pipelines.table_commands import tables
+
+    for command in (validate, connections, pipelines, schema, tables):
         main.add_command(command)

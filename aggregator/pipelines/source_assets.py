@@ -11,6 +11,7 @@ import dagster as dg
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
+from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.progress import with_progress
 from aggregator.pipelines.spec import SourceSpec
 
@@ -76,6 +77,7 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})
             metadata["cursor_after"] = dg.MetadataValue.json(json.loads(json.dumps(result.state_after or {}, default=str)))
+        metadata.update(preview_metadata(destination, node.table, source.preview_rows, source.sensitive_columns))
         if window:
             metadata["window"] = f"{window[0].isoformat()} – {window[1].isoformat()}"
         return dg.MaterializeResult(metadata=metadata)

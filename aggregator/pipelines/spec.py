@@ -99,6 +99,14 @@ class SourceSpec(Strict):
         description="New source columns: `evolve` adds them, `freeze` fails the load, `discard` drops them.",
     )
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
+    preview_rows: int = Field(
+        0, ge=0, le=100,
+        description="Rows of the table shown in each materialization's metadata (0: off, the default: sources "
+        "may hold personal data).",
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> SourceSpec:
@@ -137,6 +145,12 @@ class TransformSpec(Strict):
     steps: list[Step] = Field(default_factory=list, description="Declarative steps applied in order.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<transform>`.")
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the built table.")
+    preview_rows: int = Field(
+        0, ge=0, le=100, description="Rows of the table shown in each materialization's metadata (0: off)."
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> TransformSpec:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
+from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.refs import render
 from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.steps import render_steps
@@ -97,8 +98,14 @@ def transform_asset(
             # driver's 20-frame stack only buried them.
             raise transform_failure(node, destination, exc) from None
         context.log.info(f"built {node.table}: {info.row_count} rows")
+        spec = node.spec
+        assert isinstance(spec, TransformSpec)
         return dg.MaterializeResult(
-            metadata={**table_metadata(info, destination), "duration_s": round(time.monotonic() - started, 3)}
+            metadata={
+                **table_metadata(info, destination),
+                "duration_s": round(time.monotonic() - started, 3),
+                **preview_metadata(destination, node.table, spec.preview_rows, spec.sensitive_columns),
+            }
         )
 
     return _transform
