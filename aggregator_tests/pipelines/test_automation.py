@@ -117,5 +117,7 @@ def test_template_instances_are_separate_pipelines(spec_dir: Path, compile_specs
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"sales_eu/orders", "sales_us/orders"}
     assert graph.get(dg.AssetKey(["sales_eu", "orders"])).group_name == "sales_eu"
     result = materialize_all(defs)
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    # Not `all(...)` alone: that is also true when no check ran at all.
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {("sales_eu/orders", "row_count"): True, ("sales_us/orders", "row_count"): True}
     assert query(f"sqlite:///{tmp_path / 'w.db'}", "SELECT COUNT(*) FROM sales_eu_orders") == [(2,)]
