@@ -2,9 +2,9 @@
 
 The code server loads the specs; each run worker and each step process it starts imports the code location
 again. Re-reading the YAML there would let a run execute a mix of versions (or fail on a file saved mid-run
-that it does not even use). So the process that first loads a spec directory writes a content-addressed
-snapshot of it and names it in the environment; its descendants (run workers, step processes, forkservers)
-load that snapshot instead of the directory. A process never uses a snapshot it did not inherit, so a
+that it does not even use). So the process that first loads a spec directory puts a snapshot of it in the
+environment (inline, or for large spec sets a file under AGGREGATOR_HOME); its descendants (run workers, step
+processes, forkservers) load that snapshot instead of the directory. A process never uses a snapshot it did not inherit, so a
 long-lived process that re-imports the code location (a test, `dagster dev` reloading) always sees the files.
 """
 
@@ -51,11 +51,12 @@ def read_texts(root: Path) -> dict[Path, str]:
 
 def inherited(root: Path) -> dict[Path, str] | None:
     """The snapshot of `root` an ancestor process loaded, if there is one."""
-    name = os.environ.get(SNAPSHOT_ENV)
-    if not name:
+    value = os.environ.get(SNAPSHOT_ENV)
+    if not value:
         return None
     try:
-        data = json.loads(Path(name).read_text(encoding="utf-8"))
+        text = value.removeprefix(_INLINE) if value.startswith(_INLINE) else Path(value).read_text(encoding="utf-8")
+        data = json.loads(text)
     except (OSError, ValueError):
         return None
     if data.get("root") != str(root) or data.get("pid") == os.getpid():
@@ -66,11 +67,15 @@ def inherited(root: Path) -> dict[Path, str] | None:
     return {Path(p): t for p, t in data["files"].items()}
 
 
+# Small spec sets travel in the variable itself: nothing is written. Larger ones go to a file under
+# AGGREGATOR_HOME (a single environment string is limited to 128 KiB on Linux).
+_INLINE = "json:"
+INLINE_MAX = 64 * 1024
 KEEP_S = 7 * 24 * 3600  # longer than any run: a run worker may read its snapshot until the run ends
 
 
 def _prune(directory: Path) -> None:
-    """Remove snapshots older than a week (one is written per process that loads the specs)."""
+    """Remove snapshots older than a week (one is written per process that loads a large spec set)."""
     cutoff = time.time() - KEEP_S
     for old in directory.glob("*.json"):
         try:
@@ -88,14 +93,16 @@ def pinned_texts(root: Path, home: Path) -> dict[Path, str] | None:
     if not root.exists():
         return None
     texts = read_texts(root)
-    body = json.dumps({"root": str(root), "files": {str(p): t for p, t in texts.items()}}, sort_keys=True)
-    target = home / "spec_snapshots" / f"{hashlib.sha256(body.encode()).hexdigest()[:24]}-{os.getpid()}.json"
+    record = json.dumps({"root": str(root), "pid": os.getpid(), "files": {str(p): t for p, t in texts.items()}})
+    if len(record) <= INLINE_MAX:
+        os.environ[SNAPSHOT_ENV] = _INLINE + record
+        return texts
+    target = home / "spec_snapshots" / f"{hashlib.sha256(record.encode()).hexdigest()[:24]}.json"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _prune(target.parent)
-        record = {"root": str(root), "pid": os.getpid(), "files": {str(p): t for p, t in texts.items()}}
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(record, encoding="utf-8")
         tmp.replace(target)
     except OSError as exc:
         log.warning("cannot write spec snapshot %s (%s); runs will re-read the spec files", target, exc.strerror)
