@@ -68,6 +68,10 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
             raise
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{free_port}" in output
+    # Issue 11.10: the private webserver URL bypasses sign-in, and the supersession warning is Dagster's noise.
+    assert "Serving dagster-webserver on" not in output, output
+    assert "Warning" not in output, output
+    assert "stopped; no process left behind" in output
     # The first admin was bootstrapped with a generated password, printed once.
     assert re.search(r"created admin user 'admin' with password: \S{20,}", output), output
     _gone, alive = psutil.wait_procs(children, timeout=30)
