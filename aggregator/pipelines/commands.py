@@ -143,14 +143,17 @@ def pipelines_list() -> None:
 @click.argument("name")
 def pipelines_show(name: str) -> None:
     """The assets, checks, schedule and sensor compiled from pipeline NAME."""
-    from aggregator.pipelines.graph import build_graph
+    from aggregator.pipelines.isolate import load_isolated
 
-    specs, _ = _specs_and_resources()
-    graph = build_graph(specs)
+    settings = load_settings()
+    loaded = load_isolated(settings.pipelines_dir, settings)  # a broken other file does not hide this one
+    specs, graph = loaded.specs, loaded.graph
     try:
         pipeline = specs.pipeline(name)
     except KeyError:
-        _fail(f"unknown pipeline {name!r}; known: {', '.join(p.name for p, _, _ in specs.pipelines)}")
+        problems = [str(e) for e in loaded.errors if e.pipeline == name or name in loaded.dropped]
+        detail = ("; it is not loaded because of:\n  " + "\n  ".join(problems)) if name in loaded.dropped else ""
+        _fail(f"unknown pipeline {name!r}; known: {', '.join(p.name for p, _, _ in specs.pipelines)}{detail}")
     click.echo(f"pipeline {pipeline.name}: {pipeline.description or ''}")
     click.echo(f"  job:       {pipeline.name}_job")
     click.echo(f"  schedule:  {pipeline.schedule.cron + ' ' + pipeline.schedule.timezone if pipeline.schedule else '-'}")

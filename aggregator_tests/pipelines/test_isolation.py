@@ -132,3 +132,18 @@ def test_validate_lists_spec_and_connection_errors_in_one_pass(pipelines: Path) 
     assert f"{broken}:15: pipelines[0].transforms[0].steps[0]" in result.output
     assert f"{broken}:3: connections.broken_api: RestApiResource: unknown option(s) no_such_option" in result.output
     assert f"{orphan}:3: connections.bad_db: SqlResource: unknown option(s) pool" in result.output
+
+
+def test_pipeline_commands_work_beside_a_broken_file(pipelines: Path) -> None:
+    """`pipelines list/show` used to fail on any broken file; the good pipeline is listed and shown, and a
+    dropped one says why."""
+    runner = CliRunner()
+    listed = runner.invoke(main, ["pipelines", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "good" in listed.output and "0 5 * * * UTC" in listed.output
+    assert "pipelines not loaded: broken, orphan" in listed.output
+    shown = runner.invoke(main, ["pipelines", "show", "good"])
+    assert shown.exit_code == 0 and "good/total" in shown.output
+    dropped = runner.invoke(main, ["pipelines", "show", "orphan"])
+    assert dropped.exit_code == 1 and "it is not loaded because of" in dropped.output
+    assert "connection(s) bad_db have errors" in dropped.output

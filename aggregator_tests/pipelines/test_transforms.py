@@ -138,6 +138,7 @@ pipelines:
     totals = next(e for e in result.get_asset_materialization_events()
               if e.asset_key == dg.AssetKey(["typed", "totals"]))
     schema = totals.materialization.metadata["dagster/column_schema"].value
+    assert isinstance(schema, dg.TableSchema)
     types = {c.name: c.type.upper() for c in schema.columns}
     assert all(t and t != "NULL" for t in types.values()), types
     assert any(word in types["n"] for word in ("INT", "BIGINT")), types
