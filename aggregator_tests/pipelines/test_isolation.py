@@ -76,7 +76,7 @@ def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return specs
 
 
-def test_broken_spec_drops_only_its_own_pipelines(pipelines: Path, tmp_path: Path) -> None:
+def test_broken_spec_drops_only_its_own_pipelines(instance: dg.DagsterInstance, pipelines: Path, tmp_path: Path) -> None:
     """The reported case: a broken inventory.yaml made the code location fail, so every other pipeline and its
     schedule vanished. Now the good pipeline loads, materializes and keeps its schedule, and the errors are
     listed by platform/spec_errors, whose check fails naming file, line and field of each."""
@@ -96,7 +96,6 @@ def test_broken_spec_drops_only_its_own_pipelines(pipelines: Path, tmp_path: Pat
     assert "pipeline 'orphan' is not loaded" in description
     assert "pipelines not loaded: broken, orphan" in description
 
-    instance = dg.DagsterInstance.ephemeral()
     result = materialize_all(defs, instance)
     assert query(f"sqlite:///{tmp_path / 'home' / 'warehouse.db'}", "SELECT amount FROM good_total") == [(42,)]
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -50,7 +50,7 @@ def make_events(path: Path) -> dict[str, int]:
     return per_day
 
 
-def test_backfill_of_three_days_loads_exactly_three_windows(
+def test_backfill_of_three_days_loads_exactly_three_windows(instance: dg.DagsterInstance, 
     spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
 ) -> None:
     per_day = make_events(spec_dir / "events.db")
@@ -58,7 +58,6 @@ def test_backfill_of_three_days_loads_exactly_three_windows(
     defs = compile_specs(warehouse_url)
     job = defs.resolve_job_def("clicks_job")
     assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
-    instance = dg.DagsterInstance.ephemeral()
     chosen = ["2026-09-03", "2026-09-04", "2026-09-06"]
     for key in chosen:
         result = job.execute_in_process(instance=instance, partition_key=key)

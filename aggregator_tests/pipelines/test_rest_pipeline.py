@@ -51,13 +51,12 @@ def api() -> Iterator[LocalApi]:
         yield local
 
 
-def test_rest_pipeline_merges_incrementally_without_leaking_the_token(
+def test_rest_pipeline_merges_incrementally_without_leaking_the_token(instance: dg.DagsterInstance, 
     api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AGG_TEST_API_TOKEN", BEARER)
     (spec_dir / "catalog.yaml").write_text(SPEC.format(base_url=api.url))
-    instance = dg.DagsterInstance.ephemeral()
     first = materialize_all(compile_specs(warehouse_url), instance)
     assert query(warehouse_url, "SELECT COUNT(*) FROM catalog_items") == [(25,)]
 

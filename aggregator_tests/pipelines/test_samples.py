@@ -33,10 +33,9 @@ def rows_written(result: dg.ExecuteInProcessResult) -> dict[str, int]:
     }
 
 
-def test_shop_loads_incrementally_and_merges(
+def test_shop_loads_incrementally_and_merges(instance: dg.DagsterInstance, 
     shop_copy: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
 ) -> None:
-    instance = dg.DagsterInstance.ephemeral()
     first = materialize_all(compile_specs(warehouse_url), instance)
     with sqlite3.connect(shop_copy) as src:
         source_orders = src.execute("SELECT id, status, amount FROM orders ORDER BY id").fetchall()

@@ -42,7 +42,7 @@ def _write(spec_dir: Path, column: str) -> None:
     (spec_dir / "shop.yaml").write_text(SPEC.replace("QUANTITY_FIELD", column))
 
 
-def test_column_typo_fails_with_file_line_step_and_sql(
+def test_column_typo_fails_with_file_line_step_and_sql(instance: dg.DagsterInstance, 
     spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
 ) -> None:
     """The reported case: `SUM(qnty)` failed with a raw OperationalError, CTE names like step_2 and a
@@ -50,7 +50,7 @@ def test_column_typo_fails_with_file_line_step_and_sql(
     _write(spec_dir, "qnty")
     defs = compile_specs(warehouse_url)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        instance=instance, raise_on_error=False
     )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
@@ -63,7 +63,7 @@ def test_column_typo_fails_with_file_line_step_and_sql(
     assert "SUM(qnty)" in metadata["fragment"] and "SUM(qnty)" in metadata["sql"]
 
 
-def test_validate_warehouse_prepares_every_transform(
+def test_validate_warehouse_prepares_every_transform(instance: dg.DagsterInstance, 
     spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
     settings_for: Callable[[str], Settings],
 ) -> None:
@@ -76,7 +76,7 @@ def test_validate_warehouse_prepares_every_transform(
     assert before.errors[0].message.startswith("source shop/lines: table shop_lines does not exist in ")
     assert before.errors[0].message.endswith(" yet; materialize it so the transforms reading it can be checked")
     job = compile_specs(warehouse_url).resolve_implicit_global_asset_job_def()
-    job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey(["shop", "lines"])])
+    job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(["shop", "lines"])])
     assert validate(spec_dir, settings, warehouse=True).ok
 
     _write(spec_dir, "qnty")
