@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 
@@ -13,3 +15,15 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance | None = 
     # Closed here: an ephemeral instance owns a temporary directory. The result keeps its events in memory.
     with dg.DagsterInstance.ephemeral() as ephemeral:
         return job.execute_in_process(instance=ephemeral, raise_on_error=True)
+
+
+def key_of(event: dg.DagsterEvent) -> str:
+    """The user-facing asset key of a materialization event (typed: every such event has one)."""
+    assert event.asset_key is not None, event
+    return event.asset_key.to_user_string()
+
+
+def table_schema(metadata: Mapping[str, dg.MetadataValue], key: str = "dagster/column_schema") -> dg.TableSchema:
+    value = metadata[key].value
+    assert isinstance(value, dg.TableSchema), value
+    return value

@@ -73,7 +73,8 @@ def test_killed_load_then_rerun_has_exactly_the_source_rows(dest: SqlDestination
 
     # Nothing of the killed load is visible: neither its rows nor its state.
     assert len(loaded_ids(dest)) == 500
-    assert set(dest.read_state("events")["files"]) == {"part_000.csv", "part_001.csv"}
+    state = dest.read_state("events")
+    assert state is not None and set(state["files"]) == {"part_000.csv", "part_001.csv"}
 
     assert load_files(dest.url, str(data)) == 1500  # the re-run loads exactly what the killed run did not
     ids = loaded_ids(dest)

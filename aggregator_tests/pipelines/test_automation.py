@@ -50,7 +50,7 @@ def test_schedule_targets_the_pipeline_job_in_its_timezone(defs: dg.Definitions)
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 25, 6, 15, tzinfo=dt.UTC)
         )
-        requests = schedule.evaluate_tick(context).run_requests
+        requests = schedule.evaluate_tick(context).run_requests or []
     assert len(requests) == 1
 
 
@@ -58,12 +58,12 @@ def test_file_sensor_requests_a_run_for_new_files_once(defs: dg.Definitions, spe
     sensor = defs.resolve_sensor_def("ingest_files_sensor")
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        assert len(first.run_requests) == 1 and first.cursor
+        assert first.run_requests is not None and len(first.run_requests) == 1 and first.cursor
         again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert again.run_requests == [] and again.skip_message
         (spec_dir / "inbox" / "b.csv").write_text("id,kind\n4,view\n")
         third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
-        assert len(third.run_requests) == 1
+        assert third.run_requests is not None and len(third.run_requests) == 1
         assert third.run_requests[0].run_key != first.run_requests[0].run_key
         assert third.run_requests[0].tags["aggregator/new_files"] == "1"
 
