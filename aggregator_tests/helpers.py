@@ -10,9 +10,11 @@ import dagster as dg
 def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """Materialize every asset of `defs` in process, with its resources, raising on failure."""
     job = defs.resolve_implicit_global_asset_job_def()
-    # Not closed here: the result resolves the instance lazily (a closed one fails with "undefined
-    # DagsterInstance weakref"). Tests that keep the instance pass the `instance` fixture, which is closed.
-    return job.execute_in_process(instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=True)
+    if instance is not None:
+        return job.execute_in_process(instance=instance, raise_on_error=True)
+    # Closed here: an ephemeral instance owns a temporary directory; the result keeps its events in memory.
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        return job.execute_in_process(instance=ephemeral, raise_on_error=True)
 
 
 def key_of(event: dg.DagsterEvent) -> str:
