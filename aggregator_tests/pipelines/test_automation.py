@@ -46,10 +46,9 @@ def test_schedule_targets_the_pipeline_job_in_its_timezone(defs: dg.Definitions)
     assert schedule.job_name == "ingest_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert defs.resolve_schedule_def("reporting_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 25, 6, 15, tzinfo=dt.UTC)
-        )
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 25, 6, 15, tzinfo=dt.UTC)
+    ) as context:
         requests = schedule.evaluate_tick(context).run_requests or []
     assert len(requests) == 1
 

@@ -79,11 +79,12 @@ def test_partitioned_schedule_requests_the_last_complete_day(spec_dir: Path, com
     (spec_dir / "clicks.yaml").write_text(SPEC)
     defs = compile_specs(f"sqlite:///{tmp_path / 'w.db'}")
     schedule = defs.resolve_schedule_def("clicks_schedule")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.UTC),
-            repository_def=defs.get_repository_def(),
-        )
+    # Both as context managers: an unclosed schedule context leaves Dagster's current defs-state storage
+    # pointing at this instance after it is gone, and later tests in the process fail to load definitions.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.UTC),
+        repository_def=defs.get_repository_def(),
+    ) as context:
         requests = schedule.evaluate_tick(context).run_requests or []
     assert [r.partition_key for r in requests] == ["2026-09-04"]
