@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,6 +56,13 @@ def check_warehouse(graph: Graph, resources: dict[str, Any]) -> list[SpecError]:
         by_destination.setdefault(node.pipeline.destination, []).append(node)
     for dest, nodes in by_destination.items():
         destination: SqlDestination = resources[destination_key(dest)]
+        url = sa.engine.make_url(destination.url)
+        if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+            # Connecting would create an empty database file: a check must not write anything.
+            first = nodes[0]
+            errors.append(first.file.error(first.loc[:2], f"destination {dest!r} ({destination.display_url}) does "
+                                           "not exist yet; materialize the sources so the transforms can be checked"))
+            continue
         try:
             with _session(destination) as (conn, probe):
                 errors.extend(_check_nodes(_ordered(nodes), destination, conn, probe))
