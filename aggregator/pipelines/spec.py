@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from aggregator.destinations.schema import SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
+from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
 from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
@@ -118,6 +119,14 @@ class SourceSpec(Strict):
         True, description="Type ISO-8601 date and timestamp strings as dates/timestamps (false: keep text)."
     )
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
+    preview_rows: int = Field(
+        0, ge=0, le=100,
+        description="Rows of the table shown in each materialization's metadata (0: off, the default: sources "
+        "may hold personal data).",
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> SourceSpec:
@@ -163,6 +172,12 @@ class TransformSpec(Strict):
     steps: list[Step] = Field(default_factory=list, description="Declarative steps applied in order.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<transform>`.")
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the built table.")
+    preview_rows: int = Field(
+        0, ge=0, le=100, description="Rows of the table shown in each materialization's metadata (0: off)."
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> TransformSpec:
@@ -201,6 +216,12 @@ class PipelineSpec(Strict):
         "(Dagster declarative automation).",
     )
     partitions: Partitions | None = Field(None, description="Time partitions for every asset of the pipeline.")
+    executor: ExecutorName = Field(
+        DEFAULT_EXECUTOR,
+        description="How the pipeline's job runs its steps: `in_process` (one process, least overhead), "
+        "`multiprocess` (a process per step: isolation and parallel steps) or `k8s` (a pod per step; needs "
+        "the Kubernetes run launcher).",
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
 
