@@ -45,8 +45,13 @@ def prepare_home(settings: Settings) -> Path:
     return dagster_home
 
 
-def child_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
-    env = dict(os.environ)
+# Secrets and settings of the proxy alone. The webserver and daemon pass their environment on to code servers
+# and every run worker, where pipeline code could read them, so they get none of these.
+PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", "AGGREGATOR_TRUSTED_PROXIES")
+
+
+def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -94,8 +99,11 @@ def internal_port() -> int:
 def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
     """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
-    return subprocess.Popen(cmd, env=child_env(settings, settings.home / "dagster"), cwd=settings.home,
-                            start_new_session=True)
+    env = child_env(settings, settings.home / "dagster", proxy=True)
+    # An explicit public origin: the CSRF check never falls back to the client's Host header.
+    browser_host = "localhost" if host in ("0.0.0.0", "::") else host
+    env.setdefault("AGGREGATOR_PROXY_PUBLIC_ORIGIN", f"http://{browser_host}:{port}")
+    return subprocess.Popen(cmd, env=env, cwd=settings.home, start_new_session=True)
 
 
 def run_dev(settings: Settings, host: str, port: int) -> int:
