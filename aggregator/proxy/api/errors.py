@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from aggregator.proxy.refusals import ERROR_NAMES, refusal_body
+from aggregator.proxy.refusals import BEARER_REALM, ERROR_NAMES, refusal_body
 
 # The proxy's own names, plus the statuses only the API answers.
 API_ERROR_NAMES = {**ERROR_NAMES, 405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
@@ -50,4 +50,7 @@ class ApiError(Exception):
         body["errors"] = [{"message": f"{name}: {self.detail}", "extensions": {"code": name.upper()}}]
         if self.problems is not None:
             body["problems"] = [p.model_dump() for p in self.problems]
-        return JSONResponse(body, status_code=self.status, headers={"cache-control": "no-store"})
+        headers = {"cache-control": "no-store"}
+        if self.status == 401:
+            headers["www-authenticate"] = BEARER_REALM
+        return JSONResponse(body, status_code=self.status, headers=headers)
