@@ -12,8 +12,8 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 
 
 def test_curl_examples_run(api_stack: ApiStack, tmp_path: Path) -> None:
-    [script] = re.findall(r"```sh\n(.*?)```", DOC.read_text(), flags=re.S)
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True,
+    [script] = re.findall(r"```sh\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False, cwd=tmp_path, capture_output=True,
                             text=True, timeout=600,
                             env={"PATH": "/usr/bin:/bin", "PROXY": api_stack.url, "TOKEN": api_stack.tokens["editor"]})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -115,7 +115,7 @@ def test_history_and_rollback(api_stack: ApiStack) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["version"] == 3
         assert (api_stack.specs_dir / "api_history.yaml").read_text() == demo("api_history")
-        assert [v["action"] for v in c.get("/api/pipelines/api_history/versions").json()][0] == "rollback"
+        assert next(v["action"] for v in c.get("/api/pipelines/api_history/versions").json()) == "rollback"
 
 
 def test_delete_removes_file_and_assets(api_stack: ApiStack) -> None:

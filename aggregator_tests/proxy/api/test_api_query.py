@@ -91,9 +91,9 @@ def test_sqlite_connection_is_read_only_even_past_the_guard(tmp_path: Path) -> N
     """Defence in depth: the runner itself cannot write, whatever SQL reaches it."""
     path = tmp_path / "w.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER)")
-    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|attempt to write"):
-        with Warehouse(f"sqlite:///{path}").readonly(5) as cur:
-            cur.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|attempt to write"), \
+            Warehouse(f"sqlite:///{path}").readonly(5) as cur:
+        cur.execute("INSERT INTO t VALUES (1)")
 
 
 @pytest.fixture
@@ -122,10 +122,8 @@ def test_postgres_read_only_transaction_and_timeout(pg_warehouse: Warehouse) -> 
     with pg_warehouse.readonly(5) as cur:
         cur.execute("SELECT current_setting('transaction_read_only')")
         assert cur.fetchmany(1) == [("on",)]
-    with pytest.raises(psycopg.errors.SyntaxError):
-        with pg_warehouse.readonly(5) as cur:
-            cur.execute("DELETE FROM sales_orders")
-    with pytest.raises(QueryTimeout):
-        with pg_warehouse.readonly(0.2) as cur:
-            cur.execute("SELECT COUNT(*) FROM sales_orders a, sales_orders b, sales_orders c")
-            cur.fetchmany(1)
+    with pytest.raises(psycopg.errors.SyntaxError), pg_warehouse.readonly(5) as cur:
+        cur.execute("DELETE FROM sales_orders")
+    with pytest.raises(QueryTimeout), pg_warehouse.readonly(0.2) as cur:
+        cur.execute("SELECT COUNT(*) FROM sales_orders a, sales_orders b, sales_orders c")
+        cur.fetchmany(1)
