@@ -145,6 +145,8 @@ class SpecStore:
             copy = Path(scratch) / "specs"
             _mirror(self.root, copy)
             target = copy / rel
+            if copy.resolve() not in target.resolve().parents:
+                raise ApiError(400, f"spec file {rel!r} is outside the specs directory")
             if content is None:
                 target.unlink(missing_ok=True)
             else:
@@ -163,19 +165,20 @@ class SpecStore:
         return Problem(file=rel, line=error.line, field=error.field, message=error.message, text=text)
 
     def write(self, name: str, rel: str, content: str | None, user: str, action: str,
-              if_match: str | None) -> Version:
-        """Validate, then store: history row first (the concurrency guard), then the file."""
+              if_match: str | None, declares: str = "pipeline") -> Version:
+        """Validate, then store: history row first (the concurrency guard), then the file. `name` is the
+        pipeline's name, or `connection:<name>` for a connection file (`declares="connection"`)."""
         path = (self.root / rel).resolve()
         if self.root.resolve() not in path.parents:
             raise ApiError(400, f"spec file {rel!r} is outside the specs directory")
         old = path.read_text(encoding="utf-8") if path.exists() else None
         if if_match is not None and if_match != "*" and if_match != etag_of(old):
-            raise ApiError(412, f"pipeline {name!r} changed since you read it (ETag {etag_of(old)}); "
+            raise ApiError(412, f"{declares} {name!r} changed since you read it (ETag {etag_of(old)}); "
                            "GET it again and reapply your change")
         problems = self.check(rel, content)
         if problems:
             raise ApiError(422, f"{len(problems)} problem(s) in the spec; nothing was stored", problems=problems)
-        if content is not None and name not in pipeline_names(content) and action != "delete":
+        if declares == "pipeline" and content is not None and name not in pipeline_names(content):
             raise ApiError(422, f"the spec must declare pipeline {name!r} under `pipelines:`")
         with self._lock, self.engine.begin() as conn:
             latest = conn.execute(sa.select(sa.func.max(versions.c.version))
@@ -184,12 +187,12 @@ class SpecStore:
             try:
                 conn.execute(versions.insert().values(**row.__dict__))
             except (IntegrityError, OperationalError):
-                raise ApiError(412, f"pipeline {name!r} was changed by someone else at the same time; "
+                raise ApiError(412, f"{declares} {name!r} was changed by someone else at the same time; "
                                "GET it again and reapply your change") from None
             # Re-read under the new row: a writer that committed between our read and our insert changed it.
             now = path.read_text(encoding="utf-8") if path.exists() else None
             if now != old:
-                raise ApiError(412, f"pipeline {name!r} changed while this write was validated; GET it again")
+                raise ApiError(412, f"{declares} {name!r} changed while this write was validated; GET it again")
             if content is None:
                 path.unlink(missing_ok=True)
             else:
@@ -209,21 +212,20 @@ def pipeline_names(content: str) -> list[str]:
 
 
 def _mirror(src: Path, dst: Path) -> None:
-    """Spec files copied (they change), everything else linked (data files a spec points at)."""
-    dst.mkdir(parents=True)
+    """Spec files copied (they change), other files linked (data a spec points at). Directories are always
+    made anew, never linked: a linked directory would let the candidate file be written through the link
+    into the real specs directory before it was validated."""
+    dst.mkdir(parents=True, exist_ok=True)
     if not src.is_dir():
         return
     for entry in src.iterdir():
         target = dst / entry.name
         if entry.is_dir() and not entry.is_symlink():
-            if any(entry.rglob("*.y*ml")):
-                _mirror(entry, target)
-            else:
-                target.symlink_to(entry.resolve(), target_is_directory=True)
+            _mirror(entry, target)
         elif entry.suffix in (".yaml", ".yml"):
             shutil.copyfile(entry, target)
         else:
-            target.symlink_to(entry.resolve())
+            target.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
 
 
 __all__ = ["Located", "SpecStore", "Version", "etag_of", "load_specs"]

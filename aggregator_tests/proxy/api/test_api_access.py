@@ -30,6 +30,12 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("GET", "/api/assets/sales/orders/export", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/connector-types", None, [], "viewer"),
     ("GET", "/api/connections", None, [], "viewer"),
+    ("POST", "/api/connections", {"name": "new_conn", "type": "files", "config": {"base_dir": "data"}},
+     ["viewer", "launcher", "sales_editor"], "editor"),
+    ("GET", "/api/connections/shop_db", None, [], "viewer"),
+    ("PUT", "/api/connections/shop_db", {"type": "sql", "config": {"url": "sqlite:///x.db"}},
+     ["viewer", "launcher", "sales_editor"], "editor"),
+    ("DELETE", "/api/connections/shop_db", None, ["viewer", "launcher", "sales_editor"], "editor"),
     ("POST", "/api/connections/shop_db/check", None, ["viewer", "launcher", "sales_editor"], "editor"),
     ("POST", "/api/connections/shop_db/discover", {}, ["viewer", "launcher", "sales_editor"], "editor"),
 ]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
+from aggregator.proxy.api.spec_store import SpecStore
 from aggregator.proxy.storage.audit import AuditQuery
+from aggregator.settings import Settings
 from aggregator_tests.proxy.api.conftest import ApiStack
 
 DEMO = """pipelines:
@@ -150,3 +154,19 @@ def test_validate_endpoint_stores_nothing(api_stack: ApiStack) -> None:
         r = c.post("/api/pipelines/validate", json={"name": "api_probe", "yaml": "pipelines: [{name: 1x}]"})
         assert r.json()["ok"] is False and r.json()["problems"][0]["file"] == "api_probe.yaml"
     assert not (api_stack.specs_dir / "api_probe.yaml").exists()
+
+
+def test_validation_never_writes_into_the_specs_directory(tmp_path: Path) -> None:
+    """Regression: the scratch copy linked subdirectories holding no spec, so validating a new
+    `connections/<name>.yaml` wrote the candidate through the link into the real directory (found when a
+    create then failed its own 'changed while validated' check)."""
+    specs = tmp_path / "specs"
+    (specs / "connections").mkdir(parents=True)
+    (specs / "data").mkdir()
+    (specs / "data" / "x.csv").write_text("a\n1\n")
+    store = SpecStore(sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}"),
+                      Settings(home=tmp_path, pipelines_dir=specs, warehouse_url=f"sqlite:///{tmp_path / 'w.db'}"))
+    for rel in ("connections/c.yaml", "data/sneaky.yaml", "new/dir/p.yaml"):
+        store.check(rel, "pipelines: []\n")
+        assert not (specs / rel).exists(), rel
+    assert sorted(p.name for p in specs.rglob("*")) == ["connections", "data", "x.csv"]
