@@ -16,7 +16,13 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from aggregator.proxy.api import connection_routes, connection_write_routes, data_routes, pipeline_routes
+from aggregator.proxy.api import (
+    connection_routes,
+    connection_write_routes,
+    data_routes,
+    pipeline_routes,
+    schema_routes,
+)
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import (
     ApiRequest,
@@ -50,7 +56,7 @@ class ApiApp:
                               Warehouse(platform.warehouse_url), limits or ApiLimits.from_env())
         self.routes: list[Route] = [*pipeline_routes.routes(self.state), *data_routes.routes(self.state),
                                     *connection_routes.routes(self.state),
-                                    *connection_write_routes.routes(self.state)]
+                                    *connection_write_routes.routes(self.state), *schema_routes.routes(self.state)]
         self._openapi: dict[str, Any] | None = None
 
     @property

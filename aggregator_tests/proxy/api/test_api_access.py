@@ -26,6 +26,8 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("DELETE", "/api/pipelines/shop", None, ["viewer", "launcher", "sales_editor"], "editor"),
     ("POST", "/api/pipelines/shop/versions/1/rollback", None, ["viewer", "launcher"], "editor"),
     ("GET", "/api/tables", None, [], "viewer"),
+    ("GET", "/api/pipelines/shop/sources/customers/schema", None, [], "shop_viewer"),
+    ("GET", "/api/pipelines/sales/sources/orders/schema", None, ["shop_viewer"], "viewer"),
     ("POST", "/api/query", {"sql": "SELECT * FROM sales_orders"}, ["shop_viewer"], "viewer"),
     ("GET", "/api/assets/sales/orders/export", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/connector-types", None, [], "viewer"),

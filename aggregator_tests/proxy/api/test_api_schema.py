@@ -1,0 +1,33 @@
+"""Schema comparison of a source: discovered now vs the destination table vs the last materialization."""
+
+from __future__ import annotations
+
+from aggregator.proxy.api.schema_routes import diff, portable_name
+from aggregator_tests.proxy.api.conftest import ApiStack
+
+
+def test_source_vs_destination(api_stack: ApiStack) -> None:
+    """The sample shop database has more customer columns than the hand-made warehouse table holds."""
+    with api_stack.client("shop_viewer") as c:
+        r = c.get("/api/pipelines/shop/sources/customers/schema")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source_error"] is None and body["source"]["id"] == "integer"
+    assert body["destination"] == {"id": "integer", "name": "text"}
+    assert body["last_materialization"] is None and body["destination_vs_last_materialization"] is None
+    change = body["source_vs_destination"]
+    assert "updated_at" in change["added"] and change["removed"] == [] and "id" not in change["added"]
+
+
+def test_unknown_source_is_404(api_stack: ApiStack) -> None:
+    with api_stack.client("viewer") as c:
+        assert c.get("/api/pipelines/shop/sources/nothing/schema").status_code == 404
+        assert c.get("/api/pipelines/shop/sources/revenue_by_country/schema").status_code == 404  # a transform
+
+
+def test_diff_classes() -> None:
+    d = diff({"a": "integer", "b": "text", "c": "float"}, {"a": "text", "c": "float", "d": "date"})
+    assert d is not None
+    assert (d.added, d.removed, d.type_changed) == (["d"], ["b"], {"a": ["integer", "text"]})
+    assert [portable_name(t) for t in ("BIGINT", "DOUBLE PRECISION", "TIMESTAMP", "DATE", "VARCHAR", "BOOLEAN")] == [
+        "integer", "float", "timestamp", "date", "text", "boolean"]
