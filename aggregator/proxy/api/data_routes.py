@@ -20,7 +20,7 @@ from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.rbac import Principal, Role
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """JSON has no NaN, dates or bytes: those become strings (NaN/inf as their names)."""
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -68,7 +68,7 @@ def routes(api: ApiState) -> list[Route]:
             writer.writerow(columns)
             writer.writerows(rows)
             return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
-        return QueryResult(columns=columns, rows=[[_json_value(v) for v in r] for r in rows], truncated=truncated,
+        return QueryResult(columns=columns, rows=[[json_value(v) for v in r] for r in rows], truncated=truncated,
                            sql=sql)
 
     async def export_asset(req: ApiRequest) -> Response:

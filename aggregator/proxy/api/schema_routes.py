@@ -1,5 +1,9 @@
-"""`GET /api/pipelines/{name}/sources/{source}/schema`: discovered source vs destination table vs the last
-materialization's column schema (added, removed, type-changed columns), the base of a schema-mapping UI."""
+"""A pipeline's sources, looked at without running the pipeline.
+
+`GET .../sources/{source}/schema`: discovered source vs destination table vs the last materialization's
+column schema (added, removed, type-changed columns), the base of a schema-mapping UI.
+`POST .../sources/{source}/preview`: read the stream's first rows (nothing is written, no state is kept).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from aggregator.pipelines.load import SpecErrors, load_specs
 from aggregator.pipelines.spec import SourceSpec
 from aggregator.proxy.api.access import require
 from aggregator.proxy.api.catalog import WAREHOUSE
+from aggregator.proxy.api.data_routes import json_value
 from aggregator.proxy.api.errors import ApiError
+from aggregator.proxy.api.models import Strict
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.rbac import Role
@@ -24,6 +30,20 @@ from connectors.sql.types import portable_type
 LAST_SCHEMA = """query AggregatorApiLastSchema($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
   __typename ... on AssetNode { assetMaterializations(limit: 1) { timestamp metadataEntries { label
     ... on TableSchemaMetadataEntry { schema { columns { name type } } } } } } } }"""
+
+
+class PreviewRequest(Strict):
+    """How many rows to read."""
+
+    limit: int = Field(20, ge=1, le=1000, description="Rows read at most; reading stops there.")
+
+
+class Preview(BaseModel):
+    """The first rows of a source stream and the types inferred for them."""
+
+    columns: dict[str, str] = Field(description="Column -> portable type, as a run would infer them.")
+    rows: list[list[Any]] = Field(description="Rows in column order (JSON-safe values).")
+    truncated: bool = Field(description="True when the stream had more rows than `limit`.")
 
 
 class SchemaDiff(BaseModel):
@@ -125,5 +145,41 @@ def routes(api: ApiState) -> list[Route]:
                                 source_vs_destination=diff(dest, discovered),
                                 destination_vs_last_materialization=diff(last, dest))
 
+    def _read(conn: Any, spec: SourceSpec, name: str, limit: int) -> Preview:
+        resource: Any = build_resource(conn, resolve_as=name)
+        columns: dict[str, str] = {}
+        rows: list[list[Any]] = []
+        batches = resource.read(spec.stream, None, None, spec.type_hints())
+        try:
+            for batch in batches:
+                for column in batch.columns:
+                    if column not in columns and column not in batch.untyped:
+                        columns[column] = batch.types[column].value
+                for row in batch.rows:
+                    if len(rows) == limit:
+                        return Preview(columns=columns, rows=rows, truncated=True)
+                    rows.append([json_value(v) for v in row])
+        finally:
+            batches.close()  # stop reading: pages or files past the limit are never fetched
+        return Preview(columns=columns, rows=rows, truncated=False)
+
+    async def preview_source(req: ApiRequest) -> Preview:
+        """Read a source stream's first rows without writing anything (no table, no state, no run)."""
+        pipeline, source = req.params["name"], req.params["source"]
+        body = req.body
+        assert isinstance(body, PreviewRequest)
+        require(req.principal, Role.viewer, "preview_source", [pipeline])
+        conn, spec, _, _ = await api.services.run_io(_source, pipeline, source)
+        try:
+            preview: Preview = await api.services.run_io(_read, conn, spec, spec.connection, body.limit)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret
+            raise ApiError(409, f"reading {pipeline}/{source} failed: {str(exc).splitlines()[0][:500]}") from None
+        return preview
+
     return [Route("GET", "/api/pipelines/{name}/sources/{source}/schema", compare_source_schema,
-                  "Compare a source's schemas", response=SchemaComparison, statuses=(502, 503))]
+                  "Compare a source's schemas", response=SchemaComparison, statuses=(502, 503)),
+            Route("POST", "/api/pipelines/{name}/sources/{source}/preview", preview_source,
+                  "Preview a source's first rows", body=PreviewRequest, response=Preview, statuses=(409, 415),
+                  reads=True)]

@@ -31,3 +31,17 @@ def test_diff_classes() -> None:
     assert (d.added, d.removed, d.type_changed) == (["d"], ["b"], {"a": ["integer", "text"]})
     assert [portable_name(t) for t in ("BIGINT", "DOUBLE PRECISION", "TIMESTAMP", "DATE", "VARCHAR", "BOOLEAN")] == [
         "integer", "float", "timestamp", "date", "text", "boolean"]
+
+
+def test_preview_reads_first_rows_and_writes_nothing(api_stack: ApiStack) -> None:
+    """Preview of the sales CSV: 5 rows and their inferred types; no warehouse table or state appears."""
+    import sqlite3
+
+    before = sqlite3.connect(api_stack.warehouse).execute("SELECT name FROM sqlite_master").fetchall()
+    with api_stack.client("viewer") as c:
+        r = c.post("/api/pipelines/sales/sources/orders/preview", json={"limit": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["rows"]) == 5 and body["truncated"] is True
+    assert body["columns"]["order_id"] == "integer" and "region" in body["columns"]
+    assert sqlite3.connect(api_stack.warehouse).execute("SELECT name FROM sqlite_master").fetchall() == before
