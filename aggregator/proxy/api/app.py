@@ -22,6 +22,7 @@ from aggregator.proxy.api import (
     data_routes,
     pipeline_routes,
     schema_routes,
+    template_routes,
     upload_routes,
 )
 from aggregator.proxy.api.errors import ApiError
@@ -58,7 +59,8 @@ class ApiApp:
         self.routes: list[Route] = [*pipeline_routes.routes(self.state), *data_routes.routes(self.state),
                                     *connection_routes.routes(self.state),
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
-                                    *upload_routes.routes(self.state)]
+                                    *upload_routes.routes(self.state),
+                                    *template_routes.routes(self.state)]
         self._openapi: dict[str, Any] | None = None
 
     @property

@@ -9,6 +9,13 @@ import pytest
 
 from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.api.conftest import ApiStack
+from aggregator_tests.proxy.api.test_api_templates import TEMPLATE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _template(api_stack: ApiStack) -> None:
+    """The template the instantiate rows name, so a scoped editor's refusal is about scope, not a 404."""
+    (api_stack.specs_dir / "api_templates.yaml").write_text(TEMPLATE)
 
 SPEC = "pipelines:\n  - name: {name}\n    sources: []\n"
 
@@ -32,6 +39,9 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("POST", "/api/query", {"sql": "SELECT * FROM sales_orders"}, ["shop_viewer"], "viewer"),
     ("GET", "/api/assets/sales/orders/export", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/connector-types", None, [], "viewer"),
+    ("GET", "/api/templates", None, [], "viewer"),
+    ("POST", "/api/templates/api_region/instantiate", {"params": {"region": "eu"}},
+     ["viewer", "launcher", "sales_editor"], "editor"),
     ("GET", "/api/uploads/shop/x.csv", None, ["viewer", "sales_editor"], "launcher"),
     ("PUT", "/api/uploads/shop/x.csv", None, ["viewer", "sales_editor"], "launcher"),
     ("GET", "/api/connections", None, [], "viewer"),
