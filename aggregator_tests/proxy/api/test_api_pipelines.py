@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from aggregator.proxy.api.spec_store import SpecStore
+from aggregator.proxy.api.errors import ApiError
+from aggregator.proxy.api.spec_store import SpecStore, etag_of
 from aggregator.proxy.storage.audit import AuditQuery
-from aggregator.settings import Settings
+from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
+from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.proxy.api.conftest import ApiStack
 
 DEMO = """pipelines:
@@ -170,3 +173,38 @@ def test_validation_never_writes_into_the_specs_directory(tmp_path: Path) -> Non
         store.check(rel, "pipelines: []\n")
         assert not (specs / rel).exists(), rel
     assert sorted(p.name for p in specs.rglob("*")) == ["connections", "data", "x.csv"]
+
+
+def test_two_replicas_on_postgres_one_write_wins(pg_db: PgDatabase, tmp_path: Path) -> None:
+    """Two proxy replicas (two SpecStores, no shared lock) on one PostgreSQL and one specs volume, writing
+    with the same ETag at once: the unique (pipeline, version) row lets exactly one through."""
+    specs = tmp_path / "specs"
+    shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
+    settings = Settings(home=tmp_path, pipelines_dir=specs, warehouse_url=f"sqlite:///{tmp_path / 'w.db'}")
+    replicas = [SpecStore(sa.create_engine(pg_db.sqlalchemy_url), settings) for _ in range(2)]
+    base = replicas[0].write("api_pg", "api_pg.yaml", demo("api_pg"), "editor", "create", None)
+    etag = etag_of(base.content)
+    for attempt in range(5):  # several rounds: the interleaving differs from round to round
+        outcomes: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def write(store: SpecStore, text: str, outcomes: list[int] = outcomes,
+                  barrier: threading.Barrier = barrier, etag: str = etag) -> None:
+            barrier.wait()
+            try:
+                store.write("api_pg", "api_pg.yaml", demo("api_pg", text), "editor", "update", etag)
+                outcomes.append(200)
+            except ApiError as exc:
+                outcomes.append(exc.status)
+
+        threads = [threading.Thread(target=write, args=(r, f"Replica {i} round {attempt}."))
+                   for i, r in enumerate(replicas)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert sorted(outcomes) == [200, 412], outcomes
+        etag = etag_of((specs / "api_pg.yaml").read_text())
+    history = replicas[1].history("api_pg")
+    assert [v.version for v in history] == list(range(6, 0, -1))
+    assert (specs / "api_pg.yaml").read_text() == history[0].content
