@@ -21,6 +21,7 @@ from aggregator.proxy.api import (
     connection_write_routes,
     data_routes,
     pipeline_routes,
+    preview_transform,
     schema_routes,
     template_routes,
     upload_routes,
@@ -60,7 +61,8 @@ class ApiApp:
                                     *connection_routes.routes(self.state),
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
                                     *upload_routes.routes(self.state),
-                                    *template_routes.routes(self.state)]
+                                    *template_routes.routes(self.state),
+                                    *preview_transform.routes(self.state)]
         self._openapi: dict[str, Any] | None = None
 
     @property

@@ -85,6 +85,27 @@ def portable_name(sql_type: str) -> str:
     return "text"
 
 
+def read_preview(conn: Any, spec: SourceSpec, name: str, limit: int) -> Preview:
+    """The first `limit` rows of a source stream; reading stops there and nothing is written."""
+    resource: Any = build_resource(conn, resolve_as=name)
+    columns: dict[str, str] = {}
+    rows: list[list[Any]] = []
+    batches = resource.read(spec.stream, None, None, spec.type_hints())
+    try:
+        for batch in batches:
+            for column in batch.columns:
+                if column not in columns and column not in batch.untyped:
+                    columns[column] = batch.types[column].value
+            for row in batch.rows:
+                if len(rows) == limit:
+                    return Preview(columns=columns, rows=rows, truncated=True)
+                rows.append([json_value(v) for v in row])
+    finally:
+        batches.close()  # stop reading: pages or files past the limit are never fetched
+    return Preview(columns=columns, rows=rows, truncated=False)
+
+
+
 def routes(api: ApiState) -> list[Route]:
     def _source(pipeline: str, source: str) -> tuple[Any, Any, str, str]:
         try:
@@ -145,24 +166,6 @@ def routes(api: ApiState) -> list[Route]:
                                 source_vs_destination=diff(dest, discovered),
                                 destination_vs_last_materialization=diff(last, dest))
 
-    def _read(conn: Any, spec: SourceSpec, name: str, limit: int) -> Preview:
-        resource: Any = build_resource(conn, resolve_as=name)
-        columns: dict[str, str] = {}
-        rows: list[list[Any]] = []
-        batches = resource.read(spec.stream, None, None, spec.type_hints())
-        try:
-            for batch in batches:
-                for column in batch.columns:
-                    if column not in columns and column not in batch.untyped:
-                        columns[column] = batch.types[column].value
-                for row in batch.rows:
-                    if len(rows) == limit:
-                        return Preview(columns=columns, rows=rows, truncated=True)
-                    rows.append([json_value(v) for v in row])
-        finally:
-            batches.close()  # stop reading: pages or files past the limit are never fetched
-        return Preview(columns=columns, rows=rows, truncated=False)
-
     async def preview_source(req: ApiRequest) -> Preview:
         """Read a source stream's first rows without writing anything (no table, no state, no run)."""
         pipeline, source = req.params["name"], req.params["source"]
@@ -171,7 +174,7 @@ def routes(api: ApiState) -> list[Route]:
         require(req.principal, Role.viewer, "preview_source", [pipeline])
         conn, spec, _, _ = await api.services.run_io(_source, pipeline, source)
         try:
-            preview: Preview = await api.services.run_io(_read, conn, spec, spec.connection, body.limit)
+            preview: Preview = await api.services.run_io(read_preview, conn, spec, spec.connection, body.limit)
         except ApiError:
             raise
         except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret

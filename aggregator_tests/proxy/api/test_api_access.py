@@ -36,6 +36,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("GET", "/api/pipelines/shop/sources/customers/schema", None, [], "shop_viewer"),
     ("GET", "/api/pipelines/sales/sources/orders/schema", None, ["shop_viewer"], "viewer"),
     ("POST", "/api/pipelines/sales/sources/orders/preview", {"limit": 3}, ["shop_viewer"], "viewer"),
+    ("POST", "/api/pipelines/sales/transforms/daily_sales/preview", {"limit": 3}, ["shop_viewer"], "viewer"),
     ("POST", "/api/query", {"sql": "SELECT * FROM sales_orders"}, ["shop_viewer"], "viewer"),
     ("GET", "/api/assets/sales/orders/export", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/connector-types", None, [], "viewer"),

@@ -45,3 +45,17 @@ def test_preview_reads_first_rows_and_writes_nothing(api_stack: ApiStack) -> Non
     assert len(body["rows"]) == 5 and body["truncated"] is True
     assert body["columns"]["order_id"] == "integer" and "region" in body["columns"]
     assert sqlite3.connect(api_stack.warehouse).execute("SELECT name FROM sqlite_master").fetchall() == before
+
+
+def test_transform_preview_over_sample_rows(api_stack: ApiStack) -> None:
+    """`daily_sales` (SQL over `orders`) runs over the first 50 previewed order lines, in a scratch database."""
+    import sqlite3
+
+    before = sqlite3.connect(api_stack.warehouse).execute("SELECT name FROM sqlite_master").fetchall()
+    with api_stack.client("viewer") as c:
+        r = c.post("/api/pipelines/sales/transforms/daily_sales/preview", json={"source_rows": 50, "limit": 100})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert list(body["columns"]) == ["day", "region", "orders", "units", "revenue"]
+    assert sum(row[2] for row in body["rows"]) == 50  # every previewed order line counted once
+    assert sqlite3.connect(api_stack.warehouse).execute("SELECT name FROM sqlite_master").fetchall() == before
