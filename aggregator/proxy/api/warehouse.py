@@ -40,10 +40,10 @@ class Warehouse:
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.backend = self.url.get_backend_name()
-        if self.backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"warehouse {self.backend!r} is not supported by the API; allowed: sqlite, postgresql")
+        # Another backend must not stop the proxy from starting: only the data endpoints refuse (409).
+        self.supported = self.backend in ("sqlite", "postgresql")
         self.dialect = "postgres" if self.backend == "postgresql" else "sqlite"
-        self._engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool) if self.backend != "sqlite" else None
+        self._engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool) if self.backend == "postgresql" else None
 
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -52,6 +52,8 @@ class Warehouse:
     def readonly(self, timeout_s: float | None) -> Iterator[Cursor]:
         """A cursor in a read-only transaction, cancelled after `timeout_s` (None: exports, which run as long
         as the client reads)."""
+        if not self.supported:
+            raise ApiError(409, f"the API reads SQLite or PostgreSQL warehouses, not {self.backend}")
         if self.backend == "sqlite":
             with self._sqlite(timeout_s) as cur:
                 yield cur
