@@ -17,6 +17,7 @@ from aggregator.proxy.api.models import (
 )
 from aggregator.proxy.api.reload import reload_locations
 from aggregator.proxy.api.router import ApiRequest, Route
+from aggregator.proxy.api.secrets_check import file_secrets
 from aggregator.proxy.api.spec_store import Version, etag_of, pipeline_names
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.rbac import Role
@@ -41,6 +42,12 @@ def routes(api: ApiState) -> list[Route]:
                            etag=etag_of(version.content) if version.content is not None else "",
                            reloaded=not problems and api.limits.reload_after_write, reload_problems=problems)
 
+    def _no_inline_secrets(content: str) -> None:
+        found = file_secrets(content)
+        if found:
+            raise ApiError(422, "secrets must be environment references ({env: NAME}), never values: "
+                           + ", ".join(found))
+
     def _if_match(req: ApiRequest) -> str:
         value = req.header("if-match")
         if not value:
@@ -60,6 +67,10 @@ def routes(api: ApiState) -> list[Route]:
         loc = await api.services.run_io(store.find, name)
         if loc is None:
             raise ApiError(404, f"no pipeline {name!r} in the specs directory")
+        if file_secrets(loc.content):
+            # Written by hand with a secret in it: never served (the API accepts no such file either).
+            raise ApiError(409, f"{loc.rel} holds inline secrets ({', '.join(file_secrets(loc.content))}); move "
+                           "them to {env: NAME} before it can be read through the API")
         doc = PipelineDocument(name=name, file=loc.rel, etag=etag_of(loc.content), version=await _latest(name),
                                in_scope=in_scope(req.principal, name), yaml=loc.content,
                                pipelines_in_file=list(loc.pipelines_in_file))
@@ -70,6 +81,7 @@ def routes(api: ApiState) -> list[Route]:
         body = req.body
         assert isinstance(body, PipelineCreate)
         require(req.principal, Role.editor, "create_pipeline", [body.name, *pipeline_names(body.yaml)])
+        _no_inline_secrets(body.yaml)
         if await api.services.run_io(store.find, body.name) is not None:
             raise ApiError(409, f"pipeline {body.name!r} already exists; update it with PUT /api/pipelines/{body.name}")
         # Expecting "no file yet" (the ETag of nothing) makes two racing creates one 200 and one 412.
@@ -87,6 +99,7 @@ def routes(api: ApiState) -> list[Route]:
             raise ApiError(404, f"no pipeline {name!r}; create it with POST /api/pipelines")
         require(req.principal, Role.editor, "update_pipeline",
                 [name, *loc.pipelines_in_file, *pipeline_names(body.yaml)])
+        _no_inline_secrets(body.yaml)
         version = await api.services.run_io(store.write, name, loc.rel, body.yaml, req.principal.user, "update",
                                             _if_match(req))
         result = await _written(req, version, name)

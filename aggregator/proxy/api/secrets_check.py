@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
+
 from connectors.redact import SECRET_PARAMS, sanitize_url
 
 SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
@@ -56,3 +58,19 @@ def masked(value: Any) -> Any:
     if isinstance(value, str) and inline_secrets(value):
         return sanitize_url(value)
     return value
+
+
+def file_secrets(content: str) -> list[str]:
+    """Inline secrets in the connections of a spec file's text, as `connections.<name>.config...` paths."""
+    try:
+        data = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return []
+    connections = data.get("connections") if isinstance(data, dict) else None
+    if not isinstance(connections, dict):
+        return []
+    found: list[str] = []
+    for name, conn in connections.items():
+        if isinstance(conn, dict):
+            found.extend(f"connections.{name}.{path}" for path in inline_secrets(conn.get("config") or {}))
+    return found

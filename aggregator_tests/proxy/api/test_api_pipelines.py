@@ -208,3 +208,19 @@ def test_two_replicas_on_postgres_one_write_wins(pg_db: PgDatabase, tmp_path: Pa
     history = replicas[1].history("api_pg")
     assert [v.version for v in history] == list(range(6, 0, -1))
     assert (specs / "api_pg.yaml").read_text() == history[0].content
+
+
+def test_inline_secrets_are_neither_accepted_nor_served(api_stack: ApiStack) -> None:
+    """A spec with a password inline is refused on write (422 naming the field, never the value), and a
+    hand-written one is not served by GET."""
+    spec = demo("api_secret") + ("connections:\n  api_secret_db:\n    type: sql\n"
+                                 "    config: {url: 'postgresql://u:hunter2@db/x'}\n")
+    with api_stack.client("editor") as c:
+        r = c.post("/api/pipelines", json={"name": "api_secret", "yaml": spec})
+        assert r.status_code == 422 and "connections.api_secret_db.config.url" in r.text and "hunter2" not in r.text
+        (api_stack.specs_dir / "api_secret.yaml").write_text(spec)
+        try:
+            got = c.get("/api/pipelines/api_secret")
+        finally:
+            (api_stack.specs_dir / "api_secret.yaml").unlink()
+    assert got.status_code == 409 and "hunter2" not in got.text
