@@ -2,7 +2,8 @@
 
 Authentication is the proxy's own (session cookie or bearer token, `identify`); refusals, the audit row and
 the decision log line go through the same `Services.record_decision`. Every write (allowed or refused) is
-in the audit log with event `api`; queries are audited too (event `api_query`), other reads only logged.
+in the audit log with event `api`; queries and exports too (`api_query`, `api_export`), other reads are
+only logged.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ class ApiApp:
         state: MutableMapping[str, Any] = ctx.scope.get("state") or {}
         targets = state.get("api_targets")
         ok = response.status_code < 400
-        audited = route is not None and (route.write or route.operation_id == "run_query")
-        event = "api_query" if route is not None and route.operation_id == "run_query" else "api"
+        data_out = {"run_query": "api_query", "export_asset": "api_export"}  # data leaving: audited like writes
+        audited = route is not None and (route.write or route.operation_id in data_out)
+        event = data_out.get(route.operation_id, "api") if route is not None else "api"
         reason = None if ok else _detail(response)
         await self.services.record_decision(
             ctx, event=event, decision="allow" if ok else "deny", operation=operation, reason=reason,

@@ -9,6 +9,7 @@ the total is capped, and the first bytes must match what the extension claims.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -84,6 +85,14 @@ def routes(api: ApiState, max_upload_bytes: int = 1 << 30) -> list[Route]:
                             complete=False)
 
     def _append(final: Path, part: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per upload at a time (threads here, other replicas on a shared staging volume): two
+        # clients sending the same chunk would otherwise both see the same offset and both append it.
+        with open(part.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            return _append_locked(final, part, first, last, total, chunk)
+
+    def _append_locked(final: Path, part: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
         if final.exists() and not part.exists():
             raise ApiError(409, f"{final.name} is already in the sensor's directory; choose another name")
         part.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import pytest
 
 from aggregator.proxy.api.export import export_csv, export_parquet
 from aggregator.proxy.api.warehouse import Warehouse
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.proxy.api.conftest import ApiStack
 
@@ -81,3 +82,11 @@ def test_postgres_export_streams_with_a_server_side_cursor(pg_db: PgDatabase, tm
     out = tmp_path / "t.parquet"
     out.write_bytes(b"".join(export_parquet(Warehouse(pg_db.sqlalchemy_url), "t", 100, 10_000)))
     assert pq.read_table(out).num_rows == 100
+
+
+def test_export_and_query_are_audited(api_stack: ApiStack) -> None:
+    with api_stack.client("viewer") as c:
+        assert c.get("/api/assets/sales/orders/export", params={"limit": 1}).status_code == 200
+        assert c.post("/api/query", json={"sql": "SELECT 1 AS one FROM sales_orders LIMIT 1"}).status_code == 200
+    events = {r.event for r in api_stack.proxy.audit.query(AuditQuery(username="viewer", limit=500))}
+    assert {"api_export", "api_query"} <= events

@@ -85,3 +85,27 @@ def test_pipeline_without_sensor_takes_no_uploads(api_stack: ApiStack) -> None:
     with api_stack.client("launcher") as c:
         r = c.put("/api/uploads/sales/x.csv", content=b"a\n", headers={"Content-Range": "bytes 0-1/2"})
     assert r.status_code == 409 and "sensor" in r.json()["detail"]
+
+
+def test_same_chunk_sent_twice_at_once_is_appended_once(api_stack: ApiStack, inbox: Path) -> None:
+    """Two clients retrying the same chunk concurrently: one appends it, the other is told the new offset."""
+    import threading
+
+    payload = b"id\n" + b"1\n" * 5000
+    first = payload[:4000]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def send() -> None:
+        barrier.wait()
+        statuses.append(put(api_stack, "twice.csv", first, 0, len(payload))[0])
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(statuses) == [200, 409], statuses
+    assert put(api_stack, "twice.csv", payload[4000:], 4000, len(payload))[0] == 200
+    assert (inbox / "twice.csv").read_bytes() == payload
+
