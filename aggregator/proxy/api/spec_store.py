@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from aggregator.pipelines.load import SpecError, load_specs
 from aggregator.pipelines.validate import validate
 from aggregator.proxy.api.errors import ApiError, Problem
-from aggregator.settings import Settings
+from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
 
 metadata = sa.MetaData()
 
@@ -168,6 +168,10 @@ class SpecStore:
               if_match: str | None, declares: str = "pipeline") -> Version:
         """Validate, then store: history row first (the concurrency guard), then the file. `name` is the
         pipeline's name, or `connection:<name>` for a connection file (`declares="connection"`)."""
+        if self.root.resolve() == EXAMPLE_PIPELINES_DIR.resolve():
+            # The samples ship inside the package: writing there would edit the installation (or the repo).
+            raise ApiError(409, "the specs directory is the bundled samples; set AGGREGATOR_PIPELINES to a "
+                           "directory of your own (copy the samples there) to change specs through the API")
         path = (self.root / rel).resolve()
         if self.root.resolve() not in path.parents:
             raise ApiError(400, f"spec file {rel!r} is outside the specs directory")

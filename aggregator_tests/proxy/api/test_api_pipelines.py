@@ -224,3 +224,17 @@ def test_inline_secrets_are_neither_accepted_nor_served(api_stack: ApiStack) -> 
         finally:
             (api_stack.specs_dir / "api_secret.yaml").unlink()
     assert got.status_code == 409 and "hunter2" not in got.text
+
+
+def test_bundled_samples_are_never_written(tmp_path: Path) -> None:
+    """Without AGGREGATOR_PIPELINES the specs directory is the package's samples; the API must not edit them."""
+    store = SpecStore(sa.create_engine(f"sqlite:///{tmp_path / 'p.db'}"), Settings(
+        home=tmp_path, pipelines_dir=EXAMPLE_PIPELINES_DIR, warehouse_url=f"sqlite:///{tmp_path / 'w.db'}"))
+    before = sorted(p.name for p in EXAMPLE_PIPELINES_DIR.iterdir())
+    try:
+        store.write("api_x", "api_x.yaml", demo("api_x"), "editor", "create", None)
+    except ApiError as exc:
+        assert exc.status == 409 and "AGGREGATOR_PIPELINES" in exc.detail
+    else:
+        raise AssertionError("a write into the bundled samples was accepted")
+    assert sorted(p.name for p in EXAMPLE_PIPELINES_DIR.iterdir()) == before
