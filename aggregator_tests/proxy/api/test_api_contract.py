@@ -1,7 +1,7 @@
 """Contract test: schemathesis generates requests from /api/openapi.json of the running proxy; none may 500.
 
 Bounded (a few examples per operation, no shrinking database) so it stays well under a minute; it runs as
-an admin (requests reach the handlers) and anonymously (the auth layer)."""
+an admin (requests reach the handlers), as a scoped editor (the scope checks) and anonymously (the auth layer)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aggregator_tests.proxy.api.conftest import ApiStack
 EXAMPLES_PER_OPERATION = 8
 
 
-@pytest.mark.parametrize("who", ["admin", None])
+@pytest.mark.parametrize("who", ["admin", "sales_editor", None])
 def test_no_server_errors(api_stack: ApiStack, who: str | None) -> None:
     schema = schemathesis.openapi.from_url(f"{api_stack.url}/api/openapi.json", timeout=60)
     headers = {"Authorization": f"Bearer {api_stack.tokens[who]}"} if who else {}
