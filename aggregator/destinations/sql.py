@@ -186,7 +186,7 @@ class SqlDestination(dg.ConfigurableResource):
 
     def _writer(self, load: TableLoad) -> Writer:
         if self.dialect == "postgresql":
-            return PostgresWriter(self.quote)
+            return PostgresWriter(self.quote, lambda c: load.columns[c])
         if self.dialect == "sqlite":
             return SqliteWriter(self.quote, lambda c: load.columns[c])
         return GenericWriter(lambda name, cols: load.sa_table(name, cols))

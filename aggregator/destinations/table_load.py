@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SchemaPolicy, column_name, plan
+from connectors.arrow_rows import ArrowRows
 from connectors.batches import Batch, ColumnType
 
 
@@ -95,4 +96,6 @@ class TableLoad:
             return names, batch.rows
         keep = [i for i, n in enumerate(names) if n not in change.drop]
         self.changes.append(f"discarded column(s) {', '.join(change.drop)}")
+        if isinstance(batch.rows, ArrowRows):  # stay columnar: COPY takes the table as it is
+            return tuple(names[i] for i in keep), batch.rows.select(keep)
         return tuple(names[i] for i in keep), [tuple(row[i] for i in keep) for row in batch.rows]

@@ -1,5 +1,9 @@
 """Bulk row writers per dialect: PostgreSQL COPY, SQLite batched executemany, never per-row INSERTs.
 
+Rows that arrive as an Arrow table (`ArrowRows`, from the columnar file readers) reach PostgreSQL as CSV
+that Arrow writes in C++ (`COPY ... (FORMAT csv)`), with no Python object per value; other rows are sent
+with psycopg's `write_row`.
+
 Every writer works inside the caller's transaction (a SQLAlchemy Connection), so rows and incremental state
 commit together."""
 
@@ -10,8 +14,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from connectors.arrow_rows import ArrowRows
 from connectors.batches import ColumnType
 
 Quote = Callable[[str], str]
@@ -30,15 +37,40 @@ def _update_set(columns: Sequence[str], primary_key: Sequence[str], quote: Quote
     return ", ".join(f"{quote(c)} = {excluded}.{quote(c)}" for c in columns if c not in primary_key)
 
 
+_CSV = pacsv.WriteOptions(include_header=False)  # strings quoted, NULL as an unquoted empty field
+
+
 class PostgresWriter:
     """COPY through the psycopg 3 connection under SQLAlchemy's, in SQLAlchemy's transaction."""
 
-    def __init__(self, quote: Quote) -> None:
+    def __init__(self, quote: Quote, types: Callable[[str], ColumnType] | None = None) -> None:
         self.quote = quote
+        self.types = types
+
+    def _as_csv(self, columns: Sequence[str], rows: Rows) -> pa.Buffer | None:
+        """The rows as COPY CSV if they are an Arrow table whose text rendering is what `write_row` would
+        send; None otherwise. Only a typed value going into a TEXT column renders differently (Arrow writes
+        `true` and `2024-01-01 00:00:00.000000` where psycopg writes `t` and `2024-01-01 00:00:00`)."""
+        if not isinstance(rows, ArrowRows):
+            return None
+        if self.types is not None:
+            for column, field in zip(columns, rows.table.schema, strict=True):
+                if self.types(column) is ColumnType.TEXT and not pa.types.is_string(field.type):
+                    return None
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(rows.table, sink, _CSV)
+        return sink.getvalue()
 
     def _copy(self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows) -> None:
         raw = conn.connection.driver_connection
         cols = ", ".join(self.quote(c) for c in columns)
+        text = self._as_csv(columns, rows)
+        if text is not None:
+            with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+                f"COPY {self.quote(table)} ({cols}) FROM STDIN (FORMAT csv)"
+            ) as copy:
+                copy.write(memoryview(text))
+            return
         with raw.cursor() as cur, cur.copy(f"COPY {self.quote(table)} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
             write_row = copy.write_row
             for row in rows:

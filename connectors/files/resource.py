@@ -12,11 +12,12 @@ from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.files.arrow_csv import read_csv_columnar
+from connectors.files.arrow_json import read_jsonl_columnar
 from connectors.files.bad_rows import BadRows
 from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
-from connectors.files.csv_reader import read_csv
-from connectors.files.json_reader import read_json, read_jsonl
+from connectors.files.json_reader import read_json
 from connectors.strict import reject_unknown
 
 
@@ -109,10 +110,10 @@ class FilesResource(dg.ConfigurableResource):
         bad_rows = BadRows(path, stream.on_bad_row, stream.max_bad_rows)
         if file_format == "csv":
             delimiter = "\t" if path.suffix.lower() == ".tsv" and stream.delimiter == "," else stream.delimiter
-            return read_csv(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
-                            batch_size=stream.batch_size, bad_rows=bad_rows)
+            return read_csv_columnar(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
+                                     batch_size=stream.batch_size, bad_rows=bad_rows)
         if file_format == "jsonl":
-            return read_jsonl(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
+            return read_jsonl_columnar(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
         if file_format == "json":
             return read_json(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows,
                              records_path=stream.records_path)
