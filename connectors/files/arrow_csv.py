@@ -22,7 +22,7 @@ from connectors.arrow_rows import ARROW_TYPES, ArrowRows, table_from_rows
 from connectors.batches import Batch, ColumnType
 from connectors.errors import SourceReadError
 from connectors.files.bad_rows import BadRows
-from connectors.files.csv_reader import CsvHead, read_csv, read_head
+from connectors.files.csv_reader import CsvHead, read_csv, read_head, undecodable_line
 from connectors.files.rebatch import Rebatcher
 
 BLOCK_BYTES = 1 << 20  # Arrow parses this much at a time: bounds memory whatever the file size
@@ -39,6 +39,7 @@ def read_csv_columnar(
     bad_rows: BadRows,
     quotechar: str = '"',
     sample_rows: int = 1000,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[Batch]:
     """Yield `Batch`es of `batch_size` rows (the last may be shorter) whose rows are `ArrowRows`."""
     head = read_head(path, delimiter=delimiter, quotechar=quotechar, encoding=encoding, sample_rows=sample_rows)
@@ -54,7 +55,7 @@ def read_csv_columnar(
         path,
         read_options=pacsv.ReadOptions(
             use_threads=False,  # serial blocks: bad rows surface in file order, and the other core runs COPY
-            block_size=BLOCK_BYTES, column_names=list(head.columns), skip_rows=1, encoding=arrow_encoding(encoding),
+            block_size=block_bytes, column_names=list(head.columns), skip_rows=1, encoding=arrow_encoding(encoding),
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=delimiter, quote_char=quotechar, double_quote=True, newlines_in_values=True,
@@ -157,6 +158,10 @@ def arrow_encoding(encoding: str) -> str:
 def _explained(exc: Exception, path: Path, *, delimiter: str, quotechar: str, encoding: str) -> SourceReadError:
     """Arrow stops at undecodable or unparseable input without a line number; the row reader, run over the
     same file, stops at the same place and says which line (only on this error path)."""
+    undecodable = undecodable_line(path, encoding)
+    if undecodable is not None:
+        line, reason = undecodable
+        return SourceReadError(f"{path}:{line}: {reason} (encoding {encoding!r})")
     quiet = BadRows(path, "skip", None, log_skipped=False)
     try:
         for _ in read_csv(path, delimiter=delimiter, quotechar=quotechar, encoding=encoding, batch_size=10_000,

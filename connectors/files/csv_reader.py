@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 from collections.abc import Callable, Iterator
@@ -98,10 +99,8 @@ def read_csv(
             return Batch(columns=columns, types=types, rows=rows, origin=str(path),
                          extra={"bad_rows": bad_rows.take()})
 
-        line = 1  # header
         pending: list[tuple[Any, ...]] = []
-        for raw in _rows(iter(sample), reader, path, encoding):
-            line += 1
+        for raw, line in _rows(iter(sample), reader, path, encoding):
             if not raw:
                 continue  # a blank line is not a row
             if len(raw) != len(columns):
@@ -141,7 +140,7 @@ def read_head(path: Path, *, delimiter: str, quotechar: str, encoding: str, samp
 
 def _head(
     reader: Any, path: Path, encoding: str, sample_rows: int
-) -> tuple[tuple[str, ...], dict[str, ColumnType], list[Parser], list[list[str]]] | None:
+) -> tuple[tuple[str, ...], dict[str, ColumnType], list[Parser], list[tuple[list[str], int]]] | None:
     try:
         header = next(reader, None)
         if header is None:
@@ -149,22 +148,49 @@ def _head(
         columns = tuple(h.strip() for h in header)
         if len(set(columns)) != len(columns) or "" in columns:
             raise SourceReadError(f"{path}:1: header has empty or duplicate column names: {list(columns)}")
-        sample = list(islice(reader, sample_rows))
-    except (csv.Error, UnicodeDecodeError) as exc:
+        sample = [(row, reader.line_num) for row in islice(reader, sample_rows)]
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc) from exc
+    except csv.Error as exc:
         raise SourceReadError(f"{path}:{reader.line_num}: {exc} (encoding {encoding!r})") from exc
     parsers: list[Parser] = []
     types: dict[str, ColumnType] = {}
     for index, name in enumerate(columns):
-        column_type, parser = infer_type([row[index] for row in sample if len(row) == len(columns)])
+        column_type, parser = infer_type([row[index] for row, _ in sample if len(row) == len(columns)])
         types[name] = column_type
         parsers.append(parser)
     return columns, types, parsers, sample
 
 
-def _rows(sample: Iterator[list[str]], reader: Iterator[list[str]], path: Path, encoding: str) -> Iterator[list[str]]:
+def _rows(
+    sample: Iterator[tuple[list[str], int]], reader: Any, path: Path, encoding: str
+) -> Iterator[tuple[list[str], int]]:
+    """Every record with the physical line it ends on (a quoted value may span lines)."""
     yield from sample
     try:
-        yield from reader
-    except (csv.Error, UnicodeDecodeError) as exc:
+        for raw in reader:
+            yield raw, reader.line_num
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc) from exc
+    except csv.Error as exc:
         line = getattr(reader, "line_num", "?")
         raise SourceReadError(f"{path}:{line}: {exc} (encoding {encoding!r})") from exc
+
+
+def undecodable_line(path: Path, encoding: str) -> tuple[int, str] | None:
+    """The first line of `path` that does not decode, and why. The text layer decodes ahead in 8 KiB chunks,
+    so the csv reader's own line count does not say where (it is 0 in a small file)."""
+    decoder = codecs.getincrementaldecoder(encoding)()  # a multi-byte character may not span lines, but be safe
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return number, str(exc)
+    return None
+
+
+def _decode_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> SourceReadError:
+    found = undecodable_line(path, encoding)
+    line, reason = found if found is not None else ("?", str(exc))
+    return SourceReadError(f"{path}:{line}: {reason} (encoding {encoding!r})")
