@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -25,12 +26,20 @@ Quote = Callable[[str], str]
 Rows = Sequence[Sequence[Any]]
 
 
+@dataclass(frozen=True)
+class Merged:
+    """What an upsert did: rows inserted or updated, and of those the inserted ones (None if unknown)."""
+
+    written: int
+    inserted: int | None
+
+
 class Writer(Protocol):
     def append(self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows) -> int: ...
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int: ...
+    ) -> Merged: ...
 
 
 def _update_set(columns: Sequence[str], primary_key: Sequence[str], quote: Quote, excluded: str) -> str:
@@ -82,9 +91,11 @@ class PostgresWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         # COPY into a temporary staging table, then one set-based upsert. DISTINCT ON keeps the last row per
-        # key within the batch (ON CONFLICT cannot touch the same row twice in one statement).
+        # key within the batch (ON CONFLICT cannot touch the same row twice in one statement). A row the upsert
+        # inserted has no xmax; one it updated carries this transaction's: that is how the table's row count
+        # follows a merge without counting the table.
         q = self.quote
         stage = f"_merge_{uuid.uuid4().hex[:12]}"
         cols = ", ".join(q(c) for c in columns)
@@ -95,12 +106,13 @@ class PostgresWriter:
         self._copy(conn, stage, columns, rows)
         updates = _update_set(columns, primary_key, q, "EXCLUDED")
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        result = conn.exec_driver_sql(
-            f"INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "
-            f"ORDER BY {keys}, _aggregator_ord DESC ON CONFLICT ({keys}) {action}"
-        )
+        written, inserted = conn.exec_driver_sql(
+            f"WITH upserted AS (INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "
+            f"ORDER BY {keys}, _aggregator_ord DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*), count(*) FILTER (WHERE inserted) FROM upserted"
+        ).one()
         conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
-        return int(result.rowcount)
+        return Merged(written=int(written), inserted=int(inserted))
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -144,14 +156,39 @@ class SqliteWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         # Upserts run in batch order, so a key repeated within the batch ends with its last row.
         keys = ", ".join(self.quote(c) for c in primary_key)
         updates = _update_set(columns, primary_key, self.quote, "excluded")
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         sql = f"{self._insert_sql(table, columns)} ON CONFLICT ({keys}) {action}"
-        conn.exec_driver_sql(sql, [tuple(r) for r in self._prepare(columns, rows)])
-        return len(rows)
+        values = [tuple(r) for r in self._prepare(columns, rows)]
+        inserted = self._new_keys(conn, table, columns, values, primary_key)
+        conn.exec_driver_sql(sql, values)
+        return Merged(written=len(rows), inserted=inserted)
+
+    def _new_keys(
+        self, conn: sa.Connection, table: str, columns: Sequence[str], values: list[tuple[Any, ...]],
+        primary_key: Sequence[str],
+    ) -> int | None:
+        """How many distinct keys of the batch the table does not hold yet (the rows the upsert will insert);
+        found through a temporary table of the batch's keys, so the cost follows the batch, not the table.
+        None with a NULL key (a unique index lets each NULL in)."""
+        positions = [list(columns).index(k) for k in primary_key]
+        keys = {tuple(row[i] for i in positions) for row in values}
+        if any(v is None for key in keys for v in key):
+            return None
+        q = self.quote
+        stage = f"_merge_keys_{uuid.uuid4().hex[:12]}"
+        names = [f"k{i}" for i in range(len(primary_key))]
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {q(stage)} ({', '.join(names)})")
+        conn.exec_driver_sql(f"INSERT INTO {q(stage)} VALUES ({', '.join('?' for _ in names)})", list(keys))
+        match = " AND ".join(f"t.{q(k)} = s.{n}" for k, n in zip(primary_key, names, strict=True))
+        existing = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {q(stage)} AS s WHERE EXISTS (SELECT 1 FROM {q(table)} AS t WHERE {match})"
+        ).scalar_one()
+        conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
+        return len(keys) - int(existing)
 
 
 class GenericWriter:
@@ -166,5 +203,5 @@ class GenericWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         raise NotImplementedError(f"merge is implemented for postgresql and sqlite, not {conn.dialect.name}")
