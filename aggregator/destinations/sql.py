@@ -142,11 +142,13 @@ class SqlDestination(dg.ConfigurableResource):
         reflected = self._reflect(conn, table)
         existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
         counted = self.dialect in COUNTING_DIALECTS
-        rows_before: int | None = None  # the table's count when the load started, if known without a scan
+        rows_before: int | None = None  # the table's count when the load started
+        stored_before = False  # whether that count was stored (else it was counted, and is stored at the end)
         if counted:
             row_counts.ensure_table(conn)
         if counted and mode != "replace":
             rows_before = 0 if reflected is None else row_counts.stored(conn, table)
+            stored_before = rows_before is not None
             if rows_before is None:  # first load since counts were kept: count once, before writing
                 rows_before = self._count(conn, table)
         target = f"_stage_{uuid.uuid4().hex[:16]}" if mode == "replace" else table
@@ -196,6 +198,8 @@ class SqlDestination(dg.ConfigurableResource):
         if counted and load.created:
             if mode == "replace":
                 row_count = row_counts.record(conn, table, count=written, delta=None)
+            elif inserted == 0 and reflected is not None and stored_before:
+                row_count = rows_before  # nothing added: the stored count stands (no write)
             elif inserted is not None and rows_before is not None:
                 # Added to whatever is stored now: a load that committed meanwhile has already added its rows.
                 row_count = row_counts.record(conn, table, count=rows_before + inserted,
@@ -219,6 +223,10 @@ class SqlDestination(dg.ConfigurableResource):
 
     def _reflect(self, conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None:
         """The table's (column, SQL type) pairs, or None if there is no such table."""
+        if conn.dialect.name == "postgresql":
+            found = _reflect_postgres(conn, table)
+            if found is not False:
+                return found
         try:
             return [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns(table)]
         except sa.exc.NoSuchTableError:
@@ -297,3 +305,28 @@ class SqlDestination(dg.ConfigurableResource):
         """Row count and columns of `table` as it is now."""
         with self.engine.connect() as conn:
             return self._describe(conn, table)
+
+
+_PG_COLUMNS = (
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typtype "
+    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+    "WHERE c.relname = %(table)s AND n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
+
+
+def _reflect_postgres(conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None | Literal[False]:
+    """One catalog query instead of the inspector's three (columns, domains, enums): a re-sync with nothing
+    new is a handful of round trips, and this was three of them. Columns of base types only (what loads
+    create); a domain or enum column returns False, and the inspector reflects the table."""
+    reflect_type = getattr(conn.dialect, "_reflect_type", None)  # SQLAlchemy 2.0's own format_type parser
+    if reflect_type is None:
+        return False
+    rows = conn.exec_driver_sql(_PG_COLUMNS, {"table": table}).all()
+    if not rows:
+        return None
+    if any(typtype != "b" for _, _, typtype in rows):
+        return False
+    return [(name, reflect_type(fmt, {}, {}, type_description=f"column '{name}'", collation=None))
+            for name, fmt, _ in rows]

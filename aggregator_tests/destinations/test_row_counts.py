@@ -70,3 +70,24 @@ def test_a_table_counted_before_counts_were_kept_is_counted_once(dest: SqlDestin
         conn.exec_driver_sql("INSERT INTO t VALUES (1, 'x'), (2, 'y')")
     assert dest.load("t", [_batch([7], extra=False)], "append").table.row_count == 3
     assert dest.load("t", [_batch([8], extra=False)], "append").table.row_count == 4
+
+
+def test_postgres_reflection_matches_the_inspector(pg_db: Any) -> None:
+    """The one-query catalog reflection gives the same columns and types as SQLAlchemy's inspector, and
+    defers to it for domain and enum columns."""
+    from aggregator.destinations.sql import _reflect_postgres
+
+    dest = SqlDestination(url=pg_db.sqlalchemy_url)
+    with dest.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+        conn.exec_driver_sql(
+            'CREATE TABLE "Mixed Case" (id BIGINT PRIMARY KEY, v VARCHAR(255), n NUMERIC(10, 2), f DOUBLE PRECISION, '
+            "b BOOLEAN, ts TIMESTAMP, tz TIMESTAMP(3) WITH TIME ZONE, d DATE, t TEXT, j JSONB, i INTEGER)"
+        )
+        conn.exec_driver_sql("ALTER TABLE \"Mixed Case\" DROP COLUMN i")
+        conn.exec_driver_sql("CREATE TABLE with_enum (id BIGINT, m mood)")
+        fast = _reflect_postgres(conn, "Mixed Case")
+        slow = [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns("Mixed Case")]
+        assert fast and [(n, str(t)) for n, t in fast] == [(n, str(t)) for n, t in slow]
+        assert _reflect_postgres(conn, "with_enum") is False
+        assert _reflect_postgres(conn, "absent") is None
