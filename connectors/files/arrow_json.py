@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from connectors.arrow_rows import ARROW_TYPES, ArrowRows
@@ -28,8 +28,9 @@ from connectors.records import TypeTracker
 
 _SIMPLE = {pa.int64(): ColumnType.INTEGER, pa.float64(): ColumnType.FLOAT, pa.bool_(): ColumnType.BOOLEAN,
            pa.string(): ColumnType.TEXT}
-# Arrow reads an integer literal beyond 64 bits as a double, losing digits; Python keeps it exact.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Arrow reads an integer literal beyond 64 bits as a double, losing digits where Python keeps it exact. Such a
+# double is at least 2**63 in magnitude: a chunk with one goes through the records path.
+_INT64_LIMIT = 2.0**63
 
 
 def read_jsonl_columnar(path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows) -> Iterator[Batch]:
@@ -102,7 +103,7 @@ def _columnar(data: bytes, as_text: dict[str, pa.DataType], tracker: TypeTracker
                 return None
             if tracker.types.get(field.name) is ColumnType.TEXT and simple is not ColumnType.TEXT:
                 return None  # a text column stays text: records convert the numbers to strings
-            if simple is ColumnType.FLOAT and _LONG_DIGITS.search(data):
+            if simple is ColumnType.FLOAT and (pc.max(pc.abs(column)).as_py() or 0) >= _INT64_LIMIT:
                 return None
             column_type = simple
         types[field.name] = column_type

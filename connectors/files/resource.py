@@ -18,6 +18,7 @@ from connectors.files.bad_rows import BadRows
 from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
 from connectors.files.json_reader import read_json
+from connectors.prefetch import prefetch
 from connectors.strict import reject_unknown
 
 
@@ -94,7 +95,9 @@ class FilesResource(dg.ConfigurableResource):
                 continue
             done[key] = mark
             held: Batch | None = None
-            for batch in self._read_file(path, stream):
+            # Parsing runs a batch ahead in a thread (Arrow releases the GIL), overlapping the destination's
+            # COPY of the previous batch; the queue keeps memory at two batches.
+            for batch in prefetch(lambda path=path: self._read_file(path, stream)):  # type: ignore[misc]
                 if held is not None:
                     yield held
                 held = batch
