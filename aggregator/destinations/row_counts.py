@@ -19,19 +19,6 @@ counts_table = sa.Table(
     sa.Column("row_count", sa.BigInteger, nullable=False),
 )
 
-_known: set[str] = set()  # engines (by URL) whose counts table was seen committed: skip a catalog query
-
-
-def ensure_table(conn: sa.Connection) -> None:
-    url = conn.engine.url.render_as_string(hide_password=True)
-    if url in _known:
-        return
-    if sa.inspect(conn).has_table(COUNTS_TABLE):
-        _known.add(url)  # it existed before this transaction, so a rollback cannot remove it
-    else:
-        counts_table.create(conn)
-
-
 def stored(conn: sa.Connection, table: str) -> int | None:
     """The count the last load of `table` left, or None if no load has counted it."""
     value = conn.execute(sa.select(counts_table.c.row_count).where(counts_table.c.name == table)).scalar_one_or_none()

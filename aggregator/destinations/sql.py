@@ -14,6 +14,7 @@ from pydantic import Field
 
 from aggregator.destinations import row_counts
 from aggregator.destinations import state as state_store
+from aggregator.destinations.bookkeeping import ensure_tables
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SCHEMA_POLICIES, SchemaPolicy, portable_type
@@ -136,16 +137,15 @@ class SqlDestination(dg.ConfigurableResource):
         state_key: str | None,
     ) -> LoadResult:
         state_before = state_after = None
+        counted = self.dialect in COUNTING_DIALECTS
+        ensure_tables(conn, [*([state_store.state_table] if state_key is not None else []),
+                             *([row_counts.counts_table] if counted else [])])
         if state_key is not None:
-            state_store.ensure_table(conn)
             state_before = state_after = state_store.read(conn, state_key, lock=True)
         reflected = self._reflect(conn, table)
         existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
-        counted = self.dialect in COUNTING_DIALECTS
         rows_before: int | None = None  # the table's count when the load started
         stored_before = False  # whether that count was stored (else it was counted, and is stored at the end)
-        if counted:
-            row_counts.ensure_table(conn)
         if counted and mode != "replace":
             rows_before = 0 if reflected is None else row_counts.stored(conn, table)
             stored_before = rows_before is not None
