@@ -211,12 +211,23 @@ def test_jsonl_columnar_reader_matches_the_record_reader_on_bad_lines(tmp_path: 
     assert sum(b.extra.get("bad_rows", 0) for b in new) == sum(b.extra.get("bad_rows", 0) for b in old)
 
 
-def test_jsonl_iso_strings_stay_text_as_for_records(tmp_path: Path) -> None:
-    """Arrow's JSON reader would type ISO strings as timestamps; the records path keeps them text."""
-    (tmp_path / "a.jsonl").write_text('{"at": "2024-01-01T00:00:00", "d": "2024-01-02"}\n{"d": null}\n')
-    (batch,) = FilesResource(base_dir=str(tmp_path)).read(FileStream(path="a.jsonl"))
-    assert batch.types == {"at": T.TEXT, "d": T.TEXT}
-    assert list(batch.rows) == [("2024-01-01T00:00:00", "2024-01-02"), (None, None)]
+@pytest.mark.parametrize("values", [
+    ["2024-01-01T00:00:00", "2024-03-04 05:06:07.5"],  # plain timestamps
+    ["2024-01-02", "2024-02-03"],  # plain dates
+    ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00+02:00"],  # offsets
+    ["2024-01-01", "2024-01-01T10:00:00"],  # dates and timestamps mixed
+    ["2024-01-01T00:00:00", "not a date"],  # an ISO first value, then text
+    ["hello", "2024-01-01"],  # text first
+])
+def test_jsonl_iso_strings_are_typed_as_the_record_reader_types_them(tmp_path: Path, values: list[str]) -> None:
+    """Arrow's JSON parser would make timestamps of ISO strings on its own; the columnar reader follows the
+    record reader instead (text, or detected dates/timestamps where it detects them), whatever the shapes."""
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "at": v}) + "\n" for i, v in enumerate(values)))
+    old, _ = _outcome(read_jsonl, path, "fail", encoding="utf-8", batch_size=100)
+    new, _ = _outcome(read_jsonl_columnar, path, "fail", encoding="utf-8", batch_size=100)
+    assert not isinstance(old, str) and not isinstance(new, str)
+    assert [(b.columns, b.types, list(b.rows)) for b in new] == [(b.columns, b.types, list(b.rows)) for b in old]
 
 
 def test_jsonl_integers_beyond_64_bits_are_not_rounded(tmp_path: Path) -> None:

@@ -94,23 +94,52 @@ def _columnar(data: bytes, as_text: dict[str, pa.DataType], tracker: TypeTracker
     types: dict[str, ColumnType] = {}
     arrays = []
     for field, column in zip(table.schema, table.columns, strict=True):
-        if pa.types.is_null(field.type):  # all null here: the type seen before, as TypeTracker keeps it
-            column_type = tracker.types.get(field.name, ColumnType.TEXT)
-            column = pa.nulls(table.num_rows, ARROW_TYPES[column_type])
-        else:
-            simple = _SIMPLE.get(field.type)
-            if simple is None:  # nested objects and lists: records turn them into JSON text
+        if column.null_count == len(column):
+            return None  # no value to type it by: records decide (keep an earlier type, or wait for a value)
+        simple = _SIMPLE.get(field.type)
+        if simple is None:  # nested objects and lists: records turn them into JSON text
+            return None
+        if simple is ColumnType.TEXT:
+            typed = _typed_strings(column)
+            if typed is None:
                 return None
-            if tracker.types.get(field.name) is ColumnType.TEXT and simple is not ColumnType.TEXT:
-                return None  # a text column stays text: records convert the numbers to strings
-            if simple is ColumnType.FLOAT and (pc.max(pc.abs(column)).as_py() or 0) >= _INT64_LIMIT:
-                return None
-            column_type = simple
-        types[field.name] = column_type
+            simple, column = typed
+        if simple is ColumnType.FLOAT and (pc.max(pc.abs(column)).as_py() or 0) >= _INT64_LIMIT:
+            return None
+        if tracker.types.get(field.name, simple) is not simple:
+            return None  # the type changed since earlier batches: records apply the rules for that
+        types[field.name] = simple
         arrays.append(column)
     tracker.types.update(types)
     rows = ArrowRows(pa.Table.from_arrays(arrays, names=table.column_names))
     return Batch(columns=tuple(table.column_names), types=types, rows=rows, origin=str(path))
+
+
+# Shapes whose values every ISO-aware record reader types alike and Arrow's casts parse to the same value.
+_PLAIN_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_PLAIN_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+
+
+def _typed_strings(column: pa.Array) -> tuple[ColumnType, pa.Array] | None:
+    """A string column typed as the record reader types it: the reader is asked how it types the first value
+    (text, or an ISO date/timestamp where it detects them), and the column is converted here only if every
+    value has a plain shape for that type; None hands the chunk to the records path."""
+    first = column.drop_null()[0].as_py()
+    kind = _record_type_of(first)
+    if kind is ColumnType.TEXT:
+        return kind, column
+    pattern = {ColumnType.DATE: _PLAIN_DATE, ColumnType.TIMESTAMP: _PLAIN_TIMESTAMP}.get(kind)
+    if pattern is None or not pc.all(pc.match_substring_regex(column, pattern)).as_py():
+        return None
+    try:
+        return kind, pc.cast(column, ARROW_TYPES[kind])
+    except pa.ArrowInvalid:
+        return None
+
+
+def _record_type_of(value: str) -> ColumnType:
+    """How the record reader types a string value (it may detect ISO dates and timestamps)."""
+    return TypeTracker().from_records([{"value": value}, {"value": value}]).types["value"]
 
 
 def _records(
