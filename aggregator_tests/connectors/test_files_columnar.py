@@ -145,7 +145,7 @@ def test_csv_timestamps_with_offsets_are_stored_as_naive_utc(tmp_path: Path) -> 
 def _record(i: int, rng: random.Random, drift: bool, nested: bool) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": i,
-        "price": rng.choice([rng.randint(0, 100), rng.uniform(0, 100)]),
+        "price": rng.choice([rng.randint(0, 100), rng.uniform(0, 100)]) if drift else rng.uniform(0, 100),
         "flag": rng.random() < 0.5,
         "name": rng.choice(["a", "b, c", 'q"uote', "ünï", ""]),
         "at": (dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i * 17)).isoformat(),
@@ -192,8 +192,8 @@ def test_jsonl_columnar_reader_matches_the_record_reader_on_clean_files(tmp_path
     assert [(set(b.columns), b.types, len(b)) for b in new] == [(set(b.columns), b.types, len(b)) for b in old]
     assert new[0].columns == old[0].columns  # the table is created in the first batch's column order
     assert _records_of(new) == _records_of(old)
-    if not nested:  # nested values are the records path's job (they become JSON text)
-        assert isinstance(new[0].rows, ArrowRows)
+    if not nested and not drift:  # nested values and type changes are the records path's job
+        assert all(isinstance(b.rows, ArrowRows) for b in new)
 
 
 @pytest.mark.parametrize("policy", ["skip", "fail"])

@@ -7,8 +7,10 @@ read by the record reader's code instead, so results do not depend on which path
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import re
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -106,6 +108,8 @@ def _columnar(data: bytes, as_text: dict[str, pa.DataType], tracker: TypeTracker
             simple, column = typed
         if simple is ColumnType.FLOAT and (pc.max(pc.abs(column)).as_py() or 0) >= _INT64_LIMIT:
             return None
+        if simple is ColumnType.FLOAT and not _records_merge_int_and_float() and _has_integer_literal(data, field.name):
+            return None  # Arrow made doubles of integers and floats; records keep the two types apart
         if tracker.types.get(field.name, simple) is not simple:
             return None  # the type changed since earlier batches: records apply the rules for that
         types[field.name] = simple
@@ -135,6 +139,20 @@ def _typed_strings(column: pa.Array) -> tuple[ColumnType, pa.Array] | None:
         return kind, pc.cast(column, ARROW_TYPES[kind])
     except pa.ArrowInvalid:
         return None
+
+
+@functools.cache
+def _records_merge_int_and_float() -> bool:
+    """Whether the record reader types a column of integers and floats as one FLOAT column (as Arrow does),
+    or keeps the two types apart for the schema policy to judge."""
+    batch = TypeTracker().from_records([{"v": 1, "w": 0}, {"v": 1.5, "w": 0}])
+    return batch.types["v"] is ColumnType.FLOAT and not getattr(batch, "mixed", None)
+
+
+def _has_integer_literal(data: bytes, key: str) -> bool:
+    """Whether any line of the chunk gives `key` an integer literal (a literal-prefixed search: fast)."""
+    name = re.escape(json.dumps(key).encode())
+    return re.search(name + rb"\s*:\s*-?\d+\s*[,}]", data) is not None
 
 
 def _record_type_of(value: str) -> ColumnType:
