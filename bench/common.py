@@ -157,8 +157,13 @@ def run_case(script: str, case: str, *args: str) -> Measurement:
     return result
 
 
+def median_case(results: list[Measurement]) -> Measurement:
+    """The run with the median time (a fixed-cost case is at the mercy of the machine's scheduling)."""
+    return sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
+
+
 def ratio(a: Measurement | None, b: Measurement | None, key: str = "rows_per_s") -> str:
-    if not a or not b or not b.get(key):
+    if not a or not b or not b.get(key) or not a.get(key):
         return "-"
     return f"{a[key] / b[key]:.2f}"
 

@@ -132,9 +132,10 @@ def main() -> None:
                 results.append(("(c) dlt rest_api source -> postgres, defaults", dlt_result))
         with common.api_server(args.resync_records) as api:
             full = run(api, "incremental", "incr_rest")
-            resync = run(api, "incremental", "incr_rest")  # nothing new since the previous run
+            # Nothing new since the previous run; a re-sync is ~0.1 s on a busy box, so the median of three.
+            resync = common.median_case([run(api, "incremental", "incr_rest") for _ in range(3)])
             results.append((f"(b) incremental: full sync, {args.resync_records:,} records", full))
-            results.append(("(b) incremental: re-sync, no new records", resync))
+            results.append(("(b) incremental: re-sync, no new records (median of 3)", resync))
         big = None
         if args.big:
             with common.api_server(args.big) as api:
