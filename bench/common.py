@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import requests
@@ -113,6 +114,14 @@ def sqlalchemy_url(dsn: str) -> str:
     return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+def dlt_rows(pipeline: Any, table: str) -> int:
+    """Rows dlt normalized into `table` in the pipeline's last run."""
+    info = pipeline.last_trace.last_normalize_info if pipeline.last_trace is not None else None
+    if info is None:
+        raise RuntimeError("dlt reported no normalize step")
+    return int(info.row_counts[table])
+
+
 def dlt_credentials(dsn: str) -> str:
     """dlt insists on a password; the local server trusts loopback, so any will do."""
     from urllib.parse import urlsplit, urlunsplit
@@ -133,7 +142,7 @@ def peak_rss_mb() -> float:
 
 # -- cases in fresh subprocesses ---------------------------------------------------------------------------
 
-def case_main(cases: dict[str, Callable[[argparse.Namespace], int]], preload: dict[str, Sequence[str]],
+def case_main(cases: Mapping[str, Callable[[argparse.Namespace], int]], preload: Mapping[str, Sequence[str]],
               args: argparse.Namespace) -> None:
     """Inside a case subprocess: import the case's modules (untimed), run it, print its measurements."""
     for module in preload.get(args.case, ()):

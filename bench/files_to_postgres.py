@@ -82,7 +82,7 @@ def ours(args: argparse.Namespace) -> int:
     path = Path(args.file)
     files = FilesResource(base_dir=str(path.parent))
     dest = SqlDestination(url=common.sqlalchemy_url(args.dsn))
-    return dest.load(args.table, files.read(FileStream(path=path.name)), "replace").rows_read
+    return dest.load(args.table, files.read(FileStream.model_validate({"path": path.name})), "replace").rows_read
 
 
 def dlt_csv(args: argparse.Namespace) -> int:
@@ -96,7 +96,7 @@ def dlt_csv(args: argparse.Namespace) -> int:
                                 destination=dlt.destinations.postgres(credentials=common.dlt_credentials(args.dsn)),
                                 dataset_name="dlt")
         pipeline.run(source).raise_on_failed_jobs()
-    return int(pipeline.last_trace.last_normalize_info.row_counts[args.table])
+    return common.dlt_rows(pipeline, args.table)
 
 
 CASES = {"psql": psql_copy, "ours": ours, "dlt": dlt_csv}

@@ -52,12 +52,12 @@ def bare(args: argparse.Namespace) -> int:
 def _stream(incremental: bool) -> Any:
     from connectors.rest import RestStream
 
-    return RestStream(
-        path="/records", records_path="data",
-        params={"since": "{cursor}"} if incremental else {},
-        pagination={"type": "offset", "limit": PAGE, "total_path": "total"},
-        incremental={"cursor_path": "id"} if incremental else None,
-    )
+    return RestStream.model_validate({  # as a spec's `stream:` block gives it
+        "path": "/records", "records_path": "data",
+        "params": {"since": "{cursor}"} if incremental else {},
+        "pagination": {"type": "offset", "limit": PAGE, "total_path": "total"},
+        "incremental": {"cursor_path": "id"} if incremental else None,
+    })
 
 
 def ours(args: argparse.Namespace) -> int:
@@ -89,7 +89,7 @@ def dlt_rest(args: argparse.Namespace) -> int:
                                 destination=dlt.destinations.postgres(credentials=common.dlt_credentials(args.dsn)), dataset_name="dlt")
         info = pipeline.run(source)
         info.raise_on_failed_jobs()
-    return int(pipeline.last_trace.last_normalize_info.row_counts[args.table])
+    return common.dlt_rows(pipeline, args.table)
 
 
 CASES = {"bare": bare, "ours": ours, "incremental": ours, "dlt": dlt_rest}

@@ -54,7 +54,7 @@ def ours(args: argparse.Namespace) -> int:
 
     incremental = args.case == "incremental"
     url = common.sqlalchemy_url(args.dsn)
-    stream = SqlStream(table=args.source, cursor_column="id" if incremental else None)
+    stream = SqlStream.model_validate({"table": args.source, "cursor_column": "id" if incremental else None})
     dest = SqlDestination(url=url)
     key = args.table if incremental else None
     state = dest.read_state(key) if key else None
