@@ -23,6 +23,7 @@ from aggregator.destinations.writers import GenericWriter, PostgresWriter, Sqlit
 from connectors.batches import Batch, ColumnType
 from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
+from connectors.sql.reflect import reflect_columns
 
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
@@ -223,14 +224,7 @@ class SqlDestination(dg.ConfigurableResource):
 
     def _reflect(self, conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None:
         """The table's (column, SQL type) pairs, or None if there is no such table."""
-        if conn.dialect.name == "postgresql":
-            found = _reflect_postgres(conn, table)
-            if found is not False:
-                return found
-        try:
-            return [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns(table)]
-        except sa.exc.NoSuchTableError:
-            return None
+        return reflect_columns(conn, table)
 
     def _ensure_unique(self, conn: sa.Connection, table: str, keys: tuple[str, ...]) -> None:
         # ON CONFLICT needs a unique index on exactly the key columns; tables created by merge have a primary
@@ -306,27 +300,3 @@ class SqlDestination(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return self._describe(conn, table)
 
-
-_PG_COLUMNS = (
-    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typtype "
-    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
-    "WHERE c.relname = %(table)s AND n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
-    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-)
-
-
-def _reflect_postgres(conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None | Literal[False]:
-    """One catalog query instead of the inspector's three (columns, domains, enums): a re-sync with nothing
-    new is a handful of round trips, and this was three of them. Columns of base types only (what loads
-    create); a domain or enum column returns False, and the inspector reflects the table."""
-    reflect_type = getattr(conn.dialect, "_reflect_type", None)  # SQLAlchemy 2.0's own format_type parser
-    if reflect_type is None:
-        return False
-    rows = conn.exec_driver_sql(_PG_COLUMNS, {"table": table}).all()
-    if not rows:
-        return None
-    if any(typtype != "b" for _, _, typtype in rows):
-        return False
-    return [(name, reflect_type(fmt, {}, {}, type_description=f"column '{name}'", collation=None))
-            for name, fmt, _ in rows]

@@ -75,7 +75,7 @@ def test_a_table_counted_before_counts_were_kept_is_counted_once(dest: SqlDestin
 def test_postgres_reflection_matches_the_inspector(pg_db: Any) -> None:
     """The one-query catalog reflection gives the same columns and types as SQLAlchemy's inspector, and
     defers to it for domain and enum columns."""
-    from aggregator.destinations.sql import _reflect_postgres
+    from connectors.sql.reflect import _postgres
 
     dest = SqlDestination(url=pg_db.sqlalchemy_url)
     with dest.engine.begin() as conn:
@@ -86,8 +86,12 @@ def test_postgres_reflection_matches_the_inspector(pg_db: Any) -> None:
         )
         conn.exec_driver_sql("ALTER TABLE \"Mixed Case\" DROP COLUMN i")
         conn.exec_driver_sql("CREATE TABLE with_enum (id BIGINT, m mood)")
-        fast = _reflect_postgres(conn, "Mixed Case")
+        fast = _postgres(conn, "Mixed Case", None)
         slow = [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns("Mixed Case")]
         assert fast and [(n, str(t)) for n, t in fast] == [(n, str(t)) for n, t in slow]
-        assert _reflect_postgres(conn, "with_enum") is False
-        assert _reflect_postgres(conn, "absent") is None
+        assert _postgres(conn, "with_enum", None) is False
+        assert _postgres(conn, "absent", None) is None
+        conn.exec_driver_sql("CREATE SCHEMA other")
+        conn.exec_driver_sql("CREATE TABLE other.elsewhere (id BIGINT)")
+        assert [n for n, _ in _postgres(conn, "elsewhere", "other") or []] == ["id"]
+        assert _postgres(conn, "elsewhere", None) is None
