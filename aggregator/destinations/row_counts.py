@@ -21,7 +21,9 @@ counts_table = sa.Table(
 
 def stored(conn: sa.Connection, table: str) -> int | None:
     """The count the last load of `table` left, or None if no load has counted it."""
-    value = conn.execute(sa.select(counts_table.c.row_count).where(counts_table.c.name == table)).scalar_one_or_none()
+    # Plain text: a fresh process compiles every statement once, and this one runs on every load.
+    value = conn.execute(sa.text(f"SELECT row_count FROM {COUNTS_TABLE} WHERE name = :name"),
+                         {"name": table}).scalar_one_or_none()
     return None if value is None else int(value)
 
 
