@@ -122,6 +122,8 @@ class SqlDestination(dg.ConfigurableResource):
         if state_key is not None and not state_key.strip():
             raise ValueError("state_key must be a non-empty string")
         try:
+            ensure_tables(self.engine, [*([state_store.state_table] if state_key is not None else []),
+                                        *([row_counts.counts_table] if self.dialect in COUNTING_DIALECTS else [])])
             with self.engine.begin() as conn:
                 return self._load(conn, table, batches, mode, keys, schema_policy, state_key)
         except (SchemaChangeError, DestinationError):
@@ -148,8 +150,6 @@ class SqlDestination(dg.ConfigurableResource):
     ) -> LoadResult:
         state_before = state_after = None
         counted = self.dialect in COUNTING_DIALECTS
-        ensure_tables(conn, [*([state_store.state_table] if state_key is not None else []),
-                             *([row_counts.counts_table] if counted else [])])
         if state_key is not None:
             state_before = state_after = state_store.read(conn, state_key, lock=True)
         reflected = self._reflect(conn, table)
