@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 import common
+
+if TYPE_CHECKING:
+    from connectors.rest import RestStream
 
 COLUMNS = "id bigint, sku text, name text, price double precision, quantity bigint, active boolean, created_at text, category text"
 PAGE = 1000
@@ -42,7 +46,7 @@ def bare(api: str, dsn: str, table: str) -> int:
     return rows
 
 
-def stream(incremental: bool) -> object:
+def stream(incremental: bool) -> RestStream:
     from connectors.rest import RestStream
 
     return RestStream(

@@ -175,11 +175,13 @@ def test_concurrent_identical_documents_share_one_validation() -> None:
     the queue are still refused at once."""
     import asyncio
 
-    from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, dagster_schema
+    from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, ParsedDocument, dagster_schema
 
     inspector = GraphQLInspector(dagster_schema(), workers=1, queue=0)
 
-    async def main() -> tuple[list[object], list[object]]:
+    Results = list[ParsedDocument | BaseException]
+
+    async def main() -> tuple[Results, Results]:
         same = await asyncio.gather(*(inspector.inspect_async("{ version }") for _ in range(20)),
                                     return_exceptions=True)
         distinct = await asyncio.gather(*(inspector.inspect_async(f"{{ v{i}: version }}") for i in range(5)),

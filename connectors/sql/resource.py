@@ -152,7 +152,7 @@ class SqlResource(dg.ConfigurableResource):
         stream: SqlStream,
         cursor: Any,
         window: tuple[dt.datetime, dt.datetime] | None,
-    ) -> tuple[sa.Executable, dict[str, Any]]:
+    ) -> tuple[sa.Select[Any] | sa.TextClause, dict[str, Any]]:
         """The SELECT with incremental and window predicates as bound parameters, and declared column types."""
         if stream.table is not None:
             schema, _, name = stream.table.rpartition(".")
