@@ -57,14 +57,14 @@ class PostgresWriter:
         stage = f"_merge_{uuid.uuid4().hex[:12]}"
         cols = ", ".join(q(c) for c in columns)
         keys = ", ".join(q(c) for c in primary_key)
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {q(stage)} ON COMMIT DROP AS "
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {q(stage)} ON COMMIT DROP AS "  # noqa: S608 (identifiers quoted by the dialect)
                              f"SELECT {cols} FROM {q(table)} WITH NO DATA")
         conn.exec_driver_sql(f"ALTER TABLE {q(stage)} ADD COLUMN _aggregator_ord BIGSERIAL")
         self._copy(conn, stage, columns, rows)
         updates = _update_set(columns, primary_key, q, "EXCLUDED")
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         result = conn.exec_driver_sql(
-            f"INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "
+            f"INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "  # noqa: S608 (identifiers quoted by the dialect)
             f"ORDER BY {keys}, _aggregator_ord DESC ON CONFLICT ({keys}) {action}"
         )
         conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
@@ -104,7 +104,7 @@ class SqliteWriter:
 
     def _insert_sql(self, table: str, columns: Sequence[str]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
-        return f"INSERT INTO {self.quote(table)} ({cols}) VALUES ({', '.join('?' for _ in columns)})"
+        return f"INSERT INTO {self.quote(table)} ({cols}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608 (identifiers quoted by the dialect, values are ?)
 
     def append(self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows) -> int:
         conn.exec_driver_sql(self._insert_sql(table, columns), [tuple(r) for r in self._prepare(columns, rows)])

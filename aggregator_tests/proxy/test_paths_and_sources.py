@@ -102,7 +102,7 @@ def test_admin_password_stays_in_the_environment_of_dagster_processes(tmp_path: 
 
 
 @pytest.mark.parametrize(("host", "origin"), [("127.0.0.1", "http://127.0.0.1:3000"),
-                                              ("0.0.0.0", "http://localhost:3000")])
+                                              ("0.0.0.0", "http://localhost:3000")])  # noqa: S104 (the listen address under test)
 def test_aggregator_dev_configures_its_public_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str,
                                                      origin: str) -> None:
     """Weaker finding: without a public origin the CSRF check trusted the Host header; `aggregator dev` now
