@@ -16,6 +16,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aggregator.proxy.api.app import ApiApp
+from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
@@ -46,13 +48,15 @@ from aggregator.proxy.transport.gateway import (
 from aggregator.proxy.transport.paths import PathRejected, normalize_scope
 from aggregator.proxy.transport.ratelimit import TokenBuckets
 from aggregator.proxy.transport.upstream import UpstreamPool
+from aggregator.settings import Settings
 
 SAFE_METHODS = ("GET", "HEAD")
 PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
 _REPORT = re.compile(r"^/(" + "|".join(REPORT_ROUTES) + r")/(?P<key>.+)$")
 class ProxyApp:
     def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog,
-                 inspector: GraphQLInspector | None = None) -> None:
+                 inspector: GraphQLInspector | None = None, platform: Settings | None = None,
+                 api_limits: ApiLimits | None = None) -> None:
         # No read timeout: subscriptions and log downloads stay open as long as the client wants.
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), follow_redirects=False,
                                         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
@@ -65,6 +69,8 @@ class ProxyApp:
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
+        # The management API (docs/api.md); `platform` says where specs and the warehouse are (default: env).
+        self.api = ApiApp(self.services, self.client, platform, api_limits)
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -128,6 +134,8 @@ class ProxyApp:
             return await Response(status_code=204 if ok else 403)(scope, receive, send)
         if rel is not None and rel.startswith("/_auth/"):
             return await self._own_route(ctx, receive, send)
+        if rel is not None and (rel == "/api" or rel.startswith("/api/")):
+            return await self.api(ctx, receive, send)
         if rel in PUBLIC_PATHS and method in SAFE_METHODS:
             return await self._forward(ctx, receive, send)
         operation = f"{method} {ctx.path}"
