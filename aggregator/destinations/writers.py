@@ -182,10 +182,10 @@ class SqliteWriter:
         stage = f"_merge_keys_{uuid.uuid4().hex[:12]}"
         names = [f"k{i}" for i in range(len(primary_key))]
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {q(stage)} ({', '.join(names)})")
-        conn.exec_driver_sql(f"INSERT INTO {q(stage)} VALUES ({', '.join('?' for _ in names)})", list(keys))
+        conn.exec_driver_sql(f"INSERT INTO {q(stage)} VALUES ({', '.join('?' for _ in names)})", list(keys))  # noqa: S608 (identifiers quoted by the dialect, values are ?)
         match = " AND ".join(f"t.{q(k)} = s.{n}" for k, n in zip(primary_key, names, strict=True))
         existing = conn.exec_driver_sql(
-            f"SELECT COUNT(*) FROM {q(stage)} AS s WHERE EXISTS (SELECT 1 FROM {q(table)} AS t WHERE {match})"
+            f"SELECT COUNT(*) FROM {q(stage)} AS s WHERE EXISTS (SELECT 1 FROM {q(table)} AS t WHERE {match})"  # noqa: S608 (identifiers quoted by the dialect)
         ).scalar_one()
         conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
         return len(keys) - int(existing)
