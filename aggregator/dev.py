@@ -112,7 +112,7 @@ def _unspecified(host: str) -> bool:
 def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
     """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
-    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)
+    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: our interpreter and module)
 
 
 def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
@@ -149,7 +149,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, _forward)
     # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
     # treats as a graceful shutdown (a second one would make it abandon its children).
-    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: the dagster CLI of our interpreter)
     proxy: subprocess.Popen[bytes] | None = None
     upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,8 +68,11 @@ def generate(directory: Path, rows: int) -> dict[str, Path]:
 
 def psql_copy(args: argparse.Namespace) -> int:
     """psql's \\copy into the table the driver created (the COPY baseline the goal is stated against)."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise RuntimeError("psql is not on PATH: install the PostgreSQL client (apt-get install postgresql-client)")
     out = subprocess.run(
-        ["psql", args.dsn, "-v", "ON_ERROR_STOP=1", "-c",
+        [psql, args.dsn, "-v", "ON_ERROR_STOP=1", "-c",
          f"\\copy {args.table} FROM '{args.file}' WITH (FORMAT csv, HEADER true)"],
         capture_output=True, text=True, check=True,
     )

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -90,7 +91,10 @@ def wrk_round(url: str, token: str | None, seconds: float, concurrency: int, wor
     script = workdir / ("proxy.lua" if token else "direct.lua")
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     script.write_text(WRK_SCRIPT.format(body=json.dumps(json.dumps(QUERY)), auth=auth))
-    done = subprocess.run(["wrk", "-t", "2", "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not on PATH: `apt-get install wrk`, or run with --tool httpx")
+    done = subprocess.run([wrk, "-t", "2", "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
                            "--latency", "-s", str(script), url], capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -125,7 +129,7 @@ def main() -> int:
     (home / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
-               AGGREGATOR_ADMIN_PASSWORD="bench-admin-password",
+               AGGREGATOR_ADMIN_PASSWORD=secrets.token_urlsafe(16),
                # The per-token rate limit would otherwise be what is measured.
                AGGREGATOR_PROXY_GRAPHQL_RATE="1000000", AGGREGATOR_PROXY_GRAPHQL_BURST="1000000")
     web_port, proxy_port = free_port(), free_port()

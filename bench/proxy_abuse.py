@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def main() -> int:
     (home / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
-               AGGREGATOR_ADMIN_PASSWORD="bench-admin-password")
+               AGGREGATOR_ADMIN_PASSWORD=secrets.token_urlsafe(16))
     web_port, proxy_port = free_port(), free_port()
     direct, proxied = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{proxy_port}"
     procs = [subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-m", "aggregator.definitions",

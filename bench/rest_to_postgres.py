@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING
 
 import common
+
+if TYPE_CHECKING:
+    from connectors.rest import RestStream
 
 COLUMNS = ("id bigint, sku text, name text, price double precision, quantity bigint, active boolean, "
            "created_at text, category text")
@@ -49,7 +52,7 @@ def bare(args: argparse.Namespace) -> int:
     return rows
 
 
-def _stream(incremental: bool) -> Any:
+def _stream(incremental: bool) -> RestStream:
     from connectors.rest import RestStream
 
     return RestStream.model_validate({  # as a spec's `stream:` block gives it

@@ -256,7 +256,7 @@ def bench_daemon(
                 done = conn.execute(
                     "SELECT COUNT(*) FROM runs WHERE run_id = ANY(%s) AND status = ANY(%s)",
                     (run_ids, list(terminal)),
-                ).fetchone()[0]
+                ).fetchall()[0][0]  # COUNT(*): always exactly one row
                 if done == n:
                     break
                 if daemon.poll() is not None:

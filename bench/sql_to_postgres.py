@@ -12,6 +12,7 @@ import argparse
 
 import common
 import psycopg
+from psycopg import sql
 
 COLUMNS = ("id bigint, sku text, name text, price double precision, quantity bigint, active boolean, "
            "created_at timestamp, category text")
@@ -20,27 +21,31 @@ CHUNK = 10_000  # the bare loop's fetch size (the connector's default chunk_size
 
 def make_source(dsn: str, table: str, rows: int) -> None:
     with psycopg.connect(dsn) as conn:
-        conn.execute(f"CREATE TABLE {table} ({COLUMNS}, PRIMARY KEY (id))")
+        # The table name is quoted by psycopg (sql.Identifier), never pasted into the statement as text.
+        conn.execute(sql.SQL("CREATE TABLE {} (" + COLUMNS + ", PRIMARY KEY (id))").format(sql.Identifier(table)))
         conn.execute(
-            f"INSERT INTO {table} SELECT i, 'SKU-' || lpad(i::text, 8, '0'), 'product ' || (i %% 9973), "
-            "round(((i %% 10000) * 0.37 + 0.99)::numeric, 2), i %% 250, i %% 3 <> 0, "
-            "timestamp '2024-01-01' + i * interval '17 seconds', "
-            "CASE WHEN i %% 11 = 0 THEN NULL ELSE (ARRAY['alpha','beta','gamma','delta','epsilon'])[i %% 5 + 1] END "
-            "FROM generate_series(1, %s) AS i",
+            sql.SQL(
+                "INSERT INTO {} SELECT i, 'SKU-' || lpad(i::text, 8, '0'), 'product ' || (i %% 9973), "
+                "round(((i %% 10000) * 0.37 + 0.99)::numeric, 2), i %% 250, i %% 3 <> 0, "
+                "timestamp '2024-01-01' + i * interval '17 seconds', "
+                "CASE WHEN i %% 11 = 0 THEN NULL ELSE (ARRAY['alpha','beta','gamma','delta','epsilon'])[i %% 5 + 1] END "
+                "FROM generate_series(1, %s) AS i"
+            ).format(sql.Identifier(table)),
             (rows,),
         )
         conn.commit()
         # A production table has planner statistics (autovacuum); without them the incremental query's
         # cursor plan guesses 20% of the table matches `id > :cursor` and scans it all.
-        conn.execute(f"ANALYZE {table}")
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
 def bare(args: argparse.Namespace) -> int:
     rows = 0
     with psycopg.connect(args.dsn) as src, psycopg.connect(args.dsn) as dst:
-        dst.execute(f"CREATE TABLE {args.table} ({COLUMNS})")
-        with src.cursor(name="bench") as cur, dst.cursor() as out, out.copy(f"COPY {args.table} FROM STDIN") as copy:
-            cur.execute(f"SELECT * FROM {args.source}")
+        dst.execute(sql.SQL("CREATE TABLE {} (" + COLUMNS + ")").format(sql.Identifier(args.table)))
+        copy_sql = sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(args.table))
+        with src.cursor(name="bench") as cur, dst.cursor() as out, out.copy(copy_sql) as copy:
+            cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(args.source)))
             while chunk := cur.fetchmany(CHUNK):
                 for row in chunk:
                     copy.write_row(row)

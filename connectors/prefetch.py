@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
+def prefetch(produce: Callable[[], Iterator[T]], depth: int = 2) -> Generator[T, None, None]:
     """Yield what `produce()` yields, computed ahead in a daemon thread; its exceptions re-raise here."""
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()

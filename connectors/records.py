@@ -167,7 +167,8 @@ def _infer_mixed(
         if value is None:
             continue
         kind = type_of(normalize(value))
-        assert kind is not None
+        if kind is None:  # the value normalizes to NULL: it says nothing about the column's type
+            continue
         if not seen:
             first_is_text = kind is ColumnType.TEXT
         seen.setdefault(kind)

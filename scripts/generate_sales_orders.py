@@ -17,7 +17,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "aggregator/examples/pipelin
 
 
 def generate(rows: int, seed: int = 20261125) -> list[dict[str, object]]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (reproducible sample data, not secrets)
     start = datetime(2026, 9, 1)
     orders = []
     for order_id in range(1, rows + 1):

@@ -29,7 +29,7 @@ CREATE INDEX orders_updated_at ON orders (updated_at);
 
 
 def create(path: Path, customers: int = 300, orders: int = 3000, seed: int = 7) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (reproducible sample data, not secrets)
     start = datetime(2026, 10, 1)
     path.unlink(missing_ok=True)
     with sqlite3.connect(path) as conn:
@@ -49,7 +49,7 @@ def create(path: Path, customers: int = 300, orders: int = 3000, seed: int = 7) 
 
 def advance(path: Path, new_orders: int = 50, updates: int = 20, seed: int | None = None) -> None:
     """New orders and status changes, all stamped after the newest `updated_at`."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (reproducible sample data, not secrets)
     with sqlite3.connect(path) as conn:
         (newest,) = conn.execute("SELECT MAX(updated_at) FROM orders").fetchone()
         (max_id,) = conn.execute("SELECT MAX(id) FROM orders").fetchone()

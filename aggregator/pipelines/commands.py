@@ -6,14 +6,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from aggregator.settings import load_settings
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -46,11 +46,10 @@ def validate(path: Path | None, warehouse: bool) -> None:
 
     settings = load_settings()
     report = run_validate(path or settings.pipelines_dir, settings, warehouse=warehouse)
-    if not report.ok:
+    if not report.ok or report.specs is None:
         for error in report.errors:
             click.echo(f"error: {error}", err=True)
         _fail(f"{len(report.errors)} problem(s) found")
-    assert report.specs is not None
     click.echo(f"ok: {len(report.specs.pipelines)} pipeline(s), {len(report.specs.connections)} connection(s) in "
                f"{len(report.specs.files)} file(s)")
 

@@ -41,6 +41,20 @@ class Node:
     def is_source(self) -> bool:
         return isinstance(self.spec, SourceSpec)
 
+    # Typed views of `spec` for code that handles one kind of node. They raise rather than assert: an
+    # `assert` would vanish under `python -O` and let the wrong spec run on.
+    @property
+    def source(self) -> SourceSpec:
+        if not isinstance(self.spec, SourceSpec):
+            raise TypeError(f"{self.file.path}: {self.pipeline.name}/{self.name} is a transform, not a source")
+        return self.spec
+
+    @property
+    def transform(self) -> TransformSpec:
+        if not isinstance(self.spec, TransformSpec):
+            raise TypeError(f"{self.file.path}: {self.pipeline.name}/{self.name} is a source, not a transform")
+        return self.spec
+
 
 def destination_key(connection: str) -> str:
     """Resource key of a destination: `warehouse`, or `<connection>_destination` so the same connection

@@ -14,7 +14,6 @@ from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.progress import with_progress
-from aggregator.pipelines.spec import SourceSpec
 
 
 def state_key(node: Node) -> str:
@@ -31,8 +30,7 @@ def _window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime] | No
 
 
 def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
-    source = node.spec
-    assert isinstance(source, SourceSpec)
+    source = node.source
     dest_key = destination_key(node.pipeline.destination)
     # A partitioned run loads exactly its window; a cursor would make windows depend on each other.
     incremental = source.incremental and partitions_def is None

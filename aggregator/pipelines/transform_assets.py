@@ -11,7 +11,6 @@ from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.refs import render
-from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.steps import render_steps
 from aggregator.pipelines.transform_errors import database_message, explain_probe, locate
 
@@ -21,8 +20,7 @@ def transform_sql(
 ) -> str:
     """The SELECT that builds `node`, for the destination's dialect (with only its first `steps` steps).
     Column lookups use `conn` when given (it may see temporary views), else a connection of their own."""
-    spec = node.spec
-    assert isinstance(spec, TransformSpec)
+    spec = node.transform
 
     def table_for(ref: str) -> str:
         return destination.quote(node.upstream[ref].table)
@@ -31,7 +29,7 @@ def transform_sql(
         return render(spec.sql, table_for)
 
     def columns_of(sql: str) -> list[str]:
-        query = sa.text(f"SELECT * FROM ({sql}) AS cols WHERE 1 = 0")
+        query = sa.text(f"SELECT * FROM ({sql}) AS cols WHERE 1 = 0")  # noqa: S608 (the transform's own compiled SELECT, run with no rows)
         if conn is not None:
             if conn.dialect.name == "postgresql":
                 with conn.begin_nested():  # a failed lookup must not abort the caller's transaction
@@ -41,7 +39,7 @@ def transform_sql(
             return list(own.execute(query).keys())
 
     return render_steps(
-        f"SELECT * FROM {table_for(spec.from_ or '')}",
+        f"SELECT * FROM {table_for(spec.from_ or '')}",  # noqa: S608 (table quoted by the dialect's preparer)
         spec.steps if steps is None else spec.steps[:steps],
         dialect=destination.dialect,
         quote=destination.quote,
@@ -98,8 +96,7 @@ def transform_asset(
             # driver's 20-frame stack only buried them.
             raise transform_failure(node, destination, exc) from None
         context.log.info(f"built {node.table}: {info.row_count} rows")
-        spec = node.spec
-        assert isinstance(spec, TransformSpec)
+        spec = node.transform
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(info, destination),

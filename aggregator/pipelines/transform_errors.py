@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.load import SpecError
-from aggregator.pipelines.spec import TransformSpec
 
 Probe = Callable[[str], None]  # raises when the database cannot prepare the SELECT
 
@@ -51,8 +50,7 @@ def locate(
     prefixes of the steps) and the SQL fragment to show."""
     from aggregator.pipelines.transform_assets import transform_sql
 
-    spec = node.spec
-    assert isinstance(spec, TransformSpec)
+    spec = node.transform
     message = database_message(exc)
     if spec.sql is not None:
         return node.file.error((*node.loc, "sql"), f"transform {node.key.to_user_string()}: {message}"), spec.sql

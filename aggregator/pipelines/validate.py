@@ -41,8 +41,7 @@ def _dialect(url: str | None) -> str | None:
 
 def check_sql(node: Node, dialect: str | None) -> list[SpecError]:
     """Parse the transform's SQL (refs replaced by their tables) and its step expressions."""
-    spec = node.spec
-    assert isinstance(spec, TransformSpec)
+    spec = node.transform
     errors: list[SpecError] = []
     if spec.sql is not None:
         sql = render(spec.sql, lambda ref: node.upstream[ref].table if ref in node.upstream else "missing")

@@ -46,7 +46,7 @@ def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
         return None, {}
     lines: dict[Loc, int] = {}
     _positions(node, (), lines)
-    return yaml.load(text, Loader=_StrictLoader), lines
+    return yaml.load(text, Loader=_StrictLoader), lines  # noqa: S506 (_StrictLoader is a SafeLoader)
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:

@@ -19,7 +19,7 @@ from connectors.sql import SqlResource, SqlStream
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
 BLOCK = re.compile(r"^```(yaml|python)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 RESOURCES = {"files": FilesResource, "sql": SqlResource, "rest": RestApiResource}
-STREAMS = {"file": FileStream, "sql": SqlStream, "rest": RestStream}
+STREAMS: dict[str, type[FileStream | SqlStream | RestStream]] = {"file": FileStream, "sql": SqlStream, "rest": RestStream}
 
 
 def blocks(kind: str) -> list[Any]:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ from connectors.batches import ColumnType as T
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files import FilesResource, FileStream
 
-RECORDS = [
+RECORDS: list[dict[str, Any]] = [
     {"id": i, "name": f"n{i}", "price": i + 0.25, "active": i % 2 == 0, "day": dt.date(2024, 1, i)}
     for i in range(1, 8)
 ]
@@ -105,9 +106,10 @@ def test_each_file_is_loaded_once(tmp_path: Path) -> None:
     write(tmp_path / "two.csv", "csv")
     new = list(files.read(stream, state=state))
     assert {b.origin for b in new} == {str(tmp_path / "two.csv")}
-    assert list(new[-1].state["files"]) == ["one.csv", "two.csv"]
+    newest = new[-1].state
+    assert newest is not None and list(newest["files"]) == ["one.csv", "two.csv"]
     os.utime(tmp_path / "one.csv", ns=(1, 1))  # rewritten: a new version of the file is loaded again
-    assert {b.origin for b in files.read(stream, state=new[-1].state)} == {str(tmp_path / "one.csv")}
+    assert {b.origin for b in files.read(stream, state=newest)} == {str(tmp_path / "one.csv")}
 
 
 def test_encoding_and_delimiter_options(tmp_path: Path) -> None:

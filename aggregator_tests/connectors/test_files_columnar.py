@@ -339,4 +339,5 @@ def test_each_file_loads_exactly_once_through_the_columnar_path(tmp_path: Path, 
     with dest.engine.connect() as conn:
         ids = [r[0] for r in conn.exec_driver_sql("SELECT id FROM t ORDER BY id")]
     assert ids == list(range(40))
-    assert set(dest.read_state("files")["files"]) == {f"a.{fmt}", f"b.{fmt}", f"c.{fmt}"}
+    state = dest.read_state("files")
+    assert state is not None and set(state["files"]) == {f"a.{fmt}", f"b.{fmt}", f"c.{fmt}"}

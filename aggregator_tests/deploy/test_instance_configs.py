@@ -88,6 +88,7 @@ def test_run_queue_limits_are_what_the_file_says(
     coordinator = instance.run_coordinator
     assert type(coordinator).__name__ == "QueuedRunCoordinator"
     queue = instance.get_concurrency_config().run_queue_config
+    assert queue is not None, f"{name} configures no run queue"
     runs = load_yaml(name)["concurrency"]["runs"]
     assert queue.max_concurrent_runs == runs["max_concurrent_runs"] > 0
     limits = {limit["key"]: limit for limit in queue.tag_concurrency_limits}
@@ -118,8 +119,9 @@ def k8s_launcher_config() -> dict:
 
 def test_k8s_run_launcher_config_passes_its_schema() -> None:
     result = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), k8s_launcher_config())
-    assert result.success, [error.message for error in result.errors]
+    assert result.success, [error.message for error in result.errors or []]
     config = result.value
+    assert config is not None
     assert config["load_incluster_config"] is True
     assert config["env_secrets"] == ["aggregator-runs", "aggregator-compute-logs", "aggregator-dagster-db"]
     assert config["resources"]["requests"] and config["resources"]["limits"]
@@ -140,4 +142,4 @@ def test_k8s_run_launcher_schema_rejects_broken_config(mutation, fragment: str) 
     mutation(config)
     result = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), config)
     assert not result.success
-    assert any(fragment in error.message for error in result.errors)
+    assert result.errors and any(fragment in error.message for error in result.errors)

@@ -81,7 +81,7 @@ def test_run_worker_job_carries_the_instance_settings(launched_job, pg_db: PgDat
     assert env["DAGSTER_HOME"] == config["dagster_home"]
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108 (a mount path in the pod spec)
     assert pod["serviceAccountName"] == config["service_account_name"]
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert job["spec"]["ttlSecondsAfterFinished"] == 86400

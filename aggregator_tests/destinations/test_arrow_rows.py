@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from aggregator.destinations.schema import WriteMode
 from aggregator.destinations.sql import SqlDestination
 from connectors.arrow_rows import ArrowRows, table_from_rows
 from connectors.batches import Batch
@@ -46,7 +47,7 @@ def _table(dest: SqlDestination, table: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("mode", ["append", "merge", "replace"])
-def test_arrow_rows_load_like_python_rows(dest: SqlDestination, mode: str) -> None:
+def test_arrow_rows_load_like_python_rows(dest: SqlDestination, mode: WriteMode) -> None:
     """Tricky text (quotes, newlines, the COPY end marker, empty vs NULL), NaN, -0.0, microseconds, dates."""
     first, second = _rows(0, 100), _rows(50, 100)  # the second load overlaps the first by 50 keys
     for arrow, table in ((False, "py"), (True, "arrow")):

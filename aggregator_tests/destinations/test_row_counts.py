@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aggregator.destinations.schema import WriteMode
 from aggregator.destinations.sql import SqlDestination
 from connectors.batches import Batch
 from connectors.batches import ColumnType as T
@@ -24,7 +25,7 @@ def _batch(keys: list[int], extra: bool) -> Batch:
     return Batch(columns=tuple(types), types=types, rows=rows)
 
 
-FAMILIES = {"appended": ["append", "append", "replace"], "merged": ["merge", "merge", "replace"], "only_appended": ["append"]}
+FAMILIES: dict[str, list[WriteMode]] = {"appended": ["append", "append", "replace"], "merged": ["merge", "merge", "replace"], "only_appended": ["append"]}
 
 
 def test_generated_load_sequences_report_the_exact_count(dest: SqlDestination) -> None:

@@ -31,7 +31,7 @@ _EditorLoader.yaml_implicit_resolvers = {
 
 
 def _editor_load(text: str) -> object:
-    return yaml.load(text, Loader=_EditorLoader)
+    return yaml.load(text, Loader=_EditorLoader)  # noqa: S506 (_EditorLoader is a SafeLoader)
 
 
 @pytest.mark.parametrize("text", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])

@@ -102,7 +102,7 @@ def test_admin_password_stays_in_the_environment_of_dagster_processes(tmp_path: 
 
 
 @pytest.mark.parametrize(("host", "origin"), [("127.0.0.1", "http://127.0.0.1:3000"),
-                                              ("0.0.0.0", "http://localhost:3000")])
+                                              ("0.0.0.0", "http://localhost:3000")])  # noqa: S104 (the listen address under test)
 def test_aggregator_dev_configures_its_public_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str,
                                                      origin: str) -> None:
     """Weaker finding: without a public origin the CSRF check trusted the Host header; `aggregator dev` now
@@ -175,11 +175,13 @@ def test_concurrent_identical_documents_share_one_validation() -> None:
     the queue are still refused at once."""
     import asyncio
 
-    from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, dagster_schema
+    from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLInspector, ParsedDocument, dagster_schema
 
     inspector = GraphQLInspector(dagster_schema(), workers=1, queue=0)
 
-    async def main() -> tuple[list[object], list[object]]:
+    Results = list[ParsedDocument | BaseException]
+
+    async def main() -> tuple[Results, Results]:
         same = await asyncio.gather(*(inspector.inspect_async("{ version }") for _ in range(20)),
                                     return_exceptions=True)
         distinct = await asyncio.gather(*(inspector.inspect_async(f"{{ v{i}: version }}") for i in range(5)),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
-from graphql import build_client_schema, get_introspection_query, graphql_sync
+from graphql import IntrospectionQuery, build_client_schema, get_introspection_query, graphql_sync
 
 from aggregator.proxy.graphql_ops import GraphQLInspector, GraphQLRejected, dagster_schema
 from aggregator.proxy.policy.launch_tags import stamp_user
@@ -16,7 +18,8 @@ def test_every_mutation_in_dagsters_schema_is_classified() -> None:
 
     introspection = graphql_sync(create_schema().graphql_schema, get_introspection_query()).data
     assert introspection is not None
-    mutation_type = build_client_schema(introspection).mutation_type
+    # The data of the standard introspection query is exactly the shape build_client_schema reads.
+    mutation_type = build_client_schema(cast(IntrospectionQuery, introspection)).mutation_type
     assert mutation_type is not None
     unclassified = sorted(set(mutation_type.fields) - set(MUTATION_ROLES))
     assert unclassified == [], f"classify these in aggregator/proxy/rbac.py: {unclassified}"

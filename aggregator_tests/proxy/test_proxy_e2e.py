@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import dagster
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def client() -> httpx.Client:
+def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=60) as c:
         yield c
 
@@ -81,7 +83,7 @@ def test_editor_can_report_an_asset_event(proxy: RunningProxy, client: httpx.Cli
     assert resp.status_code == 200, resp.text
 
 
-BYPASSES = {
+BYPASSES: dict[str, dict[str, Any]] = {
     "get_query_string": {"method": "GET", "params": {"query": START_SCHEDULE, "variables": "VARS"}},
     "post_query_string": {"method": "POST", "params": {"query": START_SCHEDULE, "variables": "VARS"}},
     "application_graphql": {"method": "POST", "content": START_SCHEDULE, "ctype": "application/graphql"},

@@ -38,7 +38,7 @@ def test_users_sessions_tokens_round_trip(db_url: str) -> None:
     assert user is not None and user.scope == frozenset({"finance"})
     # The hash is argon2id, never the password.
     with store.engine.connect() as conn:
-        stored = conn.execute(sa.text("select password_hash from proxy_users")).scalar()
+        stored = conn.execute(sa.text("select password_hash from proxy_users")).scalar_one()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
     session = store.create_session(user, absolute_s=60)

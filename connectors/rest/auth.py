@@ -12,7 +12,7 @@ from pydantic import Field
 from connectors.errors import AuthError
 from connectors.redact import sanitize_url
 
-_SECRET = "Pass it as {env: NAME} in YAML or dg.EnvVar('NAME') in Python; never inline."
+_SECRET = "Pass it as {env: NAME} in YAML or dg.EnvVar('NAME') in Python; never inline."  # noqa: S105 (a hint on how to pass secrets, not a secret)
 
 
 class NoAuth(dg.Config):

@@ -72,7 +72,7 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         # Exponential with full jitter, so many clients retrying together spread out.
         ceiling = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (retry jitter, not cryptography)
 
 
 def retry_after(response: requests.Response) -> float | None:

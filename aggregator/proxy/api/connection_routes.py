@@ -72,8 +72,7 @@ def routes(api: ApiState) -> list[Route]:
     async def discover_connection(req: ApiRequest) -> list[StreamInfoModel]:
         """Streams and columns the connection offers (or of one `stream:`)."""
         resource = await _resource(req, "discover_connection")
-        body = req.body
-        assert isinstance(body, DiscoverRequest)
+        body = req.body_as(DiscoverRequest)
         stream = None
         if body.stream is not None:
             model = next(t.stream_model for t in CONNECTOR_TYPES.values()

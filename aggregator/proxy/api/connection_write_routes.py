@@ -116,8 +116,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def create_connection(req: ApiRequest) -> JSONResponse:
         """Create `connections/<name>.yaml`; secrets only as environment references."""
-        body = req.body
-        assert isinstance(body, ConnectionCreate)
+        body = req.body_as(ConnectionCreate)
         require_unscoped(req.principal, Role.editor, "create_connection")
         _check_secrets(body)
         if await api.services.run_io(_declared_in, root, body.name) is not None:
@@ -130,8 +129,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def update_connection(req: ApiRequest) -> WriteResult:
         """Replace a connection's type and config (If-Match required)."""
-        name, body = req.params["name"], req.body
-        assert isinstance(body, ConnectionBody)
+        name, body = req.params["name"], req.body_as(ConnectionBody)
         require_unscoped(req.principal, Role.editor, "update_connection")
         _check_secrets(body)
         path = await _own_file(name)

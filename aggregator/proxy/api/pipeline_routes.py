@@ -78,8 +78,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def create_pipeline(req: ApiRequest) -> JSONResponse:
         """Create `<name>.yaml`; validated like `aggregator validate`, then the code location is reloaded."""
-        body = req.body
-        assert isinstance(body, PipelineCreate)
+        body = req.body_as(PipelineCreate)
         require(req.principal, Role.editor, "create_pipeline", [body.name, *pipeline_names(body.yaml)])
         _no_inline_secrets(body.yaml)
         if await api.services.run_io(store.find, body.name) is not None:
@@ -92,8 +91,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def update_pipeline(req: ApiRequest) -> JSONResponse:
         """Replace the spec file declaring the pipeline (If-Match required)."""
-        name, body = req.params["name"], req.body
-        assert isinstance(body, PipelineUpdate)
+        name, body = req.params["name"], req.body_as(PipelineUpdate)
         loc = await api.services.run_io(store.find, name)
         if loc is None:
             raise ApiError(404, f"no pipeline {name!r}; create it with POST /api/pipelines")
@@ -149,8 +147,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def validate_pipeline(req: ApiRequest) -> ValidationReport:
         """Validate a spec file as `<name>.yaml` would be written, without storing anything."""
-        body = req.body
-        assert isinstance(body, PipelineCreate)
+        body = req.body_as(PipelineCreate)
         loc = await api.services.run_io(store.find, body.name)
         rel = loc.rel if loc is not None else f"{body.name}.yaml"
         problems = await api.services.run_io(store.check, rel, body.yaml)

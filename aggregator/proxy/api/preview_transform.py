@@ -80,7 +80,7 @@ def preview_transform(root: Path, pipeline: str, transform: str, source_rows: in
                                      for c, t in rows.columns.items())
                     conn.execute(f"CREATE TABLE {table} ({cols})")
                     marks = ", ".join("?" for _ in rows.columns)
-                    conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows.rows)
+                    conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows.rows)  # noqa: S608 (a scratch table of quoted identifiers; values are ?)
                     conn.commit()
                 else:
                     conn.execute(f"CREATE TABLE {table} AS {transform_sql(up, destination)}")
@@ -106,8 +106,7 @@ def routes(api: ApiState) -> list[Route]:
     async def preview_transform_rows(req: ApiRequest) -> Preview:
         """Run a transform over previewed rows of its upstream sources (nothing is written anywhere)."""
         pipeline, transform = req.params["name"], req.params["transform"]
-        body = req.body
-        assert isinstance(body, TransformPreviewRequest)
+        body = req.body_as(TransformPreviewRequest)
         require(req.principal, Role.viewer, "preview_transform", [pipeline])
         try:
             result: Preview = await api.services.run_io(preview_transform, api.platform.pipelines_dir, pipeline,

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -24,6 +24,9 @@ from aggregator.proxy.policy.rbac import Principal, Role
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 # Path parameters are names (pipelines, assets, connector types) or version numbers: never a slash.
 _PARAM_VALUE = r"(?P<\1>[A-Za-z0-9_.-]{1,128})"
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -40,6 +43,18 @@ class ApiRequest:
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
+
+    # The route declares its body and query models and the router validated them; these give the handler
+    # that model's type. They raise rather than assert: `python -O` drops asserts.
+    def body_as(self, model: type[M]) -> M:
+        if not isinstance(self.body, model):
+            raise TypeError(f"route body is {type(self.body).__name__}, not the declared {model.__name__}")
+        return self.body
+
+    def query_as(self, model: type[M]) -> M:
+        if not isinstance(self.query, model):
+            raise TypeError(f"route query is {type(self.query).__name__}, not the declared {model.__name__}")
+        return self.query
 
 
 Handler = Callable[[ApiRequest], Awaitable[Response | BaseModel | list[Any]]]
@@ -132,7 +147,8 @@ def _schema_of(annotation: Any, defs: dict[str, Any]) -> dict[str, Any]:
     origin = getattr(annotation, "__origin__", None)
     if origin is list:
         return {"type": "array", "items": _schema_of(annotation.__args__[0], defs)}
-    assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        raise TypeError(f"{annotation!r}: a route's body and answer are pydantic models or lists of them")
     schema = annotation.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schema.pop("$defs", {}).items():
         defs[name] = sub

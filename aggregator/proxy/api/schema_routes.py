@@ -169,8 +169,7 @@ def routes(api: ApiState) -> list[Route]:
     async def preview_source(req: ApiRequest) -> Preview:
         """Read a source stream's first rows without writing anything (no table, no state, no run)."""
         pipeline, source = req.params["name"], req.params["source"]
-        body = req.body
-        assert isinstance(body, PreviewRequest)
+        body = req.body_as(PreviewRequest)
         require(req.principal, Role.viewer, "preview_source", [pipeline])
         conn, spec, _, _ = await api.services.run_io(_source, pipeline, source)
         try:

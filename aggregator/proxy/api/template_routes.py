@@ -62,8 +62,7 @@ def routes(api: ApiState) -> list[Route]:
 
     async def instantiate_template(req: ApiRequest) -> JSONResponse:
         """Make a new pipeline from a template (validated and versioned like a create)."""
-        name, body = req.params["name"], req.body
-        assert isinstance(body, Instantiate)
+        name, body = req.params["name"], req.body_as(Instantiate)
         found = await api.services.run_io(_templates)
         if name not in found:
             raise ApiError(404, f"no template {name!r}")

@@ -58,7 +58,8 @@ class Warehouse:
             with self._sqlite(timeout_s) as cur:
                 yield cur
             return
-        assert self._engine is not None
+        if self._engine is None:
+            raise RuntimeError(f"no engine for the {self.backend} warehouse")
         raw = self._engine.raw_connection()
         try:
             conn: Any = raw.driver_connection

@@ -20,7 +20,7 @@ from aggregator.proxy.storage import db
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "agg_"  # a public prefix that makes leaked tokens greppable, not a secret
+TOKEN_PREFIX = "agg_"  # noqa: S105 (a public prefix that makes leaked tokens greppable, not a secret)
 BOOTSTRAP_LOCK_KEY = 0x61676772  # "aggr": the advisory lock serializing first-admin creation across replicas
 # argon2id, memory-hard. Defaults of argon2-cffi (64 MiB, t=3) follow RFC 9106's second recommendation.
 _hasher = PasswordHasher()
