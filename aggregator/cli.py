@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from aggregator.alerts.cli import register_commands as register_alert_commands
 from aggregator.pipelines.commands import register_commands as register_spec_commands
 from aggregator.proxy.cli import register_commands as register_proxy_commands
 from aggregator.settings import load_settings
@@ -33,6 +34,7 @@ def dev(host: str, port: int) -> None:
 # Command groups live beside what they operate on.
 register_spec_commands(main)
 register_proxy_commands(main)
+register_alert_commands(main)
 
 if __name__ == "__main__":
     main()

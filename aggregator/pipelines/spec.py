@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.steps import Step
@@ -98,6 +99,9 @@ class SourceSpec(Strict):
         description="New source columns: `evolve` adds them, `freeze` fails the load, `discard` drops them.",
     )
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
+    freshness: Duration | None = Field(
+        default=None, description="Alert when the table was last loaded longer ago than this, e.g. '26h' (rule `freshness`)."
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> SourceSpec:
@@ -136,6 +140,9 @@ class TransformSpec(Strict):
     steps: list[Step] = Field(default_factory=list, description="Declarative steps applied in order.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<transform>`.")
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the built table.")
+    freshness: Duration | None = Field(
+        default=None, description="Alert when the table was last built longer ago than this, e.g. '26h' (rule `freshness`)."
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> TransformSpec:
@@ -176,6 +183,7 @@ class PipelineSpec(Strict):
     partitions: Partitions | None = Field(None, description="Time partitions for every asset of the pipeline.")
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
+    alerts: PipelineAlerts | None = Field(default=None, description="This pipeline's alert rules (docs/operations.md).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSpec:
@@ -220,6 +228,9 @@ class SpecFile(Strict):
     connections: dict[Name, Connection] = Field(default_factory=dict, description="Named connector instances.")
     templates: dict[Name, Template] = Field(default_factory=dict, description="Reusable pipeline templates.")
     pipelines: list[PipelineSpec] = Field(default_factory=list, description="Pipelines declared in this file.")
+    alerts: AlertsConfig | None = Field(
+        default=None, description="Global alert channels and default rules (one file declares them, e.g. alerts.yaml)."
+    )
 
 
 __all__ = [

@@ -1,0 +1,32 @@
+"""Counters the proxy increments: requests by route/method/status, latency, authentication failures."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# A registry of its own, so tests and several apps in one process never collide on the global one.
+PROXY_REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "aggregator_proxy_requests", "Requests answered by the proxy.", ["route", "method", "status"],
+    registry=PROXY_REGISTRY,
+)
+LATENCY = Histogram(
+    "aggregator_proxy_request_duration_seconds", "Time to answer a request, including the upstream.", ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=PROXY_REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "aggregator_proxy_auth_failures", "Requests refused for missing/invalid credentials (401) or permission (403).",
+    ["reason"], registry=PROXY_REGISTRY,
+)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Record one answered request; `route` is the route template, never the raw path (bounded labels)."""
+    REQUESTS.labels(route=route, method=method, status=str(status)).inc()
+    LATENCY.labels(route=route).observe(seconds)
+
+
+def auth_failure(reason: str) -> None:
+    """Record a refused request: `unauthenticated`, `forbidden`, `bad_token`, `rate_limited`…"""
+    AUTH_FAILURES.labels(reason=reason).inc()
