@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-from dagster._core.event_api import EventRecordsFilter
 from dagster._core.events import DagsterEventType
 
 from aggregator.alerts.history import AlertStore, alerts_db_url
 from aggregator.alerts.message import AlertMessage, summarize
 from aggregator.alerts.router import AlertRouter, AlertSetup
+from aggregator.event_feed import FeedCursor, read_new
 from aggregator.settings import Settings
 
 PIPELINE_TAG = "aggregator/pipeline"
@@ -87,26 +87,21 @@ def build_alert_sensors(setup: AlertSetup, settings: Settings) -> list[dg.Sensor
     @dg.sensor(name="alerts_watch_sensor", default_status=status, minimum_interval_seconds=60,
                description="Alerts on failed asset checks, stale tables and spec files that stop loading.")
     def alerts_watch_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        cursor = json.loads(context.cursor) if context.cursor else {}
+        cursor = FeedCursor.from_json(json.loads(context.cursor) if context.cursor else None)
         with open_router(setup, settings) as router:
-            cursor["checks"] = watch_checks(router, context.instance, int(cursor.get("checks", 0)))
+            watch_checks(router, context.instance, cursor)
             watch_freshness(router, context.instance)
             watch_specs(router, settings)
             router.flush_held()
-        context.update_cursor(json.dumps(cursor))
+        context.update_cursor(json.dumps(cursor.to_json()))
         return dg.SkipReason("alerts evaluated; this sensor never launches runs")
 
     return [alerts_run_failure_sensor, alerts_run_success_sensor, alerts_watch_sensor]
 
 
-def watch_checks(router: AlertRouter, instance: dg.DagsterInstance, after: int) -> int:
-    """Check evaluations since storage id `after`: a failure opens an incident, a pass resolves it."""
-    records = instance.event_log_storage.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=CHECK_BATCH, ascending=True,
-    )
-    for record in records:
-        after = max(after, record.storage_id)
+def watch_checks(router: AlertRouter, instance: dg.DagsterInstance, cursor: FeedCursor) -> None:
+    """Check evaluations since `cursor`: a failure opens an incident, a pass resolves it."""
+    for record in read_new(instance, [DagsterEventType.ASSET_CHECK_EVALUATION], cursor, CHECK_BATCH):
         event = record.event_log_entry.dagster_event
         if event is None or event.asset_check_evaluation_data is None:
             continue
@@ -126,7 +121,6 @@ def watch_checks(router: AlertRouter, instance: dg.DagsterInstance, after: int) 
             router.resolve(message)
         else:
             router.fire(message)
-    return after
 
 
 def watch_freshness(router: AlertRouter, instance: dg.DagsterInstance) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.event_api import EventRecordsFilter
 from dagster._core.events import DagsterEventType
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -17,6 +16,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from aggregator.event_feed import FeedCursor, read_new
 
 PIPELINE_TAG = "aggregator/pipeline"
 # Events read per type and scrape: after a long gap the collector catches up over a few scrapes instead of
@@ -34,7 +35,7 @@ TERMINAL = {
 class State:
     """Everything derived so far, and the storage ids (cursors) it was derived up to."""
 
-    cursors: dict[str, int] = field(default_factory=dict)
+    cursors: dict[str, FeedCursor] = field(default_factory=dict)
     runs: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     durations: dict[str, list[int]] = field(default_factory=dict)  # pipeline -> bucket counts (+Inf last)
     duration_sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -57,13 +58,8 @@ class DagsterCollector(Collector):
         self._lock = threading.Lock()
 
     def _records(self, event_type: DagsterEventType) -> list[dg.EventLogRecord]:
-        after = self.state.cursors.get(event_type.value, 0)
-        records = self.instance.event_log_storage.get_event_records(
-            EventRecordsFilter(event_type=event_type, after_cursor=after), limit=BATCH, ascending=True
-        )
-        if records:
-            self.state.cursors[event_type.value] = records[-1].storage_id
-        return list(records)
+        cursor = self.state.cursors.setdefault(event_type.value, FeedCursor())
+        return read_new(self.instance, [event_type], cursor, BATCH)
 
     def refresh(self) -> None:
         """Fold in events since the last call; bounded by BATCH per event type."""

@@ -11,6 +11,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from aggregator.alerts.setup import build_alert_setup
 from aggregator.pipelines.compile import build_resources
 from aggregator.pipelines.connections import env_refs
 from aggregator.pipelines.graph import Node, build_graph
@@ -81,6 +82,7 @@ def validate(path: Path, settings: Settings, environ: Mapping[str, str] | None =
         specs = load_specs(path)
         graph = build_graph(specs)
         build_resources(specs, settings)
+        build_alert_setup(specs)
     except SpecErrors as exc:
         return Report(specs=None, errors=exc.errors)
     errors: list[SpecError] = []

@@ -49,6 +49,7 @@ alerts:
     - {{when: run_failure, channels: [hook, chat, mail]}}
     - {{when: check_failure, channels: [hook]}}
     - {{when: spec_error, channels: [hook]}}
+    - {{when: freshness, channels: [hook]}}
 """
 
 SHOP_YAML = """
