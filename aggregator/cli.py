@@ -7,6 +7,7 @@ import sys
 import click
 
 from aggregator.alerts.cli import register_commands as register_alert_commands
+from aggregator.metrics.cli import register_commands as register_metrics_commands
 from aggregator.pipelines.commands import register_commands as register_spec_commands
 from aggregator.proxy.cli import register_commands as register_proxy_commands
 from aggregator.settings import load_settings
@@ -35,6 +36,7 @@ def dev(host: str, port: int) -> None:
 register_spec_commands(main)
 register_proxy_commands(main)
 register_alert_commands(main)
+register_metrics_commands(main)
 
 if __name__ == "__main__":
     main()
