@@ -6,7 +6,6 @@ import dagster as dg
 
 from aggregator import assets
 from aggregator.alerts.definitions import alert_definitions
-from aggregator.logs.run_logger import run_loggers
 from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.settings import load_settings
@@ -19,6 +18,5 @@ specs = load_specs(settings.pipelines_dir)
 defs = dg.Definitions.merge(
     build_definitions(specs, settings),
     alert_definitions(specs, settings),
-    dg.Definitions(loggers=run_loggers()),
     dg.Definitions(assets=dg.load_assets_from_modules([assets])),
 )

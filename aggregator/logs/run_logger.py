@@ -1,13 +1,19 @@
-"""A Dagster console logger writing JSON lines that carry the run id, step and the launching request's id."""
+"""JSON lines for run logs, carrying the run id, step and the launching request's id.
+
+Installed through Dagster's own instance setting, so every run of every job uses it without run config:
+
+    python_logs:
+      dagster_handler_config:
+        handlers:
+          json: {class: logging.StreamHandler, stream: ext://sys.stderr, formatter: json}
+        formatters:
+          json: {(): aggregator.logs.run_logger.RunJsonFormatter}
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
-from typing import Any
 
-import dagster as dg
 from dagster._core.log_manager import get_log_record_metadata, has_log_record_metadata
 
 from aggregator.logs.json_format import JsonFormatter
@@ -24,8 +30,9 @@ class RunJsonFormatter(JsonFormatter):
             return super().format(record)
         meta = get_log_record_metadata(record)
         # a copy: other handlers of the same record still need Dagster's metadata
-        fields = {k: v for k, v in vars(record).items() if k != "dagster_meta"}
-        event = meta.get("dagster_event")
+        raw = ("dagster_meta", "dagster_event", "dagster_event_batch_metadata")
+        fields = {k: v for k, v in vars(record).items() if k not in raw}
+        event = getattr(record, "dagster_event", None) or meta.get("dagster_event")
         fields.update(
             run_id=meta.get("run_id"), job_name=meta.get("job_name"), step_key=meta.get("step_key"),
             event_type=event.event_type_value if event is not None else None,
@@ -34,25 +41,3 @@ class RunJsonFormatter(JsonFormatter):
         if meta.get("orig_message") is not None:
             fields.update(msg=meta["orig_message"], args=None)
         return super().format(logging.makeLogRecord(fields))
-
-
-@dg.logger(
-    config_schema={"log_level": dg.Field(str, default_value="INFO", is_required=False,
-                                         description="Lowest level written.")},
-    description="JSON lines on stderr with run id, step and correlation id (AGGREGATOR_LOG_FORMAT=json).",
-)
-def json_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    level = str(init_context.logger_config["log_level"]).upper()
-    logger = logging.getLogger(f"aggregator.run.{id(init_context)}")
-    logger.propagate = False
-    logger.setLevel(level)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RunJsonFormatter())
-    logger.handlers[:] = [handler]
-    return logger
-
-
-def run_loggers(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """`{"console": json_console_logger}` when AGGREGATOR_LOG_FORMAT=json, else Dagster's default console."""
-    env = os.environ if environ is None else environ
-    return {"console": json_console_logger} if env.get("AGGREGATOR_LOG_FORMAT", "").lower() == "json" else {}
