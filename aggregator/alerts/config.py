@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from aggregator.pipelines.connections import EnvRef
 
@@ -28,7 +28,13 @@ def parse_duration(value: object) -> dt.timedelta:
     raise ValueError(f"{value!r} is not a duration; write a positive number with a unit s, m, h, d or w, e.g. '26h'")
 
 
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(parse_duration),
+    # what the YAML holds (`26h`), not pydantic's ISO-8601 default for timedelta
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\s*[0-9]+\s*[smhdw]\s*$"},
+                              {"type": "integer", "minimum": 1}]}),
+]
 
 
 class Strict(BaseModel):
