@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -45,8 +46,13 @@ def prepare_home(settings: Settings) -> Path:
     return dagster_home
 
 
-def child_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
-    env = dict(os.environ)
+# Secrets and settings of the proxy alone. The webserver and daemon pass their environment on to code servers
+# and every run worker, where pipeline code could read them, so they get none of these.
+PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", "AGGREGATOR_TRUSTED_PROXIES")
+
+
+def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -91,11 +97,27 @@ def internal_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _unspecified(host: str) -> bool:
+    """0.0.0.0 / :: (listen everywhere): no address a browser could use."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
     """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
-    return subprocess.Popen(cmd, env=child_env(settings, settings.home / "dagster"), cwd=settings.home,
-                            start_new_session=True)
+    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)
+
+
+def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
+    """The proxy's environment: its secrets, and an explicit public origin so the CSRF check never has to
+    guess one (an operator's AGGREGATOR_PROXY_PUBLIC_ORIGIN wins)."""
+    env = child_env(settings, settings.home / "dagster", proxy=True)
+    browser_host = "localhost" if _unspecified(host) else host
+    env.setdefault("AGGREGATOR_PROXY_PUBLIC_ORIGIN", f"http://{browser_host}:{port}")
+    return env
 
 
 def run_dev(settings: Settings, host: str, port: int) -> int:

@@ -37,14 +37,18 @@ class ApiState:
     hits: collections.Counter[str] = field(default_factory=collections.Counter)
     tokens: dict[str, float] = field(default_factory=dict)  # OAuth2 token -> expiry (monotonic)
     token_ttl: float = 3600.0
+    max_page_size: int = 1000  # the page-number route caps per_page here, as many APIs do
     seen: list[dict[str, str]] = field(default_factory=list)  # query params of each request, in order
+    times: collections.defaultdict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
 
     def reset(self) -> None:
         self.items = [make_item(i) for i in range(1, 26)]
         self.hits.clear()
         self.tokens.clear()
         self.token_ttl = 3600.0
+        self.max_page_size = 1000
         self.seen.clear()
+        self.times.clear()
 
 
 def build_app(state: ApiState) -> Starlette:
@@ -57,9 +61,9 @@ def build_app(state: ApiState) -> Starlette:
 
     async def page_number(request: Request) -> Response:
         count(request)
-        page, size = qint(request, "page", 1), qint(request, "per_page", 10)
+        page, size = qint(request, "page", 1), min(qint(request, "per_page", 10), state.max_page_size)
         rows = state.items[(page - 1) * size: page * size]
-        return JSONResponse({"data": rows, "total_pages": -(-len(state.items) // size)})
+        return JSONResponse({"data": rows, "total_pages": -(-len(state.items) // size), "total": len(state.items)})
 
     async def offset(request: Request) -> Response:
         count(request)
@@ -151,6 +155,33 @@ def build_app(state: ApiState) -> Starlette:
             return PlainTextResponse("slow down", status_code=429, headers={"Retry-After": "1"})
         return JSONResponse({"data": state.items[:3]})
 
+    async def slow_pages(request: Request) -> Response:
+        # Page-number pages of 10 that take a while: a load that is still running when a test kills it.
+        count(request)
+        await asyncio.sleep(float(request.query_params.get("delay", "0.2")))
+        page = qint(request, "page", 1)
+        first, last = (page - 1) * 10 + 1, min(page * 10, 500)
+        return JSONResponse({"data": [{"id": i, "value": i * 2} for i in range(first, last + 1)]})
+
+    async def unavailable(request: Request) -> Response:
+        count(request)
+        state.times[request.url.path].append(time.monotonic())
+        if state.hits[request.url.path] == 1:
+            return PlainTextResponse("maintenance", status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"data": state.items[:3]})
+
+    async def throttled(request: Request) -> Response:
+        # 429 when the previous request came less than 150 ms ago: an API with a rate it does not publish.
+        count(request)
+        now, times = time.monotonic(), state.times[request.url.path]
+        too_soon = bool(times) and now - times[-1] < 0.15
+        times.append(now)
+        if too_soon:
+            state.hits["429"] += 1
+            return PlainTextResponse("slow down", status_code=429)
+        page = qint(request, "page", 1)
+        return JSONResponse({"data": state.items[(page - 1) * 2: page * 2]})
+
     async def flaky(request: Request) -> Response:
         count(request)
         failures = int(request.path_params["failures"])
@@ -195,6 +226,9 @@ def build_app(state: ApiState) -> Starlette:
         Route("/oauth/token", token, methods=["POST"]),
         Route("/rate_limited", rate_limited),
         Route("/flaky/{failures}", flaky),
+        Route("/unavailable", unavailable),
+        Route("/slow_pages", slow_pages),
+        Route("/throttled", throttled),
         Route("/slow", slow),
         Route("/malformed", malformed),
         Route("/missing", not_found),

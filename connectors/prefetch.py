@@ -48,4 +48,6 @@ def prefetch(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join(timeout=5)
+        # An abandoned generator may be finalized by the garbage collector on any thread, this one included.
+        if threading.current_thread() is not thread:
+            thread.join(timeout=5)

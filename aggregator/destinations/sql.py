@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -15,15 +15,18 @@ from pydantic import Field
 from aggregator.destinations import state as state_store
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
-from aggregator.destinations.schema import SCHEMA_POLICIES, SchemaPolicy, portable_type
+from aggregator.destinations.schema import (
+    SCHEMA_POLICIES,
+    WRITE_MODES,
+    SchemaPolicy,
+    WriteMode,
+    portable_type,
+)
 from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.writers import GenericWriter, PostgresWriter, SqliteWriter, Writer
 from connectors.batches import Batch, ColumnType
 from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
-
-WriteMode = Literal["append", "replace", "merge"]
-WRITE_MODES: tuple[str, ...] = ("append", "replace", "merge")
 
 SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.INTEGER: sa.BigInteger(),
@@ -121,6 +124,11 @@ class SqlDestination(dg.ConfigurableResource):
             raise DestinationError(
                 f"loading table {table} in {self.display_url} failed; nothing was committed: {exc.orig}"
             ) from exc
+        finally:
+            # Stop the source now (its prefetch thread, open cursors) rather than whenever it is collected.
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def _load(
         self,
@@ -143,7 +151,7 @@ class SqlDestination(dg.ConfigurableResource):
             # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
             conn=conn, table=table, target=target, columns=dict(existing or {}),
             primary_key=keys if mode == "merge" else (),
-            policy=policy, quote=self.quote, sql_types=SQL_TYPES,
+            policy=policy, quote=self.quote, sql_types=SQL_TYPES, creating=existing is None,
         )
         if mode == "replace" and existing is not None:
             load.create(existing)  # keep the table's columns even if this load does not send them all

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +13,8 @@ import sqlalchemy as sa
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SchemaPolicy, column_name, plan
-from connectors.batches import Batch, ColumnType
+from connectors.batches import Batch, ColumnType, type_of
+from connectors.records import conform
 
 
 @dataclass
@@ -25,7 +28,9 @@ class TableLoad:
     quote: Callable[[str], str]
     sql_types: dict[ColumnType, sa.types.TypeEngine[Any]]
     created: bool = False
-    changes: list[str] = field(default_factory=list)
+    creating: bool = False  # this load creates the table: new columns and safe widenings define it
+    events: list[str] = field(default_factory=list)
+    discarded: Counter[tuple[str, ColumnType, ColumnType]] = field(default_factory=Counter)
     _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def sa_table(self, name: str, columns: Sequence[str]) -> sa.Table:
@@ -69,30 +74,142 @@ class TableLoad:
         if not batch.columns:
             return (), ()  # e.g. an empty JSON file: nothing to create or write
         names = self._normalized(batch.columns, batch.origin)
-        incoming = {n: batch.types[c] for n, c in zip(names, batch.columns)}
+        seen = {n: batch.seen_types(c) for n, c in zip(names, batch.columns)}
+        change = plan(self.table, self.columns, seen, self.policy, creating=self.creating or not self.created)
+        if change.errors:
+            raise self._first_error(change.errors, names, batch.rows)
+        for event in change.events:
+            self._event(event)
+        new = self._first_value_order(change.add, names, batch.rows)
         if not self.created:
-            self.create(incoming)
+            if not new:
+                return (), ()  # every value so far is NULL: no column has a type to create it with
+            self.create(dict(new))
+        else:
+            self._alter(new, change.widen)
+        for name in change.drop:
+            self._event(f"discarded new column {name}")
+        # Untyped (all-NULL) columns the table has are written, so a merge sets them to NULL.
+        keep = [i for i, n in enumerate(names) if n in change.types or (not seen[n] and n in self.columns)]
+        fixes = [(i, self.columns[names[i]], change.discard.get(names[i], ())) for i in keep
+                 if seen[names[i]] and seen[names[i]] != (self.columns[names[i]],)]
+        if len(keep) == len(names) and not fixes:
             return names, batch.rows
-        change = plan(self.table, self.columns, incoming, self.policy)
+        rows = [tuple(row[i] for i in keep) for row in batch.rows] if len(keep) != len(names) else batch.rows
+        if fixes:
+            position = {i: k for k, i in enumerate(keep)}
+            rows = self._conform(rows, [(position[i], names[i], t, d) for i, t, d in fixes])
+        return tuple(names[i] for i in keep), rows
+
+    def _alter(self, add: list[tuple[str, ColumnType]], widen: list[tuple[str, ColumnType]]) -> None:
         dialect = self.conn.dialect
-        for name, column_type in change.add:
+        for name, column_type in add:
             ddl_type = self.sql_types[column_type].compile(dialect=dialect)
             self.conn.exec_driver_sql(
                 f"ALTER TABLE {self.quote(self.target)} ADD COLUMN {self.quote(name)} {ddl_type}"
             )
             self.columns[name] = column_type
-            self.changes.append(f"added column {name} ({column_type.value})")
-        for name, column_type in change.widen:
-            if dialect.name == "postgresql":
-                ddl_type = self.sql_types[column_type].compile(dialect=dialect)
-                self.conn.exec_driver_sql(
-                    f"ALTER TABLE {self.quote(self.target)} ALTER COLUMN {self.quote(name)} TYPE {ddl_type}"
-                )
-            # SQLite columns are dynamically typed: wider values are stored as they come, no DDL needed.
-            self.changes.append(f"widened {name} from {self.columns[name].value} to {column_type.value}")
+        if widen and dialect.name == "sqlite":
+            self._rebuild_sqlite(dict(widen))
+            return
+        for name, column_type in widen:
+            ddl_type = self.sql_types[column_type].compile(dialect=dialect)
+            self.conn.exec_driver_sql(
+                f"ALTER TABLE {self.quote(self.target)} ALTER COLUMN {self.quote(name)} TYPE {ddl_type}"
+            )
             self.columns[name] = column_type
-        if not change.drop:
-            return names, batch.rows
-        keep = [i for i, n in enumerate(names) if n not in change.drop]
-        self.changes.append(f"discarded column(s) {', '.join(change.drop)}")
-        return tuple(names[i] for i in keep), [tuple(row[i] for i in keep) for row in batch.rows]
+
+    def _rebuild_sqlite(self, widen: dict[str, ColumnType]) -> None:
+        """Widen columns on SQLite, which has no ALTER COLUMN TYPE: copy into a table with the new types.
+
+        Only declaring the wider type keeps the table the same whatever the batch size (a column created
+        wide and one widened later look alike), and keeps later loads from re-widening it each time."""
+        old_columns = dict(self.columns)
+        rebuilt = f"_widen_{uuid.uuid4().hex[:12]}"
+        self.columns.update(widen)
+        target, self.target, created = self.target, rebuilt, self.created
+        try:
+            self.create(dict(self.columns))
+        finally:
+            self.target, self.created = target, created
+        selected = []
+        for name, old_type in old_columns.items():
+            column = self.quote(name)
+            if widen.get(name) is ColumnType.TIMESTAMP and old_type is ColumnType.DATE:
+                # The text form SQLAlchemy's SQLite DateTime reads back.
+                column = f"CASE WHEN {column} IS NULL THEN NULL ELSE {column} || ' 00:00:00.000000' END"
+            elif widen.get(name) is ColumnType.FLOAT:
+                column = f"CAST({column} AS REAL)"
+            selected.append(column)
+        names = ", ".join(self.quote(n) for n in old_columns)
+        self.conn.exec_driver_sql(
+            f"INSERT INTO {self.quote(rebuilt)} ({names}) SELECT {', '.join(selected)} FROM {self.quote(target)}"
+        )
+        self.conn.exec_driver_sql(f"DROP TABLE {self.quote(target)}")
+        self.conn.exec_driver_sql(f"ALTER TABLE {self.quote(rebuilt)} RENAME TO {self.quote(target)}")
+
+    def _conform(
+        self, rows: Sequence[Sequence[Any]], fixes: list[tuple[int, str, ColumnType, tuple[ColumnType, ...]]]
+    ) -> list[tuple[Any, ...]]:
+        """Rows whose drifting columns hold values of the column's type; values of a discarded type -> NULL."""
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for index, name, column_type, discard in fixes:
+                value = values[index]
+                if value is None:
+                    continue
+                value_type = type_of(value)
+                if value_type is not None and value_type in discard:
+                    values[index] = None
+                    self.discarded[(name, value_type, column_type)] += 1
+                else:
+                    values[index] = conform(value, column_type)
+            out.append(tuple(values))
+        return out
+
+    def _event(self, event: str) -> None:
+        if event not in self.events:
+            self.events.append(event)
+
+    @property
+    def changes(self) -> list[str]:
+        """Every schema change and discarded value of the load so far, worded the same for any batch size."""
+        notes = [f"discarded {count} {value_type.value} value(s) of {column_type.value} column {name}"
+                 for (name, value_type, column_type), count in self.discarded.items()]
+        return [*self.events, *notes]
+
+    @staticmethod
+    def _first_error(
+        errors: list[tuple[str, ColumnType | None, SchemaChangeError]],
+        names: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
+    ) -> SchemaChangeError:
+        """The error of the value that comes first (by row, then column): the one a batch of one row meets."""
+        index = {n: i for i, n in enumerate(names)}
+
+        def first_row(error: tuple[str, ColumnType | None, SchemaChangeError]) -> tuple[int, int]:
+            name, value_type, _ = error
+            i = index[name]
+            for r, row in enumerate(rows):
+                value = row[i]
+                if value is not None and (value_type is None or type_of(value) is value_type):
+                    return r, i
+            return len(rows), i
+
+        return min(errors, key=first_row)[2]
+
+    @staticmethod
+    def _first_value_order(
+        columns: list[tuple[str, ColumnType]], names: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> list[tuple[str, ColumnType]]:
+        # New columns in the order their first value arrives: the order one row per batch would give.
+        if len(columns) < 2:
+            return columns
+        index = {n: i for i, n in enumerate(names)}
+
+        def first(name: str) -> int:
+            i = index[name]
+            return next((r for r, row in enumerate(rows) if row[i] is not None), len(rows))
+
+        return sorted(columns, key=lambda c: (first(c[0]), index[c[0]]))

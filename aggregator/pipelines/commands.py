@@ -58,52 +58,96 @@ def connections() -> None:
     """Inspect the connections declared in the specs."""
 
 
-def _connection(name: str) -> tuple[Any, Any]:
-    """The specs and the resource built for connection `name`; a clear error if it is not declared."""
-    specs, resources = _specs_and_resources()
-    if name not in specs.connections:
-        _fail(f"unknown connection {name!r}; declared: {', '.join(sorted(specs.connections)) or 'none'}")
-    return specs, resources[name]
+def _load_specs() -> tuple[Any, Any]:
+    from aggregator.pipelines.load import SpecErrors, load_specs
+
+    settings = load_settings()
+    try:
+        return settings, load_specs(settings.pipelines_dir)
+    except SpecErrors as exc:
+        _fail(str(exc))
+        raise  # unreachable; keeps type checkers calm
+
+
+def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
+    """The specs and the resource for connection `name`, its `{env: NAME}` secrets resolved from this
+    environment exactly as a run resolves them; one clear line if it is not declared or a secret is unset.
+
+    `warehouse` is always a connection: the one declared under that name, else AGGREGATOR_WAREHOUSE_URL."""
+    from pydantic import ValidationError
+
+    from aggregator.destinations.sql import SqlDestination
+    from aggregator.pipelines.connections import MissingSecretError, build_destination, build_resource
+    from aggregator.pipelines.graph import WAREHOUSE
+    from aggregator.pipelines.load import validation_errors
+    from connectors.sql.resource import SqlResource
+
+    settings, specs = _load_specs()
+    declared = specs.connections.get(name)
+    if declared is None and name != WAREHOUSE:
+        known = sorted({*specs.connections, WAREHOUSE})
+        _fail(f"unknown connection {name!r}; declared: {', '.join(known)}")
+    try:
+        if declared is None:
+            url = settings.warehouse_url
+            return specs, SqlResource(url=url) if for_discovery else SqlDestination(url=url)
+        conn, sf = declared
+        if name == WAREHOUSE and not for_discovery:
+            return specs, build_destination(conn, resolve_as=name)
+        return specs, build_resource(conn, resolve_as=name)
+    except MissingSecretError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail("; ".join(str(e) for e in validation_errors(sf.raw, exc, ("connections", name, "config"))))
+    raise AssertionError("unreachable")
 
 
 @connections.command("check")
 @click.argument("name")
 def connections_check(name: str) -> None:
-    """Prove connection NAME can reach what it needs."""
+    """Prove connection NAME can reach what it needs (secrets from this environment, as a run reads them)."""
+    from aggregator.destinations.errors import DestinationError
     from connectors.errors import ConnectorError
 
     _, resource = _connection(name)
     try:
         click.echo(f"ok: {resource.check()}")
-    except (ConnectorError, OSError) as exc:
+    except (ConnectorError, DestinationError, OSError) as exc:
         _fail(f"connection {name!r} failed its check: {exc}")
 
 
 @connections.command("discover")
 @click.argument("name")
 def connections_discover(name: str) -> None:
-    """List the streams/tables behind connection NAME with their columns and types."""
+    """List the streams/tables behind connection NAME with their columns and types.
+
+    With sources reading NAME, each source's stream is discovered with the source's declared `columns:`
+    types; without, whatever the connector can list on its own (tables, files)."""
     from connectors.errors import ConnectorError
 
-    specs, resource = _connection(name)
-    streams = [s.stream for p, _, _ in specs.pipelines for s in p.sources if s.connection == name]
+    specs, resource = _connection(name, for_discovery=True)
+    sources = [s for p, _, _ in specs.pipelines for s in p.sources if s.connection == name]
     rows: list[tuple[str, ...]] = []
     try:
-        for stream_name, columns in _discover(resource, streams).items():
+        for stream_name, columns in _discover(resource, sources).items():
             rows.extend((stream_name, column, str(ctype)) for column, ctype in columns.items())
     except (ConnectorError, OSError) as exc:
         _fail(f"discovery on {name!r} failed: {exc}")
     click.echo(_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
 
 
-def _discover(resource: Any, streams: list[Any]) -> dict[str, dict[str, Any]]:
-    """{stream: {column: type}}: what the connector finds on its own, else what the specs' streams read."""
-    import inspect
-
-    params = inspect.signature(resource.discover).parameters
-    needs_stream = any(p.default is inspect.Parameter.empty for p in params.values())
-    infos = [i for s in streams for i in resource.discover(s)] if needs_stream else list(resource.discover())
-    return {info.name: {c: getattr(t, "value", t) for c, t in info.columns.items()} for info in infos}
+def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
+    """{stream: {column: type}}: of each source's stream (declared types winning), else of the connection."""
+    found: dict[str, dict[str, str]] = {}
+    if not sources:
+        for info in resource.discover():
+            found[info.name] = {c: t.value for c, t in info.columns.items()}
+        return found
+    for source in sources:
+        declared = source.type_hints().columns
+        for info in resource.discover(source.stream):
+            found[info.name] = {c: declared.get(c, t).value for c, t in info.columns.items()}
+    return found
 
 
 @click.group()

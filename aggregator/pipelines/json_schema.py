@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregator.pipelines.connections import resource_class
 from aggregator.pipelines.spec import SpecFile, TemplateUse
+from connectors.registry import CONNECTOR_TYPES
 
 ENV_REF = {
     "type": "object",
@@ -28,6 +28,19 @@ def _allow_env_refs(schema: Any) -> Any:
     return schema
 
 
+def _closed(schema: Any) -> Any:
+    """Connector configs reject unknown options (connectors.strict), so their schema says so too: editors
+    then flag a misspelt option, in nested blocks (auth:) as well."""
+    if isinstance(schema, dict):
+        out = {k: _closed(v) for k, v in schema.items()}
+        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_closed(v) for v in schema]
+    return schema
+
+
 def spec_json_schema() -> dict[str, Any]:
     schema = SpecFile.model_json_schema(by_alias=True)
     defs = schema.setdefault("$defs", {})
@@ -36,15 +49,17 @@ def spec_json_schema() -> dict[str, Any]:
     schema["properties"]["pipelines"]["items"] = {
         "anyOf": [{"$ref": "#/$defs/PipelineSpec"}, {"$ref": "#/$defs/TemplateUse"}]
     }
-    # A connection's `config` is the connector resource's own config, chosen by `type`.
+    # A connection's `config` is the connector resource's own config, chosen by `type` (one branch per
+    # registered connector, from the resource's pydantic model).
     branches = []
-    for conn_type in ("files", "sql", "rest"):
-        config = resource_class(conn_type).model_json_schema()
+    for conn_type in CONNECTOR_TYPES.values():
+        config = conn_type.resource_class().model_json_schema()
         for name, sub in config.pop("$defs", {}).items():
-            defs.setdefault(name, _allow_env_refs(sub))
+            defs.setdefault(name, _closed(_allow_env_refs(sub)))
+        config["description"] = f"{conn_type.summary} (docs/connectors/). " + config.get("description", "")
         branches.append({
-            "if": {"properties": {"type": {"const": conn_type}}},
-            "then": {"properties": {"config": _allow_env_refs(config)}},
+            "if": {"properties": {"type": {"const": conn_type.name}}},
+            "then": {"properties": {"config": _closed(_allow_env_refs(config))}},
         })
     defs["Connection"]["allOf"] = branches
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -10,6 +10,7 @@ import dagster as dg
 
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
+from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.spec import SourceSpec
 
@@ -54,7 +55,9 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         started = time.monotonic()
         result = destination.load(
             node.table,
-            reader.read(source.stream, state=state, window=window),
+            # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
+            while_alive(reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
+                        RunLiveness(context.instance, context.run.run_id)),
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,
@@ -64,11 +67,14 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
             f"{node.key.to_user_string()}: read {result.rows_read} rows, wrote {result.rows_written} into "
             f"{node.table} ({destination.display_url})"
         )
+        for change in result.schema_changes:
+            context.log.warning(f"{node.table}: schema change: {change} (schema_policy {source.schema_policy})")
         metadata: dict[str, Any] = {
             **table_metadata(result.table, destination),
             "rows_read": result.rows_read,
             "rows_written": result.rows_written,
             "duration_s": round(time.monotonic() - started, 3),
+            "schema_changes": dg.MetadataValue.json(list(result.schema_changes)),
         }
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})

@@ -9,10 +9,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
+from aggregator.destinations.schema import SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
+from connectors.batches import ColumnType
+from connectors.records import TypeHints
 
 Name = Annotated[
     str,
@@ -80,6 +83,14 @@ class Partitions(Strict):
         return valid_timezone(value)
 
 
+class ColumnHint(Strict):
+    """What the spec declares about one column of a source; it wins over what inference would decide."""
+
+    type: Literal["integer", "float", "boolean", "text", "timestamp", "date"] = Field(
+        description="The column's type; values are converted to it and a value that cannot be fails the load."
+    )
+
+
 class SourceSpec(Strict):
     """A stream read from a connection and landed as a table in the destination."""
 
@@ -88,15 +99,24 @@ class SourceSpec(Strict):
     connection: str = Field(description="Name of a connection declared under `connections:`.")
     stream: Stream = Field(description="What to read from the connection; `type` must match the connection's.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<source>`.")
-    write_mode: Literal["append", "replace", "merge"] = Field(
+    write_mode: WriteMode = Field(
         "replace",
         description="`replace` swaps in a fresh copy atomically; `append` adds rows; "
         "`merge` upserts on `primary_key`.",
     )
     primary_key: list[str] = Field(default_factory=list, description="Columns that identify a record.")
-    schema_policy: Literal["evolve", "freeze", "discard"] = Field(
+    schema_policy: SchemaPolicy = Field(
         "evolve",
-        description="New source columns: `evolve` adds them, `freeze` fails the load, `discard` drops them.",
+        description="New columns and type changes (between or within batches): `evolve` adds columns and "
+        "widens integer->float, date->timestamp, failing on other changes; `freeze` fails the load; "
+        "`discard` drops new columns and values of a type that does not fit.",
+    )
+    columns: dict[str, ColumnHint] = Field(
+        default_factory=dict,
+        description="Declared column types, e.g. `{updated_at: {type: timestamp}}`; they win over inference.",
+    )
+    detect_timestamps: bool = Field(
+        True, description="Type ISO-8601 date and timestamp strings as dates/timestamps (false: keep text)."
     )
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
     freshness: Duration | None = Field(
@@ -113,6 +133,13 @@ class SourceSpec(Strict):
                 "use 'merge' (with primary_key) or 'append'"
             )
         return self
+
+    def type_hints(self) -> TypeHints:
+        """The declared types and detection switch, as the connectors take them."""
+        return TypeHints(
+            columns={name: ColumnType(hint.type) for name, hint in self.columns.items()},
+            detect_timestamps=self.detect_timestamps,
+        )
 
     @property
     def incremental(self) -> bool:
@@ -234,6 +261,6 @@ class SpecFile(Strict):
 
 
 __all__ = [
-    "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SourceSpec",
+    "ColumnHint", "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SourceSpec",
     "SpecFile", "Template", "TemplateUse", "TransformSpec",
 ]

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from aggregator.alerts.config import CHANNEL_TYPES
 from aggregator.pipelines.checks_spec import CHECK_TYPES
 from aggregator.pipelines.steps import STEP_NAMES
 from aggregator.pipelines.streams import STREAM_MODELS
+from connectors.strict import _models
 
-UNION_TAGS = frozenset(
-    {m.model_fields["type"].default for m in (*STREAM_MODELS, *CHECK_TYPES)} | set(STEP_NAMES) | set(CHANNEL_TYPES)
-)
+
+def _type_tags(models: tuple[type[BaseModel], ...]) -> set[str]:
+    """The `type` tags of `models` and of every model nested in their fields (pagination:, auth:, …)."""
+    tags: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    todo = list(models)
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        tag = model.model_fields.get("type")
+        if tag is not None and isinstance(tag.default, str):
+            tags.add(tag.default)
+        for field in model.model_fields.values():
+            todo.extend(_models(field.annotation))
+    return tags
+
+
+UNION_TAGS = frozenset(_type_tags((*STREAM_MODELS, *CHECK_TYPES)) | set(STEP_NAMES) | set(CHANNEL_TYPES))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,18 +12,18 @@ from datetime import UTC, datetime
 
 import click
 
-from aggregator.proxy.audit import AuditQuery
-from aggregator.proxy.rbac import Role
-from aggregator.proxy.store import StoreError
+from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.storage.audit import AuditQuery
+from aggregator.proxy.storage.store import StoreError
 
 ROLE = click.Choice([r.name for r in Role])
 
 
 def _db_url() -> str:
-    from aggregator.proxy.config import load_proxy_settings
+    from aggregator.proxy.config import proxy_db_url
     from aggregator.settings import load_settings
 
-    return load_proxy_settings("http://unused", load_settings().home).db_url
+    return proxy_db_url(load_settings().home)
 
 
 def _store():  # type: ignore[no-untyped-def]
@@ -39,12 +41,45 @@ def _store_errors_as_cli_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+def _known_pipelines() -> list[str] | None:
+    """Pipeline names of the spec directory, or None when it cannot be loaded (the warning is then skipped)."""
+    try:
+        from aggregator.pipelines.load import load_specs
+        from aggregator.settings import load_settings
+
+        return sorted(p.name for p, _, _ in load_specs(load_settings().pipelines_dir).pipelines)
+    except Exception:  # noqa: BLE001 - a broken spec directory must not block user administration
+        return None
+
+
 def _scope(values: tuple[str, ...]) -> list[str] | None:
-    return sorted({v.strip() for raw in values for v in raw.split(",") if v.strip()}) or None
+    scope = sorted({v.strip() for raw in values for v in raw.split(",") if v.strip()}) or None
+    if scope:
+        known = _known_pipelines()
+        unknown = [s for s in scope if known is not None and s not in known]
+        if unknown:
+            # A warning, not an error: the grant may name a pipeline that is about to be deployed.
+            click.echo(f"warning: no pipeline named {', '.join(unknown)}; known pipelines: "
+                       f"{', '.join(known or []) or '(none)'}", err=True)
+    return scope
 
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _password(password_stdin: bool, generate: bool, confirm: bool = True) -> tuple[str, bool]:
+    """The password from stdin, generated, or prompted for (hidden, twice). True when generated."""
+    if password_stdin and generate:
+        raise click.UsageError("use either --password-stdin or --generate-password")
+    if password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise click.UsageError("--password-stdin: no password on standard input")
+        return line, False
+    if generate:
+        return secrets.token_urlsafe(18), True
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm)), False
 
 
 def _duration(text: str | None) -> float | None:
@@ -79,14 +114,22 @@ def register_commands(main: click.Group) -> None:
     @users.command("add")
     @click.argument("username")
     @click.option("--role", type=ROLE, required=True)
-    @click.option("--scope", multiple=True, help="Limit the role to these asset groups / jobs (repeatable).")
-    @click.password_option(help="Prompted for when omitted.")
-    def users_add(username: str, role: str, scope: tuple[str, ...], password: str) -> None:
-        """Add a local user (password hashed with argon2id)."""
+    @click.option("--scope", multiple=True, help="Limit the role to these pipelines (repeatable).")
+    @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+    @click.option("--generate-password", is_flag=True, help="Generate a password and print it once.")
+    def users_add(username: str, role: str, scope: tuple[str, ...], password_stdin: bool,
+                  generate_password: bool) -> None:
+        """Add a local user (password hashed with argon2id).
+
+        Prompts for the password (hidden, asked twice) unless --password-stdin or --generate-password."""
         store, _ = _store()
+        password, generated = _password(password_stdin, generate_password)
         with _store_errors_as_cli_errors():
             store.add_user(username, password, Role.parse(role), _scope(scope))
-        click.echo(f"added {username} ({role})")
+        click.echo(f"added {username} ({role})", err=generated)
+        if generated:
+            click.echo("password (shown once):", err=True)
+            click.echo(password)
 
     @users.command("list")
     def users_list() -> None:
@@ -119,13 +162,18 @@ def register_commands(main: click.Group) -> None:
 
     @users.command("set-password")
     @click.argument("username")
-    @click.password_option()
-    def users_set_password(username: str, password: str) -> None:
-        """Set a new password; ends the user's sessions."""
+    @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+    @click.option("--generate-password", is_flag=True, help="Generate a password and print it once.")
+    def users_set_password(username: str, password_stdin: bool, generate_password: bool) -> None:
+        """Set a new password; ends the user's sessions. Prompts unless --password-stdin/--generate-password."""
         store, _ = _store()
+        password, generated = _password(password_stdin, generate_password)
         with _store_errors_as_cli_errors():
             store.set_password(username, password)
-        click.echo(f"password of {username} changed; sessions ended")
+        click.echo(f"password of {username} changed; sessions ended", err=generated)
+        if generated:
+            click.echo("password (shown once):", err=True)
+            click.echo(password)
 
     @main.group()
     def tokens() -> None:
@@ -142,6 +190,9 @@ def register_commands(main: click.Group) -> None:
         """Create a token; the secret is printed once and stored only as a hash."""
         store, _ = _store()
         with _store_errors_as_cli_errors():
+            if store.get_user(username) is None:
+                raise StoreError(f"no user {username!r} to own the token; create it first, e.g. "
+                                 f"`aggregator users add {username} --role launcher --generate-password`")
             secret, info = store.create_token(username, Role.parse(role) if role else None, _scope(scope),
                                               _duration(expires), description)
         click.echo(f"token {info.id} for {username} ({info.role.name}), expires {_when(info.expires_at)}", err=True)
@@ -154,7 +205,11 @@ def register_commands(main: click.Group) -> None:
         """List tokens (never their secrets)."""
         store, _ = _store()
         now = time.time()
-        for t in store.list_tokens(username):
+        found = store.list_tokens(username)
+        if not found:
+            click.echo(f"no tokens{f' for {username}' if username else ''}; create one with "
+                       "`aggregator tokens create --user <name>`", err=True)
+        for t in found:
             state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at < now else "active")
             scope = ",".join(sorted(t.scope)) if t.scope is not None else "*"
             click.echo(f"{t.id}\t{t.username}\t{t.role.name}\tscope={scope}\t{state}\texpires={_when(t.expires_at)}"
@@ -176,11 +231,20 @@ def register_commands(main: click.Group) -> None:
     @click.option("--operation", help="Substring, e.g. launchRun.")
     @click.option("--since", type=float, help="Unix time.")
     @click.option("--limit", default=100, show_default=True, type=int)
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (Unix times).")
     def audit(username: str | None, event: str | None, decision: str | None, operation: str | None,
-              since: float | None, limit: int) -> None:
-        """Query the proxy's audit log (newest first, one JSON object per line)."""
+              since: float | None, limit: int, as_json: bool) -> None:
+        """Query the proxy's audit log, newest first (ISO times; --json for one object per line)."""
         _, log = _store()
         query = AuditQuery(username=username, event=event, decision=decision, operation=operation, since=since,
                            limit=limit)
         for record in log.query(query):
-            click.echo(json.dumps(record.model_dump(), sort_keys=True))
+            if as_json:
+                click.echo(json.dumps(record.model_dump(), sort_keys=True))
+                continue
+            targets = " ".join(f"{k}={','.join(v)}" for k, v in sorted(record.targets.items()))
+            fields = [datetime.fromtimestamp(record.ts, UTC).isoformat(timespec="seconds"), record.decision,
+                      record.event, record.username or "-", record.role or "-", record.source_ip or "-",
+                      record.operation or "-", targets or "-", f"run={record.run_id}" if record.run_id else "",
+                      record.reason or ""]
+            click.echo("\t".join(fields).rstrip())

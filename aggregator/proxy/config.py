@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,7 +35,8 @@ class ProxySettings(BaseModel):
     db_url: str = Field(description="AGGREGATOR_PROXY_DB_URL: SQLAlchemy URL of users/sessions/tokens/audit.")
     public_origin: str | None = Field(
         None, description="AGGREGATOR_PROXY_PUBLIC_ORIGIN: scheme://host[:port] browsers use. Enables HTTPS "
-        "cookie settings and HSTS when https. Without it the origin is taken from the Host header.",
+        "cookie settings and HSTS when https. Without it only the address the proxy listens on is its own "
+        "origin (the Host header is never trusted for the CSRF check).",
     )
     cors_origins: tuple[str, ...] = Field((), description="AGGREGATOR_PROXY_CORS_ORIGINS: comma-separated.")
     session_idle_s: float = Field(3600, gt=0, description="A session unused this long ends.")
@@ -41,13 +44,24 @@ class ProxySettings(BaseModel):
     graphql_rate_per_s: float = Field(
         50, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_RATE: sustained GraphQL requests/s per user or token.")
     graphql_burst: int = Field(200, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_BURST: burst per user or token.")
-    login_failures_per_user: int = Field(5, gt=0, description="Failed logins per user per window.")
+    login_failures_per_user: int = Field(
+        5, gt=0, description="Failed logins per (user, source address) before that pair waits, doubling per "
+        "further failure. Never blocks the same user from another address.")
+    login_failures_per_account: int = Field(
+        20, gt=0, description="Failed logins per user over all addresses before every attempt on the account "
+        "is delayed (progressively, at most 10 s): slows distributed guessing without locking the user out.")
     login_failures_per_ip: int = Field(20, gt=0, description="Failed logins per source IP per window.")
-    login_window_s: float = Field(900, gt=0)
+    login_window_s: float = Field(900, gt=0, description="Window of the login failure counters, seconds.")
+    login_hash_workers: int = Field(
+        2, gt=0, description="Threads verifying passwords (argon2id, 64 MiB each); separate from all others.")
+    login_hash_queue: int = Field(
+        4, ge=0, description="Sign-ins that may wait for a hashing thread; more are answered 429 at once.")
     max_graphql_bytes: int = Field(1 << 20, gt=0, description="GraphQL bodies are parsed, so they are capped.")
     max_body_bytes: int = Field(16 << 20, gt=0, description="Cap on any other request body (streamed).")
-    trust_forwarded_for: bool = Field(
-        False, description="Take the client IP from X-Forwarded-For (only behind a trusted load balancer).",
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="AGGREGATOR_TRUSTED_PROXIES: comma-separated CIDRs of load balancers/ingresses. "
+        "X-Forwarded-For is honoured only on connections from these; the right-most address not in them is the "
+        "client (used by login limits and the audit). Empty: the TCP peer is the client.",
     )
     oidc: OidcSettings | None = None
 
@@ -66,6 +80,16 @@ class ProxySettings(BaseModel):
             raise ValueError(f"upstream {value!r} must be an http(s) URL, e.g. http://127.0.0.1:3001")
         return value.rstrip("/")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"AGGREGATOR_TRUSTED_PROXIES: {cidr!r} is not a CIDR (e.g. 10.0.0.0/8)") from exc
+        return value
+
     @property
     def https(self) -> bool:
         return bool(self.public_origin and self.public_origin.startswith("https://"))
@@ -81,6 +105,12 @@ def _role_map(raw: str) -> dict[str, str]:
     return {group.strip(): role.strip() for group, role in pairs}
 
 
+def proxy_db_url(home: Path, environ: Mapping[str, str] | None = None) -> str:
+    """AGGREGATOR_PROXY_DB_URL, else SQLite under AGGREGATOR_HOME (what the CLI and the proxy both open)."""
+    env = os.environ if environ is None else environ
+    return env.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{home / 'proxy.db'}"
+
+
 def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", environ: dict[str, str] | None = None,
                         **overrides: object) -> ProxySettings:
     env = os.environ if environ is None else environ
@@ -94,10 +124,12 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
         )
     values: dict[str, object] = {
         "upstream": upstream, "path_prefix": path_prefix,
-        "db_url": env.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{home / 'proxy.db'}",
+        "db_url": proxy_db_url(home, env),
         "public_origin": env.get("AGGREGATOR_PROXY_PUBLIC_ORIGIN") or None,
         "cors_origins": tuple(o.strip() for o in env.get("AGGREGATOR_PROXY_CORS_ORIGINS", "").split(",")
                               if o.strip()),
+        "trusted_proxies": tuple(c.strip() for c in env.get("AGGREGATOR_TRUSTED_PROXIES", "").split(",")
+                                 if c.strip()),
         "oidc": oidc,
     }
     for name, key in (("graphql_rate_per_s", "AGGREGATOR_PROXY_GRAPHQL_RATE"),

@@ -10,11 +10,10 @@ import sys
 import uvicorn
 
 from aggregator.proxy.app import ProxyApp
-from aggregator.proxy.audit import AuditLog, AuditRecord
 from aggregator.proxy.config import ProxySettings
-from aggregator.proxy.db import make_engine, migrate
-from aggregator.proxy.rbac import Role
-from aggregator.proxy.store import Store
+from aggregator.proxy.storage.audit import AuditLog, AuditRecord
+from aggregator.proxy.storage.db import make_engine, migrate
+from aggregator.proxy.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +24,29 @@ def open_store(db_url: str) -> tuple[Store, AuditLog]:
     return Store(engine), AuditLog(engine)
 
 
-def bootstrap_admin(store: Store, audit: AuditLog, environ: dict[str, str] | None = None) -> str | None:
+NO_TTY_HINT = ("No users yet and no terminal to show a generated password on (stdout is not a TTY, so it would "
+               "end up in container logs). Set AGGREGATOR_ADMIN_PASSWORD (from a secret) and restart, or run "
+               "`aggregator users add <name> --role admin`.")
+
+
+def bootstrap_admin(store: Store, audit: AuditLog, environ: dict[str, str] | None = None,
+                    interactive: bool | None = None) -> str | None:
     """Create the first admin if there are no users at all. Returns a generated password (to print once).
 
     AGGREGATOR_ADMIN_PASSWORD (and AGGREGATOR_ADMIN_USER, default `admin`) set it explicitly; otherwise a
-    random one is generated. Never runs again once any user exists, so the variable cannot reset a password."""
+    random one is generated, but only when stdout is a terminal: a password printed by a container goes to
+    its logs. Never runs again once any user exists, so the variable cannot reset a password; safe when
+    several replicas start at once (Store.create_first_admin)."""
     env = os.environ if environ is None else environ
     if store.count_users():
         return None
     username = env.get("AGGREGATOR_ADMIN_USER") or "admin"
     given = env.get("AGGREGATOR_ADMIN_PASSWORD")
+    if not given and not (sys.stdout.isatty() if interactive is None else interactive):
+        return None  # build_app tells the operator what to do
     password = given or secrets.token_urlsafe(18)
-    store.add_user(username, password, Role.admin)
+    if not store.create_first_admin(username, password):
+        return None
     audit.record(AuditRecord(event="bootstrap_admin", username=username, role="admin", decision="allow",
                              reason="from AGGREGATOR_ADMIN_PASSWORD" if given else "generated password"))
     return None if given else password
@@ -47,10 +57,12 @@ def build_app(settings: ProxySettings) -> ProxyApp:
     generated = bootstrap_admin(store, audit)
     if generated:
         user = os.environ.get("AGGREGATOR_ADMIN_USER") or "admin"
-        # Printed once to the operator's terminal, never logged: logs are often shipped elsewhere.
+        # Printed once to the operator's terminal (checked to be one), never logged.
         print(f"\nFirst start: created admin user {user!r} with password: {generated}\n"
               "Change it with `aggregator users set-password` and keep it safe; it is not shown again.\n",
-              file=sys.stderr, flush=True)
+              flush=True)
+    elif not store.count_users():
+        print(NO_TTY_HINT, file=sys.stderr, flush=True)
     return ProxyApp(settings, store, audit)
 
 

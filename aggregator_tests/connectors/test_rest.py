@@ -45,9 +45,10 @@ def test_every_pagination_style_reads_each_record_once_in_bounded_batches(api: L
 
 
 def test_empty_page_stops_without_a_total(api: LocalApi) -> None:
+    api.state.items = api.state.items[:20]  # full pages only: no short page ends the stream
     stream = RestStream(path="/items/page_number", records_path="data", pagination={"type": "page_number", "page_size": 10})
-    assert ids(list(resource(api).read(stream))) == list(range(1, 26))
-    assert api.state.hits["/items/page_number"] == 4  # the 4th page is empty and ends the stream
+    assert ids(list(resource(api).read(stream))) == list(range(1, 21))
+    assert api.state.hits["/items/page_number"] == 3  # the 3rd page is empty and ends the stream
 
 
 def test_max_pages_stops_early(api: LocalApi) -> None:
@@ -207,7 +208,7 @@ def test_templates_in_headers_and_post_body(api: LocalApi) -> None:
                         incremental={"cursor_path": "header", "initial_value": "2024-01-01"})
     (batch,) = resource(api).read(stream)
     row = dict(zip(batch.columns, batch.rows[0]))
-    assert row["header"] == "2024-01-01"
+    assert str(row["header"]) == "2024-01-01"  # an ISO date string is typed as a date
     assert '"since":"2024-01-01"' in row["body"] and '"fixed":1' in row["body"]
 
 
@@ -235,7 +236,7 @@ def test_check_and_discover(api: LocalApi) -> None:
     assert res.check().startswith(f"GET {api.url}/items/offset: HTTP 200")
     (info,) = res.discover(RestStream(path="/items/offset", records_path="items"))
     assert {k: v.value for k, v in info.columns.items()} == {
-        "id": "integer", "name": "text", "price": "float", "active": "boolean", "updated_at": "text"}
+        "id": "integer", "name": "text", "price": "float", "active": "boolean", "updated_at": "timestamp"}
     with pytest.raises(HttpRequestError, match="HTTP 404"):
         resource(api, check_path="/missing").check()
 

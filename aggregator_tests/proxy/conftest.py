@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,12 +18,12 @@ import pytest
 import uvicorn
 
 from aggregator.proxy.app import ProxyApp
-from aggregator.proxy.audit import AuditLog
 from aggregator.proxy.config import ProxySettings, load_proxy_settings
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
-from aggregator.proxy.store import Store
+from aggregator.proxy.storage.audit import AuditLog
+from aggregator.proxy.storage.store import Store
 
 # Runs launched through GraphQL start at once in a subprocess: no daemon needed in tests.
 INSTANCE_YAML = """
@@ -73,11 +74,17 @@ def start_webserver(home: Path, path_prefix: str = "") -> Upstream:
            "-p", str(port)]
     if path_prefix:
         cmd += ["--path-prefix", path_prefix]
-    log = open(home / "webserver.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+    with open(home / "webserver.log", "wb") as log:
+        # Own process group: stopping it also stops the code server the webserver spawned.
+        proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}{path_prefix}/server_info", proc)
-    wait_location_loaded(f"{url}{path_prefix}/graphql", home / "webserver.log")
+    try:
+        wait_http(f"{url}{path_prefix}/server_info", proc)
+        wait_location_loaded(f"{url}{path_prefix}/graphql", home / "webserver.log")
+    except BaseException:
+        stop_process(proc)  # a failed wait must not leave the webserver running
+        raise
     return Upstream(url, home, proc)
 
 
@@ -121,12 +128,17 @@ def wait_runs_finished(graphql_url: str, timeout_s: float = 180) -> None:
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Stop the process and its group (code servers, run workers started by the webserver)."""
+    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass
@@ -157,27 +169,36 @@ def start_proxy(upstream_url: str, db_url: str, path_prefix: str = "", **overrid
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}{path_prefix}/server_info", timeout_s=60)
-    return RunningProxy(url, settings, store, audit, app, server, thread)
+    running = RunningProxy(url, settings, store, audit, app, server, thread)
+    try:
+        wait_http(f"{url}{path_prefix}/server_info", timeout_s=60)
+    except BaseException:
+        running.stop()
+        raise
+    return running
 
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     up = start_webserver(tmp_path_factory.mktemp("proxy-home"))
-    yield up
-    wait_runs_finished(f"{up.url}/graphql")
-    stop_process(up.proc)
+    try:
+        yield up
+        wait_runs_finished(f"{up.url}/graphql")
+    finally:
+        stop_process(up.proc)
 
 
 @pytest.fixture(scope="session")
 def proxy(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
     db = tmp_path_factory.mktemp("proxy-db") / "proxy.db"
     running = start_proxy(upstream.url, f"sqlite:///{db}")
-    for role in Role:
-        running.store.add_user(role.name, PASSWORD, role)
-        running.tokens[role.name], _ = running.store.create_token(role.name)
-    yield running
-    running.stop()
+    try:
+        for role in Role:
+            running.store.add_user(role.name, PASSWORD, role)
+            running.tokens[role.name], _ = running.store.create_token(role.name)
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,42 @@ def test_users_tokens_and_audit_from_the_cli(runner: CliRunner, tmp_path: Path) 
     assert "ana\teditor\tscope=*\tdisabled" in runner.invoke(main, ["users", "list"]).output
     assert runner.invoke(main, ["users", "disable", "bob"]).exit_code != 0
 
-    from aggregator.proxy.audit import AuditRecord
+    from aggregator.proxy.storage.audit import AuditRecord
 
     audit.record(AuditRecord(event="mutation", username="ana", decision="deny", operation="mutation:wipeAssets"))
-    lines = runner.invoke(main, ["audit", "--user", "ana", "--decision", "deny"]).output.strip().splitlines()
+    lines = runner.invoke(main, ["audit", "--user", "ana", "--decision", "deny", "--json"]).output.strip().splitlines()
     assert [json.loads(line)["operation"] for line in lines] == ["mutation:wipeAssets"]
+
+
+def test_proxy_cli_papercuts(runner: CliRunner, tmp_path: Path) -> None:
+    """Issue 11 item 10: password from stdin or generated and printed once; the README's `tokens create
+    --user X` explains a missing owner; an unknown --scope warns with the known pipelines; `tokens list`
+    says when it is empty; `audit` prints ISO times (JSON with --json)."""
+    empty = runner.invoke(main, ["tokens", "list"])
+    assert empty.exit_code == 0 and "no tokens" in empty.stderr
+
+    missing = runner.invoke(main, ["tokens", "create", "--user", "ci", "--role", "launcher", "--expires", "90d"])
+    assert missing.exit_code != 0 and "aggregator users add ci" in missing.output
+
+    generated = runner.invoke(main, ["users", "add", "ci", "--role", "launcher", "--generate-password",
+                                     "--scope", "no_such_pipeline"])
+    assert generated.exit_code == 0, generated.output
+    password = generated.stdout.strip()
+    assert "no pipeline named no_such_pipeline; known pipelines:" in generated.stderr
+    store, _ = open_store(f"sqlite:///{tmp_path / 'proxy.db'}")
+    assert store.verify_password("ci", password) is not None
+
+    piped = runner.invoke(main, ["users", "add", "bo", "--role", "viewer", "--password-stdin"],
+                          input="piped password 123\n")
+    assert piped.exit_code == 0, piped.output
+    assert store.verify_password("bo", "piped password 123") is not None
+    assert runner.invoke(main, ["tokens", "create", "--user", "ci", "--expires", "90d"]).exit_code == 0
+
+    from aggregator.proxy.storage.audit import AuditRecord
+
+    _, audit = open_store(f"sqlite:///{tmp_path / 'proxy.db'}")
+    audit.record(AuditRecord(event="mutation", username="ci", decision="allow", operation="mutation:launchRun",
+                             run_id="r1", ts=0))
+    line = runner.invoke(main, ["audit", "--limit", "1"]).stdout.strip()
+    assert line.split("\t")[:4] == ["1970-01-01T00:00:00+00:00", "allow", "mutation", "ci"]
+    assert "run=r1" in line

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, Upstream, bearer, start_proxy
 
 pytestmark = pytest.mark.slow

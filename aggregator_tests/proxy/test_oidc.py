@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from aggregator.proxy.audit import AuditQuery
 from aggregator.proxy.config import OidcSettings
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy import oidc_provider
 from aggregator_tests.proxy.conftest import RunningProxy, Upstream, free_tcp_port, start_proxy, wait_http
 

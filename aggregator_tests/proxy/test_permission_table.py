@@ -6,8 +6,8 @@ import pytest
 from graphql import build_client_schema, get_introspection_query, graphql_sync
 
 from aggregator.proxy.graphql_ops import GraphQLInspector, GraphQLRejected, dagster_schema
-from aggregator.proxy.launch_tags import stamp_user
-from aggregator.proxy.rbac import MUTATION_ROLES, SCOPABLE, Role, required_role
+from aggregator.proxy.policy.launch_tags import stamp_user
+from aggregator.proxy.policy.rbac import MUTATION_ROLES, SCOPABLE, Role, required_role
 
 
 def test_every_mutation_in_dagsters_schema_is_classified() -> None:

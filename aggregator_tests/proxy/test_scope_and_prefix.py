@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
 from aggregator_tests.proxy.conftest import (
     PASSWORD,
     RunningProxy,
@@ -45,7 +45,8 @@ def test_audit_endpoint_is_admin_only(proxy: RunningProxy) -> None:
         gql(c, proxy.url, "mutation { reloadWorkspace { __typename } }", headers=bearer(proxy.tokens["viewer"]))
         viewer = c.get(f"{proxy.url}/_auth/api/audit", headers=bearer(proxy.tokens["viewer"]))
         assert viewer.status_code == 403 and viewer.json()["missing_permission"] == "admin:audit"
-        admin = c.get(f"{proxy.url}/_auth/api/audit", params={"username": "viewer", "decision": "deny"},
+        admin = c.get(f"{proxy.url}/_auth/api/audit", params={"username": "viewer", "decision": "deny",
+                                                               "event": "mutation"},
                       headers=bearer(proxy.tokens["admin"]))
     assert admin.status_code == 200 and admin.headers["cache-control"] == "no-store"
     records = admin.json()

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dagster
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from aggregator.proxy.audit import AuditQuery
-from aggregator.proxy.rbac import Role
+from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, bearer
 from aggregator_tests.proxy.gql import JOB_SELECTOR, LAUNCH, RUN_LOGS, SCHEDULE_SELECTOR, START_SCHEDULE, gql
 
@@ -34,7 +35,7 @@ def login(proxy: RunningProxy, username: str, password: str = PASSWORD) -> Itera
 def test_login_page_then_session_reads(proxy: RunningProxy) -> None:
     assert "password" in httpx.get(f"{proxy.url}/_auth/login").text
     with login(proxy, "viewer") as client:
-        assert gql(client, "", "{ version }").json()["data"]["version"] == "1.13.27"
+        assert gql(client, "", "{ version }").json()["data"]["version"] == dagster.__version__
         assert client.get("/_auth/me").json() == {"user": "viewer", "role": "viewer", "via": "session", "scope": None}
 
 

@@ -17,6 +17,7 @@ from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
 from connectors.files.csv_reader import read_csv
 from connectors.files.json_reader import read_json, read_jsonl
+from connectors.records import TypeHints, apply_hints
 from connectors.strict import reject_unknown
 
 
@@ -76,6 +77,7 @@ class FilesResource(dg.ConfigurableResource):
         stream: FileStream,
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        hints: TypeHints | None = None,
     ) -> Iterator[Batch]:
         """Yield batches from every matched file not already in `state`, in path order.
 
@@ -96,12 +98,11 @@ class FilesResource(dg.ConfigurableResource):
             for batch in self._read_file(path, stream):
                 if held is not None:
                     yield held
-                held = batch
+                held = apply_hints(batch, hints)
             after = {"files": dict(done)}
             if held is None:  # no rows, but the file is still recorded so it is not read again
                 held = Batch(columns=(), types={}, rows=[], origin=str(path))
-            yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin,
-                        extra=held.extra, state=after)
+            yield held.with_state(after)
 
     def _read_file(self, path: Path, stream: FileStream) -> Iterator[Batch]:
         file_format = stream.format_of(path)

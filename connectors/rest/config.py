@@ -35,6 +35,15 @@ class PageNumberPagination(_Stops):
     page_size_param: str | None = Field("per_page", description="Query parameter for the page size (None: not sent).")
     page_size: int | None = Field(100, gt=0, description="Page size sent in `page_size_param`.")
     total_pages_path: str | None = Field(None, description="JSON path of the total page count, to stop after the last.")
+    total_path: str | None = Field(
+        None, description="JSON path of the total record count, to stop once that many records were read."
+    )
+    stop_on_short_page: bool = Field(
+        True,
+        description="Stop after a page with fewer records than an earlier page (the last page), saving the "
+        "request that would return an empty page. Turn off for APIs whose pages shrink mid-stream (e.g. "
+        "filtering after paging).",
+    )
 
 
 class OffsetPagination(_Stops):
@@ -43,6 +52,11 @@ class OffsetPagination(_Stops):
     limit_param: str = Field("limit", description="Query parameter carrying the page size.")
     limit: int = Field(100, gt=0, description="Page size sent as `limit_param`.")
     total_path: str | None = Field(None, description="JSON path of the total record count, to stop after the last.")
+    stop_on_short_page: bool = Field(
+        True,
+        description="Stop after a page with fewer records than an earlier page (the last page). Turn off for "
+        "APIs whose pages shrink mid-stream.",
+    )
 
 
 class CursorPagination(_Stops):

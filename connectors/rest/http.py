@@ -1,5 +1,6 @@
-"""One HTTP request done properly: a request budget, retries with backoff and jitter on connection errors,
-timeouts and 5xx, `Retry-After` on 429, and a final error that names the sanitized URL, status and attempts."""
+"""One HTTP request done properly: adaptive spacing (plus an optional fixed budget), retries with backoff and
+jitter on connection errors, timeouts and 5xx, `Retry-After` on 429 and 503, and a final error that names the
+sanitized URL, status and attempts."""
 
 from __future__ import annotations
 
@@ -21,22 +22,44 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    """At most `per_second` request starts per second, shared by every thread using the resource."""
+    """Spaces request starts, shared by every thread using the resource: an optional fixed budget
+    (`per_second`), and an adaptive spacing that the API's own signals set.
+
+    There is no fixed budget by default: requests go as fast as the API answers. A 429 or 503 doubles the
+    spacing (from 50 ms) and, with `Retry-After`, pauses every request until then; each success shrinks the
+    spacing by 5 %, so a client settles just under the rate the API accepts instead of guessing one."""
+
+    MIN_SPACING = 0.05
+    MAX_SPACING = 10.0
 
     def __init__(self, per_second: float | None) -> None:
         self.interval = 1.0 / per_second if per_second else 0.0
+        self.spacing = 0.0  # adaptive, from the API's throttling signals
         self._next = 0.0
         self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if not self.interval:
-            return
         with self._lock:
+            gap = max(self.interval, self.spacing)
+            if not gap and self._next == 0.0:
+                return
             now = time.monotonic()
             start = max(now, self._next)
-            self._next = start + self.interval
+            self._next = start + gap
         if start > now:
             time.sleep(start - now)
+
+    def throttled(self, pause: float | None) -> None:
+        """The API said slow down (429/503): widen the spacing; `pause` seconds (Retry-After) for everyone."""
+        with self._lock:
+            self.spacing = min(self.MAX_SPACING, max(self.MIN_SPACING, self.spacing * 2))
+            if pause:
+                self._next = max(self._next, time.monotonic() + pause)
+
+    def succeeded(self) -> None:
+        if self.spacing:
+            with self._lock:
+                self.spacing = 0.0 if self.spacing < self.MIN_SPACING / 4 else self.spacing * 0.95
 
 
 @dataclass(frozen=True)
@@ -102,6 +125,7 @@ class HttpClient:
             else:
                 status = response.status_code
                 if status < 400:
+                    self.limiter.succeeded()
                     return response
                 problem = f"HTTP {status} {response.reason}"
                 if status == 401 and self.authenticator.renewable and not renewed:
@@ -110,11 +134,16 @@ class HttpClient:
                     self.authenticator.ensure_token(self.session, force=True)
                     attempt -= 1
                     continue
-                if status == 429:
-                    wait = retry_after(response) or self.retry.backoff(attempt)
+                if status in (429, 503):
+                    # The API is throttling or briefly unavailable: slow every request down, not just this one.
+                    asked = retry_after(response)
+                    wait = asked if asked is not None else self.retry.backoff(attempt)
                     if wait > self.retry.max_retry_after_seconds:
                         raise self._error(method, url, params, status, attempt,
                                           f"{problem}: Retry-After {wait:.0f}s exceeds max_retry_after_seconds")
+                    self.limiter.throttled(asked)
+                    if asked is not None:
+                        wait = 0.0  # the limiter holds every request (this one too) until Retry-After
                 elif status < 500:
                     detail = response.text[:200].strip()
                     cls = AuthError if status in (401, 403) else HttpRequestError

@@ -32,6 +32,8 @@ class Paginator:
         self.url = url
         self.params = dict(params)
         self.pages = 0
+        self.records = 0  # records read so far
+        self.largest = 0  # the largest page so far
         self.has_more = parse_path(config.has_more_path) if config.has_more_path else None
 
     def first(self) -> tuple[str, dict[str, Any]]:
@@ -47,6 +49,18 @@ class Paginator:
             return None
         if self.has_more is not None and not find(body, self.has_more, default=False):
             return None
+        self.records += len(records)
+        # A page shorter than an earlier one is the last: the API had no more to fill it with. (The first
+        # page proves nothing: the API may cap the page size below what was asked.)
+        short = 0 < len(records) < self.largest
+        self.largest = max(self.largest, len(records))
+        if short and getattr(config, "stop_on_short_page", False):
+            return None
+        total_path = getattr(config, "total_path", None)
+        if total_path:
+            total = find(body, parse_path(total_path))
+            if total is not None and self.records >= int(total):
+                return None
         return self._next(response, body, records)
 
     def _next(self, response: requests.Response, body: Any, records: list[Any]) -> Next:
@@ -94,10 +108,6 @@ class OffsetPaginator(Paginator):
 
     def _next(self, response: requests.Response, body: Any, records: list[Any]) -> Next:
         self.offset += self.config.limit
-        if self.config.total_path:
-            total = find(body, parse_path(self.config.total_path))
-            if total is not None and self.offset >= int(total):
-                return None
         self.params[self.config.offset_param] = self.offset
         return self.url, self.params
 

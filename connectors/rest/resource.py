@@ -12,10 +12,10 @@ import requests
 from pydantic import Field, PrivateAttr
 
 from connectors.batches import Batch, StreamInfo
-from connectors.errors import ConnectorError, SourceReadError
+from connectors.errors import ConnectorConfigError, ConnectorError, HttpRequestError, SourceReadError
 from connectors.jsonpath import find, parse_path
 from connectors.prefetch import prefetch
-from connectors.records import TypeTracker
+from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.rest.auth import AuthConfig, Authenticator, NoAuth, auth_from_dict
 from connectors.rest.config import RestStream
@@ -38,17 +38,23 @@ class RestApiResource(dg.ConfigurableResource):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with every request.")
     requests_per_second: float | None = Field(
-        10.0, gt=0, description="Request budget: at most this many requests start per second (None: unlimited)."
+        None, gt=0,
+        description="Optional fixed request budget: at most this many requests start per second. Default none: "
+        "as fast as the API answers, slowing down adaptively on 429/503 and honouring Retry-After.",
     )
     timeout_seconds: float = Field(30.0, gt=0, description="Connect and read timeout of each request.")
     max_attempts: int = Field(5, ge=1, description="Attempts per request before giving up (retries + 1).")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles each retry, with jitter.")
     backoff_max_seconds: float = Field(30.0, ge=0, description="Cap on a single retry delay.")
     max_retry_after_seconds: float = Field(
-        120.0, ge=0, description="Fail instead of waiting when a 429's Retry-After asks for longer than this."
+        120.0, ge=0, description="Fail instead of waiting when a 429/503's Retry-After asks for longer than this."
     )
     verify_tls: bool = Field(True, description="Verify TLS certificates.")
-    check_path: str = Field("", description="Path that check() requests, e.g. 'health' (default: base_url itself).")
+    check_path: str = Field(
+        "",
+        description="Path below base_url that `connections check` GETs with the connection's auth, e.g. 'health' or "
+        "'me'. Unset: base_url itself, where a 404/405 only proves the host answers (the check says so).",
+    )
 
     _client: HttpClient | None = PrivateAttr(default=None)
 
@@ -79,12 +85,24 @@ class RestApiResource(dg.ConfigurableResource):
     def check(self) -> str:
         """One authenticated request to `check_path`; raises HttpRequestError/AuthError naming what failed."""
         url = self.url(self.check_path)
-        response = self.client.request("GET", url)
+        try:
+            response = self.client.request("GET", url)
+        except HttpRequestError as exc:
+            # Many APIs have nothing at their root: without a check_path, a 404/405 there is still an answer.
+            if self.check_path or exc.status not in (404, 405):
+                raise
+            return (f"GET {sanitize_url(url)}: HTTP {exc.status}: the API answers, but base_url is no endpoint, so "
+                    "the credentials are unproven; set check_path to an endpoint the connection reads")
         elapsed = response.elapsed.total_seconds() * 1000
         return f"GET {sanitize_url(url)}: HTTP {response.status_code} in {elapsed:.0f} ms"
 
-    def discover(self, stream: RestStream) -> list[StreamInfo]:
-        """Columns and types of the stream, inferred from its first page."""
+    def discover(self, stream: RestStream | None = None) -> list[StreamInfo]:
+        """Columns and types of the stream, inferred from its first page (an API has no catalogue to list,
+        so a stream is required)."""
+        if stream is None:
+            raise ConnectorConfigError(
+                "a rest connection cannot list its streams; discover a stream (declare a source that reads it)"
+            )
         for batch in self._pages(stream, {"cursor": self._start_cursor(stream, None)}, limit_pages=1):
             batch_info = TypeTracker().from_records(batch)
             return [StreamInfo(name=stream.path, columns=dict(batch_info.types), detail=self.url(stream.path))]
@@ -95,6 +113,7 @@ class RestApiResource(dg.ConfigurableResource):
         stream: RestStream,
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        hints: TypeHints | None = None,
     ) -> Iterator[Batch]:
         """Yield batches of up to `batch_size` records. With `incremental`, {cursor} in params/headers/body
         is the saved cursor, and the last batch carries the largest cursor seen as the new state."""
@@ -103,7 +122,7 @@ class RestApiResource(dg.ConfigurableResource):
         if window is not None:
             context["window_start"], context["window_end"] = (w.isoformat() for w in window)
         cursor_path = parse_path(stream.incremental.cursor_path) if stream.incremental else None
-        tracker = TypeTracker()
+        tracker = TypeTracker(hints=hints)
         newest = cursor
         pending: Page = []
         held: Batch | None = None
@@ -122,7 +141,7 @@ class RestApiResource(dg.ConfigurableResource):
             held = tracker.from_records(pending, origin=self.url(stream.path))
         if held is not None:
             final = {"cursor": newest} if stream.incremental else None
-            yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin, state=final)
+            yield held.with_state(final)
 
     @staticmethod
     def _start_cursor(stream: RestStream, state: dict[str, Any] | None) -> Any:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
-from connectors.records import TypeTracker
+from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.sql.config import SqlStream
 from connectors.sql.engines import engine_for
@@ -81,16 +81,26 @@ class SqlResource(dg.ConfigurableResource):
             raise SourceReadError(f"cannot connect to {self.display_url}: {exc.orig}") from exc
         return f"{self.display_url}: connected ({self.engine.dialect.name} {version})".rstrip()
 
-    def discover(self, schema: str | None = None) -> list[StreamInfo]:
-        """Every table and view in `schema` (the default schema if None) with its columns' portable types."""
+    def discover(self, stream: SqlStream | None = None) -> list[StreamInfo]:
+        """Columns and portable types of `stream` (its table's declared types, or its query's first chunk),
+        or of every table and view in the default schema if None."""
+        if stream is not None:
+            name = stream.table or "query"
+            if stream.table is not None:
+                with self.engine.connect() as conn:
+                    _, declared = self._statement(conn, stream, None, None)
+                return [StreamInfo(name=name, columns=declared, detail=self.display_url)]
+            batch = next(iter(self.read(stream.model_copy(update={"chunk_size": 1000}))), None)
+            columns = dict(batch.types) if batch is not None else {}
+            return [StreamInfo(name=name, columns=columns, detail=self.display_url)]
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)
-            names = [(n, "table") for n in inspector.get_table_names(schema)]
-            names += [(n, "view") for n in inspector.get_view_names(schema)]
+            names = [(n, "table") for n in inspector.get_table_names()]
+            names += [(n, "view") for n in inspector.get_view_names()]
             return [
                 StreamInfo(
-                    name=f"{schema}.{name}" if schema else name,
-                    columns={c["name"]: portable_type(c["type"]) for c in inspector.get_columns(name, schema)},
+                    name=name,
+                    columns={c["name"]: portable_type(c["type"]) for c in inspector.get_columns(name)},
                     detail=kind,
                 )
                 for name, kind in sorted(names)
@@ -101,6 +111,7 @@ class SqlResource(dg.ConfigurableResource):
         stream: SqlStream,
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        hints: TypeHints | None = None,
     ) -> Iterator[Batch]:
         """Stream the rows in batches of `chunk_size`. With `cursor_column`, only rows past `state["cursor"]`
         are read (a bound parameter, evaluated by the database); the last batch carries the new cursor."""
@@ -113,7 +124,7 @@ class SqlResource(dg.ConfigurableResource):
                 statement, declared = self._statement(conn, stream, cursor, window)
                 # Server-side cursors: memory holds one chunk at a time, whatever the table's size.
                 columns, chunks = _execute_chunks(conn, statement, stream.chunk_size)
-                tracker = TypeTracker(declared)
+                tracker = TypeTracker(declared, hints)
                 position = columns.index(stream.cursor_column) if stream.cursor_column in columns else None
                 if stream.cursor_column and position is None:
                     raise ConnectorConfigError(
@@ -131,8 +142,7 @@ class SqlResource(dg.ConfigurableResource):
                     held = tracker.from_tuples(columns, rows, origin=where)
                 if held is not None:
                     final = {"cursor": encode_value(newest)} if stream.cursor_column else None
-                    yield Batch(columns=held.columns, types=held.types, rows=held.rows, origin=held.origin,
-                                state=final)
+                    yield held.with_state(final)
         except (sa.exc.DBAPIError, psycopg.Error) as exc:
             raise SourceReadError(f"reading {where} failed: {getattr(exc, 'orig', exc)}") from exc
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
-from aggregator.proxy import db
+from aggregator.proxy.storage import db
 
 log = logging.getLogger(__name__)
 

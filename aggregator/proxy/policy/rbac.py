@@ -60,11 +60,12 @@ MUTATION_ROLES: dict[str, Role] = {
     **{name: Role.admin for name in _ADMIN},
 }
 
-# Mutations whose targets (jobs, schedules, sensors, assets, runs) can be resolved, so a grant limited to
-# some pipelines may allow them. Everything else needs an unscoped grant: backfill ids, instigator ids and
-# partition definitions are not mapped to pipelines, and an unmapped target is never assumed in scope.
+# Mutations whose targets (jobs, schedules, sensors, assets, checks, runs, backfills) can be resolved, so a
+# grant limited to some pipelines may allow them (policy/catalog.py decides membership). Everything else
+# needs an unscoped grant: instigator ids (decoded by Dagster from compound ids, a second parser the proxy
+# would have to mirror), partitions definitions and code locations are not mapped to pipelines, and an
+# unmapped target is never assumed in scope.
 SCOPABLE = (_LAUNCHER | _EDITOR) - {
-    "cancelPartitionBackfill", "resumePartitionBackfill", "reexecutePartitionBackfill",
     "reloadRepositoryLocation", "stopRunningSchedule", "stopSensor", "addDynamicPartition",
     "deleteDynamicPartitions",
 }

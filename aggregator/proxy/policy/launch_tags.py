@@ -110,7 +110,8 @@ def stamp_user(
     fragments = fragments_of(document)
     out_vars = dict(variables or {})
     schema = inspector.schema
-    assert schema.mutation_type is not None
+    if schema.mutation_type is None:  # unreachable: a document with mutations validated against it
+        raise RuntimeError("Dagster's schema has no mutation type")
     counter = 0
     for op in document.definitions:
         if not isinstance(op, OperationDefinitionNode) or op.operation.value != "mutation":

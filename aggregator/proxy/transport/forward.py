@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 
-from aggregator.proxy.rbac import Principal
-from aggregator.proxy.upstream import UpstreamError, UpstreamPool
+from aggregator.proxy.policy.rbac import Principal
+from aggregator.proxy.refusals import refusal_body
+from aggregator.proxy.transport.asgi import Receive, Scope, Send
+from aggregator.proxy.transport.paths import encode_path
+from aggregator.proxy.transport.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
-
-# Starlette's own aliases, so Starlette responses and this module's callables interchange.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
@@ -79,14 +75,13 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 def upstream_path(scope: Scope) -> str:
-    """The path the proxy authorized (decoded, then re-encoded), never the client's raw bytes."""
-    from urllib.parse import quote
-
-    return quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
+    """The path the proxy normalized and authorized (paths.normalize_scope), re-encoded; never the client's
+    bytes."""
+    return encode_path(scope["path"])
 
 
 async def _bad_gateway(send: Send, response_headers: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"error": "the Dagster webserver behind the proxy is not answering"}).encode()
+    body = json.dumps(refusal_body(502, "the Dagster webserver behind the proxy is not answering")).encode()
     await send({"type": "http.response.start", "status": 502, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *response_headers]})
     await send({"type": "http.response.body", "body": body})
@@ -111,6 +106,7 @@ async def forward_http(
     client: httpx.AsyncClient, upstream: str, scope: Scope, send: Send, *, method: str, query_string: bytes,
     headers: list[tuple[bytes, bytes]], content: bytes | AsyncIterator[bytes] | None,
     response_headers: list[tuple[bytes, bytes]], capture: bool = False, pool: UpstreamPool | None = None,
+    idempotent: bool | None = None,
 ) -> bytes | None:
     """Forward one request; stream the response. With `capture`, also return the body (small responses only).
 
@@ -118,7 +114,7 @@ async def forward_http(
     target = upstream_path(scope) + (("?" + query_string.decode("latin-1")) if query_string else "")
     if pool is not None and not isinstance(content, AsyncIterator):
         try:
-            up = await pool.request(method, target, headers, content)
+            up = await pool.request(method, target, headers, content, idempotent=idempotent)
         except UpstreamError as exc:
             log.warning("upstream unreachable: %s %s: %s", method, scope["path"], exc)
             await _bad_gateway(send, response_headers)

@@ -24,6 +24,10 @@ class UpstreamError(Exception):
     """The webserver could not be reached or answered something that is not HTTP/1.1."""
 
 
+class _StaleConnection(UpstreamError):
+    """The connection ended before the first response byte: the server had closed an idle keep-alive."""
+
+
 @dataclass
 class _Conn:
     reader: asyncio.StreamReader
@@ -45,7 +49,9 @@ class UpstreamResponse:
         values = {k: v for k, v in headers}
         self._length = int(values[b"content-length"]) if b"content-length" in values else None
         self._chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
-        self._keep = values.get(b"connection", b"").lower() != b"close"
+        # After a 5xx the webserver may close the connection without saying so (uvicorn does after an
+        # unhandled exception): reusing it made the next request fail with 502. Never pool it.
+        self._keep = values.get(b"connection", b"").lower() != b"close" and status < 500
         self._empty = method == "HEAD" or status in NO_BODY_STATUS or 100 <= status < 200
         self._done = False
 
@@ -95,30 +101,50 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.idle: list[_Conn] = []
 
-    async def _connect(self) -> _Conn:
-        while self.idle:
+    async def _connect(self, reuse: bool = True) -> tuple[_Conn, bool]:
+        """A connection and whether it was reused from the idle pool."""
+        while reuse and self.idle:
             conn = self.idle.pop()
             if conn.usable():
-                return conn
+                return conn, True
             conn.close()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
         except (TimeoutError, OSError) as exc:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {type(exc).__name__}") from exc
-        return _Conn(reader, writer)
+        return _Conn(reader, writer), False
 
     async def request(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
-                      body: bytes | None) -> UpstreamResponse:
+                      body: bytes | None, idempotent: bool | None = None) -> UpstreamResponse:
+        """Send one request. A reused keep-alive connection the server has closed under us fails before any
+        response byte; such a request is sent again on a fresh connection when it is safe to repeat
+        (`idempotent`, default: GET/HEAD; the app marks GraphQL reads idempotent, never mutations)."""
         lines = [f"{method} {target} HTTP/1.1".encode(), b"host: " + f"{self.host}:{self.port}".encode()]
         lines += [k + b": " + v for k, v in headers]
         if body is not None or method not in ("GET", "HEAD"):
             lines.append(b"content-length: " + str(len(body or b"")).encode())
         head = b"\r\n".join(lines) + b"\r\n\r\n"
-        conn = await self._connect()
+        safe = method in ("GET", "HEAD") if idempotent is None else idempotent
+        conn, reused = await self._connect()
+        if reused and safe:
+            try:
+                return await self._exchange(conn, method, target, head, body)
+            except _StaleConnection:
+                conn, _ = await self._connect(reuse=False)
+        return await self._exchange(conn, method, target, head, body)
+
+    async def _exchange(self, conn: _Conn, method: str, target: str, head: bytes,
+                        body: bytes | None) -> UpstreamResponse:
         try:
             conn.writer.write(head + (body or b""))
             await conn.writer.drain()
-            status_line = await conn.reader.readuntil(b"\r\n")
+            try:
+                status_line = await conn.reader.readuntil(b"\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+                conn.close()
+                raise _StaleConnection(f"{method} {target}: closed before any response byte") from exc
             while True:
                 parts = status_line.split(b" ", 2)
                 if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -130,6 +156,8 @@ class UpstreamPool:
                 if status != 100:
                     break
                 status_line = await conn.reader.readuntil(b"\r\n")
+        except _StaleConnection:
+            raise
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             conn.close()
             raise UpstreamError(f"{method} {target}: {type(exc).__name__}") from exc

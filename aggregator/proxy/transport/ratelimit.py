@@ -1,4 +1,4 @@
-"""In-process rate limits: token buckets for GraphQL, failure windows for logins.
+"""In-process rate limits: token buckets for GraphQL (login throttling is identity/login_throttle.py).
 
 Per process on purpose: the proxy is one process per deployment in front of one webserver. Behind several
 replicas each enforces its own share, which still bounds guessing.
@@ -7,7 +7,6 @@ replicas each enforces its own share, which still bounds guessing.
 from __future__ import annotations
 
 import time
-from collections import deque
 
 
 class TokenBuckets:
@@ -27,30 +26,3 @@ class TokenBuckets:
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1 - tokens) / self.rate
-
-
-class FailureWindow:
-    """Counts failures per key over a sliding window."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._events: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str) -> deque[float]:
-        events = self._events.setdefault(key, deque())
-        cutoff = time.monotonic() - self.window_s
-        while events and events[0] < cutoff:
-            events.popleft()
-        return events
-
-    def blocked_for(self, key: str) -> float:
-        events = self._recent(key)
-        if len(events) < self.limit:
-            return 0.0
-        return max(1.0, events[0] + self.window_s - time.monotonic())
-
-    def fail(self, key: str) -> None:
-        self._recent(key).append(time.monotonic())
-
-    def reset(self, key: str) -> None:
-        self._events.pop(key, None)

@@ -10,21 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from aggregator.proxy.audit import AuditRecord
-from aggregator.proxy.auth import AuthFailed, authenticate
-from aggregator.proxy.authz import authorize_document
-from aggregator.proxy.forward import Receive, Scope, Send, upstream_headers, upstream_path
-from aggregator.proxy.gateway import same_origin
-from aggregator.proxy.graphql_ops import GraphQLRejected
-from aggregator.proxy.rbac import Principal
-
-if TYPE_CHECKING:
-    from aggregator.proxy.app import ProxyApp
+from aggregator.proxy.context import RequestContext, Services
+from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
+from aggregator.proxy.identity.authenticate import identify
+from aggregator.proxy.policy.authz import authorize_document
+from aggregator.proxy.policy.rbac import Principal
+from aggregator.proxy.refusals import BEARER_REALM, refusal_body
+from aggregator.proxy.transport.asgi import Receive, Scope, Send
+from aggregator.proxy.transport.forward import upstream_headers, upstream_path
+from aggregator.proxy.transport.gateway import same_origin
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +34,37 @@ PASS_THROUGH = {"connection_init", "stop", "connection_terminate"}
 async def _refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
     """401/403 as a real HTTP response where the server supports it; otherwise a close before accept."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        body = json.dumps({"error": "unauthenticated" if status == 401 else "forbidden", "detail": reason}).encode()
+        body = json.dumps(refusal_body(status, reason)).encode()
         headers = [(b"content-type", b"application/json")]
         if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="aggregator"'))
+            headers.append((b"www-authenticate", BEARER_REALM.encode()))
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403, "reason": reason})
 
 
-async def handle(app: ProxyApp, scope: Scope, receive: Receive, send: Send, request_id: str, ip: str) -> None:
+async def _deny(services: Services, ctx: RequestContext, send: Send, status: int, reason: str) -> None:
+    await services.record_decision(ctx, event="websocket", decision="deny", operation="websocket upgrade",
+                                   reason=reason, status=status)
+    await _refuse(ctx.scope, send, status, reason)
+
+
+async def handle(services: Services, ctx: RequestContext, receive: Receive, send: Send) -> None:
+    scope, app = ctx.scope, services
+    request_id, ip = ctx.request_id, ctx.ip
     if (await receive())["type"] != "websocket.connect":
         return
-    if app.relative_path(scope) != "/graphql":
-        return await _refuse(scope, send, 403, "no WebSocket endpoint here")
-    try:
-        principal = await authenticate(scope, app.settings, app.store)
-    except AuthFailed as exc:
-        return await _refuse(scope, send, 401, str(exc))
-    if principal is None:
-        return await _refuse(scope, send, 401, "sign in or send a bearer token")
+    if ctx.rel != "/graphql":
+        return await _deny(services, ctx, send, 403, "no WebSocket endpoint here")
+    who = await identify(scope, app.settings, app.store)
+    if who.principal is None:
+        return await _deny(services, ctx, send, 401, who.reason)
+    principal = ctx.principal = who.principal
     if principal.via != "token" and not same_origin(scope, app.settings):
-        return await _refuse(scope, send, 403, "cross-site WebSocket upgrade with a session cookie")
+        return await _deny(services, ctx, send, 403, "cross-site WebSocket upgrade with a session cookie")
     if PROTOCOL not in scope.get("subprotocols", []):
-        return await _refuse(scope, send, 403, f"only the {PROTOCOL} subprotocol is relayed")
+        return await _deny(services, ctx, send, 403, f"only the {PROTOCOL} subprotocol is relayed")
     base = app.settings.upstream.replace("http", "ws", 1)
     headers = [(k.decode(), v.decode("latin-1")) for k, v in upstream_headers(scope, principal, request_id, ip)
                if k not in (b"origin",)]
@@ -71,12 +76,12 @@ async def handle(app: ProxyApp, scope: Scope, receive: Receive, send: Send, requ
         log.warning("upstream websocket failed: %s request_id=%s", type(exc).__name__, request_id)
         return await send({"type": "websocket.close", "code": 1011})
     await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
-    log.info("decision=allow user=%s role=%s operation=websocket request_id=%s", principal.user,
-             principal.role.name, request_id)
+    await services.record_decision(ctx, event="websocket", decision="allow", operation="websocket upgrade",
+                                   audit=False)
     async with upstream:
         to_client = asyncio.create_task(_upstream_to_client(upstream, send))
         try:
-            await _client_to_upstream(app, scope, principal, receive, send, upstream, request_id, ip)
+            await _client_to_upstream(services, ctx, principal, receive, send, upstream)
         finally:
             to_client.cancel()
             await asyncio.gather(to_client, return_exceptions=True)
@@ -92,15 +97,16 @@ async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:
     await send({"type": "websocket.close", "code": 1000})
 
 
-async def _client_to_upstream(app: ProxyApp, scope: Scope, principal: Principal, receive: Receive, send: Send,
-                              upstream: ClientConnection, request_id: str, ip: str) -> None:
+async def _client_to_upstream(services: Services, ctx: RequestContext, principal: Principal, receive: Receive,
+                              send: Send, upstream: ClientConnection) -> None:
+    request_id = ctx.request_id
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
         try:
             frame = json.loads(message.get("text") or message.get("bytes") or b"")
-            canonical, error = await _canonical_frame(app, scope, principal, frame, request_id, ip)
+            canonical, error = await _canonical_frame(services, ctx, principal, frame)
         except (ValueError, TypeError, KeyError) as exc:
             log.info("websocket frame rejected user=%s request_id=%s: %s", principal.user, request_id, exc)
             await send({"type": "websocket.close", "code": 4400, "reason": "unparseable frame"})
@@ -111,8 +117,9 @@ async def _client_to_upstream(app: ProxyApp, scope: Scope, principal: Principal,
         await upstream.send(json.dumps(canonical))
 
 
-async def _canonical_frame(app: ProxyApp, scope: Scope, principal: Principal, frame: Any, request_id: str,
-                           ip: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+async def _canonical_frame(app: Services, ctx: RequestContext, principal: Principal,
+                           frame: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    scope = ctx.scope
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise TypeError("frame is not a graphql-ws message")
     kind, op_id = frame["type"], frame.get("id")
@@ -130,24 +137,24 @@ async def _canonical_frame(app: ProxyApp, scope: Scope, principal: Principal, fr
     if variables is not None and not isinstance(variables, dict):
         raise TypeError("variables must be an object")
     # The session may have ended (logout, disable) since the upgrade: check again on every operation.
+    current = (await identify(scope, app.settings, app.store)).principal
     try:
-        current = await authenticate(scope, app.settings, app.store)
-    except AuthFailed:
-        current = None
-    try:
-        parsed = app.inspector.inspect(payload.get("query"))
+        parsed = await app.inspector.inspect_async(payload.get("query"))
         if "mutation" in parsed.operation_types:
             decision_ok, missing = False, "POST-json"
         else:
             d = await authorize_document(principal, parsed, variables, app.inspector, app.resolver)
             decision_ok, missing = d.decision.allowed, d.decision.missing or "?"
+    except GraphQLBusy:
+        return None, {"type": "error", "id": op_id, "payload": [{"message": "busy: retry shortly"}]}
     except GraphQLRejected as exc:
+        await app.record_decision(ctx, event="websocket", decision="deny", operation="subscription",
+                                  reason=str(exc), status=400)
         return None, {"type": "error", "id": op_id, "payload": [{"message": str(exc)}]}
     if not decision_ok or current is None:
         missing = missing if current is not None else "session (signed out or expired)"
-        await app._audit(AuditRecord(event="websocket", username=principal.user, role=principal.role.name,
-                                     source_ip=ip, request_id=request_id, operation=parsed.label(),
-                                     decision="deny", reason=f"missing {missing}"))
+        await app.record_decision(ctx, event="websocket", decision="deny", operation=parsed.label(),
+                                  reason=f"missing {missing}", status=403)
         return None, {"type": "error", "id": op_id, "payload": [{"message": f"forbidden: missing {missing}"}]}
     name = payload.get("operation_name") or payload.get("operationName")
     return {"type": "start", "id": op_id, "payload": {

@@ -15,12 +15,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
-from aggregator.proxy import db
-from aggregator.proxy.rbac import Principal, Role
+from aggregator.proxy.policy.rbac import Principal, Role
+from aggregator.proxy.storage import db
 
 log = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "agg_"
+TOKEN_PREFIX = "agg_"  # a public prefix that makes leaked tokens greppable, not a secret
+BOOTSTRAP_LOCK_KEY = 0x61676772  # "aggr": the advisory lock serializing first-admin creation across replicas
 # argon2id, memory-hard. Defaults of argon2-cffi (64 MiB, t=3) follow RFC 9106's second recommendation.
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a login for an unknown name costs as much as a real one.
@@ -112,6 +113,28 @@ class Store:
                 role=role.name, scope=_scope_json(scope), disabled=False, source=source, created_at=time.time(),
             ))
         return User(username, role, None if scope is None else frozenset(scope), False, source)
+
+    def create_first_admin(self, username: str, password: str) -> bool:
+        """Create `username` as admin only if there are no users at all; False when someone else did first.
+
+        Safe with several proxy replicas starting on an empty database: on PostgreSQL the check and the insert
+        run under a transaction-scoped advisory lock, so exactly one replica creates the admin and the others
+        see it; elsewhere the primary key turns a lost race into "already there"."""
+        if len(password) < 12:
+            raise StoreError("AGGREGATOR_ADMIN_PASSWORD must be at least 12 characters")
+        password_hash = _hasher.hash(password)  # outside the lock: it takes about a second
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOTSTRAP_LOCK_KEY})
+                if conn.execute(sa.select(sa.func.count()).select_from(db.users)).scalar():
+                    return False
+                conn.execute(db.users.insert().values(
+                    username=username, password_hash=password_hash, role=Role.admin.name, scope=None,
+                    disabled=False, source="local", created_at=time.time()))
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     def get_user(self, username: str) -> User | None:
         with self.engine.connect() as conn:

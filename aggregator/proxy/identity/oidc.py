@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -21,14 +22,12 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from aggregator.proxy.audit import AuditRecord
-from aggregator.proxy.auth import forbidden, safe_next, set_session_cookie
-from aggregator.proxy.gateway import own_origin
-from aggregator.proxy.rbac import Role
-from aggregator.proxy.store import User
-
-if TYPE_CHECKING:
-    from aggregator.proxy.app import ProxyApp
+from aggregator.proxy.context import RequestContext, Services
+from aggregator.proxy.identity.authenticate import forbidden
+from aggregator.proxy.identity.login import safe_next, set_session_cookie
+from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.storage.store import User
+from aggregator.proxy.transport.gateway import own_origin
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,18 @@ STATE_COOKIE = "aggregator_oidc_state"
 PENDING_TTL_S = 600
 
 
+@dataclass
+class _Outcome:
+    username: str | None = None
+    role: str | None = None
+    reason: str | None = None
+
+
 class OidcClient:
-    def __init__(self, app: ProxyApp) -> None:
-        assert app.settings.oidc is not None
-        self.app, self.cfg = app, app.settings.oidc
+    def __init__(self, services: Services) -> None:
+        if services.settings.oidc is None:
+            raise ValueError("OidcClient needs AGGREGATOR_OIDC_ISSUER and the other AGGREGATOR_OIDC_* settings")
+        self.app, self.cfg = services, services.settings.oidc
         self._discovery: dict[str, Any] | None = None
         self._pending: dict[str, tuple[float, str, str, str]] = {}  # state -> (created, nonce, verifier, next)
 
@@ -72,25 +79,36 @@ class OidcClient:
                             secure=self.app.settings.https, path=self.app.settings.path_prefix + "/_auth/oidc/")
         return response
 
-    async def callback(self, request: Request, ip: str, request_id: str) -> Response:
+    async def route(self, rel: str, request: Request, ctx: RequestContext) -> Response:
+        if rel == "/_auth/oidc/login" and request.method == "GET":
+            return await self.login(request)
+        if rel == "/_auth/oidc/callback" and request.method == "GET":
+            return await self.callback(request, ctx)
+        return Response(status_code=404)
+
+    async def callback(self, request: Request, ctx: RequestContext) -> Response:
         state = request.query_params.get("state", "")
         pending = self._pending.pop(state, None)
-        record = AuditRecord(event="login_oidc", source_ip=ip, request_id=request_id, decision="deny")
+        record = _Outcome()
+
+        async def write(decision: str = "deny") -> None:
+            await self.app.record_decision(ctx, event="login_oidc", decision=decision,
+                                           operation="GET /_auth/oidc/callback", reason=record.reason,
+                                           username=record.username, role=record.role)
         if not state or pending is None or request.cookies.get(STATE_COOKIE) != state:
             record.reason = "unknown, replayed or foreign state"
-            await to_thread.run_sync(self.app.audit.record, record)
+            await write()
             return forbidden("oidc-state", "sign-in flow not started from this browser; start again")
         _, nonce, verifier, next_url = pending
         if "error" in request.query_params or "code" not in request.query_params:
             record.reason = f"provider error {request.query_params.get('error', 'no code')}"
-            await to_thread.run_sync(self.app.audit.record, record)
+            await write()
             return forbidden("oidc", "the identity provider did not sign you in")
         try:
             claims = await self._exchange(request, request.query_params["code"], verifier, nonce)
         except (httpx.HTTPError, JoseError, ValueError, KeyError) as exc:
             record.reason = f"token exchange or ID token check failed: {type(exc).__name__}: {exc}"[:300]
-            await to_thread.run_sync(self.app.audit.record, record)
-            log.info("oidc decision=deny request_id=%s reason=%s", request_id, record.reason)
+            await write()
             return forbidden("oidc", "the sign-in could not be verified")
         username = str(claims.get("preferred_username") or claims["sub"])
         record.username = username
@@ -98,14 +116,14 @@ class OidcClient:
         roles = [Role.parse(self.cfg.role_map[g]) for g in groups if isinstance(g, str) and g in self.cfg.role_map]
         if not roles:
             record.reason = f"no mapped group in {groups!r}"
-            await to_thread.run_sync(self.app.audit.record, record)
+            await write()
             return forbidden("role", "none of your groups grants access to this platform")
         role = max(roles)
         existing = await to_thread.run_sync(self.app.store.get_user, username)
         if existing is not None and (existing.source != "oidc" or existing.disabled):
             # A local account of the same name is not taken over by whoever controls that IdP username.
             record.reason = "name belongs to a local or disabled account"
-            await to_thread.run_sync(self.app.audit.record, record)
+            await write()
             return forbidden("account", "this account cannot sign in with SSO")
         if existing is None:
             await to_thread.run_sync(lambda: self.app.store.add_user(username, None, role, source="oidc"))
@@ -114,9 +132,8 @@ class OidcClient:
         user = User(username, role, None, False, "oidc")
         token = await to_thread.run_sync(self.app.store.create_session, user, self.app.settings.session_absolute_s,
                                          "oidc")
-        record.decision, record.role = "allow", role.name
-        await to_thread.run_sync(self.app.audit.record, record)
-        log.info("oidc decision=allow user=%s role=%s request_id=%s", username, role.name, request_id)
+        record.role = role.name
+        await write("allow")
         response = RedirectResponse(next_url, status_code=303)
         set_session_cookie(response, self.app.settings, token)
         response.delete_cookie(STATE_COOKIE, path=self.app.settings.path_prefix + "/_auth/oidc/")
@@ -141,13 +158,3 @@ class OidcClient:
             nonce={"essential": True, "value": nonce}, exp={"essential": True}, sub={"essential": True},
         ).validate(token.claims)
         return dict(token.claims)
-
-
-async def oidc_route(app: ProxyApp, rel: str, request: Request, ip: str, request_id: str) -> Response:
-    client: OidcClient = getattr(app, "_oidc", None) or OidcClient(app)
-    app._oidc = client  # type: ignore[attr-defined]
-    if rel == "/_auth/oidc/login" and request.method == "GET":
-        return await client.login(request)
-    if rel == "/_auth/oidc/callback" and request.method == "GET":
-        return await client.callback(request, ip, request_id)
-    return Response(status_code=404)

@@ -1,0 +1,1 @@
+"""SQL tables of the proxy: users, sessions, tokens, audit records, and their migrations."""

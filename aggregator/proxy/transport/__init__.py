@@ -1,0 +1,1 @@
+"""HTTP and WebSocket plumbing: path normalization, origin checks, forwarding, the upstream pool."""
