@@ -35,7 +35,7 @@ class RunJsonFormatter(JsonFormatter):
         event = getattr(record, "dagster_event", None) or meta.get("dagster_event")
         fields.update(
             run_id=meta.get("run_id"), job_name=meta.get("job_name"), step_key=meta.get("step_key"),
-            event_type=event.event_type_value if event is not None else None,
+            event_type=event.event_type.name if event is not None else None,
             correlation_id=(meta.get("job_tags") or {}).get(REQUEST_ID_TAG),
         )
         if meta.get("orig_message") is not None:

@@ -111,7 +111,7 @@ def _line(storage_id: int, raw: str, query: LogQuery) -> LogLine | None:
     event = entry.dagster_event
     return LogLine(run_id=entry.run_id, storage_id=storage_id, timestamp=entry.timestamp,
                    level=logging.getLevelName(level), step_key=entry.step_key,
-                   event_type=event.event_type_value if event else None, message=entry.message,
+                   event_type=event.event_type.name if event else None, message=entry.message,
                    job_name=entry.job_name, error=error)
 
 
@@ -119,7 +119,7 @@ def error_text(entry: dg.EventLogEntry) -> str | None:
     """The error a failure event carries (innermost cause: what to act on), searched along with the message."""
     info = entry.error_info
     event = entry.dagster_event
-    if info is None and event is not None and event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE"):
+    if info is None and event is not None and event.event_type.name in ("STEP_FAILURE", "RUN_FAILURE"):
         data = event.event_specific_data
         info = getattr(data, "error", None)
     if info is None:
@@ -132,6 +132,10 @@ def error_text(entry: dg.EventLogEntry) -> str | None:
 def _candidate_runs(instance: dg.DagsterInstance, query: LogQuery) -> list[str] | None:
     """Run ids to search (newest first), or None for every run (global storages only)."""
     if query.run_id:
+        run = instance.get_run_by_id(query.run_id)
+        if run is None or (query.pipeline and run.tags.get(PIPELINE_TAG) != query.pipeline):
+            # a run outside the pipeline filter is no match (the proxy relies on this to enforce scope)
+            return []
         return [query.run_id]
     if not query.pipeline and not instance.event_log_storage.is_run_sharded:
         return None

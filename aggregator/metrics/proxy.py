@@ -30,3 +30,31 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 def auth_failure(reason: str) -> None:
     """Record a refused request: `unauthenticated`, `forbidden`, `bad_token`, `rate_limited`…"""
     AUTH_FAILURES.labels(reason=reason).inc()
+
+
+_ROUTES = (
+    ("/graphql", "/graphql"), ("/_auth/", "/_auth/*"), ("/api/pipelines/", "/api/pipelines/{name}/trigger"),
+    ("/api/logs", "/api/logs"), ("/metrics", "/metrics"), ("/server_info", "/server_info"),
+)
+
+
+def route_label(rel: str | None) -> str:
+    """A bounded route label: raw paths (run ids, asset keys, probes) would make label cardinality unbounded."""
+    if rel is None:
+        return "outside-prefix"
+    for prefix, label in _ROUTES:
+        if rel == prefix or rel.startswith(prefix):
+            return label
+    return "/other"
+
+
+def observe_http(rel: str | None, method: str, status: int, seconds: float) -> None:
+    """One answered HTTP request; 401 and 403 also count as auth failures."""
+    observe_request(route_label(rel), method if method in _METHODS else "OTHER", status, seconds)
+    if status == 401:
+        auth_failure("unauthenticated")
+    elif status == 403:
+        auth_failure("forbidden")
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -7,7 +7,9 @@ refusals.py.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,6 +18,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aggregator.metrics.proxy import observe_http
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
@@ -26,6 +29,7 @@ from aggregator.proxy.policy.catalog import ScopeResolver
 from aggregator.proxy.policy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
+from aggregator.proxy.routes.ops import TRIGGER_PATH, OpsRoutes
 from aggregator.proxy.storage.audit import AuditLog, AuditQuery
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport import ws
@@ -65,6 +69,7 @@ class ProxyApp:
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
+        self.ops = OpsRoutes(self.services, self.client, os.environ.get("DAGSTER_HOME"))
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -78,8 +83,11 @@ class ProxyApp:
         ctx = RequestContext(scope, uuid.uuid4().hex, client_ip(scope, self.settings))
         extra = response_headers(scope, self.settings, ctx.request_id)
 
+        started, status = time.perf_counter(), [0]
+
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                status[0] = int(message.get("status", 0))
                 names = {k for k, _ in extra}
                 message = {**message, "headers": [(k, v) for k, v in message.get("headers", []) if k not in names]
                            + extra}
@@ -105,6 +113,8 @@ class ProxyApp:
             await self.services.record_decision(ctx, event="request", decision="deny", status=413,
                                                 operation=f"{ctx.method} {ctx.path}", reason="body too large")
             await refusal(413, "request body too large")(scope, receive, send_with_headers)
+        finally:
+            observe_http(ctx.rel, ctx.method, status[0], time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -116,6 +126,7 @@ class ProxyApp:
                 if self.pool is not None:
                     self.pool.close()
                 self.login.close()
+                self.ops.close()
                 self.services.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -144,6 +155,13 @@ class ProxyApp:
         if not self.services.csrf_ok(ctx):
             return await self.services.refuse(ctx, receive, send, 403, "request", operation,
                                               "cross-site write with a session cookie (CSRF)", "same-origin")
+        if rel == "/metrics" and method in SAFE_METHODS:
+            return await self.ops.metrics(ctx, receive, send)
+        if rel == "/api/logs" and method in SAFE_METHODS:
+            return await self.ops.logs(ctx, receive, send)
+        trigger = TRIGGER_PATH.match(rel or "")
+        if trigger and method == "POST":
+            return await self.ops.trigger(ctx, receive, send, trigger.group("name"))
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))

@@ -78,4 +78,5 @@ def test_every_run_log_line_carries_run_and_request_id(tmp_path: Path, capfd: py
     assert len(lines) > 5
     assert all(line["run_id"] == result.run_id and line["correlation_id"] == "req-7f3a" for line in lines)
     assert any(line["message"] == 'Finished execution of run for "shop_job".' for line in lines)
+    assert any(line.get("event_type") == "RUN_SUCCESS" for line in lines)
     assert any("wrote 2 into shop_orders" in line["message"] for line in lines), [l["message"] for l in lines]
