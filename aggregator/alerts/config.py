@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from aggregator.pipelines.connections import EnvRef
 
@@ -126,6 +126,13 @@ class AlertRule(Strict):
     )
     recovery: bool = Field(default=True, description="Send one recovery message when the incident resolves.")
     quiet_hours: QuietHours | None = Field(default=None, description="Overrides the global quiet hours for this rule.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: object) -> object:
+        if isinstance(data, dict) and True in data:
+            raise ValueError("write `when:` instead of `on:` (YAML reads a bare `on` key as the boolean true)")
+        return data
 
     def covers(self, pipeline: str | None) -> bool:
         return "*" in self.pipelines or (pipeline is not None and pipeline in self.pipelines)
