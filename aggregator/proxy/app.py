@@ -18,6 +18,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aggregator.logs.json_format import correlation_id
 from aggregator.metrics.proxy import observe_http
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
@@ -81,6 +82,8 @@ class ProxyApp:
         if scope["type"] not in ("http", "websocket"):
             return
         ctx = RequestContext(scope, uuid.uuid4().hex, client_ip(scope, self.settings))
+        # every log line of this request (JSON format) carries its id; the task's context ends with it
+        correlation_id.set(ctx.request_id)
         extra = response_headers(scope, self.settings, ctx.request_id)
 
         started, status = time.perf_counter(), [0]

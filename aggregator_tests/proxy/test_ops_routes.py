@@ -125,3 +125,28 @@ def test_log_search_is_limited_to_the_callers_scope(
     assert by_run.status_code == 200 and by_run.json()["lines"] == []
     assert client.get(url, params={"level": "LOUD"}, headers=bearer(proxy.tokens["viewer"])).status_code == 400
     assert client.get(url, params={"sql": "1"}, headers=bearer(proxy.tokens["viewer"])).status_code == 400
+
+
+def test_proxy_log_lines_carry_the_request_id(proxy: RunningProxy, client: httpx.Client) -> None:
+    """With the JSON formatter, the decision line of a request carries its X-Request-Id as correlation_id."""
+    import io
+    import json
+    import logging
+
+    from aggregator.logs.json_format import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    decision_log = logging.getLogger("aggregator.proxy.decision")
+    decision_log.addHandler(handler)
+    level = decision_log.level
+    decision_log.setLevel(logging.INFO)
+    try:
+        response = trigger(client, proxy, proxy.tokens["viewer"])
+    finally:
+        decision_log.removeHandler(handler)
+        decision_log.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line.get("correlation_id") == response.headers["x-request-id"]]
+    assert mine and "decision=deny" in mine[0]["message"]
