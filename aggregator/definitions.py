@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 
-from aggregator import assets
 from aggregator.alerts.definitions import alert_definitions
-from aggregator.pipelines.compile import build_definitions
-from aggregator.pipelines.load import load_specs
+from aggregator.examples import sales_assets
+from aggregator.pipelines.compile import compile_graph
+from aggregator.pipelines.isolate import load_isolated
+from aggregator.pipelines.platform_assets import spec_error_definitions
+from aggregator.pipelines.python_assets import assets_with_deps_in
+from aggregator.pipelines.snapshot import pinned_texts
 from aggregator.settings import load_settings
 
 settings = load_settings()
 
-# A broken spec fails the code location with every problem listed (file:line: field: message), rather than
-# dropping the pipeline: a silently missing pipeline would also silently stop its schedule.
-specs = load_specs(settings.pipelines_dir)
+# A broken spec file drops only its own pipelines (as Airflow drops a DAG file with an import error); every
+# problem stays visible as platform/spec_errors and in `aggregator validate`. Runs load the snapshot of the
+# specs their code server loaded, so a file saved mid-run never changes or fails a running run.
+loaded = load_isolated(settings.pipelines_dir, settings, pinned_texts(settings.pipelines_dir, settings.home))
+for _error in loaded.errors:
+    logging.getLogger(__name__).warning("pipeline spec problem: %s", _error)
+
+# Alert rules with problems (an unknown channel) are left out and reported with the other spec errors.
+alerts, alert_errors = alert_definitions(loaded.specs, settings)
+for _error in alert_errors:
+    logging.getLogger(__name__).warning("alert rule problem: %s", _error)
+
 defs = dg.Definitions.merge(
-    build_definitions(specs, settings),
-    alert_definitions(specs, settings),
-    dg.Definitions(assets=dg.load_assets_from_modules([assets])),
+    compile_graph(loaded.graph, loaded.resources),
+    spec_error_definitions([*loaded.errors, *alert_errors], loaded.dropped),
+    alerts,
+    # The samples' Python assets load only with the pipeline they read (sales), so any other pipelines
+    # directory materializes with `--select '*'`.
+    dg.Definitions(assets=assets_with_deps_in(dg.load_assets_from_modules([sales_assets]), loaded.graph)),
 )

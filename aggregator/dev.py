@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
+from aggregator.pipelines.snapshot import SNAPSHOT_ENV
 from aggregator.settings import PACKAGE_DIR, Settings
 
 SHUTDOWN_GRACE_S = 30
@@ -53,6 +55,8 @@ PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", 
 
 def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
+    # A spec snapshot inherited from whatever started us must not pin the platform's own code servers.
+    env.pop(SNAPSHOT_ENV, None)
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -125,8 +129,12 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     dagster_home = prepare_home(settings)
     webserver_port = internal_port()
     cmd = [
-        sys.executable, "-m", "dagster", "dev",
+        # `dagster dev` is superseded by `dg dev`, which needs a dg project; the warning is noise to our users.
+        sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
         "-m", "aggregator.definitions",
+        # Warnings and errors only: at INFO it prints the private webserver URL, which bypasses sign-in,
+        # above the real one, and a line per sensor tick. Run logs are in the UI.
+        "--log-level", "warning",
         # Never on the public interface: every request must pass the proxy's authentication.
         "--host", "127.0.0.1", "--port", str(webserver_port),
     ]
@@ -161,9 +169,33 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
             time.sleep(0.5)
         raise KeyboardInterrupt
     except KeyboardInterrupt:
-        print("\nshutting down proxy, webserver and daemon…", flush=True)
+        return shut_down(proc, proxy, upstream)
+
+
+def shut_down(proc: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, upstream: str) -> int:
+    """Cancel in-flight runs (Dagster marks them CANCELED), stop proxy, webserver and daemon, then kill
+    whatever of their process tree is left: code servers, run workers and step processes included."""
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    # Taken first: once `dagster dev` exits, its code servers and run workers are re-parented and unfindable.
+    tree = descendants(proc.pid) | (descendants(proxy.pid) | {proxy.pid} if proxy is not None else set())
+    proxy_code = code = 0
+    try:
+        say("\nshutting down: canceling in-flight runs, then the proxy, webserver and daemon (Ctrl-C again to kill)…")
+        cancel_runs(upstream, say)
         proxy_code = stop(proxy) if proxy is not None else 0
         code = stop(proc)
-        if proxy_code not in (0, -signal.SIGINT, 130):
-            return proxy_code
-        return 0 if code in (0, -signal.SIGINT, 130) else code
+    except KeyboardInterrupt:
+        say("second Ctrl-C: killing everything now")
+        for child in (proxy, proc):
+            if child is not None and child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    finally:
+        kill_leftovers(tree, say)
+    say("stopped; no process left behind")
+    if proxy_code not in (0, -signal.SIGINT, 130):
+        return proxy_code
+    return 0 if code in (0, -signal.SIGINT, 130) else code

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
@@ -55,3 +56,10 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.db'}"
     return request.getfixturevalue("pg_db").sqlalchemy_url
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """An ephemeral Dagster instance, closed after the test (it owns a temporary directory)."""
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        yield ephemeral

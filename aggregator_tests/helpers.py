@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 
 def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """Materialize every asset of `defs` in process, with its resources, raising on failure."""
     job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=True)
+    if instance is not None:
+        return job.execute_in_process(instance=instance, raise_on_error=True)
+    # Closed here: an ephemeral instance owns a temporary directory; the result keeps its events in memory.
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        return job.execute_in_process(instance=ephemeral, raise_on_error=True)
+
+
+def key_of(event: dg.DagsterEvent) -> str:
+    """The user-facing asset key of a materialization event (typed: every such event has one)."""
+    assert event.asset_key is not None, event
+    return event.asset_key.to_user_string()
+
+
+def table_schema(metadata: Mapping[str, dg.MetadataValue], key: str = "dagster/column_schema") -> dg.TableSchema:
+    value = metadata[key].value
+    assert isinstance(value, dg.TableSchema), value
+    return value

@@ -39,5 +39,6 @@ def test_daily_sales_depends_on_orders(aggregator_home: Path) -> None:
 
 def test_warehouse_lives_under_aggregator_home(aggregator_home: Path) -> None:
     defs = load_defs()
+    assert defs.resources is not None
     warehouse = defs.resources["warehouse"]
     assert warehouse.url == f"sqlite:///{aggregator_home / 'warehouse.db'}"

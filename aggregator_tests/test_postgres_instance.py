@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 
-from aggregator_tests.helpers import materialize_all
+from aggregator_tests.helpers import key_of, materialize_all
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.test_definitions import load_defs
 
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def pg_instance(pg_db: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance:
+def pg_instance(pg_db: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -45,8 +46,9 @@ def test_run_and_events_are_read_back_from_postgres(
     record = pg_instance.get_run_record_by_id(run_id)
     assert record is not None and record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
     materialized = {
-        e.dagster_event.asset_key.to_user_string()
+        key_of(e.dagster_event)
         for e in pg_instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if e.dagster_event is not None
     }
     assert {"sales/orders", "sales/daily_sales"} <= materialized
 
@@ -58,4 +60,5 @@ def test_run_and_events_are_read_back_from_postgres(
             (run_id,),
         ).fetchone()
     assert status == ("SUCCESS",)
+    assert events is not None
     assert events[0] == len(result.get_asset_materialization_events())

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
-from aggregator_tests.helpers import materialize_all
+from aggregator_tests.helpers import key_of, materialize_all, table_schema
 from aggregator_tests.test_definitions import load_defs
 
 CSV = EXAMPLE_PIPELINES_DIR / "data" / "sales_orders.csv"
@@ -64,10 +64,10 @@ def test_daily_aggregate_matches_independent_computation(
 
 
 def test_materializations_carry_row_count_and_schema(materialized: dg.ExecuteInProcessResult) -> None:
-    by_key = {m.asset_key.to_user_string(): m for m in materialized.get_asset_materialization_events()}
+    by_key = {key_of(m): m for m in materialized.get_asset_materialization_events()}
     orders = by_key["sales/orders"].materialization.metadata
     assert orders["dagster/row_count"].value == 5000
-    schema = orders["dagster/column_schema"].value
+    schema = table_schema(orders)
     assert [c.name for c in schema.columns] == [
         "order_id", "ordered_at", "customer_id", "region", "product", "quantity", "unit_price",
     ]

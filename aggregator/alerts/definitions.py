@@ -5,13 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from aggregator.alerts.sensors import build_alert_sensors
-from aggregator.alerts.setup import build_alert_setup
-from aggregator.pipelines.load import Specs
+from aggregator.alerts.setup import alert_setup_partial
+from aggregator.pipelines.load import SpecError, Specs
 from aggregator.settings import Settings
 
 
-def alert_definitions(specs: Specs, settings: Settings) -> dg.Definitions:
-    setup = build_alert_setup(specs)
+def alert_definitions(specs: Specs, settings: Settings) -> tuple[dg.Definitions, list[SpecError]]:
+    """The alert sensors, and the problems of rules that were left out (reported like spec errors)."""
+    setup, errors = alert_setup_partial(specs)
     if not setup.enabled:
-        return dg.Definitions()
-    return dg.Definitions(sensors=build_alert_sensors(setup, settings))
+        return dg.Definitions(), errors
+    return dg.Definitions(sensors=build_alert_sensors(setup, settings)), errors

@@ -156,14 +156,12 @@ def _hours(delta: dt.timedelta) -> str:
 
 def watch_specs(router: AlertRouter, settings: Settings) -> None:
     """Re-read the spec directory: a file that stops loading alerts once; loading again resolves it."""
-    from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.pipelines.isolate import load_isolated
 
     failing: dict[str, list[str]] = {}
-    try:
-        load_specs(settings.pipelines_dir)
-    except SpecErrors as exc:
-        for error in exc.errors:
-            failing.setdefault(str(error.file), []).append(str(error))
+    # the same loader as the code location: a file with any problem is one that dropped pipelines
+    for error in load_isolated(settings.pipelines_dir, settings).errors:
+        failing.setdefault(str(error.file), []).append(str(error))
     for path, problems in failing.items():
         router.fire(AlertMessage(
             kind="spec_error", subject=f"spec_error:{path}", title=f"Spec file {path} does not load",

@@ -247,8 +247,36 @@ class SqlDestination(dg.ConfigurableResource):
         staging = f"_stage_{uuid.uuid4().hex[:16]}"
         with self.engine.begin() as conn:
             conn.execute(sa.text(f"CREATE TABLE {self.quote(staging)} AS {select_sql}"))
+            if self.dialect == "sqlite":
+                staging = self._typed_sqlite_copy(conn, staging)
             self._swap(conn, staging, table)
             return self._describe(conn, table)
+
+    def _typed_sqlite_copy(self, conn: sa.Connection, staging: str) -> str:
+        """SQLite's CREATE TABLE … AS SELECT declares no type for computed columns (SUM(x), CASE …), so the
+        UI's schema and schema_drift would see NULL. Each such column gets the type its values have (REAL if
+        any value is a float, INTEGER if all are integers, else TEXT/BLOB) in a typed copy of the table."""
+        declared = [(r[1], r[2]) for r in conn.execute(sa.text(f"PRAGMA table_info({self.quote(staging)})"))]
+        untyped = [name for name, sql_type in declared if not sql_type]
+        if not untyped:
+            return staging
+        inferred: dict[str, str] = {}
+        for name in untyped:
+            kinds = {row[0] for row in conn.execute(sa.text(
+                f"SELECT DISTINCT typeof({self.quote(name)}) FROM {self.quote(staging)} "
+                f"WHERE {self.quote(name)} IS NOT NULL"))}
+            if not kinds:
+                continue  # no values to learn from: leave it untyped rather than guess
+            inferred[name] = ("REAL" if kinds <= {"integer", "real"} and "real" in kinds else
+                              "INTEGER" if kinds == {"integer"} else "BLOB" if kinds == {"blob"} else "TEXT")
+        if not inferred:
+            return staging
+        typed = f"{staging}_t"
+        columns = ", ".join(f"{self.quote(n)} {inferred.get(n, t)}".rstrip() for n, t in declared)
+        conn.execute(sa.text(f"CREATE TABLE {self.quote(typed)} ({columns})"))
+        conn.execute(sa.text(f"INSERT INTO {self.quote(typed)} SELECT * FROM {self.quote(staging)}"))
+        conn.execute(sa.text(f"DROP TABLE {self.quote(staging)}"))
+        return typed
 
     def _swap(self, conn: sa.Connection, staging: str, table: str) -> None:
         # Both statements are in the load's transaction: readers see the old table or the new one.

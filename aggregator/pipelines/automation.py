@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from aggregator.pipelines.executors import executor_def
 from aggregator.pipelines.spec import Partitions, PipelineSpec
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def pipeline_job(pipeline: PipelineSpec) -> "UnresolvedAssetJobDefinition":
         description=pipeline.description,
         # deploy/dagster.yaml limits concurrent runs per pipeline with this tag
         tags={"aggregator/pipeline": pipeline.name},
+        executor_def=executor_def(pipeline.executor),
     )
 
 

@@ -38,12 +38,14 @@ def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def validate(path: Path | None) -> None:
+@click.option("--warehouse", is_flag=True,
+              help="Also prepare (EXPLAIN) every transform against the destination's current tables; runs nothing.")
+def validate(path: Path | None, warehouse: bool) -> None:
     """Check every spec under PATH (default AGGREGATOR_PIPELINES) without running anything."""
     from aggregator.pipelines.validate import validate as run_validate
 
     settings = load_settings()
-    report = run_validate(path or settings.pipelines_dir, settings)
+    report = run_validate(path or settings.pipelines_dir, settings, warehouse=warehouse)
     if not report.ok:
         for error in report.errors:
             click.echo(f"error: {error}", err=True)
@@ -157,29 +159,45 @@ def pipelines() -> None:
 
 @pipelines.command("list")
 def pipelines_list() -> None:
-    """One line per pipeline: assets, schedule, sensor."""
-    specs, _ = _specs_and_resources()
+    """One line per pipeline: assets (as the UI counts them), schedule, sensor."""
+    import dagster as dg
+
+    from aggregator.examples import sales_assets
+    from aggregator.pipelines.isolate import load_isolated
+    from aggregator.pipelines.python_assets import assets_with_deps_in
+
+    settings = load_settings()
+    loaded = load_isolated(settings.pipelines_dir, settings)
+    # The UI counts Python assets in a pipeline's group too (the samples' sales/region_leaderboard).
+    python_assets = assets_with_deps_in(dg.load_assets_from_modules([sales_assets]), loaded.graph)
+    groups = [spec.group_name for asset in python_assets for spec in asset.specs]
     rows = [
-        (p.name, str(len(p.sources) + len(p.transforms)),
+        (p.name, str(len(p.sources) + len(p.transforms) + groups.count(p.name)),
          f"{p.schedule.cron} {p.schedule.timezone}{'' if p.schedule.enabled else ' (off)'}" if p.schedule else "-",
          "yes" if p.sensor else "-", str(sf.path))
-        for p, sf, _ in specs.pipelines
+        for p, sf, _ in loaded.specs.pipelines
     ]
     click.echo(_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
+    if loaded.errors:
+        click.echo(f"\n{len(loaded.errors)} spec problem(s); pipelines not loaded: "
+                   f"{', '.join(loaded.dropped) or 'none'}; `aggregator validate` lists them", err=True)
 
 
 @pipelines.command("show")
 @click.argument("name")
 def pipelines_show(name: str) -> None:
     """The assets, checks, schedule and sensor compiled from pipeline NAME."""
-    from aggregator.pipelines.graph import build_graph
+    from aggregator.pipelines.isolate import load_isolated
 
-    specs, _ = _specs_and_resources()
-    graph = build_graph(specs)
+    settings = load_settings()
+    loaded = load_isolated(settings.pipelines_dir, settings)  # a broken other file does not hide this one
+    specs, graph = loaded.specs, loaded.graph
     try:
         pipeline = specs.pipeline(name)
     except KeyError:
-        _fail(f"unknown pipeline {name!r}; known: {', '.join(p.name for p, _, _ in specs.pipelines)}")
+        problems = [str(e) for e in loaded.errors if e.pipeline == name or name in loaded.dropped]
+        detail = ("; it is not loaded because of:\n  " + "\n  ".join(problems)) if name in loaded.dropped else ""
+        _fail(f"unknown pipeline {name!r}; known: {', '.join(p.name for p, _, _ in specs.pipelines)}{detail}")
     click.echo(f"pipeline {pipeline.name}: {pipeline.description or ''}")
     click.echo(f"  job:       {pipeline.name}_job")
     click.echo(f"  schedule:  {pipeline.schedule.cron + ' ' + pipeline.schedule.timezone if pipeline.schedule else '-'}")
@@ -207,5 +225,7 @@ def schema(output: Path | None) -> None:
 
 
 def register_commands(main: click.Group) -> None:
-    for command in (validate, connections, pipelines, schema):
+    from aggregator.pipelines.table_commands import tables
+
+    for command in (validate, connections, pipelines, schema, tables):
         main.add_command(command)

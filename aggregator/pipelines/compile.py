@@ -16,6 +16,7 @@ from aggregator.pipelines.automation import (
 )
 from aggregator.pipelines.check_assets import check_definitions
 from aggregator.pipelines.connections import build_destination, build_resource
+from aggregator.pipelines.executors import DEFAULT_EXECUTOR, executor_def
 from aggregator.pipelines.graph import WAREHOUSE, Graph, build_graph, destination_key
 from aggregator.pipelines.load import SpecError, SpecErrors, Specs, validation_errors
 from aggregator.pipelines.source_assets import source_asset
@@ -23,10 +24,11 @@ from aggregator.pipelines.transform_assets import transform_asset
 from aggregator.settings import Settings
 
 
-def build_resources(specs: Specs, settings: Settings) -> dict[str, Any]:
-    """One resource per connection (visible on the UI's resources page) plus each destination."""
+def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str, Any], dict[str, list[SpecError]]]:
+    """One resource per connection (visible on the UI's resources page) plus each destination, and the
+    problems of each connection whose config does not build."""
     resources: dict[str, Any] = {WAREHOUSE: SqlDestination(url=settings.warehouse_url)}
-    errors: list[SpecError] = []
+    errors: dict[str, list[SpecError]] = {}
     destinations = {p.destination for p, _, _ in specs.pipelines}
     for name, (conn, sf) in specs.connections.items():
         try:
@@ -35,18 +37,28 @@ def build_resources(specs: Specs, settings: Settings) -> dict[str, Any]:
             if name in destinations or name == WAREHOUSE:
                 resources[destination_key(name)] = build_destination(conn)
         except ValidationError as exc:
-            errors.extend(validation_errors(sf.raw, exc, ("connections", name, "config")))
+            errors[name] = validation_errors(sf.raw, exc, ("connections", name, "config"))
         except ValueError as exc:
-            errors.append(sf.error(("connections", name), str(exc)))
+            errors[name] = [sf.error(("connections", name), str(exc))]
+    return resources, errors
+
+
+def build_resources(specs: Specs, settings: Settings) -> dict[str, Any]:
+    """Every connection's resources; raises SpecErrors listing every connection that does not build."""
+    resources, errors = resources_by_connection(specs, settings)
     if errors:
-        raise SpecErrors(errors)
+        raise SpecErrors([e for errs in errors.values() for e in errs])
     return resources
 
 
 def build_definitions(specs: Specs, settings: Settings) -> dg.Definitions:
-    """Every pipeline as one asset group with its job, checks, schedule and sensor."""
-    graph: Graph = build_graph(specs)
-    resources = build_resources(specs, settings)
+    """Every pipeline as one asset group with its job, checks, schedule and sensor; raises SpecErrors."""
+    return compile_graph(build_graph(specs), build_resources(specs, settings))
+
+
+def compile_graph(graph: Graph, resources: dict[str, Any]) -> dg.Definitions:
+    """The Dagster definitions of a checked graph with its built resources."""
+    specs = graph.specs
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
     jobs, schedules, sensors = [], [], []
@@ -66,5 +78,8 @@ def build_definitions(specs: Specs, settings: Settings) -> dg.Definitions:
         if sensor := file_sensor(pipeline, job):
             sensors.append(sensor)
     return dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources
+        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources,
+        # Runs that are not a pipeline's own job (UI "Materialize", `dagster asset materialize`) use the
+        # platform default; a pipeline's `executor:` applies to its job, schedule and sensor.
+        executor=executor_def(DEFAULT_EXECUTOR),
     )

@@ -69,7 +69,7 @@ def build_graph(specs: Specs) -> Graph:
         for kind, i, item in items:
             nodes[(pipeline.name, item.name)] = Node(pipeline, item, sf, ("pipelines", index, kind, i))
     for pipeline, sf, index in specs.pipelines:
-        errors.extend(_check_connections(pipeline, sf, index, specs))
+        errors.extend(_owned(_check_connections(pipeline, sf, index, specs), pipeline.name))
     for node in nodes.values():
         if isinstance(node.spec, TransformSpec):
             field_name = "sql" if node.spec.sql is not None else "from"
@@ -77,20 +77,29 @@ def build_graph(specs: Specs) -> Graph:
                 owner, _, name = ref.rpartition(".")
                 target = nodes.get((owner or node.pipeline.name, name))
                 if target is None:
+                    # (The error belongs to this pipeline: loading drops it, not the one it names.)
                     known = sorted(n for (p, n) in nodes if p == (owner or node.pipeline.name))
-                    errors.append(node.file.error(
+                    errors.append(_owned([node.file.error(
                         (*node.loc, field_name),
                         f"reference {ref!r} names no source or transform; known in pipeline "
                         f"{owner or node.pipeline.name!r}: {', '.join(known) or 'none'}",
-                    ))
+                    )], node.pipeline.name)[0])
                 elif target is node:
-                    errors.append(node.file.error((*node.loc, field_name), f"transform {ref!r} reads itself"))
+                    errors.append(_owned([node.file.error((*node.loc, field_name), f"transform {ref!r} reads itself")],
+                                         node.pipeline.name)[0])
                 else:
                     node.upstream[ref] = target
     errors.extend(_cycles(nodes))
     if errors:
         raise SpecErrors(errors)
     return Graph(nodes=nodes, specs=specs)
+
+
+def _owned(errors: list[SpecError], pipeline: str) -> list[SpecError]:
+    """Mark errors as belonging to `pipeline`, so a partial load drops only that pipeline."""
+    for error in errors:
+        error.pipeline = pipeline
+    return errors
 
 
 def _check_connections(pipeline: PipelineSpec, sf: SourceFile, index: int, specs: Specs) -> list[SpecError]:
@@ -127,7 +136,7 @@ def _cycles(nodes: dict[tuple[str, str], Node]) -> list[SpecError]:
             if state.get(id(upstream)) == 1:
                 cycle = [*path[path.index(upstream):], upstream] if upstream in path else [node, upstream]
                 names = " -> ".join(n.key.to_user_string() for n in cycle)
-                errors.append(node.file.error(node.loc, f"dependency cycle: {names}"))
+                errors.append(_owned([node.file.error(node.loc, f"dependency cycle: {names}")], node.pipeline.name)[0])
             elif state.get(id(upstream)) is None:
                 visit(upstream, [*path, upstream])
         state[id(node)] = 2

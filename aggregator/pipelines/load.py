@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from aggregator.pipelines.yaml_lines import Loc, dotted, line_of, load_with_line
 class SpecError(ValueError):
     """One problem in one spec file, located to a line and a field."""
 
-    def __init__(self, file: Path, line: int | None, field: str, message: str) -> None:
+    def __init__(self, file: Path, line: int | None, field: str, message: str, pipeline: str | None = None) -> None:
         self.file, self.line, self.field, self.message = file, line, field, message
+        # The pipeline the problem belongs to, when known: loading drops only that pipeline.
+        self.pipeline = pipeline
         where = f"{file}:{line}" if line else str(file)
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
@@ -106,11 +109,13 @@ def validation_errors(raw: RawFile, exc: ValidationError, prefix: Loc = ()) -> l
     return out
 
 
-def read_raw(path: Path) -> RawFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
+def read_raw(path: Path, text: str | None = None) -> RawFile:
+    """Parse one spec file (from `text` when given: a pinned snapshot of it)."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
     try:
         data, lines = load_with_lines(text)
     except yaml.MarkedYAMLError as exc:
@@ -233,6 +238,14 @@ class Specs:
     connections: dict[str, tuple[Connection, SourceFile]]
     pipelines: list[tuple[PipelineSpec, SourceFile, int]]  # (pipeline, file, index in the file)
 
+    def without(self, pipelines: Collection[str], connections: Collection[str] = ()) -> Specs:
+        """These specs minus some pipelines and connections (those that failed to compile)."""
+        return Specs(
+            files=self.files,
+            connections={n: c for n, c in self.connections.items() if n not in connections},
+            pipelines=[p for p in self.pipelines if p[0].name not in pipelines],
+        )
+
     def pipeline(self, name: str) -> PipelineSpec:
         for pipeline, _, _ in self.pipelines:
             if pipeline.name == name:
@@ -246,39 +259,66 @@ def spec_paths(root: Path) -> list[Path]:
     return sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")})
 
 
-def load_specs(root: Path) -> Specs:
+def load_specs(root: Path, texts: dict[Path, str] | None = None) -> Specs:
     """Load every `*.yaml`/`*.yml` file under `root` (or the one file `root`); raise SpecErrors listing all problems."""
-    if not root.exists():
-        raise SpecErrors([SpecError(root, None, "", "pipeline spec path does not exist")])
+    specs, errors = load_specs_partial(root, texts)
+    if errors:
+        raise SpecErrors(errors)
+    return specs
+
+
+def load_specs_partial(root: Path, texts: dict[Path, str] | None = None) -> tuple[Specs, list[SpecError]]:
+    """Every spec file that validates, and every problem of those that do not.
+
+    A file with any problem is left out whole (its connections, templates and pipelines), the way Airflow
+    drops a DAG file with an import error: the other files keep loading. `texts` (path -> content) replaces
+    reading the files, so a run can use the exact specs it was launched with.
+    """
+    if texts is None and not root.exists():
+        return Specs(files=[], connections={}, pipelines=[]), [
+            SpecError(root, None, "", "pipeline spec path does not exist")
+        ]
     errors: list[SpecError] = []
     raws: list[RawFile] = []
-    for path in spec_paths(root):
+    paths = sorted(texts) if texts is not None else spec_paths(root)
+    for path in paths:
         try:
-            raws.append(read_raw(path))
+            raws.append(read_raw(path, None if texts is None else texts[path]))
         except SpecErrors as exc:
             errors.extend(exc.errors)
     templates, template_errors = collect_templates(raws)
     errors.extend(template_errors)
+    broken = {e.file for e in template_errors}
     files: list[SourceFile] = []
     for raw in raws:
         try:
-            files.append(validate_file(raw, templates))
+            checked = validate_file(raw, templates)
         except SpecErrors as exc:
             errors.extend(exc.errors)
+            continue
+        if raw.path not in broken:
+            files.append(checked)
     connections: dict[str, tuple[Connection, SourceFile]] = {}
     pipelines: list[tuple[PipelineSpec, SourceFile, int]] = []
     seen: dict[str, SourceFile] = {}
+    accepted: list[SourceFile] = []
     for sf in files:
+        # A name declared twice: the later file is the one left out, so what already loads keeps loading.
+        clashes = [
+            sf.error(("connections", name), f"connection {name!r} is also declared in {connections[name][1].path}")
+            for name in sf.spec.connections if name in connections
+        ] + [
+            sf.error(("pipelines", index, "name"),
+                     f"pipeline {pipeline.name!r} is also declared in {seen[pipeline.name].path}")
+            for index, pipeline in enumerate(sf.spec.pipelines) if pipeline.name in seen
+        ]
+        if clashes:
+            errors.extend(clashes)
+            continue
+        accepted.append(sf)
         for name, conn in sf.spec.connections.items():
-            if name in connections:
-                errors.append(sf.error(("connections", name), f"connection {name!r} is also declared in {connections[name][1].path}"))
             connections[name] = (conn, sf)
         for index, pipeline in enumerate(sf.spec.pipelines):
-            if pipeline.name in seen:
-                errors.append(sf.error(("pipelines", index, "name"),
-                                       f"pipeline {pipeline.name!r} is also declared in {seen[pipeline.name].path}"))
             seen[pipeline.name] = sf
             pipelines.append((pipeline, sf, index))
-    if errors:
-        raise SpecErrors(errors)
-    return Specs(files=files, connections=connections, pipelines=pipelines)
+    return Specs(files=accepted, connections=connections, pipelines=pipelines), errors

@@ -12,6 +12,8 @@ from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
+from aggregator.pipelines.preview import preview_metadata
+from aggregator.pipelines.progress import with_progress
 from aggregator.pipelines.spec import SourceSpec
 
 
@@ -53,11 +55,13 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         state = destination.read_state(key) if key else None
         window = _window(context)
         started = time.monotonic()
+        # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
+        alive = while_alive(reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
+                            RunLiveness(context.instance, context.run.run_id))
+        batches = with_progress(alive, context.log.info, f"{node.key.to_user_string()} -> {node.table}")
         result = destination.load(
             node.table,
-            # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
-            while_alive(reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
-                        RunLiveness(context.instance, context.run.run_id)),
+            batches,
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,
@@ -79,6 +83,7 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})
             metadata["cursor_after"] = dg.MetadataValue.json(json.loads(json.dumps(result.state_after or {}, default=str)))
+        metadata.update(preview_metadata(destination, node.table, source.preview_rows, source.sensitive_columns))
         if window:
             metadata["window"] = f"{window[0].isoformat()} – {window[1].isoformat()}"
         return dg.MaterializeResult(metadata=metadata)

@@ -12,6 +12,7 @@ from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.destinations.schema import SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
+from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
 from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
@@ -122,6 +123,14 @@ class SourceSpec(Strict):
     freshness: Duration | None = Field(
         default=None, description="Alert when the table was last loaded longer ago than this, e.g. '26h' (rule `freshness`)."
     )
+    preview_rows: int = Field(
+        0, ge=0, le=100,
+        description="Rows of the table shown in each materialization's metadata (0: off, the default: sources "
+        "may hold personal data).",
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> SourceSpec:
@@ -170,6 +179,12 @@ class TransformSpec(Strict):
     freshness: Duration | None = Field(
         default=None, description="Alert when the table was last built longer ago than this, e.g. '26h' (rule `freshness`)."
     )
+    preview_rows: int = Field(
+        0, ge=0, le=100, description="Rows of the table shown in each materialization's metadata (0: off)."
+    )
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns masked in previews (metadata and `aggregator tables preview`)."
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> TransformSpec:
@@ -208,6 +223,12 @@ class PipelineSpec(Strict):
         "(Dagster declarative automation).",
     )
     partitions: Partitions | None = Field(None, description="Time partitions for every asset of the pipeline.")
+    executor: ExecutorName = Field(
+        DEFAULT_EXECUTOR,
+        description="How the pipeline's job runs its steps: `in_process` (one process, least overhead), "
+        "`multiprocess` (a process per step: isolation and parallel steps) or `k8s` (a pod per step; needs "
+        "the Kubernetes run launcher).",
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
     alerts: PipelineAlerts | None = Field(default=None, description="This pipeline's alert rules (docs/operations.md).")

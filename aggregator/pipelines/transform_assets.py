@@ -9,13 +9,18 @@ import sqlalchemy as sa
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
+from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.refs import render
 from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.steps import render_steps
+from aggregator.pipelines.transform_errors import database_message, explain_probe, locate
 
 
-def transform_sql(node: Node, destination: SqlDestination) -> str:
-    """The SELECT that builds `node`, for the destination's dialect."""
+def transform_sql(
+    node: Node, destination: SqlDestination, steps: int | None = None, conn: sa.Connection | None = None
+) -> str:
+    """The SELECT that builds `node`, for the destination's dialect (with only its first `steps` steps).
+    Column lookups use `conn` when given (it may see temporary views), else a connection of their own."""
     spec = node.spec
     assert isinstance(spec, TransformSpec)
 
@@ -26,16 +31,43 @@ def transform_sql(node: Node, destination: SqlDestination) -> str:
         return render(spec.sql, table_for)
 
     def columns_of(sql: str) -> list[str]:
-        with destination.engine.connect() as conn:
-            return list(conn.execute(sa.text(f"SELECT * FROM ({sql}) AS cols WHERE 1 = 0")).keys())
+        query = sa.text(f"SELECT * FROM ({sql}) AS cols WHERE 1 = 0")
+        if conn is not None:
+            if conn.dialect.name == "postgresql":
+                with conn.begin_nested():  # a failed lookup must not abort the caller's transaction
+                    return list(conn.execute(query).keys())
+            return list(conn.execute(query).keys())
+        with destination.engine.connect() as own:
+            return list(own.execute(query).keys())
 
     return render_steps(
         f"SELECT * FROM {table_for(spec.from_ or '')}",
-        spec.steps,
+        spec.steps if steps is None else spec.steps[:steps],
         dialect=destination.dialect,
         quote=destination.quote,
         table_for=table_for,
         columns_of=columns_of,
+    )
+
+
+def transform_failure(node: Node, destination: SqlDestination, exc: BaseException) -> dg.Failure:
+    """A failed transform as the spec author reads it: file, line, step, the database's message and the SQL."""
+    with destination.engine.connect() as conn:
+        error, fragment = locate(node, destination, exc, explain_probe(conn), conn=conn)
+    try:
+        full_sql = transform_sql(node, destination)
+    except (sa.exc.DBAPIError, ValueError):
+        full_sql = "(the SQL could not be compiled)"
+    return dg.Failure(
+        description=f"{error}\n  in: {fragment}",
+        metadata={
+            "spec": f"{error.file}:{error.line}" if error.line else str(error.file),
+            "field": error.field,
+            "database_error": database_message(exc),
+            "fragment": dg.MetadataValue.md(f"```\n{fragment}\n```"),
+            "sql": dg.MetadataValue.md(f"```sql\n{full_sql}\n```"),
+        },
+        allow_retries=False,
     )
 
 
@@ -58,10 +90,22 @@ def transform_asset(
         destination: SqlDestination = getattr(context.resources, dest_key)
         started = time.monotonic()
         # A partitioned pipeline's transforms rebuild from all loaded windows: the table is the whole history.
-        info = destination.replace_with_query(node.table, transform_sql(node, destination))
+        try:
+            sql = transform_sql(node, destination)
+            info = destination.replace_with_query(node.table, sql)
+        except (sa.exc.DBAPIError, ValueError) as exc:
+            # `from None`: the description and metadata carry the database's message and the SQL; the
+            # driver's 20-frame stack only buried them.
+            raise transform_failure(node, destination, exc) from None
         context.log.info(f"built {node.table}: {info.row_count} rows")
+        spec = node.spec
+        assert isinstance(spec, TransformSpec)
         return dg.MaterializeResult(
-            metadata={**table_metadata(info, destination), "duration_s": round(time.monotonic() - started, 3)}
+            metadata={
+                **table_metadata(info, destination),
+                "duration_s": round(time.monotonic() - started, 3),
+                **preview_metadata(destination, node.table, spec.preview_rows, spec.sensitive_columns),
+            }
         )
 
     return _transform

@@ -11,14 +11,15 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from aggregator.alerts.setup import build_alert_setup
-from aggregator.pipelines.compile import build_resources
+from aggregator.alerts.setup import alert_setup_partial
 from aggregator.pipelines.connections import env_refs
-from aggregator.pipelines.graph import Node, build_graph
-from aggregator.pipelines.load import SpecError, SpecErrors, Specs, load_specs
+from aggregator.pipelines.graph import Node
+from aggregator.pipelines.isolate import load_isolated
+from aggregator.pipelines.load import SpecError, Specs
 from aggregator.pipelines.refs import render
 from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.steps import AggregateStep, DeriveStep, FilterStep
+from aggregator.pipelines.warehouse_check import check_warehouse
 from aggregator.settings import Settings
 
 
@@ -75,25 +76,28 @@ def check_sql(node: Node, dialect: str | None) -> list[SpecError]:
     return errors
 
 
-def validate(path: Path, settings: Settings, environ: Mapping[str, str] | None = None) -> Report:
-    """All problems in the specs at `path`, each naming file, line and field."""
+def validate(
+    path: Path, settings: Settings, environ: Mapping[str, str] | None = None, *, warehouse: bool = False
+) -> Report:
+    """All problems in the specs at `path` in one pass, each naming file, line and field. With `warehouse`,
+    every transform is also prepared against the destination's current schema (nothing runs)."""
     env = os.environ if environ is None else environ
-    try:
-        specs = load_specs(path)
-        graph = build_graph(specs)
-        build_resources(specs, settings)
-        build_alert_setup(specs)
-    except SpecErrors as exc:
-        return Report(specs=None, errors=exc.errors)
-    errors: list[SpecError] = []
+    loaded = load_isolated(path, settings)
+    specs = loaded.specs
+    errors: list[SpecError] = list(loaded.errors)
+    errors.extend(alert_setup_partial(specs)[1])
     for name, (conn, sf) in specs.connections.items():
         for loc, var in env_refs(conn.config):
             if var not in env:
                 # Name the variable, never a value.
                 errors.append(sf.error(("connections", name, "config", *loc), f"environment variable {var} is not set"))
-    for node in graph.nodes.values():
+    sql_errors: list[SpecError] = []
+    for node in loaded.graph.nodes.values():
         if isinstance(node.spec, TransformSpec):
             dest = node.pipeline.destination
             url = settings.warehouse_url if dest == "warehouse" else specs.connections[dest][0].config.get("url")
-            errors.extend(check_sql(node, _dialect(url if isinstance(url, str) else None)))
+            sql_errors.extend(check_sql(node, _dialect(url if isinstance(url, str) else None)))
+    errors.extend(sql_errors)
+    if warehouse and not sql_errors:
+        errors.extend(check_warehouse(loaded.graph, loaded.resources))
     return Report(specs=specs, errors=errors)

@@ -116,7 +116,9 @@ class Platform:
         from aggregator.alerts.definitions import alert_definitions
 
         specs = load_specs(self.spec_dir)
-        return dg.Definitions.merge(build_definitions(specs, self.settings), alert_definitions(specs, self.settings))
+        alerts, errors = alert_definitions(specs, self.settings)
+        assert not errors, errors
+        return dg.Definitions.merge(build_definitions(specs, self.settings), alerts)
 
     def setup(self):
         return build_alert_setup(load_specs(self.spec_dir))

@@ -111,3 +111,18 @@ def test_quiet_hours_hold_the_alert_until_they_end(
         assert statuses == (["sent", "held"] if inside else ["sent"])
     finally:
         store.dispose()
+
+
+def test_rule_with_unknown_channel_is_left_out_and_reported(platform: Platform) -> None:
+    """In the code location a bad rule must not take the other alerts (or the pipelines) down with it: it is
+    dropped and reported at file:line, as isolated spec errors are."""
+    from aggregator.alerts.definitions import alert_definitions
+    from aggregator.pipelines.load import load_specs
+
+    shop = platform.spec_dir / "shop.yaml"
+    shop.write_text(shop.read_text() + "    alerts:\n      rules:\n        - {when: run_failure, channels: [pager]}\n")
+    defs, errors = alert_definitions(load_specs(platform.spec_dir), platform.settings)
+    assert [e.field for e in errors] == ["pipelines[0].alerts.rules[0].channels[0]"]
+    assert str(errors[0]).startswith(f"{shop}:15: ")
+    assert {s.name for s in defs.sensors or []} == {"alerts_run_failure_sensor", "alerts_run_success_sensor",
+                                                    "alerts_watch_sensor"}

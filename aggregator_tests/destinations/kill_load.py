@@ -1,10 +1,10 @@
 """Run by test_kill.py in a separate process: load CSV files incrementally, announcing each batch, so the
-test can SIGKILL it mid-load. Usage: python kill_load.py <warehouse url> <data dir> <batch pause seconds>."""
+test can SIGKILL it mid-load. Usage: python kill_load.py <warehouse url> <data dir> step. With `step` it waits
+for a line on stdin after announcing each batch: the test decides when the load moves on, no sleeps."""
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 
 from aggregator.destinations.sql import SqlDestination
@@ -12,7 +12,7 @@ from connectors.batches import Batch
 from connectors.files import FilesResource, FileStream
 
 
-def main(url: str, data_dir: str, pause: float) -> int:
+def main(url: str, data_dir: str, stepwise: bool = False) -> int:
     dest = SqlDestination(url=url)
     files = FilesResource(base_dir=data_dir)
     stream = FileStream(path="*.csv", batch_size=100)
@@ -22,7 +22,8 @@ def main(url: str, data_dir: str, pause: float) -> int:
             yield item
             # The destination asked for the next batch: the previous one is written inside the transaction.
             print(f"written {count}", flush=True)
-            time.sleep(pause)
+            if stepwise and not sys.stdin.readline():
+                raise SystemExit("the test closed stdin")
 
     result = dest.load("events", announced(files.read(stream, state=dest.read_state("events"))), "append",
                        state_key="events")
@@ -31,4 +32,4 @@ def main(url: str, data_dir: str, pause: float) -> int:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], stepwise=sys.argv[3:] == ["step"])

@@ -30,10 +30,11 @@ def write_files(directory: Path, first: int, count: int, rows_per_file: int = 25
     return ids
 
 
-def run(url: str, data: Path, pause: float) -> subprocess.Popen[str]:
+def run(url: str, data: Path) -> subprocess.Popen[str]:
+    """The load in its own process, moving on one batch per line the test writes to its stdin."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(SCRIPT), url, str(data), str(pause)], stdout=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, str(SCRIPT), url, str(data), "step"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, start_new_session=True)
 
 
 def loaded_ids(dest: SqlDestination) -> list[int]:
@@ -46,25 +47,38 @@ def test_killed_load_then_rerun_has_exactly_the_source_rows(dest: SqlDestination
     data = tmp_path / "data"
     data.mkdir()
     expected = write_files(data, 0, 2)
-    load_files(dest.url, str(data), 0)  # a clean first load, in this process: 2 files and their state
+    load_files(dest.url, str(data))  # a clean first load, in this process: 2 files and their state
     assert sorted(loaded_ids(dest)) == sorted(expected)
 
     expected |= write_files(data, 2, 6)
-    victim = run(dest.url, data, 0.05)
-    assert victim.stdout is not None
-    for _ in range(7):  # let it write several batches (part of file 2, 3, 4 …) inside its transaction
-        assert victim.stdout.readline().startswith("written")
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    victim = run(dest.url, data)
+    assert victim.stdin is not None and victim.stdout is not None
+    try:
+        for count in range(1, 8):  # several batches (part of file 2, 3, 4 …) written inside its transaction
+            line = victim.stdout.readline()
+            assert line == f"written {count}\n", f"the load stopped early: {line!r}"
+            if count < 7:
+                victim.stdin.write("next\n")
+                victim.stdin.flush()
+        # The load is now waiting inside its transaction, after batch 7.
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+        victim.stdin.close()
+        victim.stdout.close()
     assert victim.returncode == -signal.SIGKILL
 
     # Nothing of the killed load is visible: neither its rows nor its state.
     assert len(loaded_ids(dest)) == 500
-    assert set(dest.read_state("events")["files"]) == {"part_000.csv", "part_001.csv"}
+    state = dest.read_state("events")
+    assert state is not None and set(state["files"]) == {"part_000.csv", "part_001.csv"}
 
-    assert load_files(dest.url, str(data), 0) == 1500  # the re-run loads exactly what the killed run did not
+    assert load_files(dest.url, str(data)) == 1500  # the re-run loads exactly what the killed run did not
     ids = loaded_ids(dest)
     assert len(ids) == len(set(ids)) == len(expected) and set(ids) == expected
 
-    assert load_files(dest.url, str(data), 0) == 0  # and a further run finds nothing new
+    assert load_files(dest.url, str(data)) == 0  # and a further run finds nothing new
     assert len(loaded_ids(dest)) == len(expected)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -148,34 +147,57 @@ def test_bulk_paths_never_insert_row_by_row(dest: SqlDestination) -> None:
         assert len(inserts) == 3 and all(many for _, many in inserts)
 
 
-@pytest.mark.parametrize("dialect", ["postgresql"])
-def test_replace_is_atomic_for_concurrent_readers(pg_db: Any, dialect: str) -> None:
+def test_replace_is_atomic_for_concurrent_readers(pg_db: Any) -> None:
+    """Readers see the old table (100 rows) or the new one (250), never a half-loaded one. The load waits for
+    the reader to sample between its batches, and the test waits for a sample of the committed table:
+    synchronised on progress, not on sleeps that a busy machine stretches."""
     dest = SqlDestination(url=pg_db.sqlalchemy_url)
     dest.load("t", [batch([(i, "old", i, AT) for i in range(100)])], "append")
-    seen: set[int] = set()
+    seen: list[int] = []
+    sampled = threading.Condition()
     stop = threading.Event()
+    failure: list[sa.exc.SQLAlchemyError] = []
 
     def reader() -> None:
-        engine = sa.create_engine(pg_db.sqlalchemy_url.replace("+psycopg", "+psycopg"))
-        while not stop.is_set():
-            with engine.connect() as conn:
-                seen.add(conn.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one())
-        engine.dispose()
+        engine = sa.create_engine(pg_db.sqlalchemy_url)
+        try:
+            while not stop.is_set():
+                with engine.connect() as conn:
+                    count = conn.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one()
+                with sampled:
+                    seen.append(count)
+                    sampled.notify_all()
+        except sa.exc.SQLAlchemyError as exc:  # handed to the test thread, which would otherwise wait forever
+            failure.append(exc)
+            with sampled:
+                sampled.notify_all()
+        finally:
+            engine.dispose()
 
-    def slow() -> Iterator[Batch]:
+    def wait_for(predicate: Callable[[], bool]) -> None:
+        with sampled:
+            while not predicate():
+                if failure or not thread.is_alive():
+                    raise AssertionError(f"the reader stopped: {failure}")
+                sampled.wait(1)
+
+    def more_samples_than(count: int) -> Callable[[], bool]:
+        return lambda: len(seen) > count
+
+    def batches() -> Iterator[Batch]:
         for b in range(5):
-            time.sleep(0.1)
+            wait_for(more_samples_than(len(seen)))  # a reader sample lands between every two batches
             yield batch([(i, "new", i, AT) for i in range(b * 50, (b + 1) * 50)])
 
-    thread = threading.Thread(target=reader)
+    thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        dest.load("t", slow(), "replace")
-        time.sleep(0.1)
+        dest.load("t", batches(), "replace")
+        wait_for(lambda: 250 in seen)
     finally:
         stop.set()
         thread.join()
-    assert seen <= {100, 250} and 100 in seen and 250 in seen
+    assert set(seen) == {100, 250}, sorted(set(seen))
 
 
 def test_primary_key_is_a_constraint_only_for_merge(dest: SqlDestination) -> None:

@@ -49,7 +49,8 @@ def test_configure_logging_only_when_asked() -> None:
         logging.getLogger("aggregator.cli").info("hello")
         assert json.loads(stream.getvalue())["message"] == "hello"
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
 
 # As docs/operations.md shows it for dagster.yaml.

@@ -92,7 +92,8 @@ def test_metrics_from_real_runs_parse_and_are_incremental(instance: dg.DagsterIn
 def test_proxy_counters_parse() -> None:
     observe_request("/graphql", "POST", 200, 0.012)
     auth_failure("unauthenticated")
-    parsed = samples(Exposition(dg.DagsterInstance.ephemeral()).render())
+    with dg.instance_for_test() as instance:
+        parsed = samples(Exposition(instance).render())
     assert parsed[("aggregator_proxy_requests_total", (("method", "POST"), ("route", "/graphql"), ("status", "200")))] >= 1
     assert parsed[("aggregator_proxy_auth_failures_total", (("reason", "unauthenticated"),))] >= 1
     assert ("aggregator_proxy_request_duration_seconds_count", (("route", "/graphql"),)) in parsed

@@ -46,11 +46,10 @@ def test_schedule_targets_the_pipeline_job_in_its_timezone(defs: dg.Definitions)
     assert schedule.job_name == "ingest_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert defs.resolve_schedule_def("reporting_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 25, 6, 15, tzinfo=dt.UTC)
-        )
-        requests = schedule.evaluate_tick(context).run_requests
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 25, 6, 15, tzinfo=dt.UTC)
+    ) as context:
+        requests = schedule.evaluate_tick(context).run_requests or []
     assert len(requests) == 1
 
 
@@ -58,12 +57,12 @@ def test_file_sensor_requests_a_run_for_new_files_once(defs: dg.Definitions, spe
     sensor = defs.resolve_sensor_def("ingest_files_sensor")
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        assert len(first.run_requests) == 1 and first.cursor
+        assert first.run_requests is not None and len(first.run_requests) == 1 and first.cursor
         again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert again.run_requests == [] and again.skip_message
         (spec_dir / "inbox" / "b.csv").write_text("id,kind\n4,view\n")
         third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
-        assert len(third.run_requests) == 1
+        assert third.run_requests is not None and len(third.run_requests) == 1
         assert third.run_requests[0].run_key != first.run_requests[0].run_key
         assert third.run_requests[0].tags["aggregator/new_files"] == "1"
 
@@ -117,5 +116,7 @@ def test_template_instances_are_separate_pipelines(spec_dir: Path, compile_specs
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"sales_eu/orders", "sales_us/orders"}
     assert graph.get(dg.AssetKey(["sales_eu", "orders"])).group_name == "sales_eu"
     result = materialize_all(defs)
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    # Not `all(...)` alone: that is also true when no check ran at all.
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {("sales_eu/orders", "row_count"): True, ("sales_us/orders", "row_count"): True}
     assert query(f"sqlite:///{tmp_path / 'w.db'}", "SELECT COUNT(*) FROM sales_eu_orders") == [(2,)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from aggregator_tests.helpers import materialize_all
+from aggregator_tests.helpers import key_of, materialize_all
 
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 ROWS = [
@@ -75,11 +75,10 @@ def test_each_check_passes_and_fails(spec_dir: Path, warehouse_url: str, compile
     assert evaluations(result) == EXPECTED
 
 
-def test_schema_drift_fails_when_a_column_appears(spec_dir: Path, compile_specs: Callable[[str], dg.Definitions], tmp_path: Path) -> None:
+def test_schema_drift_fails_when_a_column_appears(instance: dg.DagsterInstance, spec_dir: Path, compile_specs: Callable[[str], dg.Definitions], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     write_orders(spec_dir)
     (spec_dir / "shop.yaml").write_text(SPEC)
-    instance = dg.DagsterInstance.ephemeral()
     assert evaluations(materialize_all(compile_specs(url), instance))["schema_drift"] is True
     write_orders(spec_dir, extra_column=True)
     second = evaluations(materialize_all(compile_specs(url), instance))
@@ -88,14 +87,14 @@ def test_schema_drift_fails_when_a_column_appears(spec_dir: Path, compile_specs:
     assert evaluations(materialize_all(compile_specs(url), instance))["schema_drift"] is True
 
 
-def test_a_failing_blocking_check_stops_downstream(spec_dir: Path, compile_specs: Callable[[str], dg.Definitions], tmp_path: Path) -> None:
+def test_a_failing_blocking_check_stops_downstream(instance: dg.DagsterInstance, spec_dir: Path, compile_specs: Callable[[str], dg.Definitions], tmp_path: Path) -> None:
     write_orders(spec_dir)
     (spec_dir / "shop.yaml").write_text(SPEC.replace("{type: row_count, name: at_least_100, min: 100}",
                                                      "{type: row_count, name: at_least_100, min: 100, blocking: true}"))
     defs = compile_specs(f"sqlite:///{tmp_path / 'w.db'}")
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        instance=instance, raise_on_error=False
     )
     assert not result.success
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    materialized = {key_of(e) for e in result.get_asset_materialization_events()}
     assert materialized == {"shop/orders"}, "the transform must not run after a blocking check failed"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from aggregator_tests.helpers import key_of
 from aggregator_tests.pipelines.conftest import query
 
 SPEC = """
@@ -50,7 +51,7 @@ def make_events(path: Path) -> dict[str, int]:
     return per_day
 
 
-def test_backfill_of_three_days_loads_exactly_three_windows(
+def test_backfill_of_three_days_loads_exactly_three_windows(instance: dg.DagsterInstance, 
     spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
 ) -> None:
     per_day = make_events(spec_dir / "events.db")
@@ -58,11 +59,10 @@ def test_backfill_of_three_days_loads_exactly_three_windows(
     defs = compile_specs(warehouse_url)
     job = defs.resolve_job_def("clicks_job")
     assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
-    instance = dg.DagsterInstance.ephemeral()
     chosen = ["2026-09-03", "2026-09-04", "2026-09-06"]
     for key in chosen:
         result = job.execute_in_process(instance=instance, partition_key=key)
-        source = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "events")
+        source = next(e for e in result.get_asset_materialization_events() if key_of(e).endswith("/events"))
         assert source.materialization.metadata["rows_read"].value == per_day[key]
         assert source.partition == key
     loaded = query(warehouse_url, "SELECT COUNT(*) FROM clicks_events")[0][0]
@@ -79,11 +79,12 @@ def test_partitioned_schedule_requests_the_last_complete_day(spec_dir: Path, com
     (spec_dir / "clicks.yaml").write_text(SPEC)
     defs = compile_specs(f"sqlite:///{tmp_path / 'w.db'}")
     schedule = defs.resolve_schedule_def("clicks_schedule")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.UTC),
-            repository_def=defs.get_repository_def(),
-        )
-        requests = schedule.evaluate_tick(context).run_requests
+    # Both as context managers: an unclosed schedule context leaves Dagster's current defs-state storage
+    # pointing at this instance after it is gone, and later tests in the process fail to load definitions.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=dt.datetime(2026, 9, 5, 0, 30, tzinfo=dt.UTC),
+        repository_def=defs.get_repository_def(),
+    ) as context:
+        requests = schedule.evaluate_tick(context).run_requests or []
     assert [r.partition_key for r in requests] == ["2026-09-04"]

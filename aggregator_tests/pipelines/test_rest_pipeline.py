@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aggregator_tests.helpers import materialize_all
+from aggregator_tests.helpers import key_of, materialize_all
 from aggregator_tests.pipelines.conftest import query
 from aggregator_tests.testapi import BEARER, LocalApi, make_item, running_api
 
@@ -51,20 +51,19 @@ def api() -> Iterator[LocalApi]:
         yield local
 
 
-def test_rest_pipeline_merges_incrementally_without_leaking_the_token(
+def test_rest_pipeline_merges_incrementally_without_leaking_the_token(instance: dg.DagsterInstance, 
     api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AGG_TEST_API_TOKEN", BEARER)
     (spec_dir / "catalog.yaml").write_text(SPEC.format(base_url=api.url))
-    instance = dg.DagsterInstance.ephemeral()
     first = materialize_all(compile_specs(warehouse_url), instance)
     assert query(warehouse_url, "SELECT COUNT(*) FROM catalog_items") == [(25,)]
 
     api.state.items.extend(make_item(i) for i in range(26, 29))
     api.state.items[0] = {**api.state.items[0], "name": "renamed", "updated_at": "2024-02-01T00:00:00"}
     second = materialize_all(compile_specs(warehouse_url), instance)
-    events = {e.asset_key.to_user_string(): e.materialization.metadata for e in second.get_asset_materialization_events()}
+    events = {key_of(e): e.materialization.metadata for e in second.get_asset_materialization_events()}
     assert events["catalog/items"]["rows_read"].value == 4  # three new, one updated: only what changed
     assert query(warehouse_url, "SELECT COUNT(*) FROM catalog_items") == [(28,)]
     assert query(warehouse_url, "SELECT name FROM catalog_items WHERE id = 1") == [("renamed",)]

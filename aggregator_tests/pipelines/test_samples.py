@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
-from aggregator_tests.helpers import materialize_all
+from aggregator_tests.helpers import key_of, materialize_all
 from aggregator_tests.pipelines.conftest import query
 from scripts.generate_shop_db import advance
 
@@ -27,16 +27,15 @@ def shop_copy(spec_dir: Path) -> Path:
 
 def rows_written(result: dg.ExecuteInProcessResult) -> dict[str, int]:
     return {
-        e.asset_key.to_user_string(): e.materialization.metadata["rows_written"].value
+        key_of(e): int(str(e.materialization.metadata["rows_written"].value))
         for e in result.get_asset_materialization_events()
         if "rows_written" in e.materialization.metadata
     }
 
 
-def test_shop_loads_incrementally_and_merges(
+def test_shop_loads_incrementally_and_merges(instance: dg.DagsterInstance, 
     shop_copy: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
 ) -> None:
-    instance = dg.DagsterInstance.ephemeral()
     first = materialize_all(compile_specs(warehouse_url), instance)
     with sqlite3.connect(shop_copy) as src:
         source_orders = src.execute("SELECT id, status, amount FROM orders ORDER BY id").fetchall()
@@ -62,7 +61,7 @@ def test_shop_loads_incrementally_and_merges(
     assert [(c, s, n, pytest.approx(float(r), abs=0.011)) for c, s, n, r in actual] == expected
 
     cursor = third.get_asset_materialization_events()
-    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in cursor}["shop/orders"]
+    meta = {key_of(e): e.materialization.metadata for e in cursor}["shop/orders"]
     assert meta["cursor_before"].value != meta["cursor_after"].value
 
 

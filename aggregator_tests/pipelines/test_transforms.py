@@ -112,3 +112,37 @@ def test_transform_dependencies_become_asset_edges(weather_spec: Path, compile_s
     key = dg.AssetKey
     assert graph.get(key(["weather", "clean_readings"])).parent_keys == {key(["weather", "readings"]), key(["weather", "stations"])}
     assert graph.get(key(["weather", "hourly_by_country"])).parent_keys == {key(["weather", "clean_readings"])}
+
+
+def test_transform_columns_have_real_types_on_both_dialects(
+    spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
+) -> None:
+    """Issue 11.7: SQLite's CREATE TABLE … AS SELECT declares no type for computed columns, so the UI showed
+    NULL for every aggregate and schema_drift compared NULLs. Each column now reports a real type."""
+    (spec_dir / "data").mkdir()
+    (spec_dir / "data" / "sales.csv").write_text("region,qty,price\nnorth,2,1.5\nsouth,3,2.0\nnorth,1,4.25\n")
+    (spec_dir / "typed.yaml").write_text("""
+connections:
+  f: {type: files, config: {base_dir: data}}
+pipelines:
+  - name: typed
+    sources:
+      - {name: sales, connection: f, stream: {type: file, path: sales.csv}}
+    transforms:
+      - name: totals
+        sql: >
+          SELECT region, COUNT(*) AS n, SUM(qty) AS units, SUM(qty * price) AS revenue,
+                 UPPER(region) AS label FROM {{ ref('sales') }} GROUP BY region
+""")
+    result = materialize_all(compile_specs(warehouse_url))
+    totals = next(e for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey(["typed", "totals"]))
+    schema = totals.materialization.metadata["dagster/column_schema"].value
+    assert isinstance(schema, dg.TableSchema)
+    types = {c.name: c.type.upper() for c in schema.columns}
+    assert all(t and t != "NULL" for t in types.values()), types
+    assert any(word in types["n"] for word in ("INT", "BIGINT")), types
+    assert any(word in types["revenue"] for word in ("REAL", "DOUBLE", "NUMERIC", "FLOAT")), types
+    assert "TEXT" in types["label"] or "CHAR" in types["label"], types
+    assert query(warehouse_url, "SELECT region, n, units FROM typed_totals ORDER BY region") == [
+        ("north", 2, 3), ("south", 1, 3)]

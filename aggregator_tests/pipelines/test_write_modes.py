@@ -33,14 +33,13 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
-def test_write_mode(mode: str, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]) -> None:
+def test_write_mode(instance: dg.DagsterInstance, mode: str, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]) -> None:
     with sqlite3.connect(spec_dir / "source.db") as conn:
         conn.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, price REAL)")
         conn.executemany("INSERT INTO stock VALUES (?, ?)", [("a", 1.0), ("b", 1.0)])
     # append declares no key: with one, a repeated key is an error (the destination enforces primary keys)
     key = "" if mode == "append" else "        primary_key: [sku]\n"
     (spec_dir / "inv.yaml").write_text(SPEC.format(mode=mode, key=key))
-    instance = dg.DagsterInstance.ephemeral()
     materialize_all(compile_specs(warehouse_url), instance)
     with sqlite3.connect(spec_dir / "source.db") as conn:
         conn.execute("UPDATE stock SET price = 2.0 WHERE sku = 'a'")

@@ -1,4 +1,4 @@
-"""Python-defined assets that sit beside the spec-compiled ones and depend on them."""
+"""The samples' Python asset: reads the `sales` sample pipeline's table, so it loads only with that pipeline."""
 
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
 
