@@ -14,6 +14,7 @@ from aggregator.alerts.history import AlertStore, alerts_db_url
 from aggregator.alerts.message import AlertMessage, summarize
 from aggregator.alerts.router import AlertRouter, AlertSetup
 from aggregator.event_feed import FeedCursor, read_new
+from aggregator.pipelines.platform_assets import SPEC_ERRORS_KEY
 from aggregator.settings import Settings
 
 PIPELINE_TAG = "aggregator/pipeline"
@@ -106,6 +107,8 @@ def watch_checks(router: AlertRouter, instance: dg.DagsterInstance, cursor: Feed
         if event is None or event.asset_check_evaluation_data is None:
             continue
         evaluation = event.asset_check_evaluation_data
+        if evaluation.asset_key == SPEC_ERRORS_KEY:
+            continue  # broken spec files alert per file through `spec_error` rules, not as one check
         asset = evaluation.asset_key.to_user_string()
         pipeline = evaluation.asset_key.path[0] if len(evaluation.asset_key.path) > 1 else None
         severity = evaluation.severity.value
