@@ -10,9 +10,12 @@ from aggregator.pipelines.load import SpecError, Specs
 from aggregator.settings import Settings
 
 
-def alert_definitions(specs: Specs, settings: Settings) -> tuple[dg.Definitions, list[SpecError]]:
-    """The alert sensors, and the problems of rules that were left out (reported like spec errors)."""
+def alert_sensors(specs: Specs, settings: Settings) -> tuple[list[dg.SensorDefinition], list[SpecError]]:
+    """The alert sensors, and the problems of rules that were left out (reported like spec errors).
+
+    Sensors, not a Definitions object: a second Definitions at module scope of the code location is an
+    error in Dagster."""
     setup, errors = alert_setup_partial(specs)
     if not setup.enabled:
-        return dg.Definitions(), errors
-    return dg.Definitions(sensors=build_alert_sensors(setup, settings)), errors
+        return [], errors
+    return build_alert_sensors(setup, settings), errors

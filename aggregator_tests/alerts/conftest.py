@@ -113,12 +113,12 @@ class Platform:
         self.orders.write_text("id,amount\n" + "".join(f"{i},{i * 1.5}\n" for i in range(1, rows + 1)))
 
     def defs(self) -> dg.Definitions:
-        from aggregator.alerts.definitions import alert_definitions
+        from aggregator.alerts.definitions import alert_sensors
 
         specs = load_specs(self.spec_dir)
-        alerts, errors = alert_definitions(specs, self.settings)
+        sensors, errors = alert_sensors(specs, self.settings)
         assert not errors, errors
-        return dg.Definitions.merge(build_definitions(specs, self.settings), alerts)
+        return dg.Definitions.merge(build_definitions(specs, self.settings), dg.Definitions(sensors=sensors))
 
     def setup(self):
         return build_alert_setup(load_specs(self.spec_dir))

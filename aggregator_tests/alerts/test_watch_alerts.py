@@ -116,13 +116,35 @@ def test_quiet_hours_hold_the_alert_until_they_end(
 def test_rule_with_unknown_channel_is_left_out_and_reported(platform: Platform) -> None:
     """In the code location a bad rule must not take the other alerts (or the pipelines) down with it: it is
     dropped and reported at file:line, as isolated spec errors are."""
-    from aggregator.alerts.definitions import alert_definitions
+    from aggregator.alerts.definitions import alert_sensors
     from aggregator.pipelines.load import load_specs
 
     shop = platform.spec_dir / "shop.yaml"
     shop.write_text(shop.read_text() + "    alerts:\n      rules:\n        - {when: run_failure, channels: [pager]}\n")
-    defs, errors = alert_definitions(load_specs(platform.spec_dir), platform.settings)
+    sensors, errors = alert_sensors(load_specs(platform.spec_dir), platform.settings)
     assert [e.field for e in errors] == ["pipelines[0].alerts.rules[0].channels[0]"]
     assert str(errors[0]).startswith(f"{shop}:15: ")
-    assert {s.name for s in defs.sensors or []} == {"alerts_run_failure_sensor", "alerts_run_success_sensor",
+    assert {s.name for s in sensors} == {"alerts_run_failure_sensor", "alerts_run_success_sensor",
                                                     "alerts_watch_sensor"}
+
+
+def test_code_location_with_alerts_loads_as_dagster_discovers_it(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: alert sensors were once a second `Definitions` at module scope of aggregator.definitions,
+    which Dagster's module discovery (the webserver's `-m aggregator.definitions`) refuses."""
+    import importlib
+
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_loaded_module
+
+    import aggregator.definitions
+
+    monkeypatch.setenv("AGGREGATOR_HOME", str(platform.settings.home))
+    monkeypatch.setenv("AGGREGATOR_PIPELINES", str(platform.spec_dir))
+    monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", platform.settings.warehouse_url)
+    # other tests reload the module with their own environment (test_definitions.load_defs)
+    module = importlib.reload(aggregator.definitions)
+    targets = loadable_targets_from_loaded_module(module)
+    assert [t.attribute for t in targets] == ["defs"]
+    names = {s.name for s in module.defs.sensors or []}
+    assert {"alerts_run_failure_sensor", "alerts_run_success_sensor", "alerts_watch_sensor"} <= names
