@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import dagster
@@ -32,16 +32,25 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
         [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(free_port)],
         cwd=workdir, env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    # stdout is read by a thread so the test can wait for the "is up" line (progress, not a fixed sleep):
+    # /server_info may answer a moment before `aggregator dev` has printed its URL.
+    lines: list[str] = []
+    up = threading.Event()
+
+    def _read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Data Aggregator is up" in line:
+                up.set()
+
+    reader = threading.Thread(target=_read, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 180
-        info = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                info = requests.get(f"http://127.0.0.1:{free_port}/server_info", timeout=2).json()
-                break
-            except requests.RequestException:
-                time.sleep(0.5)
-        assert info is not None, f"webserver never answered; exit={proc.poll()}"
+        while proc.poll() is None and not up.wait(timeout=1):
+            pass
+        assert up.is_set(), f"aggregator dev exited with {proc.poll()} before it was up:\n{''.join(lines)}"
+        info = requests.get(f"http://127.0.0.1:{free_port}/server_info", timeout=10).json()
         # /server_info is public (health checks); everything else needs a session or a token.
         assert info["dagster_version"] == dagster.__version__
         graphql = f"http://127.0.0.1:{free_port}/graphql"
@@ -58,13 +67,16 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
         tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             for child in [*tree, psutil.Process(proc.pid)]:
                 if child.is_running():
                     child.kill()
             proc.wait()
             raise
+        finally:
+            reader.join(timeout=30)
+    output = "".join(lines)
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{free_port}" in output
     # Issue 11.10: the private webserver URL bypasses sign-in, and the supersession warning is Dagster's noise.

@@ -124,6 +124,12 @@ def read_raw(path: Path, text: str | None = None) -> RawFile:
         if exc.context and exc.context_mark:
             message += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
         raise SpecErrors([SpecError(path, mark.line + 1 if mark else None, "", message)]) from exc
+    except yaml.YAMLError as exc:
+        # Not every YAML error is "marked": the reader refuses control characters (NUL, ...) with a position
+        # only. Uncaught, it crashed `aggregator validate` and the API instead of naming file and line.
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+        raise SpecErrors([SpecError(path, line, "", f"invalid YAML: {str(exc).splitlines()[0]}")]) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

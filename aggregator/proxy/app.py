@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 
 from aggregator.logs.json_format import correlation_id
 from aggregator.metrics.proxy import observe_http
+from aggregator.proxy.api.app import ApiApp
+from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
@@ -51,13 +53,15 @@ from aggregator.proxy.transport.gateway import (
 from aggregator.proxy.transport.paths import PathRejected, normalize_scope
 from aggregator.proxy.transport.ratelimit import TokenBuckets
 from aggregator.proxy.transport.upstream import UpstreamPool
+from aggregator.settings import Settings
 
 SAFE_METHODS = ("GET", "HEAD")
 PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
 _REPORT = re.compile(r"^/(" + "|".join(REPORT_ROUTES) + r")/(?P<key>.+)$")
 class ProxyApp:
     def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog,
-                 inspector: GraphQLInspector | None = None) -> None:
+                 inspector: GraphQLInspector | None = None, platform: Settings | None = None,
+                 api_limits: ApiLimits | None = None) -> None:
         # No read timeout: subscriptions and log downloads stay open as long as the client wants.
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), follow_redirects=False,
                                         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
@@ -71,6 +75,8 @@ class ProxyApp:
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
         self.ops = OpsRoutes(self.services, self.client, os.environ.get("DAGSTER_HOME"))
+        # The management API (docs/api.md); `platform` says where specs and the warehouse are (default: env).
+        self.api = ApiApp(self.services, self.client, platform, api_limits)
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -142,6 +148,11 @@ class ProxyApp:
             return await Response(status_code=204 if ok else 403)(scope, receive, send)
         if rel is not None and rel.startswith("/_auth/"):
             return await self._own_route(ctx, receive, send)
+        if rel == "/api/logs" or TRIGGER_PATH.match(rel or ""):
+            # operations routes (routes/ops.py), ahead of the management API that owns the rest of /api/
+            return await self._ops(ctx, receive, send)
+        if rel is not None and (rel == "/api" or rel.startswith("/api/")):
+            return await self.api(ctx, receive, send)
         if rel in PUBLIC_PATHS and method in SAFE_METHODS:
             return await self._forward(ctx, receive, send)
         operation = f"{method} {ctx.path}"
@@ -160,11 +171,6 @@ class ProxyApp:
                                               "cross-site write with a session cookie (CSRF)", "same-origin")
         if rel == "/metrics" and method in SAFE_METHODS:
             return await self.ops.metrics(ctx, receive, send)
-        if rel == "/api/logs" and method in SAFE_METHODS:
-            return await self.ops.logs(ctx, receive, send)
-        trigger = TRIGGER_PATH.match(rel or "")
-        if trigger and method == "POST":
-            return await self.ops.trigger(ctx, receive, send, trigger.group("name"))
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))
@@ -173,6 +179,23 @@ class ProxyApp:
         # Deny by default: a write endpoint the proxy does not know is a write it cannot authorize.
         return await self.services.refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
                                           "known-endpoint")
+
+    async def _ops(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+        scope, method, rel = ctx.scope, ctx.method, ctx.rel or ""
+        operation = f"{method} {ctx.path}"
+        who = await identify(scope, self.settings, self.store)
+        if who.principal is None:
+            return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
+        ctx.principal = who.principal
+        if not self.services.csrf_ok(ctx):
+            return await self.services.refuse(ctx, receive, send, 403, "request", operation,
+                                              "cross-site write with a session cookie (CSRF)", "same-origin")
+        trigger = TRIGGER_PATH.match(rel)
+        if trigger and method == "POST":
+            return await self.ops.trigger(ctx, receive, send, trigger.group("name"))
+        if rel == "/api/logs" and method in SAFE_METHODS:
+            return await self.ops.logs(ctx, receive, send)
+        await refusal(405, f"{method} is not allowed on {rel}")(scope, receive, send)
 
     async def _unidentified(self, ctx: RequestContext, who: Identity, operation: str) -> Response:
         await self.services.record_decision(ctx, event=who.event, decision="deny", operation=operation,

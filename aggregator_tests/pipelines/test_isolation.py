@@ -91,8 +91,8 @@ def test_broken_spec_drops_only_its_own_pipelines(instance: dg.DagsterInstance, 
     description = graph.get(SPEC_ERRORS_KEY).description or ""
     broken, orphan = pipelines / "broken.yaml", pipelines / "orphan.yaml"
     assert f"{broken}:15: pipelines[0].transforms[0].steps[0]:" in description
-    assert f"{broken}:3: connections.broken_api: RestApiResource: unknown option(s) no_such_option" in description  # config error of a file left out
-    assert f"{orphan}:3: connections.bad_db: SqlResource: unknown option(s) pool" in description
+    assert f"{broken}:5: connections.broken_api.config.no_such_option: unknown option no_such_option" in description  # config error of a file left out
+    assert f"{orphan}:5: connections.bad_db.config.pool: unknown option pool" in description
     assert "pipeline 'orphan' is not loaded" in description
     assert "pipelines not loaded: broken, orphan" in description
 
@@ -101,7 +101,7 @@ def test_broken_spec_drops_only_its_own_pipelines(instance: dg.DagsterInstance, 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks[CHECK_NAME].passed is False
     listed = str(checks[CHECK_NAME].metadata["errors"].value)
-    assert f"{broken}:15" in listed and f"{orphan}:3" in listed
+    assert f"{broken}:15" in listed and f"{orphan}:5" in listed
 
 
 def test_spec_errors_sensor_records_each_change(pipelines: Path) -> None:
@@ -129,8 +129,8 @@ def test_validate_lists_spec_and_connection_errors_in_one_pass(pipelines: Path) 
     assert result.exit_code == 1
     broken, orphan = pipelines / "broken.yaml", pipelines / "orphan.yaml"
     assert f"{broken}:15: pipelines[0].transforms[0].steps[0]" in result.output
-    assert f"{broken}:3: connections.broken_api: RestApiResource: unknown option(s) no_such_option" in result.output
-    assert f"{orphan}:3: connections.bad_db: SqlResource: unknown option(s) pool" in result.output
+    assert f"{broken}:5: connections.broken_api.config.no_such_option: unknown option no_such_option" in result.output
+    assert f"{orphan}:5: connections.bad_db.config.pool: unknown option pool" in result.output
 
 
 def test_pipeline_commands_work_beside_a_broken_file(pipelines: Path) -> None:

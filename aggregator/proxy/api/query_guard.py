@@ -1,0 +1,86 @@
+"""Which SQL `POST /api/query` runs: one SELECT over the caller's tables, nothing that writes or reads files.
+
+Allow-listed by construction: the statement must be a query; every function must be one sqlglot knows
+(an unknown name, `Anonymous`, is refused: that is where `pg_read_file`, `lo_import`, `load_extension`,
+`dblink` land) and not one that reads files; every table must be a permitted warehouse table or a CTE of
+the statement. What runs is the SQL regenerated from the checked tree, never the caller's text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from aggregator.proxy.api.errors import ApiError
+
+# Node types that write, lock, change settings or touch files, wherever they appear in the tree.
+_FORBIDDEN: tuple[type, ...] = (
+    exp.DML, exp.DDL, exp.Command, exp.Into, exp.Lock, exp.Pragma, exp.Set, exp.Copy, exp.Merge, exp.Execute,
+    exp.ReadCSV, exp.ReadParquet, exp.ToFile, exp.FileFormatProperty,
+)
+
+
+class QueryRefused(ApiError):
+    """A statement the guard does not allow: 400 for the shape, 403 for tables outside the grant."""
+
+
+def check_query(sql: str, dialect: str, allowed_tables: set[str]) -> str:
+    """The SQL to run (regenerated from the checked tree), or QueryRefused naming what is not allowed."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except (ParseError, TokenError) as exc:
+        raise QueryRefused(400, f"SQL does not parse: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise QueryRefused(400, f"send exactly one statement, got {len(statements)}")
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise QueryRefused(400, f"only SELECT queries are allowed, got {statement.key.upper()}")
+    for node in statement.walk():
+        if isinstance(node, _FORBIDDEN):
+            raise QueryRefused(400, f"{node.key.upper()} is not allowed in a read-only query")
+        if isinstance(node, exp.Anonymous):
+            raise QueryRefused(400, f"function {node.name}() is not allowed: only built-in SQL functions "
+                               "that read no files or server state")
+        if isinstance(node, exp.Table):
+            _check_table(node, _visible_ctes(node), allowed_tables)
+    return statement.sql(dialect=dialect)
+
+
+def _visible_ctes(table: exp.Expression) -> set[str]:
+    """CTE names a table reference can mean: those of enclosing WITHs, but inside a CTE's own body only the
+    ones defined before it (RECURSIVE: itself too). `WITH secret AS (SELECT * FROM secret)` reads the real
+    table `secret` in its body, so treating every CTE name as safe everywhere would be a bypass."""
+    names: set[str] = set()
+    node: Any = table
+    while node.parent is not None:
+        parent = node.parent
+        if isinstance(parent, exp.With):
+            ctes = list(parent.expressions)
+            index = next(i for i, c in enumerate(ctes) if c is node)
+            upto = index + 1 if parent.args.get("recursive") else index
+            names |= {c.alias_or_name.lower() for c in ctes[:upto]}
+        elif isinstance(parent, exp.Query):
+            with_ = parent.args.get("with_") or parent.args.get("with")
+            if isinstance(with_, exp.With) and node is not with_:
+                names |= {c.alias_or_name.lower() for c in with_.expressions}
+        node = parent
+    return names
+
+
+def _check_table(table: exp.Table, ctes: set[str], allowed: set[str]) -> None:
+    if not isinstance(table.this, exp.Identifier):
+        # A table-valued function (generate_series, read_csv, ...): only plain tables may be read.
+        raise QueryRefused(400, f"{table.this.key}() in FROM is not allowed; read tables by name")
+    if table.args.get("db") or table.args.get("catalog"):
+        raise QueryRefused(403, f"table {table.sql()} is outside the tables you may query (no schema-qualified "
+                           "names)", missing="viewer:query on tables of your pipelines")
+    name = table.name
+    if name.lower() in ctes:
+        return
+    if name not in allowed:
+        shown = ", ".join(sorted(allowed)[:20]) or "none"
+        raise QueryRefused(403, f"table {name!r} is not a warehouse table of a pipeline in your grant; "
+                           f"allowed: {shown}", missing=f"viewer:query on {name}")

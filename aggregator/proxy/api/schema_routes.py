@@ -1,0 +1,188 @@
+"""A pipeline's sources, looked at without running the pipeline.
+
+`GET .../sources/{source}/schema`: discovered source vs destination table vs the last materialization's
+column schema (added, removed, type-changed columns), the base of a schema-mapping UI.
+`POST .../sources/{source}/preview`: read the stream's first rows (nothing is written, no state is kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+
+from aggregator.pipelines.connections import build_resource
+from aggregator.pipelines.graph import build_graph
+from aggregator.pipelines.load import SpecErrors, load_specs
+from aggregator.pipelines.spec import SourceSpec
+from aggregator.proxy.api.access import require
+from aggregator.proxy.api.catalog import WAREHOUSE
+from aggregator.proxy.api.data_routes import json_value
+from aggregator.proxy.api.errors import ApiError
+from aggregator.proxy.api.models import Strict
+from aggregator.proxy.api.router import ApiRequest, Route
+from aggregator.proxy.api.state import ApiState
+from aggregator.proxy.policy.rbac import Role
+from connectors.sql.types import portable_type
+
+LAST_SCHEMA = """query AggregatorApiLastSchema($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
+  __typename ... on AssetNode { assetMaterializations(limit: 1) { timestamp metadataEntries { label
+    ... on TableSchemaMetadataEntry { schema { columns { name type } } } } } } } }"""
+
+
+class PreviewRequest(Strict):
+    """How many rows to read."""
+
+    limit: int = Field(20, ge=1, le=1000, description="Rows read at most; reading stops there.")
+
+
+class Preview(BaseModel):
+    """The first rows of a source stream and the types inferred for them."""
+
+    columns: dict[str, str] = Field(description="Column -> portable type, as a run would infer them.")
+    rows: list[list[Any]] = Field(description="Rows in column order (JSON-safe values).")
+    truncated: bool = Field(description="True when the stream had more rows than `limit`.")
+
+
+class SchemaDiff(BaseModel):
+    """How `new` differs from `old`."""
+
+    added: list[str] = Field(description="Columns in new, not in old.")
+    removed: list[str] = Field(description="Columns in old, not in new.")
+    type_changed: dict[str, list[str]] = Field(description="Column -> [old type, new type].")
+
+
+class SchemaComparison(BaseModel):
+    """Three views of a source's columns (portable types) and how they differ."""
+
+    source: dict[str, str] | None = Field(description="Discovered from the connection now (null if it failed).")
+    source_error: str | None = Field(None, description="Why discovery failed, when it did.")
+    destination: dict[str, str] | None = Field(description="The destination table's columns (null: no table yet).")
+    last_materialization: dict[str, str] | None = Field(
+        description="`dagster/column_schema` of the latest materialization (null: never materialized).")
+    source_vs_destination: SchemaDiff | None = Field(description="What the next run would change in the table.")
+    destination_vs_last_materialization: SchemaDiff | None = Field(
+        description="What changed in the table since it was last materialized (e.g. by hand).")
+
+
+def diff(old: dict[str, str] | None, new: dict[str, str] | None) -> SchemaDiff | None:
+    if old is None or new is None:
+        return None
+    return SchemaDiff(added=[c for c in new if c not in old], removed=[c for c in old if c not in new],
+                      type_changed={c: [old[c], new[c]] for c in new if c in old and old[c] != new[c]})
+
+
+def portable_name(sql_type: str) -> str:
+    """A portable type for a type name as written in metadata (`INTEGER`, `DOUBLE PRECISION`, ...)."""
+    name = sql_type.lower()
+    for words, portable in ((("bool",), "boolean"), (("int",), "integer"),
+                            (("float", "real", "double", "numeric", "decimal"), "float"),
+                            (("timestamp", "datetime"), "timestamp"), (("date",), "date")):
+        if any(w in name for w in words):
+            return portable
+    return "text"
+
+
+def read_preview(conn: Any, spec: SourceSpec, name: str, limit: int) -> Preview:
+    """The first `limit` rows of a source stream; reading stops there and nothing is written."""
+    resource: Any = build_resource(conn, resolve_as=name)
+    columns: dict[str, str] = {}
+    rows: list[list[Any]] = []
+    batches = resource.read(spec.stream, None, None, spec.type_hints())
+    try:
+        for batch in batches:
+            for column in batch.columns:
+                if column not in columns and column not in batch.untyped:
+                    columns[column] = batch.types[column].value
+            for row in batch.rows:
+                if len(rows) == limit:
+                    return Preview(columns=columns, rows=rows, truncated=True)
+                rows.append([json_value(v) for v in row])
+    finally:
+        batches.close()  # stop reading: pages or files past the limit are never fetched
+    return Preview(columns=columns, rows=rows, truncated=False)
+
+
+
+def routes(api: ApiState) -> list[Route]:
+    def _source(pipeline: str, source: str) -> tuple[Any, Any, str, str]:
+        try:
+            specs = load_specs(api.platform.pipelines_dir)
+            graph = build_graph(specs)
+        except SpecErrors as exc:
+            raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s))") from None
+        node = graph.nodes.get((pipeline, source))
+        if node is None or not isinstance(node.spec, SourceSpec):
+            raise ApiError(404, f"no source {source!r} in pipeline {pipeline!r}")
+        conn, _ = specs.connections[node.spec.connection]
+        return conn, node.spec, node.table, node.pipeline.destination
+
+    def _discover(conn: Any, spec: SourceSpec, name: str) -> dict[str, str]:
+        resource: Any = build_resource(conn, resolve_as=name)
+        infos = resource.discover(spec.stream)
+        if not infos:
+            return {}
+        return {col: str(getattr(t, "value", t)) for col, t in infos[0].columns.items()}
+
+    def _destination(table: str) -> dict[str, str] | None:
+        engine = sa.create_engine(api.platform.warehouse_url, poolclass=sa.pool.NullPool)
+        try:
+            inspector = sa.inspect(engine)
+            if not inspector.has_table(table):
+                return None
+            return {c["name"]: portable_type(c["type"]).value for c in inspector.get_columns(table)}
+        finally:
+            engine.dispose()
+
+    async def _last(pipeline: str, source: str) -> dict[str, str] | None:
+        try:
+            body = (await api.client.post(api.graphql_url, json={"query": LAST_SCHEMA, "variables": {
+                "key": {"path": [pipeline, source]}}})).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ApiError(502, f"Dagster did not answer the materialization look-up: {type(exc).__name__}") from None
+        node = (body.get("data") or {}).get("assetNodeOrError") or {}
+        for event in node.get("assetMaterializations") or []:
+            for entry in event.get("metadataEntries") or []:
+                if entry.get("label") == "dagster/column_schema" and entry.get("schema"):
+                    return {c["name"]: portable_name(c["type"] or "") for c in entry["schema"]["columns"]}
+        return None
+
+    async def compare_source_schema(req: ApiRequest) -> SchemaComparison:
+        """Discovered source columns vs the destination table vs the last materialization."""
+        pipeline, source = req.params["name"], req.params["source"]
+        require(req.principal, Role.viewer, "compare_source_schema", [pipeline])
+        conn, spec, table, destination = await api.services.run_io(_source, pipeline, source)
+        discovered: dict[str, str] | None = None
+        error = None
+        try:
+            discovered = await api.services.run_io(_discover, conn, spec, spec.connection)
+        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret
+            error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+        dest = await api.services.run_io(_destination, table) if destination == WAREHOUSE else None
+        last = await _last(pipeline, source)
+        return SchemaComparison(source=discovered, source_error=error, destination=dest, last_materialization=last,
+                                source_vs_destination=diff(dest, discovered),
+                                destination_vs_last_materialization=diff(last, dest))
+
+    async def preview_source(req: ApiRequest) -> Preview:
+        """Read a source stream's first rows without writing anything (no table, no state, no run)."""
+        pipeline, source = req.params["name"], req.params["source"]
+        body = req.body
+        assert isinstance(body, PreviewRequest)
+        require(req.principal, Role.viewer, "preview_source", [pipeline])
+        conn, spec, _, _ = await api.services.run_io(_source, pipeline, source)
+        try:
+            preview: Preview = await api.services.run_io(read_preview, conn, spec, spec.connection, body.limit)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret
+            raise ApiError(409, f"reading {pipeline}/{source} failed: {str(exc).splitlines()[0][:500]}") from None
+        return preview
+
+    return [Route("GET", "/api/pipelines/{name}/sources/{source}/schema", compare_source_schema,
+                  "Compare a source's schemas", response=SchemaComparison, statuses=(502, 503)),
+            Route("POST", "/api/pipelines/{name}/sources/{source}/preview", preview_source,
+                  "Preview a source's first rows", body=PreviewRequest, response=Preview, statuses=(409, 415),
+                  reads=True)]
