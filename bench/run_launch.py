@@ -24,16 +24,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
@@ -74,15 +72,12 @@ class Result:
     sessions_per_run: float
 
 
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+def _common() -> types.ModuleType:
+    """bench/common.py, imported by the driver only: the code server loads this file from another directory."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return common
 
 
 def instance_yaml(max_concurrent: int, dequeue_interval: int) -> str:
@@ -211,10 +206,9 @@ def bench_daemon(
 ) -> Result:
     import psycopg
 
-    db = f"bench_run_launch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db}"')
-    dsn = with_database(admin_url, db)
+    common = _common()
+    scaffold = contextlib.ExitStack()
+    dsn = scaffold.enter_context(common.database(admin_url, prefix="bench_run_launch"))
     work = Path(tempfile.mkdtemp(prefix="bench_run_launch_"))
     procs: list[subprocess.Popen] = []
     log_files = contextlib.ExitStack()
@@ -222,7 +216,7 @@ def bench_daemon(
         home = work / "dagster_home"
         home.mkdir()
         (home / "dagster.yaml").write_text(instance_yaml(max_concurrent, dequeue_interval))
-        port = free_port()
+        port = common.free_port()
         workspace_file = work / "workspace.yaml"
         workspace_file.write_text(
             f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
@@ -307,23 +301,20 @@ def bench_daemon(
             stop(proc)
         log_files.close()
         if keep:
-            print(f"  kept database {db} and {work}")
+            scaffold.pop_all()  # the database outlives the benchmark
+            print(f"  kept database {dsn} and {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-            with psycopg.connect(admin_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            scaffold.close()
 
 
 def bench_in_process(admin_url: str, n: int) -> Result:
     """The floor: the same runs' event-log writes to the same storage, with no queue, launch or process start."""
     import psycopg
 
-    db = f"bench_run_launch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db}"')
-    dsn = with_database(admin_url, db)
-    home = Path(tempfile.mkdtemp(prefix="bench_in_process_"))
-    try:
+    with _common().database(admin_url, prefix="bench_run_launch") as dsn, \
+            tempfile.TemporaryDirectory(prefix="bench_in_process_") as tmp:
+        home = Path(tmp)
         (home / "dagster.yaml").write_text(instance_yaml(1, 5))
         os.environ["DAGSTER_PG_URL"] = dsn
         with dg.DagsterInstance.from_config(str(home)) as instance, psycopg.connect(dsn, autocommit=True) as conn:
@@ -349,27 +340,20 @@ def bench_in_process(admin_url: str, n: int) -> Result:
             db_bytes_per_run=(size_after - size_before) / n,
             sessions_per_run=(sessions_after - sessions_before) / n,
         )
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def bench_sample_pipeline(admin_url: str, runs: int) -> None:
     """Event-log volume of a real pipeline: the bundled `sales` sample materialized in process on PostgreSQL."""
     import psycopg
 
-    db = f"bench_run_launch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db}"')
-    dsn = with_database(admin_url, db)
-    home = Path(tempfile.mkdtemp(prefix="bench_sample_"))
-    # The sample's SQLite warehouse goes under a throwaway AGGREGATOR_HOME, not the working directory.
-    os.environ["AGGREGATOR_HOME"] = str(home / "aggregator")
-    os.environ.pop("AGGREGATOR_WAREHOUSE_URL", None)
-    from aggregator.definitions import defs as aggregator_defs
+    with _common().database(admin_url, prefix="bench_run_launch") as dsn, \
+            tempfile.TemporaryDirectory(prefix="bench_sample_") as tmp:
+        home = Path(tmp)
+        # The sample's SQLite warehouse goes under a throwaway AGGREGATOR_HOME, not the working directory.
+        os.environ["AGGREGATOR_HOME"] = str(home / "aggregator")
+        os.environ.pop("AGGREGATOR_WAREHOUSE_URL", None)
+        from aggregator.definitions import defs as aggregator_defs
 
-    try:
         (home / "dagster.yaml").write_text(instance_yaml(1, 5))
         os.environ["DAGSTER_PG_URL"] = dsn
         job = aggregator_defs.resolve_implicit_global_asset_job_def()
@@ -390,10 +374,6 @@ def bench_sample_pipeline(admin_url: str, runs: int) -> None:
               f"{n_events / runs:.0f} events/run ({n_events / runs / assets:.1f} per asset), "
               f"{(size_after - size_before) / runs / 1024:.0f} KiB/run, "
               f"{(sessions_after - sessions_before) / runs:.0f} PG connections/run")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def print_table(results: list[Result], baseline: Result) -> None:

@@ -12,7 +12,9 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from aggregator.destinations import row_counts
 from aggregator.destinations import state as state_store
+from aggregator.destinations.bookkeeping import ensure_tables
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import (
@@ -27,6 +29,10 @@ from aggregator.destinations.writers import GenericWriter, PostgresWriter, Sqlit
 from connectors.batches import Batch, ColumnType
 from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
+from connectors.sql.reflect import reflect_columns
+
+# Dialects whose loads keep the table's row count (row_counts.py) instead of running COUNT(*) after each load.
+COUNTING_DIALECTS = ("postgresql", "sqlite")
 
 SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.INTEGER: sa.BigInteger(),
@@ -141,11 +147,20 @@ class SqlDestination(dg.ConfigurableResource):
         state_key: str | None,
     ) -> LoadResult:
         state_before = state_after = None
+        counted = self.dialect in COUNTING_DIALECTS
+        ensure_tables(conn, [*([state_store.state_table] if state_key is not None else []),
+                             *([row_counts.counts_table] if counted else [])])
         if state_key is not None:
-            state_store.ensure_table(conn)
             state_before = state_after = state_store.read(conn, state_key, lock=True)
         reflected = self._reflect(conn, table)
         existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
+        rows_before: int | None = None  # the table's count when the load started
+        stored_before = False  # whether that count was stored (else it was counted, and is stored at the end)
+        if counted and mode != "replace":
+            rows_before = 0 if reflected is None else row_counts.stored(conn, table)
+            stored_before = rows_before is not None
+            if rows_before is None:  # first load since counts were kept: count once, before writing
+                rows_before = self._count(conn, table)
         target = f"_stage_{uuid.uuid4().hex[:16]}" if mode == "replace" else table
         load = TableLoad(
             # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
@@ -161,6 +176,7 @@ class SqlDestination(dg.ConfigurableResource):
                 self._ensure_unique(conn, table, keys)
         writer = self._writer(load)
         rows_read = written = skipped = 0
+        inserted: int | None = 0  # rows added to the table; None once a batch cannot tell
         for batch in batches:
             rows_read += len(batch.rows)
             skipped += int(batch.extra.get("bad_rows", 0))
@@ -176,15 +192,31 @@ class SqlDestination(dg.ConfigurableResource):
                         f"table {table}: batch from {batch.origin or 'the source'} has no primary key "
                         f"column(s) {', '.join(missing)}; merge needs them in every row"
                     )
-                written += writer.merge(conn, target, columns, rows, keys)
+                merged = writer.merge(conn, target, columns, rows, keys)
+                written += merged.written
+                inserted = None if inserted is None or merged.inserted is None else inserted + merged.inserted
             else:
-                written += writer.append(conn, target, columns, rows)
+                appended = writer.append(conn, target, columns, rows)
+                written += appended
+                inserted = None if inserted is None else inserted + appended
         if mode == "replace" and load.created:  # else: an empty source and no table: nothing to swap in
             self._swap(conn, target, table)
         if state_key is not None and state_after is not None and state_after != state_before:
             state_store.write(conn, state_key, state_after)
         unchanged = mode != "replace" and not load.changes and reflected is not None
-        info = self._describe(conn, table, reflected if unchanged else None)
+        row_count: int | None = None
+        if counted and load.created:
+            if mode == "replace":
+                row_count = row_counts.record(conn, table, count=written, delta=None)
+            elif inserted == 0 and reflected is not None and stored_before:
+                row_count = rows_before  # nothing added: the stored count stands (no write)
+            elif inserted is not None and rows_before is not None:
+                # Added to whatever is stored now: a load that committed meanwhile has already added its rows.
+                row_count = row_counts.record(conn, table, count=rows_before + inserted,
+                                              delta=None if reflected is None else inserted)
+            else:
+                row_count = row_counts.record(conn, table, count=self._count(conn, table), delta=None)
+        info = self._describe(conn, table, reflected if unchanged else None, row_count=row_count)
         if state_key is None:
             state_after = None  # nothing was committed, so report nothing
         return LoadResult(
@@ -194,17 +226,14 @@ class SqlDestination(dg.ConfigurableResource):
 
     def _writer(self, load: TableLoad) -> Writer:
         if self.dialect == "postgresql":
-            return PostgresWriter(self.quote)
+            return PostgresWriter(self.quote, lambda c: load.columns[c])
         if self.dialect == "sqlite":
             return SqliteWriter(self.quote, lambda c: load.columns[c])
         return GenericWriter(lambda name, cols: load.sa_table(name, cols))
 
     def _reflect(self, conn: sa.Connection, table: str) -> list[tuple[str, Any]] | None:
         """The table's (column, SQL type) pairs, or None if there is no such table."""
-        try:
-            return [(c["name"], c["type"]) for c in sa.inspect(conn).get_columns(table)]
-        except sa.exc.NoSuchTableError:
-            return None
+        return reflect_columns(conn, table)
 
     def _ensure_unique(self, conn: sa.Connection, table: str, keys: tuple[str, ...]) -> None:
         # ON CONFLICT needs a unique index on exactly the key columns; tables created by merge have a primary
@@ -250,6 +279,7 @@ class SqlDestination(dg.ConfigurableResource):
             if self.dialect == "sqlite":
                 staging = self._typed_sqlite_copy(conn, staging)
             self._swap(conn, staging, table)
+            row_counts.forget(conn, table)  # loads into this table count it afresh
             return self._describe(conn, table)
 
     def _typed_sqlite_copy(self, conn: sa.Connection, staging: str) -> str:
@@ -283,15 +313,27 @@ class SqlDestination(dg.ConfigurableResource):
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.quote(table)}"))
         conn.execute(sa.text(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table)}"))
 
-    def _describe(self, conn: sa.Connection, table: str, reflected: list[tuple[str, Any]] | None = None) -> TableInfo:
+    def _count(self, conn: sa.Connection, table: str) -> int:
+        return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {self.quote(table)}")).scalar_one())
+
+    def _describe(
+        self,
+        conn: sa.Connection,
+        table: str,
+        reflected: list[tuple[str, Any]] | None = None,
+        *,
+        row_count: int | None = None,
+    ) -> TableInfo:
+        """Columns and row count of `table`; `row_count` when the load already knows it (else a COUNT)."""
         reflected = reflected if reflected is not None else self._reflect(conn, table)
         if reflected is None:
             return TableInfo(name=table, row_count=0, columns=())
         columns = tuple((name, str(sql_type)) for name, sql_type in reflected)
-        count = conn.execute(sa.text(f"SELECT COUNT(*) FROM {self.quote(table)}")).scalar_one()
-        return TableInfo(name=table, row_count=int(count), columns=columns)
+        count = row_count if row_count is not None else self._count(conn, table)
+        return TableInfo(name=table, row_count=count, columns=columns)
 
     def describe(self, table: str) -> TableInfo:
         """Row count and columns of `table` as it is now."""
         with self.engine.connect() as conn:
             return self._describe(conn, table)
+

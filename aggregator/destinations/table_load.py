@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SchemaPolicy, column_name, plan
+from connectors.arrow_rows import ArrowRows
 from connectors.batches import Batch, ColumnType, type_of
 from connectors.records import conform
 
@@ -95,7 +96,11 @@ class TableLoad:
                  if seen[names[i]] and seen[names[i]] != (self.columns[names[i]],)]
         if len(keep) == len(names) and not fixes:
             return names, batch.rows
-        rows = [tuple(row[i] for i in keep) for row in batch.rows] if len(keep) != len(names) else batch.rows
+        rows: Sequence[Sequence[Any]] = batch.rows
+        if len(keep) != len(names):
+            # Columnar rows stay columnar (COPY takes the table as it is) unless values must be conformed.
+            rows = (batch.rows.select(keep) if isinstance(batch.rows, ArrowRows) and not fixes
+                    else [tuple(row[i] for i in keep) for row in batch.rows])
         if fixes:
             position = {i: k for k, i in enumerate(keep)}
             rows = self._conform(rows, [(position[i], names[i], t, d) for i, t, d in fixes])

@@ -1,5 +1,9 @@
 """Bulk row writers per dialect: PostgreSQL COPY, SQLite batched executemany, never per-row INSERTs.
 
+Rows that arrive as an Arrow table (`ArrowRows`, from the columnar file readers) reach PostgreSQL as CSV
+that Arrow writes in C++ (`COPY ... (FORMAT csv)`), with no Python object per value; other rows are sent
+with psycopg's `write_row`.
+
 Every writer works inside the caller's transaction (a SQLAlchemy Connection), so rows and incremental state
 commit together."""
 
@@ -8,14 +12,26 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from connectors.arrow_rows import ArrowRows
 from connectors.batches import ColumnType
 
 Quote = Callable[[str], str]
 Rows = Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What an upsert did: rows inserted or updated, and of those the inserted ones (None if unknown)."""
+
+    written: int
+    inserted: int | None
 
 
 class Writer(Protocol):
@@ -23,22 +39,47 @@ class Writer(Protocol):
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int: ...
+    ) -> Merged: ...
 
 
 def _update_set(columns: Sequence[str], primary_key: Sequence[str], quote: Quote, excluded: str) -> str:
     return ", ".join(f"{quote(c)} = {excluded}.{quote(c)}" for c in columns if c not in primary_key)
 
 
+_CSV = pacsv.WriteOptions(include_header=False)  # strings quoted, NULL as an unquoted empty field
+
+
 class PostgresWriter:
     """COPY through the psycopg 3 connection under SQLAlchemy's, in SQLAlchemy's transaction."""
 
-    def __init__(self, quote: Quote) -> None:
+    def __init__(self, quote: Quote, types: Callable[[str], ColumnType] | None = None) -> None:
         self.quote = quote
+        self.types = types
+
+    def _as_csv(self, columns: Sequence[str], rows: Rows) -> pa.Buffer | None:
+        """The rows as COPY CSV if they are an Arrow table whose text rendering is what `write_row` would
+        send; None otherwise. Only a typed value going into a TEXT column renders differently (Arrow writes
+        `true` and `2024-01-01 00:00:00.000000` where psycopg writes `t` and `2024-01-01 00:00:00`)."""
+        if not isinstance(rows, ArrowRows):
+            return None
+        if self.types is not None:
+            for column, field in zip(columns, rows.table.schema, strict=True):
+                if self.types(column) is ColumnType.TEXT and not pa.types.is_string(field.type):
+                    return None
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(rows.table, sink, _CSV)
+        return sink.getvalue()
 
     def _copy(self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows) -> None:
         raw = conn.connection.driver_connection
         cols = ", ".join(self.quote(c) for c in columns)
+        text = self._as_csv(columns, rows)
+        if text is not None:
+            with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+                f"COPY {self.quote(table)} ({cols}) FROM STDIN (FORMAT csv)"
+            ) as copy:
+                copy.write(memoryview(text))
+            return
         with raw.cursor() as cur, cur.copy(f"COPY {self.quote(table)} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
             write_row = copy.write_row
             for row in rows:
@@ -50,9 +91,11 @@ class PostgresWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         # COPY into a temporary staging table, then one set-based upsert. DISTINCT ON keeps the last row per
-        # key within the batch (ON CONFLICT cannot touch the same row twice in one statement).
+        # key within the batch (ON CONFLICT cannot touch the same row twice in one statement). A row the upsert
+        # inserted has no xmax; one it updated carries this transaction's: that is how the table's row count
+        # follows a merge without counting the table.
         q = self.quote
         stage = f"_merge_{uuid.uuid4().hex[:12]}"
         cols = ", ".join(q(c) for c in columns)
@@ -63,12 +106,13 @@ class PostgresWriter:
         self._copy(conn, stage, columns, rows)
         updates = _update_set(columns, primary_key, q, "EXCLUDED")
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        result = conn.exec_driver_sql(
-            f"INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "
-            f"ORDER BY {keys}, _aggregator_ord DESC ON CONFLICT ({keys}) {action}"
-        )
+        written, inserted = conn.exec_driver_sql(
+            f"WITH upserted AS (INSERT INTO {q(table)} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {q(stage)} "
+            f"ORDER BY {keys}, _aggregator_ord DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*), count(*) FILTER (WHERE inserted) FROM upserted"
+        ).one()
         conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
-        return int(result.rowcount)
+        return Merged(written=int(written), inserted=int(inserted))
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -112,14 +156,39 @@ class SqliteWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         # Upserts run in batch order, so a key repeated within the batch ends with its last row.
         keys = ", ".join(self.quote(c) for c in primary_key)
         updates = _update_set(columns, primary_key, self.quote, "excluded")
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
         sql = f"{self._insert_sql(table, columns)} ON CONFLICT ({keys}) {action}"
-        conn.exec_driver_sql(sql, [tuple(r) for r in self._prepare(columns, rows)])
-        return len(rows)
+        values = [tuple(r) for r in self._prepare(columns, rows)]
+        inserted = self._new_keys(conn, table, columns, values, primary_key)
+        conn.exec_driver_sql(sql, values)
+        return Merged(written=len(rows), inserted=inserted)
+
+    def _new_keys(
+        self, conn: sa.Connection, table: str, columns: Sequence[str], values: list[tuple[Any, ...]],
+        primary_key: Sequence[str],
+    ) -> int | None:
+        """How many distinct keys of the batch the table does not hold yet (the rows the upsert will insert);
+        found through a temporary table of the batch's keys, so the cost follows the batch, not the table.
+        None with a NULL key (a unique index lets each NULL in)."""
+        positions = [list(columns).index(k) for k in primary_key]
+        keys = {tuple(row[i] for i in positions) for row in values}
+        if any(v is None for key in keys for v in key):
+            return None
+        q = self.quote
+        stage = f"_merge_keys_{uuid.uuid4().hex[:12]}"
+        names = [f"k{i}" for i in range(len(primary_key))]
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {q(stage)} ({', '.join(names)})")
+        conn.exec_driver_sql(f"INSERT INTO {q(stage)} VALUES ({', '.join('?' for _ in names)})", list(keys))
+        match = " AND ".join(f"t.{q(k)} = s.{n}" for k, n in zip(primary_key, names, strict=True))
+        existing = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {q(stage)} AS s WHERE EXISTS (SELECT 1 FROM {q(table)} AS t WHERE {match})"
+        ).scalar_one()
+        conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
+        return len(keys) - int(existing)
 
 
 class GenericWriter:
@@ -134,5 +203,5 @@ class GenericWriter:
 
     def merge(
         self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows, primary_key: Sequence[str]
-    ) -> int:
+    ) -> Merged:
         raise NotImplementedError(f"merge is implemented for postgresql and sqlite, not {conn.dialect.name}")

@@ -12,10 +12,11 @@ LOGGED_PER_FILE = 10  # enough to diagnose, few enough not to flood the run log
 
 
 class BadRows:
-    def __init__(self, path: Path, policy: str, limit: int | None) -> None:
+    def __init__(self, path: Path, policy: str, limit: int | None, *, log_skipped: bool = True) -> None:
         self.path = path
         self.policy = policy
         self.limit = limit
+        self.log_skipped = log_skipped
         self.total = 0
         self._pending = 0
 
@@ -33,5 +34,5 @@ class BadRows:
         self._pending += 1
         if self.limit is not None and self.total > self.limit:
             raise SourceReadError(f"{where}: {message}; more than max_bad_rows={self.limit} bad rows in {self.path}")
-        if self.total <= LOGGED_PER_FILE:
+        if self.log_skipped and self.total <= LOGGED_PER_FILE:
             log.warning("skipped bad row %s: %s", where, message)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,11 @@ def _parse_float(text: str) -> float:
 
 
 def _parse_timestamp(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        # Warehouse timestamps are naive UTC (as for JSON records); PostgreSQL would drop the offset silently.
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
 
 
 def _parse_date(text: str) -> dt.date:
@@ -84,33 +90,17 @@ def read_csv(
         raise SourceReadError(f"cannot open {path}: {exc.strerror}") from exc
     with fh:
         reader = csv.reader(fh, delimiter=delimiter, quotechar=quotechar)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            columns = tuple(h.strip() for h in header)
-            if len(set(columns)) != len(columns) or "" in columns:
-                raise SourceReadError(f"{path}:1: header has empty or duplicate column names: {list(columns)}")
-            sample = list(islice(reader, sample_rows))
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise SourceReadError(f"{path}:{reader.line_num}: {exc} (encoding {encoding!r})") from exc
-        parsers: list[Parser] = []
-        types: dict[str, ColumnType] = {}
-        for index, name in enumerate(columns):
-            column_type, parser = infer_type(
-                [row[index] for row in sample if len(row) == len(columns)]
-            )
-            types[name] = column_type
-            parsers.append(parser)
+        head = _head(reader, path, encoding, sample_rows)
+        if head is None:
+            return
+        columns, types, parsers, sample = head
 
         def batch(rows: list[tuple[Any, ...]]) -> Batch:
             return Batch(columns=columns, types=types, rows=rows, origin=str(path),
                          extra={"bad_rows": bad_rows.take()})
 
-        line = 1  # header
         pending: list[tuple[Any, ...]] = []
-        for raw in _rows(iter(sample), reader, path, encoding):
-            line += 1
+        for raw, line in _rows(iter(sample), reader, path, encoding):
             if not raw:
                 continue  # a blank line is not a row
             if len(raw) != len(columns):
@@ -128,10 +118,79 @@ def read_csv(
             yield batch(pending)
 
 
-def _rows(sample: Iterator[list[str]], reader: Iterator[list[str]], path: Path, encoding: str) -> Iterator[list[str]]:
+@dataclass(frozen=True)
+class CsvHead:
+    """What the first rows of a CSV file decide: column names, their inferred types and parsers."""
+
+    columns: tuple[str, ...]
+    types: dict[str, ColumnType]
+    parsers: list[Parser]
+
+
+def read_head(path: Path, *, delimiter: str, quotechar: str, encoding: str, sample_rows: int = 1000) -> CsvHead | None:
+    """The header and inferred types of `path` (None for an empty file), decided exactly as `read_csv` does."""
+    try:
+        fh = path.open(newline="", encoding=encoding)
+    except OSError as exc:
+        raise SourceReadError(f"cannot open {path}: {exc.strerror}") from exc
+    with fh:
+        head = _head(csv.reader(fh, delimiter=delimiter, quotechar=quotechar), path, encoding, sample_rows)
+    return None if head is None else CsvHead(columns=head[0], types=head[1], parsers=head[2])
+
+
+def _head(
+    reader: Any, path: Path, encoding: str, sample_rows: int
+) -> tuple[tuple[str, ...], dict[str, ColumnType], list[Parser], list[tuple[list[str], int]]] | None:
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        columns = tuple(h.strip() for h in header)
+        if len(set(columns)) != len(columns) or "" in columns:
+            raise SourceReadError(f"{path}:1: header has empty or duplicate column names: {list(columns)}")
+        sample = [(row, reader.line_num) for row in islice(reader, sample_rows)]
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc) from exc
+    except csv.Error as exc:
+        raise SourceReadError(f"{path}:{reader.line_num}: {exc} (encoding {encoding!r})") from exc
+    parsers: list[Parser] = []
+    types: dict[str, ColumnType] = {}
+    for index, name in enumerate(columns):
+        column_type, parser = infer_type([row[index] for row, _ in sample if len(row) == len(columns)])
+        types[name] = column_type
+        parsers.append(parser)
+    return columns, types, parsers, sample
+
+
+def _rows(
+    sample: Iterator[tuple[list[str], int]], reader: Any, path: Path, encoding: str
+) -> Iterator[tuple[list[str], int]]:
+    """Every record with the physical line it ends on (a quoted value may span lines)."""
     yield from sample
     try:
-        yield from reader
-    except (csv.Error, UnicodeDecodeError) as exc:
+        for raw in reader:
+            yield raw, reader.line_num
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc) from exc
+    except csv.Error as exc:
         line = getattr(reader, "line_num", "?")
         raise SourceReadError(f"{path}:{line}: {exc} (encoding {encoding!r})") from exc
+
+
+def undecodable_line(path: Path, encoding: str) -> tuple[int, str] | None:
+    """The first line of `path` that does not decode, and why. The text layer decodes ahead in 8 KiB chunks,
+    so the csv reader's own line count does not say where (it is 0 in a small file)."""
+    decoder = codecs.getincrementaldecoder(encoding)()  # a multi-byte character may not span lines, but be safe
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return number, str(exc)
+    return None
+
+
+def _decode_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> SourceReadError:
+    found = undecodable_line(path, encoding)
+    line, reason = found if found is not None else ("?", str(exc))
+    return SourceReadError(f"{path}:{line}: {reason} (encoding {encoding!r})")

@@ -12,11 +12,13 @@ from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.files.arrow_csv import read_csv_columnar
+from connectors.files.arrow_json import read_jsonl_columnar
 from connectors.files.bad_rows import BadRows
 from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
-from connectors.files.csv_reader import read_csv
-from connectors.files.json_reader import read_json, read_jsonl
+from connectors.files.json_reader import read_json
+from connectors.prefetch import prefetch
 from connectors.records import TypeHints, apply_hints
 from connectors.strict import reject_unknown
 
@@ -95,7 +97,9 @@ class FilesResource(dg.ConfigurableResource):
                 continue
             done[key] = mark
             held: Batch | None = None
-            for batch in self._read_file(path, stream):
+            # Parsing runs a batch ahead in a thread (Arrow releases the GIL), overlapping the destination's
+            # COPY of the previous batch; the queue keeps memory at two batches.
+            for batch in prefetch(lambda path=path: self._read_file(path, stream)):  # type: ignore[misc]
                 if held is not None:
                     yield held
                 held = apply_hints(batch, hints)
@@ -110,10 +114,10 @@ class FilesResource(dg.ConfigurableResource):
         bad_rows = BadRows(path, stream.on_bad_row, stream.max_bad_rows)
         if file_format == "csv":
             delimiter = "\t" if path.suffix.lower() == ".tsv" and stream.delimiter == "," else stream.delimiter
-            return read_csv(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
-                            batch_size=stream.batch_size, bad_rows=bad_rows)
+            return read_csv_columnar(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
+                                     batch_size=stream.batch_size, bad_rows=bad_rows)
         if file_format == "jsonl":
-            return read_jsonl(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
+            return read_jsonl_columnar(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
         if file_format == "json":
             return read_json(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows,
                              records_path=stream.records_path)

@@ -17,6 +17,7 @@ from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.sql.config import SqlStream
 from connectors.sql.engines import engine_for
+from connectors.sql.reflect import reflect_columns
 from connectors.sql.types import portable_type
 from connectors.state_values import decode_value, encode_value, later
 from connectors.strict import reject_unknown
@@ -158,11 +159,10 @@ class SqlResource(dg.ConfigurableResource):
             schema, _, name = stream.table.rpartition(".")
             # Columns only (one catalog query): full reflection of keys and indexes costs more than an
             # incremental sync that finds nothing new.
-            try:
-                reflected = sa.inspect(conn).get_columns(name, schema or None)
-            except sa.exc.NoSuchTableError as exc:
-                raise SourceReadError(f"{self.display_url}: no table or view {stream.table!r}") from exc
-            table = sa.table(name, *(sa.column(c["name"], c["type"]) for c in reflected), schema=schema or None)
+            reflected = reflect_columns(conn, name, schema or None)
+            if reflected is None:
+                raise SourceReadError(f"{self.display_url}: no table or view {stream.table!r}")
+            table = sa.table(name, *(sa.column(n, t) for n, t in reflected), schema=schema or None)
             if stream.columns:
                 unknown = [c for c in stream.columns if c not in table.c]
                 if unknown:
