@@ -6,6 +6,9 @@ import sys
 
 import click
 
+from aggregator.alerts.cli import register_commands as register_alert_commands
+from aggregator.logs.cli import register_commands as register_log_commands
+from aggregator.metrics.cli import register_commands as register_metrics_commands
 from aggregator.pipelines.commands import register_commands as register_spec_commands
 from aggregator.proxy.cli import register_commands as register_proxy_commands
 from aggregator.settings import load_settings
@@ -14,6 +17,9 @@ from aggregator.settings import load_settings
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Data Aggregator: declarative pipelines on Dagster."""
+    from aggregator.logs.json_format import configure_logging
+
+    configure_logging()
 
 
 @main.command()
@@ -33,6 +39,9 @@ def dev(host: str, port: int) -> None:
 # Command groups live beside what they operate on.
 register_spec_commands(main)
 register_proxy_commands(main)
+register_alert_commands(main)
+register_metrics_commands(main)
+register_log_commands(main)
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ import logging
 
 import dagster as dg
 
+from aggregator.alerts.definitions import alert_sensors
 from aggregator.examples import sales_assets
 from aggregator.pipelines.compile import compile_graph
 from aggregator.pipelines.isolate import load_isolated
@@ -23,9 +24,15 @@ loaded = load_isolated(settings.pipelines_dir, settings, pinned_texts(settings.p
 for _error in loaded.errors:
     logging.getLogger(__name__).warning("pipeline spec problem: %s", _error)
 
+# Alert rules with problems (an unknown channel) are left out and reported with the other spec errors.
+sensors, alert_errors = alert_sensors(loaded.specs, settings)
+for _error in alert_errors:
+    logging.getLogger(__name__).warning("alert rule problem: %s", _error)
+
 defs = dg.Definitions.merge(
     compile_graph(loaded.graph, loaded.resources),
-    spec_error_definitions(loaded.errors, loaded.dropped),
+    spec_error_definitions([*loaded.errors, *alert_errors], loaded.dropped),
+    dg.Definitions(sensors=sensors),
     # The samples' Python assets load only with the pipeline they read (sales), so any other pipelines
     # directory materializes with `--select '*'`.
     dg.Definitions(assets=assets_with_deps_in(dg.load_assets_from_modules([sales_assets]), loaded.graph)),

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.destinations.schema import SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
@@ -119,6 +120,9 @@ class SourceSpec(Strict):
         True, description="Type ISO-8601 date and timestamp strings as dates/timestamps (false: keep text)."
     )
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the loaded table.")
+    freshness: Duration | None = Field(
+        default=None, description="Alert when the table was last loaded longer ago than this, e.g. '26h' (rule `freshness`)."
+    )
     preview_rows: int = Field(
         0, ge=0, le=100,
         description="Rows of the table shown in each materialization's metadata (0: off, the default: sources "
@@ -172,6 +176,9 @@ class TransformSpec(Strict):
     steps: list[Step] = Field(default_factory=list, description="Declarative steps applied in order.")
     table: Name | None = Field(None, description="Destination table; default `<pipeline>_<transform>`.")
     checks: list[Check] = Field(default_factory=list, description="Data quality checks on the built table.")
+    freshness: Duration | None = Field(
+        default=None, description="Alert when the table was last built longer ago than this, e.g. '26h' (rule `freshness`)."
+    )
     preview_rows: int = Field(
         0, ge=0, le=100, description="Rows of the table shown in each materialization's metadata (0: off)."
     )
@@ -224,6 +231,7 @@ class PipelineSpec(Strict):
     )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
+    alerts: PipelineAlerts | None = Field(default=None, description="This pipeline's alert rules (docs/operations.md).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSpec:
@@ -268,6 +276,9 @@ class SpecFile(Strict):
     connections: dict[Name, Connection] = Field(default_factory=dict, description="Named connector instances.")
     templates: dict[Name, Template] = Field(default_factory=dict, description="Reusable pipeline templates.")
     pipelines: list[PipelineSpec] = Field(default_factory=list, description="Pipelines declared in this file.")
+    alerts: AlertsConfig | None = Field(
+        default=None, description="Global alert channels and default rules (one file declares them, e.g. alerts.yaml)."
+    )
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from aggregator.alerts.config import CHANNEL_TYPES
 from aggregator.pipelines.checks_spec import CHECK_TYPES
 from aggregator.pipelines.steps import STEP_NAMES
 from aggregator.pipelines.streams import STREAM_MODELS
@@ -28,4 +29,4 @@ def _type_tags(models: tuple[type[BaseModel], ...]) -> set[str]:
     return tags
 
 
-UNION_TAGS = frozenset(_type_tags((*STREAM_MODELS, *CHECK_TYPES)) | set(STEP_NAMES))
+UNION_TAGS = frozenset(_type_tags((*STREAM_MODELS, *CHECK_TYPES)) | set(STEP_NAMES) | set(CHANNEL_TYPES))

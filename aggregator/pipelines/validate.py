@@ -11,6 +11,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from aggregator.alerts.setup import alert_setup_partial
 from aggregator.pipelines.connections import env_refs
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.isolate import load_isolated
@@ -83,6 +84,7 @@ def validate(
     loaded = load_isolated(path, settings)
     specs = loaded.specs
     errors: list[SpecError] = list(loaded.errors)
+    errors.extend(alert_setup_partial(specs)[1])
     for name, (conn, sf) in specs.connections.items():
         for loc, var in env_refs(conn.config):
             if var not in env:

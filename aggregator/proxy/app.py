@@ -7,7 +7,9 @@ refusals.py.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,6 +18,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aggregator.logs.json_format import correlation_id
+from aggregator.metrics.proxy import observe_http
 from aggregator.proxy.api.app import ApiApp
 from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.config import ProxySettings
@@ -28,6 +32,7 @@ from aggregator.proxy.policy.catalog import ScopeResolver
 from aggregator.proxy.policy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
+from aggregator.proxy.routes.ops import TRIGGER_PATH, OpsRoutes
 from aggregator.proxy.storage.audit import AuditLog, AuditQuery
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport import ws
@@ -69,6 +74,7 @@ class ProxyApp:
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
+        self.ops = OpsRoutes(self.services, self.client, os.environ.get("DAGSTER_HOME"))
         # The management API (docs/api.md); `platform` says where specs and the warehouse are (default: env).
         self.api = ApiApp(self.services, self.client, platform, api_limits)
 
@@ -82,10 +88,15 @@ class ProxyApp:
         if scope["type"] not in ("http", "websocket"):
             return
         ctx = RequestContext(scope, uuid.uuid4().hex, client_ip(scope, self.settings))
+        # every log line of this request (JSON format) carries its id; the task's context ends with it
+        correlation_id.set(ctx.request_id)
         extra = response_headers(scope, self.settings, ctx.request_id)
+
+        started, status = time.perf_counter(), [0]
 
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                status[0] = int(message.get("status", 0))
                 names = {k for k, _ in extra}
                 message = {**message, "headers": [(k, v) for k, v in message.get("headers", []) if k not in names]
                            + extra}
@@ -111,6 +122,8 @@ class ProxyApp:
             await self.services.record_decision(ctx, event="request", decision="deny", status=413,
                                                 operation=f"{ctx.method} {ctx.path}", reason="body too large")
             await refusal(413, "request body too large")(scope, receive, send_with_headers)
+        finally:
+            observe_http(ctx.rel, ctx.method, status[0], time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -122,6 +135,7 @@ class ProxyApp:
                 if self.pool is not None:
                     self.pool.close()
                 self.login.close()
+                self.ops.close()
                 self.services.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -134,6 +148,9 @@ class ProxyApp:
             return await Response(status_code=204 if ok else 403)(scope, receive, send)
         if rel is not None and rel.startswith("/_auth/"):
             return await self._own_route(ctx, receive, send)
+        if rel == "/api/logs" or TRIGGER_PATH.match(rel or ""):
+            # operations routes (routes/ops.py), ahead of the management API that owns the rest of /api/
+            return await self._ops(ctx, receive, send)
         if rel is not None and (rel == "/api" or rel.startswith("/api/")):
             return await self.api(ctx, receive, send)
         if rel in PUBLIC_PATHS and method in SAFE_METHODS:
@@ -152,6 +169,8 @@ class ProxyApp:
         if not self.services.csrf_ok(ctx):
             return await self.services.refuse(ctx, receive, send, 403, "request", operation,
                                               "cross-site write with a session cookie (CSRF)", "same-origin")
+        if rel == "/metrics" and method in SAFE_METHODS:
+            return await self.ops.metrics(ctx, receive, send)
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))
@@ -160,6 +179,23 @@ class ProxyApp:
         # Deny by default: a write endpoint the proxy does not know is a write it cannot authorize.
         return await self.services.refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
                                           "known-endpoint")
+
+    async def _ops(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+        scope, method, rel = ctx.scope, ctx.method, ctx.rel or ""
+        operation = f"{method} {ctx.path}"
+        who = await identify(scope, self.settings, self.store)
+        if who.principal is None:
+            return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
+        ctx.principal = who.principal
+        if not self.services.csrf_ok(ctx):
+            return await self.services.refuse(ctx, receive, send, 403, "request", operation,
+                                              "cross-site write with a session cookie (CSRF)", "same-origin")
+        trigger = TRIGGER_PATH.match(rel)
+        if trigger and method == "POST":
+            return await self.ops.trigger(ctx, receive, send, trigger.group("name"))
+        if rel == "/api/logs" and method in SAFE_METHODS:
+            return await self.ops.logs(ctx, receive, send)
+        await refusal(405, f"{method} is not allowed on {rel}")(scope, receive, send)
 
     async def _unidentified(self, ctx: RequestContext, who: Identity, operation: str) -> Response:
         await self.services.record_decision(ctx, event=who.event, decision="deny", operation=operation,

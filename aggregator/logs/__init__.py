@@ -1,0 +1,1 @@
+"""Structured logs with a correlation id, and search over Dagster's event log."""

@@ -1,0 +1,153 @@
+"""deploy/grafana and deploy/prometheus: valid files, PromQL that parses, and every metric they use exists
+on /metrics (read from the real exposition, so renaming a metric fails here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import jsonschema
+import promql_parser
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from aggregator.metrics.exposition import Exposition
+from aggregator_tests.deploy.compose import compose_command
+from aggregator_tests.deploy.paths import DEPLOY
+
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "aggregator.json"
+RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+# Series Prometheus itself makes, not the platform.
+BUILTIN = {"up"}
+
+DASHBOARD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["uid", "title", "panels", "schemaVersion"],
+    "properties": {
+        "uid": {"type": "string", "minLength": 1},
+        "panels": {
+            "type": "array", "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id", "title", "type", "gridPos", "targets", "datasource"],
+                "properties": {
+                    "type": {"enum": ["timeseries", "stat", "table", "gauge", "bargauge"]},
+                    "gridPos": {"type": "object", "required": ["x", "y", "w", "h"],
+                                "properties": {k: {"type": "integer", "minimum": 0} for k in "xywh"}},
+                    "datasource": {"const": {"type": "prometheus", "uid": "aggregator-prometheus"}},
+                    "targets": {"type": "array", "minItems": 1,
+                                "items": {"type": "object", "required": ["refId", "expr"]}},
+                },
+            },
+        },
+    },
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Every metric name selected in `expr`; raises if it does not parse."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            return
+        if isinstance(node, promql_parser.MatrixSelector):
+            walk(node.vector_selector)
+            return
+        for attr in ("expr", "lhs", "rhs", "param"):
+            child = getattr(node, attr, None)
+            if isinstance(child, promql_parser.Expr):
+                walk(child)
+        for arg in getattr(node, "args", None) or []:
+            walk(arg)
+
+    walk(promql_parser.parse(expr))
+    return names
+
+
+def grafana_expr(expr: str) -> str:
+    """Grafana variables replaced by what Grafana substitutes, so the result is plain PromQL."""
+    return expr.replace("$pipeline", ".*")
+
+
+@pytest.fixture(scope="module")
+def exposed() -> set[str]:
+    """Sample names /metrics can carry, from the real exposition's families and types."""
+    with dg.instance_for_test() as instance:
+        body = Exposition(instance).render().decode()
+    names = set()
+    for family in text_string_to_metric_families(body):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        names |= {family.name + s for s in suffixes}
+    return names
+
+
+def dashboard_exprs() -> Iterator[str]:
+    data = json.loads(DASHBOARD.read_text())
+    for panel in data["panels"]:
+        for target in panel["targets"]:
+            yield grafana_expr(target["expr"])
+    for var in data["templating"]["list"]:
+        query = var["query"]["query"]
+        if query.startswith("label_values("):
+            yield query.removeprefix("label_values(").split(",")[0]
+
+
+def test_dashboard_is_valid_and_uses_only_exposed_metrics(exposed: set[str]) -> None:
+    data = json.loads(DASHBOARD.read_text())
+    jsonschema.validate(data, DASHBOARD_SCHEMA)
+    ids = [p["id"] for p in data["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    used = set().union(*(metric_names(e) for e in dashboard_exprs()))
+    assert used - BUILTIN <= exposed, f"not on /metrics: {sorted(used - BUILTIN - exposed)}"
+    titles = " ".join(p["title"].lower() for p in data["panels"])
+    for topic in ("runs", "failed", "duration", "rows loaded", "last load", "proxy"):
+        assert topic in titles
+
+
+@pytest.mark.parametrize("path", RULES, ids=lambda p: p.name)
+def test_alert_rules_parse_and_use_only_exposed_metrics(path: Path, exposed: set[str]) -> None:
+    data = yaml.safe_load(path.read_text())
+    assert data["groups"]
+    for group in data["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit"}
+        for rule in group["rules"]:
+            assert {"alert", "expr"} <= set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            used = metric_names(rule["expr"])
+            assert used - BUILTIN <= exposed, f"{rule['alert']}: not on /metrics: {sorted(used - BUILTIN - exposed)}"
+            if "for" in rule:
+                assert str(rule["for"])[-1] in "smhdw" and str(rule["for"])[:-1].isdigit()
+
+
+def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {"aggregator-metrics": ["metrics:9464"], "aggregator-proxy": ["proxy:3000"]}
+
+    prefix, extra_env = compose_command(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "AGGREGATOR_", "COMPOSE_"))}
+    env.update(extra_env)
+    result = subprocess.run(
+        [*prefix, "-f", str(DEPLOY / "docker-compose.yml"), "--env-file", str(DEPLOY / ".env.example"),
+         "--profile", "monitoring", "config", "--format", "json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"metrics", "prometheus", "grafana"} <= set(services)
+    assert services["metrics"]["command"][-5:] == ["serve", "--host", "0.0.0.0", "--port", "9464"]
+    assert "ports" not in services["metrics"] and "ports" not in services["prometheus"]
+    mounts = {v["target"]: Path(v["source"]) for s in ("prometheus", "grafana") for v in services[s]["volumes"]
+              if v["type"] == "bind"}
+    assert mounts["/etc/prometheus"] == DEPLOY / "prometheus"
+    assert (mounts["/var/lib/grafana/dashboards"] / "aggregator.json").is_file()
+    assert (mounts["/etc/grafana/provisioning"] / "datasources" / "prometheus.yml").is_file()
