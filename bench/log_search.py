@@ -19,7 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._serdes import serialize_value
 
 from aggregator.logs.search import LogQuery, search_logs
@@ -84,7 +87,8 @@ def populate(instance: dg.DagsterInstance, events: int, runs: int) -> list[str]:
         rows = [{"run_id": e.run_id, "event": serialize_value(e), "dagster_event_type": None,
                  "timestamp": dt.datetime.fromtimestamp(e.timestamp, dt.UTC).replace(tzinfo=None),
                  "step_key": e.step_key, "asset_key": None, "partition": None} for e in batch]
-        with instance.event_log_storage.run_connection(run_id) as conn:
+        storage = cast(SqlEventLogStorage, instance.event_log_storage)  # SQLite and PostgreSQL both are
+        with storage.run_connection(run_id) as conn:
             conn.execute(SqlEventLogStorageTable.insert(), rows)
         run_ids.append(run_id)
     return run_ids
@@ -137,8 +141,8 @@ def main() -> None:
             print(f"<!-- {storage}: wrote {args.events} events in {args.runs} runs in "
                   f"{time.perf_counter() - t0:.1f}s -->", file=sys.stderr)
             for name, query in queries.items():
-                ours = timed(lambda q=query, i=instance: search_logs(i, q), args.repeat)
-                raw = timed(lambda q=query, i=instance, r=run_ids: brute_force(i, r, q), 1)
+                ours = timed(partial(search_logs, instance, query), args.repeat)
+                raw = timed(partial(brute_force, instance, run_ids, query), 1)
                 print(f"| {storage} | {name} | {ours:.3f} | {raw:.2f} | {raw / ours:.0f}x |")
 
 
