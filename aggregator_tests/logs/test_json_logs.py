@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from aggregator.logs.json_format import JsonFormatter, configure_logging, correlated
 from aggregator.logs.run_logger import REQUEST_ID_TAG
@@ -17,6 +18,8 @@ from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.settings import load_settings
 from aggregator_tests.alerts.conftest import SHOP_YAML
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_formatter_adds_correlation_id_and_extra_fields() -> None:
@@ -53,14 +56,16 @@ def test_configure_logging_only_when_asked() -> None:
         root.setLevel(saved[1])
 
 
-# As docs/operations.md shows it for dagster.yaml.
-RUN_JSON_LOGS = {"dagster_handler_config": {
-    "handlers": {"json": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json"}},
-    "formatters": {"json": {"()": "aggregator.logs.run_logger.RunJsonFormatter"}},
-}}
+# The instance configs a deployment runs with (docs/operations.md shows the same block): their python_logs
+# setting itself is exercised, not a copy of it.
+DEPLOY_CONFIGS = [REPO / "deploy" / "dagster.yaml", REPO / "deploy" / "dagster.k8s.yaml"]
 
 
-def test_every_run_log_line_carries_run_and_request_id(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("config", DEPLOY_CONFIGS, ids=lambda p: p.name)
+def test_every_run_log_line_carries_run_and_request_id(
+    config: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run_json_logs = yaml.safe_load(config.read_text())["python_logs"]
     specs_dir = tmp_path / "specs"
     (specs_dir / "data").mkdir(parents=True)
     (specs_dir / "shop.yaml").write_text(SHOP_YAML)
@@ -69,7 +74,7 @@ def test_every_run_log_line_carries_run_and_request_id(tmp_path: Path, capfd: py
                               "AGGREGATOR_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'wh.db'}"})
     defs = build_definitions(load_specs(specs_dir), settings)
     (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster"), overrides={"python_logs": RUN_JSON_LOGS}) as instance:
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster"), overrides={"python_logs": run_json_logs}) as instance:
         capfd.readouterr()
         result = defs.resolve_job_def("shop_job").execute_in_process(
             instance=instance, tags={REQUEST_ID_TAG: "req-7f3a"},
