@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ import dagster as dg
 import pytest
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +66,25 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """An ephemeral Dagster instance, closed after the test (it owns a temporary directory)."""
     with dg.DagsterInstance.ephemeral() as ephemeral:
         yield ephemeral
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_instance(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on each run/event storage the platform ships: SQLite (Dagster's default, one file
+    per run) and PostgreSQL (deploy/dagster.yaml on a fresh database)."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    if request.param == "sqlite":
+        with dg.instance_for_test(temp_dir=str(home)) as inst:
+            yield inst
+        return
+    pg_db: PgDatabase = request.getfixturevalue("pg_db")
+    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_db.dsn)
+    inst = dg.DagsterInstance.from_config(str(home))
+    try:
+        yield inst
+    finally:
+        inst.dispose()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -18,28 +16,13 @@ from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.settings import load_settings
 from aggregator_tests.alerts.conftest import SHOP_YAML
-from aggregator_tests.postgres import PgDatabase
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def instance(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             ) -> Iterator[dg.DagsterInstance]:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    if request.param == "sqlite":
-        with dg.instance_for_test(temp_dir=str(home)) as inst:
-            yield inst
-        return
-    pg_db: PgDatabase = request.getfixturevalue("pg_db")
-    shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_PG_URL", pg_db.dsn)
-    inst = dg.DagsterInstance.from_config(str(home))
-    try:
-        yield inst
-    finally:
-        inst.dispose()
+@pytest.fixture
+def instance(storage_instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    return storage_instance  # on SQLite and on PostgreSQL (aggregator_tests/conftest.py)
 
 
 @pytest.fixture
