@@ -238,7 +238,11 @@ def register_commands(main: click.Group) -> None:
         _, log = _store()
         query = AuditQuery(username=username, event=event, decision=decision, operation=operation, since=since,
                            limit=limit)
-        for record in log.query(query):
+        records = log.query(query)
+        if not records and not as_json:
+            # Say so on stderr: an empty answer must not look like a broken command; --json stays machine-clean.
+            click.echo("no audit records match", err=True)
+        for record in records:
             if as_json:
                 click.echo(json.dumps(record.model_dump(), sort_keys=True))
                 continue

@@ -60,6 +60,9 @@ def test_proxy_cli_papercuts(runner: CliRunner, tmp_path: Path) -> None:
     says when it is empty; `audit` prints ISO times (JSON with --json)."""
     empty = runner.invoke(main, ["tokens", "list"])
     assert empty.exit_code == 0 and "no tokens" in empty.stderr
+    no_records = runner.invoke(main, ["audit", "--decision", "deny"])
+    assert no_records.exit_code == 0 and "no audit records match" in no_records.stderr
+    assert runner.invoke(main, ["audit", "--decision", "deny", "--json"]).stdout == ""
 
     missing = runner.invoke(main, ["tokens", "create", "--user", "ci", "--role", "launcher", "--expires", "90d"])
     assert missing.exit_code != 0 and "aggregator users add ci" in missing.output
