@@ -25,7 +25,7 @@ from connectors.batches import Batch, ColumnType
 from connectors.errors import SourceReadError
 from connectors.files.arrow_csv import arrow_encoding
 from connectors.files.bad_rows import BadRows
-from connectors.files.json_reader import read_jsonl
+from connectors.files.json_reader import read_jsonl, record_of_line
 from connectors.records import TypeTracker
 
 _SIMPLE = {pa.int64(): ColumnType.INTEGER, pa.float64(): ColumnType.FLOAT, pa.bool_(): ColumnType.BOOLEAN,
@@ -170,17 +170,9 @@ def _records(
             text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
             raise SourceReadError(f"{path}:{line}: {exc} (encoding {encoding!r})") from exc
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            bad_rows.bad(line, f"invalid JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(record, dict):
-            bad_rows.bad(line, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        records.append(record)
+        record = record_of_line(text, line, bad_rows)
+        if record is not None:
+            records.append(record)
     if not records:
         return None
     return tracker.from_records(records, origin=str(path))

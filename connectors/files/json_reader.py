@@ -14,6 +14,20 @@ from connectors.jsonpath import find, parse_path
 from connectors.records import TypeTracker
 
 
+def record_of_line(text: str, line: int, bad_rows: BadRows) -> dict[str, Any] | None:
+    """One JSON Lines line as a record; None for a blank line or a bad one (recorded in `bad_rows` with its line)."""
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        bad_rows.bad(line, f"invalid JSON: {exc.msg} at column {exc.colno}")
+        return None
+    if not isinstance(record, dict):
+        bad_rows.bad(line, f"expected a JSON object, got {type(record).__name__}")
+        return None
+    return record
+
 def read_jsonl(path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows) -> Iterator[Batch]:
     """One record per line; never more than `batch_size` records in memory."""
     tracker = TypeTracker()
@@ -26,15 +40,8 @@ def read_jsonl(path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows)
         line = 0
         try:
             for line, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    bad_rows.bad(line, f"invalid JSON: {exc.msg} at column {exc.colno}")
-                    continue
-                if not isinstance(record, dict):
-                    bad_rows.bad(line, f"expected a JSON object, got {type(record).__name__}")
+                record = record_of_line(text, line, bad_rows)
+                if record is None:
                     continue
                 pending.append(record)
                 if len(pending) >= batch_size:
