@@ -68,13 +68,13 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
     return env
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> bool:
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180, path: str = "/server_info") -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
+            if requests.get(f"{url}{path}", timeout=2).ok:
                 return True
         except requests.RequestException:
             pass
@@ -161,7 +161,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
             proc.wait()
             return proc.returncode
         proxy = start_proxy(settings, upstream, host, port)
-        if wait_until_up(url, proxy, timeout_s=60):
+        if wait_until_up(url, proxy, timeout_s=60, path="/healthz"):  # the proxy's own, public health check
             print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
         # Either child ending ends the platform: a UI without its proxy would be unreachable, and a proxy
         # without a webserver would only answer 502.
