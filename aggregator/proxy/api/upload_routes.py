@@ -61,7 +61,7 @@ def routes(api: ApiState, max_upload_bytes: int = 1 << 30) -> list[Route]:
             raise ApiError(400, f"file name {filename!r} is not allowed: one name of letters, digits, '_', '.', '-', "
                            "not starting with '.' (no paths)")
         try:
-            specs = load_specs(api.platform.pipelines_dir)
+            specs = load_specs(api.platform.pipelines_dir, uploads_root=api.platform.uploads_root)
             spec = specs.pipeline(pipeline)
         except SpecErrors:
             raise ApiError(503, "the pipeline specs do not load; fix them with `aggregator validate`") from None

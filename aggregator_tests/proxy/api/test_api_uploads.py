@@ -20,14 +20,14 @@ SENSOR_SPEC = """pipelines:
 connections:
   inbox_files:
     type: files
-    config: {base_dir: inbox}
+    config: {base_dir: ../uploads/inbox}
 """
 
 
 @pytest.fixture(scope="module")
 def inbox(api_stack: ApiStack) -> Iterator[Path]:
-    directory = api_stack.specs_dir / "inbox"
-    directory.mkdir(exist_ok=True)
+    directory = api_stack.home / "uploads" / "inbox"  # under the uploads root, AGGREGATOR_HOME/uploads
+    directory.mkdir(parents=True, exist_ok=True)
     with api_stack.client("editor") as c:
         r = c.post("/api/pipelines", json={"name": "api_inbox", "yaml": SENSOR_SPEC})
         assert r.status_code == 201, r.text
