@@ -77,12 +77,31 @@ class SourceFile:
         return self.raw.error(loc, message)
 
 
-def _explain(error: Any) -> str:
+def _explain(error: Any, loc: Loc) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; docs/pipelines.md lists the allowed keys)"
+        from aggregator.pipelines.suggest import unknown_key_hint
+
+        return f"unknown key ({unknown_key_hint(loc)})"
     if kind == "missing":
         return "required field is missing"
+    if kind == "invalid_step" and isinstance(error.get("input"), dict):
+        import difflib
+
+        from aggregator.pipelines.steps import STEP_NAMES
+
+        close = [m for k in error["input"] if isinstance(k, str)
+                 for m in difflib.get_close_matches(k, STEP_NAMES, n=1, cutoff=0.6)]
+        return str(msg) + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "union_tag_not_found":
+        # pydantic says "Unable to extract tag using discriminator 'type'": name the key and a likely typo.
+        import difflib
+
+        tag = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        given = [k for k in error.get("input") or {} if isinstance(k, str)] if isinstance(error.get("input"), dict) else []
+        close = difflib.get_close_matches(tag, given, n=1, cutoff=0.6)
+        return f"missing key {tag!r}, which says what kind this is" + (
+            f" (is {close[0]!r} a misspelling of it?)" if close else "")
     return str(msg).removeprefix("Value error, ")
 
 
@@ -105,7 +124,7 @@ def validation_errors(raw: RawFile, exc: ValidationError, prefix: Loc = ()) -> l
     out = []
     for err in exc.errors():
         loc = _user_loc(raw.lines, tuple(err["loc"]), prefix)
-        out.append(raw.error(loc, _explain(err)))
+        out.append(raw.error(loc, _explain(err, loc)))
     return out
 
 
@@ -203,9 +222,11 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) 
             if len(loc) >= 2 and loc[0] == "pipelines" and loc[1] in instantiations:
                 t_raw = instantiations[int(loc[1])].template_file
                 t_loc = _user_loc(t_raw.lines, loc[2:], ("templates", instantiations[int(loc[1])].template, "pipeline"))
-                located.append(probe.error(("pipelines", loc[1], *t_loc[3:]), _explain(err)))
+                user_loc: Loc = ("pipelines", loc[1], *t_loc[3:])
+                located.append(probe.error(user_loc, _explain(err, user_loc)))
             else:
-                located.append(raw.error(_user_loc(raw.lines, loc), _explain(err)))
+                user_loc = _user_loc(raw.lines, loc)
+                located.append(raw.error(user_loc, _explain(err, user_loc)))
         raise SpecErrors(located) from exc
     return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent), instantiations=instantiations)
 
