@@ -80,6 +80,15 @@ audit = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
 )
 
+# Failed sign-ins per (kind, key), shared by every proxy replica (storage/login_failures.py).
+login_failures = sa.Table(
+    "proxy_login_failures", metadata,
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
@@ -91,8 +100,12 @@ def _v2_audit_decision_index(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_proxy_audit_decision ON proxy_audit (decision)"))
 
 
+def _v3_login_failures(conn: Connection) -> None:
+    login_failures.create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures]
 
 
 def make_engine(url: str) -> Engine:
