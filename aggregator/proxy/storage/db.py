@@ -89,6 +89,15 @@ login_failures = sa.Table(
     sa.Column("last_at", sa.Float, nullable=False),
 )
 
+# Idempotency keys of triggers, claimed atomically by whichever replica sees the key first
+# (storage/idempotency.py).
+idempotency_keys = sa.Table(
+    "proxy_idempotency_keys", metadata,
+    sa.Column("key", sa.String(450), primary_key=True),  # "<user>:<Idempotency-Key>"
+    sa.Column("claimed_at", sa.Float, nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
@@ -104,8 +113,13 @@ def _v3_login_failures(conn: Connection) -> None:
     login_failures.create(conn, checkfirst=True)
 
 
+def _v4_idempotency_keys(conn: Connection) -> None:
+    idempotency_keys.create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
+                                                   _v4_idempotency_keys]
 
 
 def make_engine(url: str) -> Engine:
