@@ -44,6 +44,9 @@ class ProxySettings(BaseModel):
     graphql_rate_per_s: float = Field(
         50, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_RATE: sustained GraphQL requests/s per user or token.")
     graphql_burst: int = Field(200, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_BURST: burst per user or token.")
+    graphql_window_s: float = Field(
+        10, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_WINDOW_S: with a PostgreSQL proxy database (replicas), "
+        "each user or token may send burst + rate x window GraphQL requests per window over all replicas.")
     login_failures_per_user: int = Field(
         5, gt=0, description="Failed logins per (user, source address) before that pair waits, doubling per "
         "further failure. Never blocks the same user from another address.")
@@ -133,7 +136,8 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
         "oidc": oidc,
     }
     for name, key in (("graphql_rate_per_s", "AGGREGATOR_PROXY_GRAPHQL_RATE"),
-                      ("graphql_burst", "AGGREGATOR_PROXY_GRAPHQL_BURST")):
+                      ("graphql_burst", "AGGREGATOR_PROXY_GRAPHQL_BURST"),
+                      ("graphql_window_s", "AGGREGATOR_PROXY_GRAPHQL_WINDOW_S")):
         if env.get(key):
             values[name] = env[key]
     values.update(overrides)

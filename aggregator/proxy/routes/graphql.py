@@ -99,7 +99,10 @@ class GraphQLRoute:
         operation = f"{method} {ctx.path}"
         # Before parsing: the bucket is the cheapest check, so a flood of documents costs a dict look-up each
         # once the burst is spent, not a parse.
-        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
+        key = f"{principal.via}:{principal.token_id or principal.user}"
+        wait = self.buckets.take(key)
+        if not wait and self.buckets.shared is not None:
+            wait = await self.services.run_io(self.buckets.shared.take, key)
         if wait:
             return await self.services.refuse(ctx, receive, send, 429, "graphql", operation,
                                               "too many GraphQL requests; slow down", retry_after=wait)

@@ -98,6 +98,14 @@ idempotency_keys = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
 )
 
+# GraphQL rate-limit windows per user or token, shared by every replica (storage/rate_windows.py).
+rate_windows = sa.Table(
+    "proxy_rate_windows", metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
@@ -117,9 +125,13 @@ def _v4_idempotency_keys(conn: Connection) -> None:
     idempotency_keys.create(conn, checkfirst=True)
 
 
+def _v5_rate_windows(conn: Connection) -> None:
+    rate_windows.create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
-                                                   _v4_idempotency_keys]
+                                                   _v4_idempotency_keys, _v5_rate_windows]
 
 
 def make_engine(url: str) -> Engine:
