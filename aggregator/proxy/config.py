@@ -25,6 +25,12 @@ class OidcSettings(BaseModel):
         description="AGGREGATOR_OIDC_ROLE_MAP: group -> role, e.g. `data-admins=admin,analysts=viewer`. "
         "The highest role of the user's groups wins; no matching group means no access.",
     )
+    audience: str | None = Field(
+        None, description="AGGREGATOR_OIDC_AUDIENCE: set to accept the provider's JWT access tokens as bearer "
+        "tokens (machine clients); a token's `aud` must contain it.")
+    scope_claim: str | None = Field(
+        None, description="AGGREGATOR_OIDC_SCOPE_CLAIM: claim of a JWT access token listing the pipelines its role "
+        "is narrowed to (space-separated or a list); absent: unscoped.")
 
 
 class ProxySettings(BaseModel):
@@ -124,6 +130,8 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
             client_secret=SecretStr(env.get("AGGREGATOR_OIDC_CLIENT_SECRET", "")),
             groups_claim=env.get("AGGREGATOR_OIDC_GROUPS_CLAIM", "groups"),
             role_map=_role_map(env.get("AGGREGATOR_OIDC_ROLE_MAP", "")),
+            audience=env.get("AGGREGATOR_OIDC_AUDIENCE") or None,
+            scope_claim=env.get("AGGREGATOR_OIDC_SCOPE_CLAIM") or None,
         )
     values: dict[str, object] = {
         "upstream": upstream, "path_prefix": path_prefix,
