@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from aggregator.pipelines import bounded_yaml
-from aggregator_tests.hostile_documents import Hostile, yaml_family
+from aggregator.proxy.policy import bounded_json
+from aggregator_tests.hostile_documents import Hostile, json_family, yaml_family
 from aggregator_tests.proxy.api.conftest import ApiStack
 
 # Far below what the unbounded loaders cost, with room for a loaded two-core machine.
@@ -28,7 +29,17 @@ YAML_ROUTES = [
     ("update", "PUT", "/api/pipelines/sales", "editor", lambda doc: {"yaml": doc}),
     ("validate", "POST", "/api/pipelines/validate", "viewer", lambda doc: {"name": "hostile", "yaml": doc}),
 ]
-YAMLS = yaml_family()
+# (route, path, who): the same raw JSON body to each
+JSON_ROUTES = [
+    ("create", "/api/pipelines", "editor"),
+    ("validate", "/api/pipelines/validate", "viewer"),
+    ("instantiate", "/api/templates/api_region/instantiate", "editor"),
+    ("query", "/api/query", "viewer"),
+    ("connection", "/api/connections", "editor"),
+    ("trigger", "/api/pipelines/sales/trigger", "launcher"),
+    ("graphql", "/graphql", "viewer"),
+]
+YAMLS, JSONS = yaml_family(), json_family()
 FINE = """pipelines:
   - name: fine
     sources:
@@ -76,6 +87,18 @@ def test_hostile_spec_is_refused_naming_the_limit(api_stack: ApiStack, route: st
     assert grown < MEMORY_BUDGET, f"{route} grew the proxy by {grown >> 20} MiB for {doc.name}"
 
 
+@pytest.mark.parametrize("doc", JSONS, ids=[d.name for d in JSONS])
+@pytest.mark.parametrize(("route", "path", "who"), JSON_ROUTES, ids=[r[0] for r in JSON_ROUTES])
+def test_hostile_json_body_is_refused(api_stack: ApiStack, route: str, path: str, who: str, doc: Hostile) -> None:
+    status, answer, elapsed, grown = _send(api_stack, who, "POST", path, doc.text.encode())
+    # 413 when a route's own byte cap comes first (GraphQL 1 MiB, trigger 256 KiB); else the budget's name.
+    assert status in (400, 413), answer
+    if status == 400 or doc.limit == "max_bytes" and route not in ("graphql", "trigger"):
+        assert bounded_json.ENV[doc.limit] in json.dumps(answer), answer
+    assert elapsed < TIME_BUDGET_S, f"{route} took {elapsed:.2f}s to refuse {doc.name}"
+    assert grown < MEMORY_BUDGET, f"{route} grew the proxy by {grown >> 20} MiB for {doc.name}"
+
+
 def test_platform_healthy_after_hostile_documents(api_stack: ApiStack) -> None:
     """Runs after the families above (same session stack): every kind of request still works."""
     with api_stack.client("viewer") as c:
@@ -83,5 +106,7 @@ def test_platform_healthy_after_hostile_documents(api_stack: ApiStack) -> None:
         assert c.get("/api/pipelines").status_code == 200
         ok = c.post("/api/pipelines/validate", json={"name": "fine", "yaml": FINE})
         assert ok.status_code == 200 and ok.json() == {"ok": True, "problems": []}, ok.text
+        gql = c.post("/graphql", json={"query": "{ version }"})
+        assert gql.status_code == 200 and "errors" not in gql.json(), gql.text
         assert c.post("/api/query", json={"sql": "SELECT COUNT(*) FROM sales_orders"}).json()["rows"] == [[2000]]
     assert not (api_stack.specs_dir / "hostile.yaml").exists()
