@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from aggregator.pipelines.bounded_yaml import YamlBudgetError
 from aggregator.pipelines.connections import Connection
 from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
 from aggregator.pipelines.templates import TemplateError, instantiate
@@ -137,6 +138,9 @@ def read_raw(path: Path, text: str | None = None) -> RawFile:
             raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
     try:
         data, lines = load_with_lines(text)
+    except YamlBudgetError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise SpecErrors([SpecError(path, line, "", f"document refused: {exc.message}")]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}"

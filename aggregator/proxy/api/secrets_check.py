@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from aggregator.pipelines import bounded_yaml
 from connectors.redact import SECRET_PARAMS, sanitize_url
 
 SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
@@ -63,7 +64,7 @@ def masked(value: Any) -> Any:
 def file_secrets(content: str) -> list[str]:
     """Inline secrets in the connections of a spec file's text, as `connections.<name>.config...` paths."""
     try:
-        data = yaml.safe_load(content)
+        data = bounded_yaml.safe_load(content)
     except yaml.YAMLError:
         return []
     connections = data.get("connections") if isinstance(data, dict) else None

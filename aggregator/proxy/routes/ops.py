@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from aggregator.logs.run_logger import REQUEST_ID_TAG
 from aggregator.metrics.proxy import PROXY_REGISTRY
 from aggregator.proxy.context import RequestContext, Services
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.storage.idempotency import IdempotencyKeys
@@ -97,7 +98,13 @@ class OpsRoutes:
         if len(raw) > MAX_TRIGGER_BODY:
             return await refusal(413, "request body too large")(ctx.scope, receive, send)
         try:
-            body = TriggerBody.model_validate_json(raw) if raw.strip() else TriggerBody()
+            data = bounded_json.loads(raw) if raw.strip() else {}
+        except bounded_json.JsonBudgetError as exc:
+            return await refusal(exc.status, f"body refused: {exc}")(ctx.scope, receive, send)
+        except ValueError:
+            return await refusal(400, "body is not valid JSON")(ctx.scope, receive, send)
+        try:
+            body = TriggerBody.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
