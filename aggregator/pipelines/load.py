@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from aggregator.pipelines.bounded_yaml import YamlBudgetError
 from aggregator.pipelines.connections import Connection
+from aggregator.pipelines.sensor_dirs import default_uploads_root, resolve_sensor_directory
 from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
 from aggregator.pipelines.templates import TemplateError, instantiate
 from aggregator.pipelines.yaml_lines import Loc, dotted, line_of, load_with_lines
@@ -182,8 +183,11 @@ def collect_templates(raws: list[RawFile]) -> tuple[dict[str, tuple[Template, Ra
     return templates, errors
 
 
-def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) -> SourceFile:
-    """Expand template instances and validate the file; raises SpecErrors."""
+def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
+                  uploads_root: Path | None = None) -> SourceFile:
+    """Expand template instances and validate the file; raises SpecErrors.
+
+    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
     data = dict(raw.data)
     instantiations: dict[int, Instantiation] = {}
     errors: list[SpecError] = []
@@ -232,11 +236,24 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) 
                 user_loc = _user_loc(raw.lines, loc)
                 located.append(raw.error(user_loc, _explain(err, user_loc)))
         raise SpecErrors(located) from exc
-    return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent), instantiations=instantiations)
+    checked = SourceFile(raw=raw, spec=spec, instantiations=instantiations)
+    root = uploads_root or default_uploads_root()
+    sensors: dict[int, str] = {}
+    for index, pipeline in enumerate(spec.pipelines):
+        if pipeline.sensor is None:
+            continue
+        try:
+            sensors[index] = str(resolve_sensor_directory(pipeline.sensor.directory, root))
+        except ValueError as exc:
+            errors.append(checked.error(("pipelines", index, "sensor", "directory"), str(exc)))
+    if errors:
+        raise SpecErrors(errors)
+    return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent, sensors), instantiations=instantiations)
 
 
-def resolve_paths(spec: SpecFile, base: Path) -> SpecFile:
-    """Relative paths in a spec (files `base_dir`, SQLite URLs, sensor `directory`) are relative to the spec file."""
+def resolve_paths(spec: SpecFile, base: Path, sensors: dict[int, str] | None = None) -> SpecFile:
+    """Relative paths in a spec (files `base_dir`, SQLite URLs) are relative to the spec file; sensor
+    directories are the ones `sensors` gives (index of the pipeline -> directory under the uploads root)."""
 
     def absolute(value: str) -> str:
         path = Path(value).expanduser()
@@ -253,9 +270,9 @@ def resolve_paths(spec: SpecFile, base: Path) -> SpecFile:
                 conn = conn.model_copy(update={"config": {**conn.config, "url": f"sqlite:///{absolute(database)}"}})
         connections[name] = conn
     pipelines: list[PipelineSpec] = []
-    for pipeline in spec.pipelines:
-        if pipeline.sensor:
-            sensor = pipeline.sensor.model_copy(update={"directory": absolute(pipeline.sensor.directory)})
+    for index, pipeline in enumerate(spec.pipelines):
+        if pipeline.sensor and sensors is not None and index in sensors:
+            sensor = pipeline.sensor.model_copy(update={"directory": sensors[index]})
             pipeline = pipeline.model_copy(update={"sensor": sensor})
         pipelines.append(pipeline)
     return spec.model_copy(update={"connections": connections, "pipelines": pipelines})
@@ -290,15 +307,16 @@ def spec_paths(root: Path) -> list[Path]:
     return sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")})
 
 
-def load_specs(root: Path, texts: dict[Path, str] | None = None) -> Specs:
+def load_specs(root: Path, texts: dict[Path, str] | None = None, uploads_root: Path | None = None) -> Specs:
     """Load every `*.yaml`/`*.yml` file under `root` (or the one file `root`); raise SpecErrors listing all problems."""
-    specs, errors = load_specs_partial(root, texts)
+    specs, errors = load_specs_partial(root, texts, uploads_root)
     if errors:
         raise SpecErrors(errors)
     return specs
 
 
-def load_specs_partial(root: Path, texts: dict[Path, str] | None = None) -> tuple[Specs, list[SpecError]]:
+def load_specs_partial(root: Path, texts: dict[Path, str] | None = None,
+                       uploads_root: Path | None = None) -> tuple[Specs, list[SpecError]]:
     """Every spec file that validates, and every problem of those that do not.
 
     A file with any problem is left out whole (its connections, templates and pipelines), the way Airflow
@@ -323,7 +341,7 @@ def load_specs_partial(root: Path, texts: dict[Path, str] | None = None) -> tupl
     files: list[SourceFile] = []
     for raw in raws:
         try:
-            checked = validate_file(raw, templates)
+            checked = validate_file(raw, templates, uploads_root)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             continue
