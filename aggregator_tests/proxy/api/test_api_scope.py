@@ -198,3 +198,53 @@ def test_cross_pipeline_ref_needs_the_other_pipeline_in_the_writers_grant(stack:
     # Changing the transform that reads `sales` is reading it anew.
     forbidden(update(stack, "scope_a_editor", CROSS_REF.format(description="edited").replace(
         "SELECT *", "SELECT order_id")))
+
+
+HAND_WRITTEN = """pipelines:
+  - name: scope_h
+    sources:
+      - name: orders
+        connection: sales_export
+        stream: {type: file, path: sales_orders.csv}
+        table: shop_customers
+  - name: scope_i
+    sources:
+      - name: orders
+        connection: sales_export
+        stream: {type: file, path: sales_orders.csv}
+"""
+
+
+def test_tables_outside_the_namespace_are_refused_through_the_api(stack: ApiStack) -> None:
+    """Regression: a `sales` source could declare `table: shop_orders` or `table: sqlite_master`; the sales
+    grant then listed, queried and exported it, and a sales run would overwrite shop's table."""
+    for table, rule in (("shop_customers", "outside pipeline 'scope_a''s namespace"),
+                        ("sqlite_master", "system catalog name"), ("sales_orders", "outside pipeline")):
+        yaml = PIPELINE_A.format(description="mine") + f"        table: {table}\n"
+        response = create(stack, "editor", yaml)
+        assert response.status_code == 422, response.text
+        [problem] = response.json()["problems"]
+        assert (problem["file"], problem["line"], problem["field"]) == (
+            "scope_a.yaml", 8, "pipelines[0].sources[0].table"), problem
+        assert rule in problem["message"], problem
+    assert "scope_a/orders" not in upstream_descriptions(stack)
+
+
+def test_hand_written_table_outside_the_namespace_drops_only_that_pipeline(stack: ApiStack) -> None:
+    """A spec file written by hand (not through the API) with `table: shop_customers` in pipeline `scope_h`:
+    the code location leaves out `scope_h` only, reports it in platform/spec_errors, and the API gives the
+    scope_h grant no table, query or export of shop's data."""
+    (stack.specs_dir / "scope_hand.yaml").write_text(HAND_WRITTEN)
+    asyncio.run(_reload(stack))
+    assets = upstream_descriptions(stack)
+    assert "scope_i/orders" in assets and "scope_h/orders" not in assets, sorted(assets)
+    report = assets["platform/spec_errors"] or ""
+    assert "scope_hand.yaml:7: pipelines[0].sources[0].table" in report and "scope_h" in report, report
+    with stack.client("scope_h_viewer") as c:
+        assert [t for t in c.get("/api/tables").json() if t["table"] == "shop_customers"] == []
+        query = c.post("/api/query", json={"sql": "SELECT * FROM shop_customers"})
+        assert query.status_code == 403 and "Ada" not in query.text, query.text
+        assert c.get("/api/assets/scope_h/orders/export").status_code == 404
+    with stack.client("viewer") as c:
+        owners = {(t["pipeline"], t["table"]) for t in c.get("/api/tables").json()}
+    assert ("shop", "shop_customers") in owners and ("scope_h", "shop_customers") not in owners, owners
