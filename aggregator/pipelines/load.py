@@ -183,11 +183,11 @@ def collect_templates(raws: list[RawFile]) -> tuple[dict[str, tuple[Template, Ra
     return templates, errors
 
 
-def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
-                  uploads_root: Path | None = None) -> SourceFile:
-    """Expand template instances and validate the file; raises SpecErrors.
-
-    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
+def expand_instances(
+    raw: RawFile, templates: dict[str, tuple[Template, RawFile]]
+) -> tuple[dict[str, Any], dict[int, Instantiation], list[SpecError]]:
+    """The file's data with every `{use: t, with: ...}` under `pipelines:` replaced by the pipeline it makes
+    (an instance that cannot be made becomes `{}`), where each instance came from, and why any could not."""
     data = dict(raw.data)
     instantiations: dict[int, Instantiation] = {}
     errors: list[SpecError] = []
@@ -218,6 +218,15 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
             else:
                 expanded.append(item)
         data["pipelines"] = expanded
+    return data, instantiations, errors
+
+
+def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
+                  uploads_root: Path | None = None) -> SourceFile:
+    """Expand template instances and validate the file; raises SpecErrors.
+
+    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
+    data, instantiations, errors = expand_instances(raw, templates)
     if errors:
         raise SpecErrors(errors)
     try:
