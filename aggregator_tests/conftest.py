@@ -16,6 +16,20 @@ from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, tempo
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def egress_for_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's connectors read files under pytest's temporary directories and the bundled samples, and
+    talk to HTTP servers on loopback: allowed here explicitly, as an operator would (connectors/egress.py).
+    Tests of the egress rule itself set their own values."""
+    from aggregator.settings import EXAMPLE_PIPELINES_DIR
+
+    roots = [tmp_path_factory.getbasetemp().parent, EXAMPLE_PIPELINES_DIR / "data", REPO / "docs"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGGREGATOR_ALLOWED_NETWORKS", "127.0.0.0/8")
+        patch.setenv("AGGREGATOR_DATA_ROOTS", ",".join(str(r) for r in roots))
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Admin URL of a real PostgreSQL. Not finding one is an error, never a skip: the embedded wheel

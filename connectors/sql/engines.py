@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ def normalize_url(url: str) -> str:
     if parsed.drivername in _DEFAULT_DRIVERS:
         return parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername]).render_as_string(hide_password=False)
     return url
+
+
+def _deny_attach(action: int, *_args: Any) -> int:
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 @lru_cache(maxsize=32)
@@ -47,6 +52,14 @@ def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+
+    if not writer:
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_attach(dbapi_connection: Any, _record: Any) -> None:
+            # A source's query could otherwise ATTACH any file the process can read (the data-root rule
+            # checks only the URL's own file).
+            dbapi_connection.set_authorizer(_deny_attach)
 
     if writer:
 
