@@ -20,6 +20,8 @@ from aggregator.logs.run_logger import REQUEST_ID_TAG
 from aggregator.metrics.proxy import PROXY_REGISTRY
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.policy import bounded_json
+from aggregator.proxy.policy.locations import RETRY_AFTER_S as LOCATION_RETRY_AFTER_S
+from aggregator.proxy.policy.locations import describe_down, unavailable_locations
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.storage.idempotency import IdempotencyKeys
@@ -160,6 +162,11 @@ class OpsRoutes:
             if found:
                 return await self._replay(ctx, name, job, found[0]["runId"]), found[0]["runId"]
         selector = await self._selector(job)
+        if selector is None and (down := await unavailable_locations(self.client, self.graphql_url)):
+            # A job missing because its code location is down is "not now", not "no such pipeline".
+            await self.services.record_decision(ctx, event="launch", decision="error", operation=operation,
+                                                reason="code location down", targets={"jobs": [job]}, status=503)
+            return refusal(503, describe_down(down, name), retry_after=LOCATION_RETRY_AFTER_S), None
         if selector is None:
             await self.services.record_decision(ctx, event="launch", decision="deny", operation=operation,
                                                 reason="no such pipeline", targets={"jobs": [job]}, status=404)
