@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from aggregator.pipelines.bounded_yaml import YamlBudgetError
 from aggregator.pipelines.connections import Connection
 from aggregator.pipelines.sensor_dirs import default_uploads_root, resolve_sensor_directory
 from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
@@ -78,12 +79,31 @@ class SourceFile:
         return self.raw.error(loc, message)
 
 
-def _explain(error: Any) -> str:
+def _explain(error: Any, loc: Loc) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; docs/pipelines.md lists the allowed keys)"
+        from aggregator.pipelines.suggest import unknown_key_hint
+
+        return f"unknown key ({unknown_key_hint(loc)})"
     if kind == "missing":
         return "required field is missing"
+    if kind == "invalid_step" and isinstance(error.get("input"), dict):
+        import difflib
+
+        from aggregator.pipelines.steps import STEP_NAMES
+
+        close = [m for k in error["input"] if isinstance(k, str)
+                 for m in difflib.get_close_matches(k, STEP_NAMES, n=1, cutoff=0.6)]
+        return str(msg) + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "union_tag_not_found":
+        # pydantic says "Unable to extract tag using discriminator 'type'": name the key and a likely typo.
+        import difflib
+
+        tag = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        given = [k for k in error.get("input") or {} if isinstance(k, str)] if isinstance(error.get("input"), dict) else []
+        close = difflib.get_close_matches(tag, given, n=1, cutoff=0.6)
+        return f"missing key {tag!r}, which says what kind this is" + (
+            f" (is {close[0]!r} a misspelling of it?)" if close else "")
     return str(msg).removeprefix("Value error, ")
 
 
@@ -106,7 +126,7 @@ def validation_errors(raw: RawFile, exc: ValidationError, prefix: Loc = ()) -> l
     out = []
     for err in exc.errors():
         loc = _user_loc(raw.lines, tuple(err["loc"]), prefix)
-        out.append(raw.error(loc, _explain(err)))
+        out.append(raw.error(loc, _explain(err, loc)))
     return out
 
 
@@ -119,6 +139,9 @@ def read_raw(path: Path, text: str | None = None) -> RawFile:
             raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
     try:
         data, lines = load_with_lines(text)
+    except YamlBudgetError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise SpecErrors([SpecError(path, line, "", f"document refused: {exc.message}")]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}"
@@ -160,11 +183,11 @@ def collect_templates(raws: list[RawFile]) -> tuple[dict[str, tuple[Template, Ra
     return templates, errors
 
 
-def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
-                  uploads_root: Path | None = None) -> SourceFile:
-    """Expand template instances and validate the file; raises SpecErrors.
-
-    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
+def expand_instances(
+    raw: RawFile, templates: dict[str, tuple[Template, RawFile]]
+) -> tuple[dict[str, Any], dict[int, Instantiation], list[SpecError]]:
+    """The file's data with every `{use: t, with: ...}` under `pipelines:` replaced by the pipeline it makes
+    (an instance that cannot be made becomes `{}`), where each instance came from, and why any could not."""
     data = dict(raw.data)
     instantiations: dict[int, Instantiation] = {}
     errors: list[SpecError] = []
@@ -195,6 +218,15 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
             else:
                 expanded.append(item)
         data["pipelines"] = expanded
+    return data, instantiations, errors
+
+
+def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
+                  uploads_root: Path | None = None) -> SourceFile:
+    """Expand template instances and validate the file; raises SpecErrors.
+
+    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
+    data, instantiations, errors = expand_instances(raw, templates)
     if errors:
         raise SpecErrors(errors)
     try:
@@ -207,9 +239,11 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
             if len(loc) >= 2 and loc[0] == "pipelines" and loc[1] in instantiations:
                 t_raw = instantiations[int(loc[1])].template_file
                 t_loc = _user_loc(t_raw.lines, loc[2:], ("templates", instantiations[int(loc[1])].template, "pipeline"))
-                located.append(probe.error(("pipelines", loc[1], *t_loc[3:]), _explain(err)))
+                user_loc: Loc = ("pipelines", loc[1], *t_loc[3:])
+                located.append(probe.error(user_loc, _explain(err, user_loc)))
             else:
-                located.append(raw.error(_user_loc(raw.lines, loc), _explain(err)))
+                user_loc = _user_loc(raw.lines, loc)
+                located.append(raw.error(user_loc, _explain(err, user_loc)))
         raise SpecErrors(located) from exc
     checked = SourceFile(raw=raw, spec=spec, instantiations=instantiations)
     root = uploads_root or default_uploads_root()
