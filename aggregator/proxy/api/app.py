@@ -125,7 +125,7 @@ class ApiApp:
             request = Request(ctx.scope)
             raw = b""
             if method not in ("GET", "HEAD", "DELETE"):
-                raw = await read_body(receive, self.services.settings.max_body_bytes)
+                raw = await read_body(receive, route.max_body_bytes or self.services.settings.max_body_bytes)
             body = None
             if route.body is not None:
                 body = (route.body() if route.optional_body and not raw.strip()

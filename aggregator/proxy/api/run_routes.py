@@ -2,14 +2,12 @@
 
 `POST /api/pipelines/{name}/trigger` launches `<name>_job` through Dagster's own GraphQL API, tagged with who
 asked and the request id (so every run log line can carry it). Its run config is limited to op config of the
-pipeline's own assets (policy/run_config.py). An `Idempotency-Key` is stored as a run tag and looked up before
-launching, so the record of what was launched stays in Dagster; a per-key lock makes two concurrent retries of
-the same key launch once within this proxy process.
+pipeline's own assets (policy/run_config.py). An `Idempotency-Key` is claimed in the proxy database (one run
+per key across replicas) and stored as a run tag, so the record of what was launched stays in Dagster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -22,12 +20,14 @@ from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.policy.launch_tags import USER_TAG, kubernetes_tags
+from aggregator.proxy.policy.locations import RETRY_AFTER_S as LOCATION_RETRY_AFTER_S
+from aggregator.proxy.policy.locations import describe_down
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.policy.run_config import RunConfigRefused, check_trigger_run_config
 from aggregator.proxy.routes.ops import IDEMPOTENCY_TAG, TRIGGERED_BY_TAG, DagsterOps, UpstreamError
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces: it becomes a tag value
-MAX_LOCKS = 10_000
+MAX_TRIGGER_BODY = 256 * 1024  # a trigger carries a partition and op config, never data
 
 
 class TriggerBody(BaseModel):
@@ -84,23 +84,40 @@ def routes(ops: DagsterOps) -> list[Route]:
             raise ApiError(400, "Idempotency-Key: 1-200 printable ASCII characters, no spaces")
         body = req.body_as(TriggerBody)
         tag_key = f"{principal.user}:{key}" if key else None
-        lock = ops.locks.setdefault(tag_key, asyncio.Lock()) if tag_key else asyncio.Lock()
+        if tag_key:
+            claim = await ops.services.run_io(ops.keys.claim, tag_key)
+            if not claim.owner:
+                replayed = claim.run_id or await ops.claimed_run(tag_key)
+                if replayed is None:
+                    raise ApiError(409, "a request with this Idempotency-Key is still being launched; retry it")
+                return _replay(req, name, job_name, replayed)
+        run_id: str | None = None
         try:
-            async with lock:
-                return await _launch(req, name, job_name, body, tag_key)
+            response, run_id = await _launch(req, name, job_name, body, tag_key)
+            return response
         except UpstreamError as exc:
             raise ApiError(502, str(exc)) from None
         finally:
-            if tag_key and len(ops.locks) > MAX_LOCKS:
-                ops.locks.clear()
+            if tag_key:
+                # A launch that failed (or was interrupted) gives the key back, so the client may retry it.
+                await ops.services.run_io(*((ops.keys.complete, tag_key, run_id) if run_id else
+                                            (ops.keys.release, tag_key)))
 
-    async def _launch(req: ApiRequest, name: str, job_name: str, body: TriggerBody, tag_key: str | None) -> Response:
+    def _replay(req: ApiRequest, name: str, job_name: str, run_id: str) -> Response:
+        mark(req, event="launch", run_id=run_id)
+        return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=True,
+                                     request_id=req.ctx.request_id), 200)
+
+    async def _launch(req: ApiRequest, name: str, job_name: str, body: TriggerBody,
+                      tag_key: str | None) -> tuple[Response, str]:
         user, request_id = req.principal.user, req.ctx.request_id
-        if tag_key and (run_id := await ops.run_with_tag(IDEMPOTENCY_TAG, tag_key)):
-            mark(req, event="launch", run_id=run_id)
-            return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=True,
-                                         request_id=request_id), 200)
+        # A key used before the claims table existed (or whose claim expired) is still found on its run.
+        if tag_key and (found := await ops.run_with_tag(IDEMPOTENCY_TAG, tag_key)):
+            return _replay(req, name, job_name, found), found
         job = await ops.job(job_name)
+        if job is None and (down := await ops.down_locations()):
+            # A job missing because its code location is down is "not now", not "no such pipeline".
+            raise ApiError(503, describe_down(down, name), retry_after=LOCATION_RETRY_AFTER_S)
         if job is None:
             raise ApiError(404, f"no pipeline {name!r} (job {job_name}) in any code location")
         try:
@@ -119,10 +136,10 @@ def routes(ops: DagsterOps) -> list[Route]:
                                    "executionMetadata": {"tags": tags}})
         kind = result["__typename"]
         if kind == "LaunchRunSuccess":
-            run_id = result["run"]["runId"]
+            run_id = str(result["run"]["runId"])
             mark(req, event="launch", run_id=run_id)
             return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=False,
-                                         request_id=request_id), 201)
+                                         request_id=request_id), 201), run_id
         if kind in ("RunConfigValidationInvalid", "InvalidSubsetError"):
             messages = [e["message"] for e in result.get("errors") or []] or [result.get("message") or kind]
             raise ApiError(422, f"{kind}: " + "; ".join(messages[:20]))
@@ -144,7 +161,8 @@ def routes(ops: DagsterOps) -> list[Route]:
 
     return [
         Route("POST", "/api/pipelines/{name}/trigger", trigger_pipeline, "Trigger a pipeline run", Role.launcher,
-              body=TriggerBody, optional_body=True, response=TriggerResult, statuses=(201, 415, 422, 502),
+              body=TriggerBody, optional_body=True, max_body_bytes=MAX_TRIGGER_BODY, response=TriggerResult,
+              statuses=(201, 409, 413, 415, 422, 502, 503),
               headers_in=("Idempotency-Key",)),
         Route("GET", "/api/logs", search_run_logs, "Search run logs", query=LogQuery, response=LogPageOut,
               statuses=(503,)),

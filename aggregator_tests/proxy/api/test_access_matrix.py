@@ -121,6 +121,9 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         ("PUT", "/api/uploads/{pipeline}/{filename}"): [
             Sample(f"/api/uploads/{p}/matrix.csv", "pipeline", p, content=b"a,b\n1,2\n",
                    headers={"Content-Type": "application/octet-stream"}) for p in both],
+        # Nothing staged under this name: past the access checks the handler answers 404.
+        ("DELETE", "/api/uploads/{pipeline}/{filename}"): [Sample(f"/api/uploads/{p}/matrix-none.csv", "pipeline", p)
+                                                           for p in both],
         ("GET", "/_auth/me"): [Sample("/_auth/me", "grant")],
         ("GET", "/_auth/api/audit"): [Sample("/_auth/api/audit?limit=1", "unscoped")],
         ("GET", "/metrics"): [Sample("/metrics", "unscoped")],
