@@ -22,6 +22,7 @@ from aggregator.pipelines.load import (
 )
 from aggregator.pipelines.namespace import table_problems
 from aggregator.pipelines.spec import Name
+from aggregator.pipelines.transform_reads import read_problems
 from aggregator.settings import Settings
 
 _CONNECTIONS = TypeAdapter(dict[Name, Connection])
@@ -85,8 +86,9 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
 
 
 def scope_problems(graph: Graph, settings: Settings) -> list[SpecError]:
-    """What a pipeline may not do even when it compiles: write outside its table namespace."""
-    return table_problems(graph)
+    """What a pipeline may not do even when it compiles: write outside its table namespace, or read a table
+    no ref names."""
+    return [*table_problems(graph), *read_problems(graph, settings)]
 
 
 def _broken_files(
