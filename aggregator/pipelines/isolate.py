@@ -24,6 +24,7 @@ from aggregator.pipelines.namespace import table_problems
 from aggregator.pipelines.spec import Name
 from aggregator.pipelines.transform_reads import read_problems
 from aggregator.settings import Settings
+from connectors.secrets import SecretReferenceError
 
 _CONNECTIONS = TypeAdapter(dict[Name, Connection])
 
@@ -122,6 +123,8 @@ def _broken_files(
             except ValidationError as exc:
                 found.extend(e for e in validation_errors(raw, exc, ("connections", name, "config"))
                              if str(e) not in known)
+            except SecretReferenceError as exc:
+                found.append(raw.error(("connections", name, *exc.path), exc.reason))
             except ValueError as exc:
                 found.append(raw.error(("connections", name), str(exc)))
     return found, names

@@ -20,14 +20,14 @@ SENSOR_SPEC = """pipelines:
 connections:
   inbox_files:
     type: files
-    config: {base_dir: inbox}
+    config: {base_dir: ../uploads/inbox}
 """
 
 
 @pytest.fixture(scope="module")
 def inbox(api_stack: ApiStack) -> Iterator[Path]:
-    directory = api_stack.specs_dir / "inbox"
-    directory.mkdir(exist_ok=True)
+    directory = api_stack.home / "uploads" / "inbox"  # under the uploads root, AGGREGATOR_HOME/uploads
+    directory.mkdir(parents=True, exist_ok=True)
     with api_stack.client("editor") as c:
         r = c.post("/api/pipelines", json={"name": "api_inbox", "yaml": SENSOR_SPEC})
         assert r.status_code == 201, r.text
@@ -60,7 +60,11 @@ def test_resume_after_interruption(api_stack: ApiStack, inbox: Path) -> None:
     status, body = put(api_stack, "big.csv", payload[progress["received"]:], progress["received"], total)
     assert status == 200 and body["complete"] is True
     assert (inbox / "big.csv").read_bytes() == payload
-    assert put(api_stack, "big.csv", payload, 0, total)[0] == 409  # no overwrite
+    # The same bytes again (a client that lost the answer) are answered as delivered; other bytes never
+    # overwrite the delivered file.
+    assert put(api_stack, "big.csv", payload, 0, total) == (200, {**progress, "received": total, "complete": True})
+    assert put(api_stack, "big.csv", payload.replace(b"row", b"wor"), 0, total)[0] == 409
+    assert (inbox / "big.csv").read_bytes() == payload
 
 
 @pytest.mark.parametrize("name", ["..", ".hidden.csv", "..%2F..%2Fevil.csv", "%2e%2e", "a%2Fb.csv", "a%5Cb.csv",
