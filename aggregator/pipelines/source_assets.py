@@ -15,6 +15,7 @@ from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.progress import with_progress
+from aggregator.pipelines.run_tags import tag_run
 from connectors.batches import Batch
 
 
@@ -49,6 +50,7 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         },
     )
     def _load(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tag_run(context, node.pipeline.name)
         reader = getattr(context.resources, source.connection)
         destination: SqlDestination = getattr(context.resources, dest_key)
         key = state_key(node) if incremental else None

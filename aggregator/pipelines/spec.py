@@ -230,6 +230,14 @@ class PipelineSpec(Strict):
         "`multiprocess` (a process per step: isolation and parallel steps) or `k8s` (a pod per step; needs "
         "the Kubernetes run launcher).",
     )
+    overlapping_runs: bool = Field(
+        False,
+        description="`false` (default): the pipeline's assets are in the Dagster concurrency pool "
+        "`pipeline/<name>`, which the shipped instances limit to one run at a time (`concurrency.pools` in "
+        "dagster.yaml; raise one pipeline's limit with `dagster instance concurrency set pipeline/<name> N` or "
+        "the UI's Concurrency page). `true`: no pool, runs may overlap (incremental loads stay exact: the cursor "
+        "is read under each stream's lock).",
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
     alerts: PipelineAlerts | None = Field(default=None, description="This pipeline's alert rules (docs/operations.md).")
@@ -250,6 +258,11 @@ class PipelineSpec(Strict):
                         "write_mode must be 'merge' (recommended) or 'append', not 'replace'"
                     )
         return self
+
+
+def pipeline_pool(name: str) -> str:
+    """The Dagster concurrency pool of a pipeline's assets: one run per pipeline at a time by default."""
+    return f"pipeline/{name}"
 
 
 PARAM_RE = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")

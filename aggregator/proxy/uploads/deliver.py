@@ -16,6 +16,7 @@ never sees a partial file (the link is atomic; copies across filesystems use a h
 from __future__ import annotations
 
 import errno
+import filecmp
 import logging
 import os
 import shutil
@@ -78,8 +79,10 @@ def _place(part: Path, final: Path) -> bool:
     # A sensor directory on another filesystem (a mount under the root) or one without hard links: copy
     # under a hidden name the sensor ignores, then link that (still never replacing a file).
     hidden = final.with_name(f".{final.name}.uploading")
+    hidden.unlink(missing_ok=True)  # a copy a crash left behind
     if final.exists():
-        return False
+        # Ours if a crash came after the copy was placed but before the part was unlinked.
+        return filecmp.cmp(part, final, shallow=False)
     shutil.copyfile(part, hidden)
     with open(hidden, "rb+") as copied:
         os.fsync(copied.fileno())

@@ -113,3 +113,16 @@ def test_same_chunk_sent_twice_at_once_is_appended_once(api_stack: ApiStack, inb
     assert put(api_stack, "twice.csv", payload[4000:], 4000, len(payload))[0] == 200
     assert (inbox / "twice.csv").read_bytes() == payload
 
+
+
+@pytest.mark.parametrize("directory", ["/tmp", "../dagster", "../specs"])  # noqa: S108 - the reported case
+def test_sensor_directory_outside_the_uploads_root_is_refused_by_the_api(api_stack: ApiStack, directory: str) -> None:
+    """Issue 18 class 8: an editor pointed a sensor at /tmp (or into AGGREGATOR_HOME), and uploads went there."""
+    spec = SENSOR_SPEC.replace("api_inbox", "api_escape").replace("{directory: inbox,", f"{{directory: {directory},")
+    with api_stack.client("editor") as c:
+        r = c.post("/api/pipelines", json={"name": "api_escape", "yaml": spec})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["problems"]
+    assert problem["field"] == "pipelines[0].sensor.directory" and problem["line"] == 3
+    assert "outside the uploads root" in problem["message"]
+    assert not (api_stack.specs_dir / "api_escape.yaml").exists()
