@@ -152,9 +152,9 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, path: str = "/server_info") -> bool:
     try:
-        return requests.get(f"{url}/healthz", timeout=2).ok  # the proxy's own health check (public)
+        return requests.get(f"{url}{path}", timeout=2).ok
     except requests.RequestException:
         return False
 
@@ -202,7 +202,11 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         for spec in children:
             if spec.after_code_server:
                 supervisor.start(spec)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}"), "the webserver", supervisor, say)
+        # The webserver on its private port (the proxy's /server_info needs a signed-in viewer), then the proxy's
+        # own public health check.
+        wait_for(lambda: _answers(f"http://127.0.0.1:{webserver_port}") and _answers(f"http://127.0.0.1:{port}",
+                                                                                        "/healthz"),
+                 "the webserver", supervisor, say)
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
         while True:
             supervisor.check()

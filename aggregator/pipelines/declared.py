@@ -72,11 +72,13 @@ def load_world(root: Path, texts: dict[Path, str]) -> World:
         sf.path: FileDeclares(tuple(p.name for p in sf.spec.pipelines), tuple(sf.spec.connections))
         for sf in specs.files
     }
-    raws = _raws(texts)
-    templates, _ = collect_templates(list(raws.values()))
-    for path, raw in raws.items():
-        if path not in files:
-            files[path] = _declared_by_broken(raw, templates)
+    if any(path not in files for path in texts):
+        # Only then is every file parsed a second time: templates may come from any of them.
+        raws = _raws(texts)
+        templates, _ = collect_templates(list(raws.values()))
+        for path, raw in raws.items():
+            if path not in files:
+                files[path] = declared_by_broken(raw, templates)
     for path in texts:
         files.setdefault(path, FileDeclares((), ()))
     return World(
@@ -146,7 +148,7 @@ def _raws(texts: dict[Path, str]) -> dict[Path, RawFile]:
     return raws
 
 
-def _declared_by_broken(raw: RawFile, templates: dict[str, Any]) -> FileDeclares:
+def declared_by_broken(raw: RawFile, templates: dict[str, Any]) -> FileDeclares:
     """What a file the loader leaves out would declare: its pipelines with template instances made (an
     instance that cannot be made declares nothing: it is not a pipeline anywhere), and its connections."""
     data, _, _ = expand_instances(raw, templates)

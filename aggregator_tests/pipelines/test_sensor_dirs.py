@@ -65,3 +65,13 @@ def test_uploads_dir_setting_moves_the_root(tmp_path: Path) -> None:
     settings = load_settings({"AGGREGATOR_HOME": str(tmp_path / "h"), "AGGREGATOR_UPLOADS_DIR": str(tmp_path / "u")})
     assert settings.uploads_root == (tmp_path / "u").resolve()
     assert load_settings({"AGGREGATOR_HOME": str(tmp_path / "h")}).uploads_root == (tmp_path / "h" / "uploads").resolve()
+
+
+def test_files_connections_may_read_the_uploads_root_wherever_it_is(tmp_path: Path) -> None:
+    """A pipeline reads what its sensor saw arrive: the uploads root is a data root, also when moved."""
+    from connectors.egress import data_roots
+
+    moved = {"AGGREGATOR_HOME": str(tmp_path / "h"), "AGGREGATOR_UPLOADS_DIR": str(tmp_path / "u")}
+    assert load_settings(moved).uploads_root in data_roots(moved)
+    default = {"AGGREGATOR_HOME": str(tmp_path / "h")}
+    assert load_settings(default).uploads_root in data_roots(default)

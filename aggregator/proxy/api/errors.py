@@ -42,7 +42,8 @@ class ApiError(Exception):
                  problems: list[Problem] | None = None, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.missing, self.problems = status, detail, missing, problems
-        self.retry_after = retry_after
+        # 503 and 429 say when to come back; without a value a 503 suggests 10 s (e.g. a code location restarting).
+        self.retry_after = retry_after if retry_after is not None else (10.0 if status == 503 else None)
 
     def response(self) -> JSONResponse:
         body = refusal_body(self.status, self.detail, self.missing)

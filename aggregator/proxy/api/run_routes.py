@@ -2,12 +2,15 @@
 
 `POST /api/pipelines/{name}/trigger` launches `<name>_job` through Dagster's own GraphQL API, tagged with who
 asked and the request id (so every run log line can carry it). Its run config is limited to op config of the
-pipeline's own assets (policy/run_config.py). An `Idempotency-Key` is claimed in the proxy database (one run
-per key across replicas) and stored as a run tag, so the record of what was launched stays in Dagster.
+pipeline's own assets (policy/run_config.py). An `Idempotency-Key` is claimed in the proxy database before
+launching (storage/idempotency.py), so retries of one key launch once across every proxy replica, and is stored
+as a run tag too, so the record of what was launched stays in Dagster. A job missing because its code location
+is down answers 503 naming the location, never "no pipeline".
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -20,13 +23,13 @@ from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.policy.launch_tags import USER_TAG, kubernetes_tags
-from aggregator.proxy.policy.locations import RETRY_AFTER_S as LOCATION_RETRY_AFTER_S
-from aggregator.proxy.policy.locations import describe_down
+from aggregator.proxy.policy.locations import describe_down, unavailable_locations
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.policy.run_config import RunConfigRefused, check_trigger_run_config
 from aggregator.proxy.routes.ops import IDEMPOTENCY_TAG, TRIGGERED_BY_TAG, DagsterOps, UpstreamError
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces: it becomes a tag value
+CLAIM_WAIT_S = 30.0  # how long a retry waits for the launch another request is making for its key
 MAX_TRIGGER_BODY = 256 * 1024  # a trigger carries a partition and op config, never data
 
 
@@ -87,37 +90,49 @@ def routes(ops: DagsterOps) -> list[Route]:
         if tag_key:
             claim = await ops.services.run_io(ops.keys.claim, tag_key)
             if not claim.owner:
-                replayed = claim.run_id or await ops.claimed_run(tag_key)
-                if replayed is None:
+                run_id = claim.run_id or await _claimed_run(tag_key)
+                if run_id is None:
                     raise ApiError(409, "a request with this Idempotency-Key is still being launched; retry it")
-                return _replay(req, name, job_name, replayed)
-        run_id: str | None = None
+                mark(req, event="launch", run_id=run_id)
+                return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=True,
+                                             request_id=req.ctx.request_id), 200)
+        launched: str | None = None
         try:
-            response, run_id = await _launch(req, name, job_name, body, tag_key)
+            response, launched = await _launch(req, name, job_name, body, tag_key)
             return response
         except UpstreamError as exc:
             raise ApiError(502, str(exc)) from None
         finally:
             if tag_key:
                 # A launch that failed (or was interrupted) gives the key back, so the client may retry it.
-                await ops.services.run_io(*((ops.keys.complete, tag_key, run_id) if run_id else
-                                            (ops.keys.release, tag_key)))
+                if launched:
+                    await ops.services.run_io(ops.keys.complete, tag_key, launched)
+                else:
+                    await ops.services.run_io(ops.keys.release, tag_key)
 
-    def _replay(req: ApiRequest, name: str, job_name: str, run_id: str) -> Response:
-        mark(req, event="launch", run_id=run_id)
-        return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=True,
-                                     request_id=req.ctx.request_id), 200)
+    async def _claimed_run(tag_key: str) -> str | None:
+        """The run of a key another request claimed, once it has launched (polled: a launch takes a moment)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_WAIT_S
+        while loop.time() < deadline:
+            if run_id := await ops.services.run_io(ops.keys.run_of, tag_key):
+                return str(run_id)
+            await asyncio.sleep(0.2)
+        return None
 
     async def _launch(req: ApiRequest, name: str, job_name: str, body: TriggerBody,
-                      tag_key: str | None) -> tuple[Response, str]:
+                      tag_key: str | None) -> tuple[Response, str | None]:
+        """The response, and the run id when a run was launched (or found) for the key."""
         user, request_id = req.principal.user, req.ctx.request_id
         # A key used before the claims table existed (or whose claim expired) is still found on its run.
-        if tag_key and (found := await ops.run_with_tag(IDEMPOTENCY_TAG, tag_key)):
-            return _replay(req, name, job_name, found), found
+        if tag_key and (run_id := await ops.run_with_tag(IDEMPOTENCY_TAG, tag_key)):
+            mark(req, event="launch", run_id=run_id)
+            return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=True,
+                                         request_id=request_id), 200), run_id
         job = await ops.job(job_name)
-        if job is None and (down := await ops.down_locations()):
+        if job is None and (down := await unavailable_locations(ops.client, ops.graphql_url)):
             # A job missing because its code location is down is "not now", not "no such pipeline".
-            raise ApiError(503, describe_down(down, name), retry_after=LOCATION_RETRY_AFTER_S)
+            raise ApiError(503, describe_down(down, name))
         if job is None:
             raise ApiError(404, f"no pipeline {name!r} (job {job_name}) in any code location")
         try:
@@ -136,7 +151,7 @@ def routes(ops: DagsterOps) -> list[Route]:
                                    "executionMetadata": {"tags": tags}})
         kind = result["__typename"]
         if kind == "LaunchRunSuccess":
-            run_id = str(result["run"]["runId"])
+            run_id = result["run"]["runId"]
             mark(req, event="launch", run_id=run_id)
             return _result(TriggerResult(run_id=run_id, pipeline=name, job=job_name, replayed=False,
                                          request_id=request_id), 201), run_id

@@ -46,11 +46,13 @@ def preview_reads(root: Path, pipeline: str, transform: str) -> list[str]:
     """Pipelines whose tables previewing `pipeline/transform` reads (its upstreams, transitively)."""
     try:
         graph = build_graph(load_specs(root))
-    except SpecErrors:
-        return []  # the preview itself answers 503 for specs that do not load
+    except SpecErrors as exc:
+        # Deny by default: without the graph nobody can tell what the preview would read.
+        raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s)); fix them with "
+                       "`aggregator validate`") from None
     node = graph.nodes.get((pipeline, transform))
     if node is None:
-        return []
+        return [pipeline]  # the preview answers 404
     found: set[str] = set()
     stack: list[Node] = [node]
     seen: set[int] = set()

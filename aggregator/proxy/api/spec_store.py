@@ -204,6 +204,10 @@ class SpecStore:
         problems = self.check(rel, content)
         if problems:
             raise ApiError(422, f"{len(problems)} problem(s) in the spec; nothing was stored", problems=problems)
+        if authorize is not None:
+            # Again, now that the write validated: a template another writer added meanwhile makes an
+            # instance here that the first look could not expand (it counted as no pipeline).
+            authorize(self.impact(rel, content))
         if declares == "pipeline" and content is not None and name not in self.declared_by(rel, content):
             raise ApiError(422, f"the spec must declare pipeline {name!r} under `pipelines:`")
         with self._lock, self.engine.begin() as conn:

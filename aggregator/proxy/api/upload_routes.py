@@ -11,11 +11,9 @@ written: the name, the pipeline and its sensor, the range, the size, the first b
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-
-from pydantic import BaseModel, Field
 
 from aggregator.pipelines.load import SpecErrors, load_specs
 from aggregator.proxy.api.access import require
@@ -23,61 +21,19 @@ from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.policy.rbac import Principal, Role
-from aggregator.proxy.uploads.deliver import finalize, recover, sweep
 from aggregator.proxy.uploads.limits import UploadLimits
+from aggregator.proxy.uploads.local import LocalUploads
 from aggregator.proxy.uploads.sniff import sniff
-from aggregator.proxy.uploads.staging import Staging, Upload
+from aggregator.proxy.uploads.store import Chunk, UploadDeleted, UploadStatus, UploadStore
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
-class UploadStatus(BaseModel):
-    """Where an upload stands."""
-
-    filename: str = Field(description="File name in the sensor's directory.")
-    received: int = Field(description="Bytes received so far; resume with Content-Range starting here.")
-    total: int | None = Field(description="Declared total size (null before the first chunk).")
-    complete: bool = Field(description="True once the file is in the sensor's directory.")
-
-
-class UploadDeleted(BaseModel):
-    """A staged upload that was cancelled."""
-
-    filename: str = Field(description="File name the upload was for.")
-    removed_bytes: int = Field(description="Staged bytes removed.")
-
-
-def _status(final: Path, up: Upload) -> UploadStatus:
-    meta = up.read_meta()
-    if meta is not None:
-        return UploadStatus(filename=final.name, received=up.received(), total=meta.total, complete=False)
-    if final.exists():
-        size = final.stat().st_size
-        return UploadStatus(filename=final.name, received=size, total=size, complete=True)
-    return UploadStatus(filename=final.name, received=0, total=None, complete=False)
-
-
-def _not_staged(final: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
-    """A chunk for an upload with nothing staged: a retry of the last chunk of a delivered file is answered as
-    delivered (the client lost the answer, maybe to a crash); anything else says where to start."""
-    if final.exists():
-        size = final.stat().st_size
-        if last + 1 == total == size:
-            with open(final, "rb") as delivered:
-                delivered.seek(first)
-                if delivered.read(len(chunk)) == chunk:
-                    return UploadStatus(filename=final.name, received=size, total=size, complete=True)
-        raise ApiError(409, f"{final.name} is already in the sensor's directory; choose another name")
-    raise ApiError(409, f"no upload of {final.name} in progress (never started, expired or cancelled); "
-                   f"start again with the chunk at byte 0")
-
-
 def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
     limits = limits or UploadLimits.from_env()
-    staging = Staging(api.platform.uploads_root, limits)
-    # Uploads a crash left in the middle of their delivery are finished before the first request.
-    sweep(staging)
+    uploads = LocalUploads(api.platform.uploads_root, limits)  # finishes deliveries a crash interrupted
+    store: UploadStore = uploads
 
     def _target(pipeline: str, filename: str) -> Path:
         """The final path for `filename`, from the pipeline's spec; nothing is written here."""
@@ -85,7 +41,7 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
             raise ApiError(400, f"file name {filename!r} is not allowed: one name of letters, digits, '_', '.', '-', "
                            "not starting with '.' (no paths)")
         try:
-            specs = load_specs(api.platform.pipelines_dir, uploads_root=staging.root)
+            specs = load_specs(api.platform.pipelines_dir, uploads_root=uploads.root)
             spec = specs.pipeline(pipeline)
         except SpecErrors:
             raise ApiError(503, "the pipeline specs do not load; fix them with `aggregator validate`") from None
@@ -95,87 +51,23 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
             raise ApiError(409, f"pipeline {pipeline!r} has no file sensor, so no directory takes uploads")
         directory = Path(spec.sensor.directory).resolve()
         final = (directory / filename).resolve()
-        root = staging.root.resolve()
+        root = uploads.root.resolve()
         if final.parent != directory or not directory.is_relative_to(root) or directory == root:
             raise ApiError(400, f"file name {filename!r} leaves the sensor's directory")
         return final
 
-    def _read_status(pipeline: str, filename: str, final: Path) -> UploadStatus:
-        up = staging.upload(pipeline, filename)
-        with staging.locked(up, create=False) as held:
-            if held:
-                recover(staging, up)
-        return _status(final, up)
-
-    def _admit(final: Path, user: str, total: int) -> None:
-        """Room for a new upload of `total` bytes by `user`, or the status that says why not."""
-        sweep(staging)  # expire abandoned uploads before counting them
-        mine, everyone = staging.usage(user)
-        if mine + total > limits.user_quota_bytes:
-            raise ApiError(413, f"upload quota of {user}: {mine} of {limits.user_quota_bytes} bytes in use (staged "
-                           f"uploads and delivered files not yet consumed); {total} more do not fit. Cancel staged "
-                           "uploads (DELETE this path) or wait until the pipeline has consumed earlier files")
-        if everyone + total > limits.total_quota_bytes:
-            raise ApiError(507, f"the uploads area holds {everyone} of {limits.total_quota_bytes} bytes; {total} more "
-                           "do not fit. Try again once pipelines have consumed their files")
-        if staging.free_bytes() < total:
-            raise ApiError(507, f"not enough free disk space for {total} bytes in the uploads area")
-
-    def _append(pipeline: str, filename: str, final: Path, user: str, first: int, last: int, total: int,
-                chunk: bytes) -> UploadStatus:
-        up = staging.upload(pipeline, filename)
-        if first == 0 and up.read_meta() is None:
-            if final.exists():
-                return _not_staged(final, first, last, total, chunk)
-            with staging.quota_lock():
-                if up.read_meta() is None:
-                    _admit(final, user, total)
-                with staging.locked(up, create=True):
-                    if up.read_meta() is None and not up.commit.exists():
-                        staging.write_meta(up, staging.new_meta(pipeline, filename, user, total, final))
-                    return _append_locked(up, final, first, last, total, chunk)
-        with staging.locked(up, create=False) as held:
-            if not held:
-                return _not_staged(final, first, last, total, chunk)
-            return _append_locked(up, final, first, last, total, chunk)
-
-    def _append_locked(up: Upload, final: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
-        meta = recover(staging, up)
-        if meta is None:
-            return _not_staged(final, first, last, total, chunk)
-        if meta.total != total:
-            raise ApiError(409, f"this upload was started with total {meta.total} bytes, not {total}")
-        received = up.received()
-        if first != received:
-            raise ApiError(409, f"expected the chunk starting at byte {received}; resume from there "
-                           "(GET this path for the offset)")
-        with open(up.part, "ab") as out:
-            out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if last + 1 == total:
-            finalize(staging, up, meta)
-        return _status(final, up)
-
-    def _cancel(pipeline: str, filename: str, principal: Principal) -> UploadDeleted:
-        up = staging.upload(pipeline, filename)
-        with staging.locked(up, create=False) as held:
-            meta = recover(staging, up) if held else None
-            if meta is None:
-                raise ApiError(404, f"no staged upload of {filename!r} for {pipeline!r} (a delivered file is the "
-                               "pipeline's input now, not an upload)")
-            if meta.user != principal.user:
+    def _authorize_cancel(principal: Principal, pipeline: str) -> Callable[[str], None]:
+        def check(owner: str) -> None:
+            if owner != principal.user:
                 require(principal, Role.editor, "cancel another user's upload", [pipeline])
-            removed = up.received()
-            staging.remove(up)
-        return UploadDeleted(filename=filename, removed_bytes=removed)
+        return check
 
     async def upload_status(req: ApiRequest) -> UploadStatus:
         """How many bytes of this upload arrived (resume from there)."""
         pipeline = req.params["pipeline"]
         require(req.principal, Role.launcher, "upload", [pipeline])
         final = await api.services.run_io(_target, pipeline, req.params["filename"])
-        status: UploadStatus = await api.services.run_io(_read_status, pipeline, req.params["filename"], final)
+        status: UploadStatus = await api.services.run_io(store.status, pipeline, req.params["filename"], final)
         return status
 
     async def upload_chunk(req: ApiRequest) -> UploadStatus:
@@ -195,8 +87,8 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
         if first == 0 and (problem := sniff(final.name, req.raw_body[:512])):
             raise ApiError(415, f"{final.name}: {problem}")
         req.ctx.scope.setdefault("state", {})["api_targets"] = {"pipelines": [pipeline], "files": [final.name]}
-        status: UploadStatus = await api.services.run_io(_append, pipeline, filename, final, req.principal.user,
-                                                         first, last, total, req.raw_body)
+        status: UploadStatus = await api.services.run_io(store.append, pipeline, filename, final, req.principal.user,
+                                                         Chunk(first, last, total, req.raw_body))
         return status
 
     async def cancel_upload(req: ApiRequest) -> UploadDeleted:
@@ -205,7 +97,8 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
         require(req.principal, Role.launcher, "cancel an upload", [pipeline])
         await api.services.run_io(_target, pipeline, filename)
         req.ctx.scope.setdefault("state", {})["api_targets"] = {"pipelines": [pipeline], "files": [filename]}
-        deleted: UploadDeleted = await api.services.run_io(_cancel, pipeline, filename, req.principal)
+        deleted: UploadDeleted = await api.services.run_io(store.cancel, pipeline, filename,
+                                                           _authorize_cancel(req.principal, pipeline))
         return deleted
 
     return [

@@ -1,19 +1,15 @@
 """Dagster as the trigger and log search see it: its GraphQL API (find, describe and launch a job) and its
 event log (for `/api/logs`). The HTTP faces are typed routes of the management API (api/run_routes.py);
-this module holds no access decision. Idempotency keys are claimed in the proxy database before launching
-(storage/idempotency.py), so two retries of one key launch once across every proxy replica, and are stored as
-a run tag too, so the record of what was launched stays in Dagster."""
+this module holds no access decision."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from aggregator.proxy.context import Services
-from aggregator.proxy.policy.locations import LocationDown, unavailable_locations
 from aggregator.proxy.storage.idempotency import IdempotencyKeys
 
 IDEMPOTENCY_TAG = "aggregator/idempotency_key"
@@ -51,7 +47,7 @@ class DagsterOps:
         # /api/logs reads Dagster's event log directly: only when the proxy is given the instance (DAGSTER_HOME)
         self.dagster_home = dagster_home
         self._instance: Any = None
-        # Idempotency keys are claimed in the proxy database: one key, one run, across every proxy replica.
+        # Idempotency-Key claims in the proxy database: one key, one run, across every replica.
         self.keys = IdempotencyKeys(services.store.engine)
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -80,20 +76,6 @@ class DagsterOps:
                 handles = described.get("solidHandles") or []
                 return Job(selector, frozenset(h["handleID"] for h in handles))
         return None
-
-    async def claimed_run(self, tag_key: str, wait_s: float = 30.0) -> str | None:
-        """The run of a key another request claimed, once it has launched (polled: the launch takes a moment)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while loop.time() < deadline:
-            run_id: str | None = await self.services.run_io(self.keys.run_of, tag_key)
-            if run_id:
-                return run_id
-            await asyncio.sleep(0.2)
-        return None
-
-    async def down_locations(self) -> list[LocationDown]:
-        return await unavailable_locations(self.client, self.graphql_url)
 
     async def launch(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict((await self.gql(LAUNCH, {"p": params}))["launchRun"])

@@ -248,3 +248,33 @@ def test_hand_written_table_outside_the_namespace_drops_only_that_pipeline(stack
     with stack.client("viewer") as c:
         owners = {(t["pipeline"], t["table"]) for t in c.get("/api/tables").json()}
     assert ("shop", "shop_customers") in owners and ("scope_h", "shop_customers") not in owners, owners
+
+
+def test_preview_with_a_cross_pipeline_ref_needs_the_other_pipeline_in_the_readers_grant(stack: ApiStack) -> None:
+    """Regression: a transform preview with a ref to `sales.orders` showed a reader scoped to the transform's
+    own pipeline the rows of sales's source."""
+    assert create(stack, "editor", CROSS_REF.format(description="mine")).status_code == 201
+    with stack.client("scope_a_viewer") as c:
+        body = forbidden(c.post("/api/pipelines/scope_a/transforms/copied/preview", json={"limit": 3}))
+    assert body["missing_permission"] == "viewer:preview_transform on sales", body
+    with stack.client("viewer") as c:
+        allowed = c.post("/api/pipelines/scope_a/transforms/copied/preview", json={"limit": 3})
+    assert allowed.status_code == 200 and allowed.json()["rows"], allowed.text
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM shop_customers",
+    "SELECT o.* FROM {{ ref('orders') }} AS o JOIN shop_customers AS c ON c.id = o.order_id",
+    "WITH shop_customers AS (SELECT * FROM shop_customers) SELECT * FROM shop_customers",
+    "SELECT * FROM {{ ref('orders') }} WHERE order_id IN (SELECT id FROM main.shop_customers)",
+])
+def test_transform_sql_reads_only_what_its_refs_name(stack: ApiStack, sql: str) -> None:
+    """Regression: a transform could `SELECT * FROM shop_customers` with no ref, so a scope_a run copied
+    shop's rows into a scope_a table (readable by the scope_a grant) and Dagster knew of no dependency."""
+    yaml = PIPELINE_A.format(description="mine") + f"    transforms:\n      - name: copied\n        sql: \"{sql}\"\n"
+    response = create(stack, "editor", yaml)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert (problem["line"], problem["field"]) == (10, "pipelines[0].transforms[0].sql"), problem
+    assert "shop_customers" in problem["message"] and "refs name" in problem["message"], problem
+    assert "scope_a/copied" not in upstream_descriptions(stack)

@@ -20,18 +20,20 @@ from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.proxy.uploads.faults import STEPS
 from aggregator.settings import load_settings
-from aggregator_tests.proxy.api.upload_stack import UploadStack, make_stack
+from aggregator_tests.proxy.api.upload_stack import UploadStack, make_stack, upstream_app
+from aggregator_tests.testapi import serve
 
 PAYLOAD = b"id,name\n" + b"".join(f"{i},row {i}\n".encode() for i in range(20000))
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[UploadStack]:
-    stack = make_stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    with serve(upstream_app()) as upstream:
+        stack = make_stack(tmp_path, upstream)
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 def sensor_sees(stack: UploadStack) -> list[int]:

@@ -11,21 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from aggregator_tests.proxy.api.upload_stack import UploadStack, make_stack
+from aggregator_tests.proxy.api.upload_stack import UploadStack, make_stack, upstream_app
+from aggregator_tests.testapi import serve
 
 TTL_S = 3600
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadStack]:
-    stack = make_stack(tmp_path_factory.mktemp("upload-limits"), AGGREGATOR_UPLOAD_USER_QUOTA_BYTES="1000",
-                       AGGREGATOR_UPLOAD_TOTAL_QUOTA_BYTES="3000", AGGREGATOR_UPLOAD_MAX_BYTES="2000",
-                       AGGREGATOR_UPLOAD_STAGED_TTL_S=str(TTL_S))
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    with serve(upstream_app()) as upstream:
+        stack = make_stack(tmp_path_factory.mktemp("upload-limits"), upstream,
+                           AGGREGATOR_UPLOAD_USER_QUOTA_BYTES="1000", AGGREGATOR_UPLOAD_TOTAL_QUOTA_BYTES="3000",
+                           AGGREGATOR_UPLOAD_MAX_BYTES="2000", AGGREGATOR_UPLOAD_STAGED_TTL_S=str(TTL_S))
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
 
 
 @pytest.fixture(autouse=True)

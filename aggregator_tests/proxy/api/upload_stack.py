@@ -1,6 +1,6 @@
 """The proxy as a real process (`aggregator proxy`) over a specs directory with a file sensor, for upload tests
-that kill it, restart it and change its upload limits. Uploads need no webserver: the upstream is a port with
-nothing listening."""
+that kill it, restart it and change its upload limits. Uploads need no webserver: the upstream is a real HTTP
+server answering only `/server_info`, so the proxy's starting gate lets requests through."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from aggregator.proxy.config import proxy_db_url
 from aggregator.proxy.policy.rbac import Role
@@ -34,10 +38,18 @@ USERS: dict[str, tuple[Role, list[str] | None]] = {
 }
 
 
+def upstream_app() -> Starlette:
+    async def info(_request: Request) -> JSONResponse:
+        return JSONResponse({"dagster_webserver_version": "test"})
+
+    return Starlette(routes=[Route("/server_info", info)])
+
+
 @dataclass
 class UploadStack:
     home: Path
     env: dict[str, str]
+    upstream: str
     tokens: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
@@ -55,7 +67,7 @@ class UploadStack:
         env = {**self.env, **extra_env}
         with open(self.home / "proxy.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", f"http://127.0.0.1:{free_tcp_port()}",
+                [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", self.upstream,
                  "--port", str(port)], env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
@@ -83,13 +95,13 @@ class UploadStack:
                       and p.name != "quota.lock" and "delivered" not in p.relative_to(base).parts)
 
 
-def make_stack(tmp: Path, **limits: str) -> UploadStack:
+def make_stack(tmp: Path, upstream: str, **limits: str) -> UploadStack:
     home = tmp / "home"
     specs = home / "specs"
     specs.mkdir(parents=True)
     (specs / "drop.yaml").write_text(SPEC)
     store, _ = open_store(proxy_db_url(home, environ={}))
-    stack = UploadStack(home, {})
+    stack = UploadStack(home, {}, upstream)
     for user, (role, scope) in USERS.items():
         store.add_user(user, "pw-" + user + "-long-enough", role, scope=scope)
         stack.tokens[user], _ = store.create_token(user)
