@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -11,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from aggregator_tests.process_env import platform_env
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _dagster(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env["AGGREGATOR_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-m", "dagster", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -56,7 +57,7 @@ def test_a_run_started_by_dagster_asset_materialize_is_tagged_with_its_pipeline(
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     shutil.copyfile(REPO / "aggregator" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env |= {"AGGREGATOR_HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home)}
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "aggregator.definitions", "--select",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -14,11 +13,13 @@ import psutil
 import pytest
 import requests
 
+from aggregator_tests.process_env import platform_env
+
 pytestmark = pytest.mark.slow
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env["AGGREGATOR_HOME"] = str(home)
     return env
 

@@ -15,6 +15,7 @@ import psutil
 import pytest
 import requests
 
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.test_inflight_run import GATED, Gate
 from aggregator_tests.testapi import serve
 
@@ -79,7 +80,7 @@ def test_ctrl_c_cancels_the_running_run_and_leaves_no_process(tmp_path: Path, fr
     tree: list[psutil.Process] = []
     with serve(gate.app()) as url:
         (specs / "gated.yaml").write_text(GATED.format(url=url))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+        env = platform_env()
         env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs))
         proc = subprocess.Popen(
             [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(free_port)], env=env, cwd=tmp_path,

@@ -4,7 +4,6 @@ after a typo. It now answers 503 naming the code location and why, without Dagst
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 
 from aggregator.proxy.policy.locations import down_locations
 from aggregator.proxy.policy.rbac import Role
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import INSTANCE_YAML, free_tcp_port, start_proxy, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def test_trigger_answers_503_naming_the_location_whose_code_server_is_down(tmp_p
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
         "host": "127.0.0.1", "port": dead, "location_name": "aggregator.definitions"}}]}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(tmp_path), DAGSTER_HOME=str(dagster_home))
     port = free_tcp_port()
     with open(tmp_path / "webserver.log", "wb") as log:

@@ -6,7 +6,6 @@ the webserver's code location (reloaded by the API) reads it, exactly as in a de
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     INSTANCE_YAML,
     PASSWORD,
@@ -71,7 +71,7 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home), AGGREGATOR_PIPELINES=str(specs),
                AGGREGATOR_WAREHOUSE_URL=warehouse_url)
     port = free_tcp_port()

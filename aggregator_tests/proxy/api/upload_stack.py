@@ -4,7 +4,6 @@ server answering only `/server_info`, so the proxy's starting gate lets requests
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from starlette.routing import Route
 from aggregator.proxy.config import proxy_db_url
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
 
 SPEC = """pipelines:
@@ -106,6 +106,6 @@ def make_stack(tmp: Path, upstream: str, **limits: str) -> UploadStack:
         store.add_user(user, "pw-" + user + "-long-enough", role, scope=scope)
         stack.tokens[user], _ = store.create_token(user)
     store.engine.dispose()
-    stack.env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    stack.env = platform_env()
     stack.env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), **limits)
     return stack
