@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.scheduler import DagsterDaemonScheduler
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.alerts.setup import build_alert_setup
@@ -75,4 +76,6 @@ def test_documented_catch_up_policy_is_the_shipped_one(tmp_path: Path) -> None:
     for shipped in ("dagster.yaml", "aggregator/dagster.yaml", "deploy/dagster.yaml"):
         assert yaml.safe_load((root / shipped).read_text())["scheduler"] == documented["scheduler"], shipped
     with dg.instance_for_test(overrides=documented, temp_dir=str(tmp_path)) as instance:
-        assert (instance.scheduler.max_catchup_runs, instance.scheduler.max_tick_retries) == (5, 3)
+        scheduler = instance.scheduler
+        assert isinstance(scheduler, DagsterDaemonScheduler), scheduler
+        assert (scheduler.max_catchup_runs, scheduler.max_tick_retries) == (5, 3)

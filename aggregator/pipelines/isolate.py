@@ -20,8 +20,10 @@ from aggregator.pipelines.load import (
     spec_paths,
     validation_errors,
 )
+from aggregator.pipelines.namespace import table_problems
 from aggregator.pipelines.spec import Name
 from aggregator.settings import Settings
+from connectors.secrets import SecretReferenceError
 
 _CONNECTIONS = TypeAdapter(dict[Name, Connection])
 
@@ -45,7 +47,8 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
 
     Files that do not validate are left out whole. Then, until nothing changes: a connection whose config
     does not build is removed with the pipelines that use it, and a pipeline with a graph problem (unknown
-    connection, dangling reference, cycle) is removed, which may in turn leave a pipeline that read its
+    connection, dangling reference, cycle, a table outside its namespace, SQL reading a table no ref names)
+    is removed, which may in turn leave a pipeline that read its
     tables with a dangling reference (reported the same way).
     """
     specs, errors = load_specs_partial(root, texts)
@@ -68,7 +71,10 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
     while True:
         try:
             graph = build_graph(specs)
-            break
+            problems = scope_problems(graph, settings)
+            if not problems:
+                break
+            raise SpecErrors(problems)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             owners = {e.pipeline for e in exc.errors}
@@ -77,6 +83,11 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
             dropped.extend(sorted(names))
             specs = specs.without(names)
     return Loaded(graph=graph, resources=resources, errors=errors, dropped=dropped)
+
+
+def scope_problems(graph: Graph, settings: Settings) -> list[SpecError]:
+    """What a pipeline may not do even when it compiles: write outside its table namespace."""
+    return table_problems(graph)
 
 
 def _broken_files(
@@ -110,6 +121,8 @@ def _broken_files(
             except ValidationError as exc:
                 found.extend(e for e in validation_errors(raw, exc, ("connections", name, "config"))
                              if str(e) not in known)
+            except SecretReferenceError as exc:
+                found.append(raw.error(("connections", name, *exc.path), exc.reason))
             except ValueError as exc:
                 found.append(raw.error(("connections", name), str(exc)))
     return found, names

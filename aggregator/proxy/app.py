@@ -34,6 +34,7 @@ from aggregator.proxy.refusals import refusal
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
 from aggregator.proxy.routes.ops import TRIGGER_PATH, OpsRoutes
 from aggregator.proxy.storage.audit import AuditLog, AuditQuery
+from aggregator.proxy.storage.rate_windows import SharedRateWindows
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport import ws
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
@@ -71,6 +72,10 @@ class ProxyApp:
         self.login = LoginHandler(self.services)
         self.oidc = OidcClient(self.services) if settings.oidc is not None else None
         self.buckets = TokenBuckets(settings.graphql_rate_per_s, settings.graphql_burst)
+        if store.engine.dialect.name != "sqlite":
+            # Replicas are possible only on a shared database: their requests then count together.
+            self.buckets.shared = SharedRateWindows(store.engine, settings.graphql_rate_per_s, settings.graphql_burst,
+                                                    settings.graphql_window_s)
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery
-from aggregator_tests.proxy.conftest import RunningProxy, Upstream, bearer
+from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.proxy.conftest import RunningProxy, Upstream, bearer, start_proxy
 from aggregator_tests.proxy.gql import wait_run
 
 
@@ -69,6 +71,35 @@ def test_concurrent_retries_of_one_key_launch_one_run(proxy: RunningProxy) -> No
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
     assert len({r.json()["run_id"] for r in responses}) == 1
     wait_run(proxy.url, responses[0].json()["run_id"], bearer(proxy.tokens["viewer"]))
+
+
+def test_one_key_on_two_replicas_launches_one_run(upstream: Upstream, pg_db: PgDatabase) -> None:
+    """Issue 19: two proxy replicas on one proxy database, concurrent retries of one key spread over both:
+    one run in Dagster, every answer names it. (A per-process lock let each replica launch its own.)"""
+    replicas = [start_proxy(upstream.url, pg_db.sqlalchemy_url) for _ in range(2)]
+    try:
+        replicas[0].store.add_user("ci", "pw-not-used-here", Role.launcher)
+        token, _ = replicas[0].store.create_token("ci")
+        key = f"replicas-{uuid.uuid4().hex[:8]}"
+
+        def call(i: int) -> httpx.Response:
+            with httpx.Client(timeout=120) as c:
+                return trigger(c, replicas[i % 2], token, key=key)
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(call, range(6)))
+        assert sorted(r.status_code for r in responses) == [200] * 5 + [201], [r.text for r in responses]
+        run_ids = {r.json()["run_id"] for r in responses}
+        assert len(run_ids) == 1
+        # What Dagster did, not only what the proxy said: exactly one run carries the key.
+        runs = httpx.post(f"{upstream.url}/graphql", timeout=60, json={
+            "query": "query R($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId } } } }",
+            "variables": {"f": {"tags": [{"key": "aggregator/idempotency_key", "value": f"ci:{key}"}]}}}).json()
+        assert [r["runId"] for r in runs["data"]["runsOrError"]["results"]] == list(run_ids)
+        wait_run(replicas[1].url, run_ids.pop(), bearer(token))
+    finally:
+        for replica in replicas:
+            replica.stop()
 
 
 def test_trigger_refusals(proxy: RunningProxy, client: httpx.Client, scoped: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ from aggregator.proxy.refusals import BEARER_REALM, ERROR_NAMES, refusal_body
 # The proxy's own names, plus the statuses only the API answers.
 API_ERROR_NAMES = {**ERROR_NAMES, 405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
                    415: "unsupported_media_type", 422: "invalid", 428: "precondition_required",
-                   500: "internal_error", 504: "timeout"}
+                   500: "internal_error", 504: "timeout", 507: "insufficient_storage"}
 
 
 class Problem(BaseModel):

@@ -7,7 +7,6 @@ its pydantic model; the role of the route is checked before the handler runs, pi
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api.errors import API_ERROR_NAMES, ApiError, ErrorBody
 from aggregator.proxy.context import RequestContext
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.rbac import Principal, Role
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
@@ -101,7 +101,9 @@ def parse_json_body(model: type[BaseModel], raw: bytes, content_type: str | None
     if (content_type or "").split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "send the body as application/json")
     try:
-        data = json.loads(raw or b"null")
+        data = bounded_json.loads(raw or b"null")
+    except bounded_json.JsonBudgetError as exc:
+        raise ApiError(exc.status, f"body refused: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body is not valid JSON") from None
     try:

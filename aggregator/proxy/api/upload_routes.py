@@ -1,18 +1,18 @@
 """Resumable uploads into the directory a pipeline's file sensor watches.
 
 `PUT /api/uploads/{pipeline}/{filename}` with `Content-Range: bytes <first>-<last>/<total>` appends one
-chunk; `GET` on the same path says how many bytes arrived, so an interrupted upload resumes from there.
-Chunks land in `AGGREGATOR_HOME/uploads/` (never where the sensor looks); the complete file is moved in
-atomically, so the sensor never sees half a file. Names are one plain file name (no path, no leading dot),
-the total is capped, and the first bytes must match what the extension claims.
+chunk; `GET` on the same path says how many bytes arrived, so an interrupted upload resumes from there;
+`DELETE` cancels a staged upload (its uploader, or an editor of the pipeline). Sensor directories are under
+the uploads root (the spec loader refuses others); chunks are staged in its hidden `.staging` directory and
+the whole file is linked into place (`uploads/deliver.py`), so the sensor never sees half a file and a crash
+at any point ends with the file delivered once. Everything about a request is checked before anything is
+written: the name, the pipeline and its sensor, the range, the size, the first bytes, the quotas.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import shutil
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -22,7 +22,11 @@ from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
-from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.policy.rbac import Principal, Role
+from aggregator.proxy.uploads.deliver import finalize, recover, sweep
+from aggregator.proxy.uploads.limits import UploadLimits
+from aggregator.proxy.uploads.sniff import sniff
+from aggregator.proxy.uploads.staging import Staging, Upload
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -37,31 +41,51 @@ class UploadStatus(BaseModel):
     complete: bool = Field(description="True once the file is in the sensor's directory.")
 
 
-def sniff(filename: str, head: bytes) -> str | None:
-    """Why the first bytes do not fit the extension, or None when they do."""
-    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    if ext == "parquet":
-        return None if head.startswith(b"PAR1") else "a .parquet file starts with PAR1"
-    if ext in ("xlsx", "xlsm"):
-        return None if head.startswith(b"PK\x03\x04") else "an Excel file is a ZIP archive (PK..)"
-    if ext in ("csv", "tsv", "txt", "json", "jsonl", "ndjson"):
-        if b"\x00" in head:
-            return f"a .{ext} file is text; this one holds NUL bytes"
-        if ext == "json" and head.lstrip()[:1] not in (b"{", b"[", b""):
-            return "a .json file starts with { or ["
-        return None
-    return f"extension .{ext} is not accepted; allowed: csv, tsv, txt, json, jsonl, ndjson, parquet, xlsx"
+class UploadDeleted(BaseModel):
+    """A staged upload that was cancelled."""
+
+    filename: str = Field(description="File name the upload was for.")
+    removed_bytes: int = Field(description="Staged bytes removed.")
 
 
-def routes(api: ApiState, max_upload_bytes: int = 1 << 30) -> list[Route]:
-    staging = api.platform.home / "uploads"
+def _status(final: Path, up: Upload) -> UploadStatus:
+    meta = up.read_meta()
+    if meta is not None:
+        return UploadStatus(filename=final.name, received=up.received(), total=meta.total, complete=False)
+    if final.exists():
+        size = final.stat().st_size
+        return UploadStatus(filename=final.name, received=size, total=size, complete=True)
+    return UploadStatus(filename=final.name, received=0, total=None, complete=False)
 
-    def _target(pipeline: str, filename: str) -> tuple[Path, Path]:
+
+def _not_staged(final: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
+    """A chunk for an upload with nothing staged: a retry of the last chunk of a delivered file is answered as
+    delivered (the client lost the answer, maybe to a crash); anything else says where to start."""
+    if final.exists():
+        size = final.stat().st_size
+        if last + 1 == total == size:
+            with open(final, "rb") as delivered:
+                delivered.seek(first)
+                if delivered.read(len(chunk)) == chunk:
+                    return UploadStatus(filename=final.name, received=size, total=size, complete=True)
+        raise ApiError(409, f"{final.name} is already in the sensor's directory; choose another name")
+    raise ApiError(409, f"no upload of {final.name} in progress (never started, expired or cancelled); "
+                   f"start again with the chunk at byte 0")
+
+
+def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
+    limits = limits or UploadLimits.from_env()
+    staging = Staging(api.platform.uploads_root, limits)
+    # Uploads a crash left in the middle of their delivery are finished before the first request.
+    sweep(staging)
+
+    def _target(pipeline: str, filename: str) -> Path:
+        """The final path for `filename`, from the pipeline's spec; nothing is written here."""
         if not SAFE_NAME.match(filename) or ".." in filename:
             raise ApiError(400, f"file name {filename!r} is not allowed: one name of letters, digits, '_', '.', '-', "
                            "not starting with '.' (no paths)")
         try:
-            specs = load_specs(api.platform.pipelines_dir)
+            specs = load_specs(api.platform.pipelines_dir, uploads_root=staging.root)
             spec = specs.pipeline(pipeline)
         except SpecErrors:
             raise ApiError(503, "the pipeline specs do not load; fix them with `aggregator validate`") from None
@@ -71,85 +95,124 @@ def routes(api: ApiState, max_upload_bytes: int = 1 << 30) -> list[Route]:
             raise ApiError(409, f"pipeline {pipeline!r} has no file sensor, so no directory takes uploads")
         directory = Path(spec.sensor.directory).resolve()
         final = (directory / filename).resolve()
-        if final.parent != directory:
+        root = staging.root.resolve()
+        if final.parent != directory or not directory.is_relative_to(root) or directory == root:
             raise ApiError(400, f"file name {filename!r} leaves the sensor's directory")
-        return final, staging / pipeline / f"{filename}.part"
+        return final
 
-    def _status(final: Path, part: Path) -> UploadStatus:
-        total_file = part.with_suffix(".total")
-        total = int(total_file.read_text()) if total_file.exists() else None
-        if final.exists() and not part.exists():
-            size = final.stat().st_size
-            return UploadStatus(filename=final.name, received=size, total=size, complete=True)
-        return UploadStatus(filename=final.name, received=part.stat().st_size if part.exists() else 0, total=total,
-                            complete=False)
+    def _read_status(pipeline: str, filename: str, final: Path) -> UploadStatus:
+        up = staging.upload(pipeline, filename)
+        with staging.locked(up, create=False) as held:
+            if held:
+                recover(staging, up)
+        return _status(final, up)
 
-    def _append(final: Path, part: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per upload at a time (threads here, other replicas on a shared staging volume): two
-        # clients sending the same chunk would otherwise both see the same offset and both append it.
-        with open(part.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            return _append_locked(final, part, first, last, total, chunk)
+    def _admit(final: Path, user: str, total: int) -> None:
+        """Room for a new upload of `total` bytes by `user`, or the status that says why not."""
+        sweep(staging)  # expire abandoned uploads before counting them
+        mine, everyone = staging.usage(user)
+        if mine + total > limits.user_quota_bytes:
+            raise ApiError(413, f"upload quota of {user}: {mine} of {limits.user_quota_bytes} bytes in use (staged "
+                           f"uploads and delivered files not yet consumed); {total} more do not fit. Cancel staged "
+                           "uploads (DELETE this path) or wait until the pipeline has consumed earlier files")
+        if everyone + total > limits.total_quota_bytes:
+            raise ApiError(507, f"the uploads area holds {everyone} of {limits.total_quota_bytes} bytes; {total} more "
+                           "do not fit. Try again once pipelines have consumed their files")
+        if staging.free_bytes() < total:
+            raise ApiError(507, f"not enough free disk space for {total} bytes in the uploads area")
 
-    def _append_locked(final: Path, part: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
-        if final.exists() and not part.exists():
-            raise ApiError(409, f"{final.name} is already in the sensor's directory; choose another name")
-        part.parent.mkdir(parents=True, exist_ok=True)
-        total_file = part.with_suffix(".total")
-        if total_file.exists() and int(total_file.read_text()) != total:
-            raise ApiError(409, f"this upload was started with total {total_file.read_text()} bytes, not {total}")
-        received = part.stat().st_size if part.exists() else 0
+    def _append(pipeline: str, filename: str, final: Path, user: str, first: int, last: int, total: int,
+                chunk: bytes) -> UploadStatus:
+        up = staging.upload(pipeline, filename)
+        if first == 0 and up.read_meta() is None:
+            if final.exists():
+                return _not_staged(final, first, last, total, chunk)
+            with staging.quota_lock():
+                if up.read_meta() is None:
+                    _admit(final, user, total)
+                with staging.locked(up, create=True):
+                    if up.read_meta() is None and not up.commit.exists():
+                        staging.write_meta(up, staging.new_meta(pipeline, filename, user, total, final))
+                    return _append_locked(up, final, first, last, total, chunk)
+        with staging.locked(up, create=False) as held:
+            if not held:
+                return _not_staged(final, first, last, total, chunk)
+            return _append_locked(up, final, first, last, total, chunk)
+
+    def _append_locked(up: Upload, final: Path, first: int, last: int, total: int, chunk: bytes) -> UploadStatus:
+        meta = recover(staging, up)
+        if meta is None:
+            return _not_staged(final, first, last, total, chunk)
+        if meta.total != total:
+            raise ApiError(409, f"this upload was started with total {meta.total} bytes, not {total}")
+        received = up.received()
         if first != received:
             raise ApiError(409, f"expected the chunk starting at byte {received}; resume from there "
                            "(GET this path for the offset)")
-        if first == 0:
-            problem = sniff(final.name, chunk[:512])
-            if problem:
-                raise ApiError(415, f"{final.name}: {problem}")
-            total_file.write_text(str(total))
-        with open(part, "ab") as out:
+        with open(up.part, "ab") as out:
             out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         if last + 1 == total:
-            # Complete: copy next to the target under a hidden name, then rename, so the sensor sees it whole.
-            tmp = final.parent / f".{final.name}.uploading"
-            shutil.copyfile(part, tmp)
-            os.replace(tmp, final)
-            part.unlink()
-            total_file.unlink()
-        return _status(final, part)
+            finalize(staging, up, meta)
+        return _status(final, up)
+
+    def _cancel(pipeline: str, filename: str, principal: Principal) -> UploadDeleted:
+        up = staging.upload(pipeline, filename)
+        with staging.locked(up, create=False) as held:
+            meta = recover(staging, up) if held else None
+            if meta is None:
+                raise ApiError(404, f"no staged upload of {filename!r} for {pipeline!r} (a delivered file is the "
+                               "pipeline's input now, not an upload)")
+            if meta.user != principal.user:
+                require(principal, Role.editor, "cancel another user's upload", [pipeline])
+            removed = up.received()
+            staging.remove(up)
+        return UploadDeleted(filename=filename, removed_bytes=removed)
 
     async def upload_status(req: ApiRequest) -> UploadStatus:
         """How many bytes of this upload arrived (resume from there)."""
         pipeline = req.params["pipeline"]
         require(req.principal, Role.launcher, "upload", [pipeline])
-        final, part = await api.services.run_io(_target, pipeline, req.params["filename"])
-        status: UploadStatus = await api.services.run_io(_status, final, part)
+        final = await api.services.run_io(_target, pipeline, req.params["filename"])
+        status: UploadStatus = await api.services.run_io(_read_status, pipeline, req.params["filename"], final)
         return status
 
     async def upload_chunk(req: ApiRequest) -> UploadStatus:
         """Append one chunk (`Content-Range: bytes first-last/total`); the last one moves the file in place."""
-        pipeline = req.params["pipeline"]
+        pipeline, filename = req.params["pipeline"], req.params["filename"]
         require(req.principal, Role.launcher, "upload", [pipeline])
         found = _RANGE.match(req.header("content-range") or "")
         if found is None:
             raise ApiError(400, "send Content-Range: bytes <first>-<last>/<total> with each chunk")
         first, last, total = (int(g) for g in found.groups())
-        if total > max_upload_bytes:
-            raise ApiError(413, f"upload of {total} bytes is over the limit of {max_upload_bytes}")
+        if total > limits.max_file_bytes:
+            raise ApiError(413, f"upload of {total} bytes is over the limit of {limits.max_file_bytes}")
         if last < first or last >= total or last - first + 1 != len(req.raw_body):
             raise ApiError(400, f"Content-Range {first}-{last}/{total} does not match the {len(req.raw_body)} "
                            "bytes sent")
-        final, part = await api.services.run_io(_target, pipeline, req.params["filename"])
+        final = await api.services.run_io(_target, pipeline, filename)
+        if first == 0 and (problem := sniff(final.name, req.raw_body[:512])):
+            raise ApiError(415, f"{final.name}: {problem}")
         req.ctx.scope.setdefault("state", {})["api_targets"] = {"pipelines": [pipeline], "files": [final.name]}
-        status: UploadStatus = await api.services.run_io(_append, final, part, first, last, total, req.raw_body)
+        status: UploadStatus = await api.services.run_io(_append, pipeline, filename, final, req.principal.user,
+                                                         first, last, total, req.raw_body)
         return status
+
+    async def cancel_upload(req: ApiRequest) -> UploadDeleted:
+        """Cancel a staged upload and free its bytes: its uploader, or an editor of the pipeline."""
+        pipeline, filename = req.params["pipeline"], req.params["filename"]
+        require(req.principal, Role.launcher, "cancel an upload", [pipeline])
+        await api.services.run_io(_target, pipeline, filename)
+        req.ctx.scope.setdefault("state", {})["api_targets"] = {"pipelines": [pipeline], "files": [filename]}
+        deleted: UploadDeleted = await api.services.run_io(_cancel, pipeline, filename, req.principal)
+        return deleted
 
     return [
         Route("GET", "/api/uploads/{pipeline}/{filename}", upload_status, "Upload progress", Role.launcher,
               response=UploadStatus, statuses=(409, 503)),
         Route("PUT", "/api/uploads/{pipeline}/{filename}", upload_chunk, "Upload a chunk", Role.launcher,
-              response=UploadStatus, raw_body=True, headers_in=("Content-Range",), statuses=(409, 413, 415)),
+              response=UploadStatus, raw_body=True, headers_in=("Content-Range",), statuses=(409, 413, 415, 507)),
+        Route("DELETE", "/api/uploads/{pipeline}/{filename}", cancel_upload, "Cancel a staged upload",
+              Role.launcher, response=UploadDeleted, statuses=(404, 409)),
     ]

@@ -15,6 +15,7 @@ import httpx
 
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.authz import authorize_document
 from aggregator.proxy.policy.launch_tags import stamp_user
 from aggregator.proxy.transport.asgi import Receive, Scope, Send, header
@@ -40,7 +41,7 @@ class GraphQLRequest:
 def decode_request(method: str, content_type: str, body: bytes, scope: Scope) -> GraphQLRequest:
     """JSON or application/graphql POST bodies, else the query string; raises GraphQLRejected/ValueError."""
     if method == "POST" and content_type == "application/json":
-        data = json.loads(body)
+        data = bounded_json.loads(body)
     elif method == "POST" and content_type == "application/graphql":
         data = {"query": body.decode()}
     else:
@@ -49,7 +50,7 @@ def decode_request(method: str, content_type: str, body: bytes, scope: Scope) ->
         raise GraphQLRejected("GraphQL request must be one JSON object (no batches)")
     variables = data.get("variables")
     if isinstance(variables, str):
-        variables = json.loads(variables) if variables else None
+        variables = bounded_json.loads(variables) if variables else None
     if variables is not None and not isinstance(variables, dict):
         raise GraphQLRejected("GraphQL variables must be a JSON object")
     operation_name = data.get("operationName")
@@ -99,7 +100,10 @@ class GraphQLRoute:
         operation = f"{method} {ctx.path}"
         # Before parsing: the bucket is the cheapest check, so a flood of documents costs a dict look-up each
         # once the burst is spent, not a parse.
-        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
+        key = f"{principal.via}:{principal.token_id or principal.user}"
+        wait = self.buckets.take(key)
+        if not wait and self.buckets.shared is not None:
+            wait = await self.services.run_io(self.buckets.shared.take, key)
         if wait:
             return await self.services.refuse(ctx, receive, send, 429, "graphql", operation,
                                               "too many GraphQL requests; slow down", retry_after=wait)
@@ -118,7 +122,8 @@ class GraphQLRoute:
                                               "the proxy is validating too many new GraphQL documents; retry shortly",
                                               retry_after=1.0)
         except (GraphQLRejected, ValueError, UnicodeDecodeError) as exc:
-            reason = str(exc) if isinstance(exc, GraphQLRejected) else "request is not valid JSON/UTF-8"
+            reason = str(exc) if isinstance(exc, GraphQLRejected | bounded_json.JsonBudgetError) \
+                else "request is not valid JSON/UTF-8"
             return await self.services.refuse(ctx, receive, send, 400, "graphql", operation, reason)
         is_write = "mutation" in parsed.operation_types
         if not decision.decision.allowed:

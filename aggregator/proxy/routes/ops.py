@@ -1,9 +1,9 @@
 """Operations routes on the proxy: trigger a pipeline run, search run logs, and /metrics.
 
 `POST /api/pipelines/{name}/trigger` launches `<name>_job` through Dagster's own GraphQL API, tagged with who
-asked and the request id (so every run log line can carry it). An `Idempotency-Key` is stored as a run tag
-and looked up before launching, so the record of what was launched stays in Dagster; a per-key lock makes two
-concurrent retries of the same key launch once within this proxy process."""
+asked and the request id (so every run log line can carry it). An `Idempotency-Key` is claimed in the proxy
+database before launching (storage/idempotency.py), so two retries of one key launch once across every proxy
+replica, and is stored as a run tag too, so the record of what was launched stays in Dagster."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from starlette.responses import JSONResponse, Response
 from aggregator.logs.run_logger import REQUEST_ID_TAG
 from aggregator.metrics.proxy import PROXY_REGISTRY
 from aggregator.proxy.context import RequestContext, Services
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.locations import RETRY_AFTER_S as LOCATION_RETRY_AFTER_S
 from aggregator.proxy.policy.locations import describe_down, unavailable_locations
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.refusals import refusal
+from aggregator.proxy.storage.idempotency import IdempotencyKeys
 from aggregator.proxy.transport.asgi import Receive, Send
 
 TRIGGER_PATH = re.compile(r"^/api/pipelines/(?P<name>[a-z][a-z0-9_]{0,62})/trigger$")
@@ -62,7 +64,7 @@ class OpsRoutes:
         # /api/logs reads Dagster's event log directly: only when the proxy is given the instance (DAGSTER_HOME)
         self.dagster_home = dagster_home
         self._instance: Any = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.keys = IdempotencyKeys(services.store.engine)
 
     async def _gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
@@ -98,49 +100,77 @@ class OpsRoutes:
         if len(raw) > MAX_TRIGGER_BODY:
             return await refusal(413, "request body too large")(ctx.scope, receive, send)
         try:
-            body = TriggerBody.model_validate_json(raw) if raw.strip() else TriggerBody()
+            data = bounded_json.loads(raw) if raw.strip() else {}
+        except bounded_json.JsonBudgetError as exc:
+            return await refusal(exc.status, f"body refused: {exc}")(ctx.scope, receive, send)
+        except ValueError:
+            return await refusal(400, "body is not valid JSON")(ctx.scope, receive, send)
+        try:
+            body = TriggerBody.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
             return await refusal(400, f"{where}: {first['msg']}; allowed keys: run_config, partition")(
                 ctx.scope, receive, send)
         tag_key = f"{principal.user}:{key}" if key else None
-        lock = self._locks.setdefault(tag_key, asyncio.Lock()) if tag_key else asyncio.Lock()
+        if tag_key:
+            claim = await self.services.run_io(self.keys.claim, tag_key)
+            if not claim.owner:
+                run_id = claim.run_id or await self._claimed_run(tag_key)
+                response = (await self._replay(ctx, name, job, run_id) if run_id else
+                            refusal(409, "a request with this Idempotency-Key is still being launched; retry it"))
+                return await response(ctx.scope, receive, send)
+        run_id = None
         try:
-            async with lock:
-                response = await self._launch(ctx, principal.user, name, job, body, tag_key)
+            response, run_id = await self._launch(ctx, principal.user, name, job, body, tag_key)
         except UpstreamError as exc:
             await self.services.record_decision(ctx, event="launch", decision="error", operation=operation,
                                                 reason=str(exc), targets=targets, status=502)
             response = refusal(502, str(exc))
         finally:
-            if tag_key and len(self._locks) > 10_000:
-                self._locks.clear()
+            if tag_key:
+                # A launch that failed (or was interrupted) gives the key back, so the client may retry it.
+                await self.services.run_io(self.keys.complete if run_id else self.keys.release,
+                                           *((tag_key, run_id) if run_id else (tag_key,)))
         await response(ctx.scope, receive, send)
 
+    async def _claimed_run(self, tag_key: str, wait_s: float = 30.0) -> str | None:
+        """The run of a key another request claimed, once it has launched (polled: the launch takes a moment)."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            run_id: str | None = await self.services.run_io(self.keys.run_of, tag_key)
+            if run_id:
+                return run_id
+            await asyncio.sleep(0.2)
+        return None
+
+    async def _replay(self, ctx: RequestContext, name: str, job: str, run_id: str) -> Response:
+        await self.services.record_decision(ctx, event="launch", decision="allow", operation=f"POST {ctx.path}",
+                                            reason="idempotent replay", targets={"jobs": [job]}, run_id=run_id,
+                                            status=200)
+        return JSONResponse({"run_id": run_id, "pipeline": name, "job": job, "replayed": True,
+                             "request_id": ctx.request_id}, status_code=200)
+
     async def _launch(self, ctx: RequestContext, user: str, name: str, job: str, body: TriggerBody,
-                      tag_key: str | None) -> Response:
+                      tag_key: str | None) -> tuple[Response, str | None]:
+        """The response, and the run id when a run was launched (or found) for the key."""
         operation = f"POST {ctx.path}"
         if tag_key:
+            # A key used before the claims table existed (or whose claim expired) is still found on its run.
             data = await self._gql(RUNS_WITH_TAG, {"f": {"tags": [{"key": IDEMPOTENCY_TAG, "value": tag_key}]}})
             found = data["runsOrError"].get("results") or []
             if found:
-                run_id = found[0]["runId"]
-                await self.services.record_decision(ctx, event="launch", decision="allow", operation=operation,
-                                                    reason="idempotent replay", targets={"jobs": [job]},
-                                                    run_id=run_id, status=200)
-                return JSONResponse({"run_id": run_id, "pipeline": name, "job": job, "replayed": True,
-                                     "request_id": ctx.request_id}, status_code=200)
+                return await self._replay(ctx, name, job, found[0]["runId"]), found[0]["runId"]
         selector = await self._selector(job)
         if selector is None and (down := await unavailable_locations(self.client, self.graphql_url)):
             # A job missing because its code location is down is "not now", not "no such pipeline".
             await self.services.record_decision(ctx, event="launch", decision="error", operation=operation,
                                                 reason="code location down", targets={"jobs": [job]}, status=503)
-            return refusal(503, describe_down(down, name), retry_after=LOCATION_RETRY_AFTER_S)
+            return refusal(503, describe_down(down, name), retry_after=LOCATION_RETRY_AFTER_S), None
         if selector is None:
             await self.services.record_decision(ctx, event="launch", decision="deny", operation=operation,
                                                 reason="no such pipeline", targets={"jobs": [job]}, status=404)
-            return refusal(404, f"no pipeline {name!r} (job {job}) in any code location")
+            return refusal(404, f"no pipeline {name!r} (job {job}) in any code location"), None
         tags = [{"key": "user", "value": user},
                 {"key": TRIGGERED_BY_TAG, "value": user},
                 {"key": REQUEST_ID_TAG, "value": ctx.request_id}]
@@ -158,13 +188,13 @@ class OpsRoutes:
                                                 reason=kind, targets={"jobs": [job]}, status=status)
             if status == 502:
                 # Dagster's internal error text stays in Dagster; the client gets the kind
-                return refusal(502, f"Dagster did not launch the run ({kind})")
-            return JSONResponse({"error": kind, "messages": messages[:20]}, status_code=422)
+                return refusal(502, f"Dagster did not launch the run ({kind})"), None
+            return JSONResponse({"error": kind, "messages": messages[:20]}, status_code=422), None
         run_id = result["run"]["runId"]
         await self.services.record_decision(ctx, event="launch", decision="allow", operation=operation,
                                             targets={"jobs": [job]}, run_id=run_id, status=201)
         return JSONResponse({"run_id": run_id, "pipeline": name, "job": job, "replayed": False,
-                             "request_id": ctx.request_id}, status_code=201)
+                             "request_id": ctx.request_id}, status_code=201), run_id
 
     async def _selector(self, job: str) -> dict[str, str] | None:
         data = await self._gql(REPOSITORIES)

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
 from aggregator.proxy.identity.authenticate import identify
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.authz import authorize_document
 from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal_body
@@ -105,7 +106,7 @@ async def _client_to_upstream(services: Services, ctx: RequestContext, principal
         if message["type"] == "websocket.disconnect":
             return
         try:
-            frame = json.loads(message.get("text") or message.get("bytes") or b"")
+            frame = bounded_json.loads(message.get("text") or message.get("bytes") or b"")
             canonical, error = await _canonical_frame(services, ctx, principal, frame)
         except (ValueError, TypeError, KeyError) as exc:
             log.info("websocket frame rejected user=%s request_id=%s: %s", principal.user, request_id, exc)

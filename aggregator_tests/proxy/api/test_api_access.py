@@ -45,6 +45,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
      ["viewer", "launcher", "sales_editor"], "editor"),
     ("GET", "/api/uploads/shop/x.csv", None, ["viewer", "sales_editor"], "launcher"),
     ("PUT", "/api/uploads/shop/x.csv", None, ["viewer", "sales_editor"], "launcher"),
+    ("DELETE", "/api/uploads/shop/x.csv", None, ["viewer", "sales_editor"], "launcher"),
     ("GET", "/api/connections", None, [], "viewer"),
     ("POST", "/api/connections", {"name": "new_conn", "type": "files", "config": {"base_dir": "data"}},
      ["viewer", "launcher", "sales_editor"], "editor"),
