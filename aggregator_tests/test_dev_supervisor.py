@@ -35,6 +35,7 @@ CHILDREN = {
     "webserver": "dagster_webserver",
     "daemon": "dagster._daemon run",
 }
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 PROGRESS_S = 600  # a generous bound on a loaded 2-core machine; waits end as soon as progress is seen
 
 
@@ -80,8 +81,7 @@ class Platform:
 
     def wait_run(self, run_id: str) -> dg.DagsterRunStatus:
         deadline = time.monotonic() + PROGRESS_S
-        while (status := self.run_status(run_id)) not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
-                                                           dg.DagsterRunStatus.CANCELED):
+        while (status := self.run_status(run_id)) not in FINISHED:
             assert time.monotonic() < deadline, f"run {run_id} still {status}"
             time.sleep(1)
         return status
@@ -108,7 +108,8 @@ def _start(tmp_path: Path, gate_url: str) -> tuple[subprocess.Popen[str], Output
     token, _ = store.create_token("launcher")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
-    env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs))
+    # The gate API is on 127.0.0.1, which connectors refuse unless allowed (connectors/egress.py).
+    env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), AGGREGATOR_ALLOWED_NETWORKS="127.0.0.0/8")
     proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)], env=env,
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -168,6 +169,7 @@ def test_sigkill_during_a_run_does_not_cancel_it(platform: Platform, name: str) 
     deadline = time.monotonic() + PROGRESS_S
     while not gate.reached.wait(0.5):
         assert time.monotonic() < deadline and platform.proc.poll() is None, "the run never reached its step"
+        assert platform.run_status(run_id) not in FINISHED, platform.run_status(run_id)
     platform.kill(name)
     assert platform.run_status(run_id) == dg.DagsterRunStatus.STARTED
     gate.release.set()
