@@ -138,9 +138,9 @@ def platform_children(settings: Settings, host: str, port: int, code_port: int, 
                                   "--port", str(code_port), "--log-level", "warning"], env, home),
         ChildSpec("webserver", [py, "-m", "dagster_webserver", "-w", workspace, "--host", "127.0.0.1",
                                 "--port", str(webserver_port), "--dagster-log-level", "warning",
-                                "--uvicorn-log-level", "warning"], env, home, after_code_server=True),
+                                "--uvicorn-log-level", "warning"], env, home, after="code"),
         ChildSpec("daemon", [py, "-m", "dagster._daemon", "run", "-w", workspace, "--log-level", "warning"],
-                  env, home, after_code_server=True),
+                  env, home, after="up"),
     ]
 
 
@@ -193,20 +193,23 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"
     try:
-        # The proxy at once: it answers "starting" while the code location loads.
         children = platform_children(settings, host, port, code_port, webserver_port, supervisor_token())
-        for spec in children:
-            if not spec.after_code_server:
-                supervisor.start(spec)
+
+        def start(stage: str) -> None:
+            for spec in children:
+                if spec.after == stage:
+                    supervisor.start(spec)
+
+        # The proxy at once: it answers "starting" while the code location loads.
+        start("start")
         wait_for(lambda: _port_open(code_port), "the code location (the pipelines) to load", supervisor, say)
-        for spec in children:
-            if spec.after_code_server:
-                supervisor.start(spec)
+        start("code")
         # The webserver on its private port (the proxy's /server_info needs a signed-in viewer), then the proxy's
         # own public health check.
         wait_for(lambda: _answers(f"http://127.0.0.1:{webserver_port}") and _answers(f"http://127.0.0.1:{port}",
                                                                                         "/healthz"),
                  "the webserver", supervisor, say)
+        start("up")
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
         while True:
             supervisor.check()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from aggregator.dev_lifeline import die_with_parent
 
@@ -32,9 +33,10 @@ class ChildSpec:
     argv: Sequence[str]
     env: dict[str, str]
     cwd: Path
-    # Started only once the code server listens: a webserver or daemon started before would log a page of
-    # "code server unreachable" tracebacks, then recover by itself; starting them after it is quieter.
-    after_code_server: bool = False
+    # When to start it: "start" at once; "code" once the code server listens (a webserver started before
+    # logs a page of "code server unreachable" tracebacks, then recovers by itself); "up" once the platform
+    # answers (the daemon: nothing waits for it, so it does not compete for CPU with the webserver's start).
+    after: Literal["start", "code", "up"] = "start"
 
 
 @dataclass

@@ -74,8 +74,20 @@ def test_documented_catch_up_policy_is_the_shipped_one(tmp_path: Path) -> None:
     documented = yaml.safe_load(SCHEDULER)
     root = DOC.parents[1]
     for shipped in ("dagster.yaml", "aggregator/dagster.yaml", "deploy/dagster.yaml"):
-        assert yaml.safe_load((root / shipped).read_text())["scheduler"] == documented["scheduler"], shipped
+        text = (root / shipped).read_text()
+        assert yaml.safe_load(text)["scheduler"] == documented["scheduler"], shipped
+        # Merges twice left a block repeated; YAML silently keeps the last one, a reader sees two.
+        assert not _duplicate_keys(yaml.compose(text)), (shipped, _duplicate_keys(yaml.compose(text)))
     with dg.instance_for_test(overrides=documented, temp_dir=str(tmp_path)) as instance:
         scheduler = instance.scheduler
         assert isinstance(scheduler, DagsterDaemonScheduler), scheduler
         assert (scheduler.max_catchup_runs, scheduler.max_tick_retries) == (5, 3)
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[str]:
+    if isinstance(node, yaml.MappingNode):
+        keys = [k.value for k, _ in node.value]
+        return sorted({k for k in keys if keys.count(k) > 1}) + [d for _, v in node.value for d in _duplicate_keys(v)]
+    if isinstance(node, yaml.SequenceNode):
+        return [d for item in node.value for d in _duplicate_keys(item)]
+    return []

@@ -28,6 +28,9 @@ PROBE_UP_S = 2.0
 RETRY_AFTER_S = 5
 WAITING_FOR = "the Dagster webserver, which answers once the pipelines' code location has loaded"
 
+# The page is static: no script, no frame, nothing loaded from elsewhere.
+_PAGE_HEADERS = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
+                 "x-frame-options": "DENY", "x-content-type-options": "nosniff"}
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="3">
 <title>Data Aggregator is {state}</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
@@ -73,7 +76,7 @@ class StartingGate:
         if scope.get("method") == "GET" and "text/html" in accept:
             page = _PAGE.format(state=state, what=html.escape(WAITING_FOR), elapsed=elapsed)
             response = HTMLResponse(page, status_code=503, headers={
-                "retry-after": str(RETRY_AFTER_S), "cache-control": "no-store"})
+                "retry-after": str(RETRY_AFTER_S), "cache-control": "no-store", **_PAGE_HEADERS})
             return await response(scope, receive, send)
         await refusal(503, f"the platform is {state}: waiting for {WAITING_FOR} ({elapsed}); retry shortly",
                       retry_after=RETRY_AFTER_S)(scope, receive, send)

@@ -53,6 +53,7 @@ def test_starting_page_then_pass_through() -> None:
         page = requests.get(f"{url}/", headers={"accept": "text/html,application/xhtml+xml"}, timeout=10)
         assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
         assert "Data Aggregator is starting" in page.text and "code location" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
         api = requests.post(f"{url}/graphql", json={"query": "{ version }"}, timeout=10)
         assert api.status_code == 503 and int(api.headers["retry-after"]) > 0
         assert "waiting for the Dagster webserver" in api.json()["errors"][0]["message"]
