@@ -20,8 +20,9 @@ locals {
   }
 
   kubernetes_secrets = {
-    "dagster-postgresql-secret" = {
-      "postgresql-password" = random_password.db["dagster"].result
+    # The Dagster instance of the webserver, daemon, code server and run pods.
+    "aggregator-dagster-db" = {
+      DAGSTER_PG_URL = local.db_url["dagster"]
     }
     # IRSA supplies the bucket credentials (aws_iam_role.compute_logs); the Secret exists because the pods
     # reference it, and stays empty.

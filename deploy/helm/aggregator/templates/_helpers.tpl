@@ -94,7 +94,7 @@ telemetry:
           {{- toYaml .Values.componentLabels.codeServer | nindent 10 }}
   ports:
     - protocol: TCP
-      port: {{ .Values.codeServerPort }}
+      port: {{ .Values.codeServer.port }}
 {{- end }}
 
 {{/* Environment of a maintenance container: its own secret's DAGSTER_PG_URL and the instance home. */}}
