@@ -76,12 +76,21 @@ telemetry:
       port: {{ . }}
     {{- end }}
 {{- end }}
+{{/*
+Where pipeline code may connect: the sources, minus cloud metadata and minus the API server (user code has no
+token, and no route either). `except` must lie inside its `cidr`, so the API server's addresses are excluded
+automatically only from 0.0.0.0/0; keep them out of narrower source CIDRs yourself.
+*/}}
 {{- define "aggregator.sourcesEgress" -}}
 - to:
     {{- range .Values.sourcesEgress.cidrs }}
+    {{- $except := $.Values.sourcesEgress.except }}
+    {{- if eq . "0.0.0.0/0" }}
+    {{- $except = concat $except $.Values.kubernetesApi.cidrs | uniq }}
+    {{- end }}
     - ipBlock:
         cidr: {{ . }}
-        {{- with $.Values.sourcesEgress.except }}
+        {{- with $except }}
         except:
           {{- toYaml . | nindent 10 }}
         {{- end }}
