@@ -169,8 +169,8 @@ def test_migrate_runs_once_before_anything_else(default_objects: list[dict]) -> 
 
 def test_one_secret_per_component(default_objects: list[dict]) -> None:
     """Regression (defect 9): one hand-made Secret with the database password went to everything. Each
-    workload references only its own Secret; the one exception is the Dagster instance's (the webserver, daemon
-    and code server load the same instance), and the pipelines' secret reaches only where pipeline code runs."""
+    workload references only its own Secret; the exceptions are listed (the Dagster instance's, the pipelines'
+    environment, the worker token), and the pipelines' secret never reaches the proxy, webserver or daemon."""
     owners: dict[str, set[str]] = {}
     for where, template in pod_specs(default_objects).items():
         for container in template["spec"]["containers"]:
@@ -180,10 +180,13 @@ def test_one_secret_per_component(default_objects: list[dict]) -> None:
             for name in names:
                 owners.setdefault(name, set()).add(where)
     shared = {"aggregator-dagster-db": {"Deployment/aggregator-webserver", "Deployment/aggregator-daemon",
-                                        "Deployment/aggregator-code-server"}}
+                                        "Deployment/aggregator-code-server"},
+              # The pipelines' environment: where pipeline code runs and where the worker opens connections.
+              "aggregator-runs": {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"},
+              # The proxy's credential for the worker: the two ends of that one connection.
+              "aggregator-worker-token": {"Deployment/aggregator-proxy", "Deployment/aggregator-worker"}}
     for name, users in owners.items():
         assert users == shared.get(name, users) and (name in shared or len(users) == 1), f"{name}: {sorted(users)}"
-    assert owners["aggregator-runs"] == {"Deployment/aggregator-code-server"}
     assert owners["aggregator-proxy"] == {"Deployment/aggregator-proxy"}
     instance = yaml.safe_load(named(default_objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"])
     run_secrets = set(instance["run_launcher"]["config"]["env_secrets"])

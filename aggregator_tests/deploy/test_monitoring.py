@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.metrics.exposition import Exposition
 from aggregator_tests.deploy.compose import compose_command
 from aggregator_tests.deploy.paths import DEPLOY
+from aggregator_tests.deploy.test_compose import filled_env_file
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "aggregator.json"
 RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
@@ -137,7 +138,7 @@ def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "AGGREGATOR_", "COMPOSE_"))}
     env.update(extra_env)
     result = subprocess.run(
-        [*prefix, "-f", str(DEPLOY / "docker-compose.yml"), "--env-file", str(DEPLOY / ".env.example"),
+        [*prefix, "-f", str(DEPLOY / "docker-compose.yml"), "--env-file", str(filled_env_file(tmp_path)),
          "--profile", "monitoring", "config", "--format", "json"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
     )

@@ -162,3 +162,46 @@ ignore_startup_parameters = extra_float_digits,options
 admin_users =
 unix_socket_dir =
 {{- end }}
+
+{{/*
+PodDisruptionBudget and HorizontalPodAutoscaler of a stateless Deployment: (list $ name values). maxUnavailable
+rather than minAvailable: with one replica, minAvailable 1 would block every node drain.
+*/}}
+{{- define "aggregator.scaling" -}}
+{{- $ := index . 0 }}{{ $name := index . 1 }}{{ $v := index . 2 }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "aggregator.labels" $ | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {{ $name }}
+{{- if $v.autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "aggregator.labels" $ | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $name }}
+  minReplicas: {{ $v.autoscaling.minReplicas }}
+  maxReplicas: {{ $v.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $v.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- end }}
