@@ -180,7 +180,7 @@ def test_one_secret_per_component(default_objects: list[dict]) -> None:
             for name in names:
                 owners.setdefault(name, set()).add(where)
     shared = {"aggregator-dagster-db": {"Deployment/aggregator-webserver", "Deployment/aggregator-daemon",
-                                        "Deployment/aggregator-code-server"},
+                                        "Deployment/aggregator-code-server", "Deployment/aggregator-metrics"},
               # The pipelines' environment: where pipeline code runs and where the worker opens connections.
               "aggregator-runs": {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"},
               # The proxy's credential for the worker: the two ends of that one connection.
