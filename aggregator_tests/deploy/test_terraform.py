@@ -202,3 +202,38 @@ def test_the_secrets_docs_create_are_the_ones_the_charts_read(helm: Path,
     assert set(needed) <= set(created), f"docs/deploy.md never creates {sorted(set(needed) - set(created))}"
     for name, keys in needed.items():
         assert keys <= created[name], f"docs/deploy.md: secret {name} lacks {sorted(keys - created[name])}"
+
+
+def resources(modules: list[dict], kind: str) -> dict[str, dict]:
+    return {unquote(name): body for module in modules for block in module.get("resource", [])
+            for k, named in block.items() if unquote(k) == kind for name, body in named.items()}
+
+
+def test_default_eks_version_can_still_be_created(modules: list[dict]) -> None:
+    """Regression (issue 19, major 5): the default 1.30 was past EKS extended support, so `apply` failed. The
+    default is in standard support, and a validation refuses versions that are not."""
+    (variable,) = [body for module in modules for block in module.get("variable", [])
+                   for name, body in block.items() if unquote(name) == "kubernetes_version"]
+    major, minor = unquote(variable["default"]).split(".")
+    assert (int(major), int(minor)) >= (1, 33)
+    (validation,) = variable["validation"]
+    assert ">= 33" in validation["condition"]
+
+
+def test_network_policies_are_enforced_and_backups_get_a_volume(modules: list[dict], helm: Path,
+                                                               tmp_path: Path) -> None:
+    """Regression (issue 19, major 5): no `enableNetworkPolicy` on the VPC CNI (every policy inert) and no
+    StorageClass for the backup PVC (EKS 1.30+ has no default one)."""
+    addons = {unquote(body["addon_name"]): body for body in resources(modules, "aws_eks_addon").values()}
+    assert re.search(r'enableNetworkPolicy\s*=\s*"true"', addons["vpc-cni"]["configuration_values"])
+    assert "aws_iam_role.ebs_csi" in addons["aws-ebs-csi-driver"]["service_account_role_arn"]
+    persistence = local_value(modules, "aggregator_chart_values")["backup"]["persistence"]
+    storage_class = unquote(persistence["storageClass"])
+    provisioner = unquote(persistence["createStorageClass"]["provisioner"])
+    assert provisioner == "ebs.csi.aws.com"
+    objects = render(helm, tmp_path, "--set", f"backup.persistence.storageClass={storage_class}",
+                     "--set", f"backup.persistence.createStorageClass.provisioner={provisioner}")
+    (created,) = [o for o in objects if o["kind"] == "StorageClass"]
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert created["metadata"]["name"] == claim["spec"]["storageClassName"] == storage_class
+    assert created["provisioner"] == provisioner and created["reclaimPolicy"] == "Retain"

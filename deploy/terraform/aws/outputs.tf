@@ -16,6 +16,15 @@ locals {
     kubernetesApi = {
       cidrs = local.subnet_cidrs
     }
+    # The EBS CSI add-on's gp3 class for the backup volume (addons.tf).
+    backup = {
+      persistence = {
+        storageClass = "aggregator-backups"
+        createStorageClass = {
+          provisioner = "ebs.csi.aws.com"
+        }
+      }
+    }
     computeLogs = {
       bucket = aws_s3_bucket.compute_logs.id
       region = var.region
