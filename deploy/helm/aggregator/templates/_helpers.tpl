@@ -44,8 +44,10 @@ telemetry:
 {{- end }}
 
 {{/* NetworkPolicy egress rules shared by several components (networkpolicies.yaml). */}}
+{{/* Where components reach PostgreSQL: PgBouncer when enabled, and directly unless PgBouncer is exclusive (so
+the secrets can be switched over to PgBouncer one by one without an outage). */}}
 {{- define "aggregator.dbEgress" -}}
-{{- if .Values.pgbouncer.enabled -}}
+{{- if .Values.pgbouncer.enabled }}
 - to:
     - podSelector:
         matchLabels:
@@ -53,7 +55,8 @@ telemetry:
   ports:
     - protocol: TCP
       port: {{ .Values.pgbouncer.port }}
-{{- else -}}
+{{- end }}
+{{- if not (and .Values.pgbouncer.enabled .Values.pgbouncer.exclusive) }}
 - to:
     {{- range .Values.database.cidrs }}
     - ipBlock:
@@ -87,6 +90,9 @@ automatically only from 0.0.0.0/0; keep them out of narrower source CIDRs yourse
     {{- $except := $.Values.sourcesEgress.except }}
     {{- if eq . "0.0.0.0/0" }}
     {{- $except = concat $except $.Values.kubernetesApi.cidrs | uniq }}
+    {{- if and $.Values.pgbouncer.enabled $.Values.pgbouncer.exclusive }}
+    {{- $except = concat $except $.Values.database.cidrs | uniq }}
+    {{- end }}
     {{- end }}
     - ipBlock:
         cidr: {{ . }}
@@ -158,6 +164,9 @@ auth_file = /etc/pgbouncer/secret/userlist.txt
 max_client_conn = {{ $.Values.pgbouncer.maxClientConn }}
 default_pool_size = {{ $.Values.pgbouncer.defaultPoolSize }}
 server_tls_sslmode = require
+client_tls_sslmode = require
+client_tls_key_file = /etc/pgbouncer/tls/tls.key
+client_tls_cert_file = /etc/pgbouncer/tls/tls.crt
 ignore_startup_parameters = extra_float_digits,options
 admin_users =
 unix_socket_dir =
