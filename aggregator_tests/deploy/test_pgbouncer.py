@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from aggregator_tests.deploy.helm import render
+from aggregator_tests.deploy.paths import DEPLOY
 from aggregator_tests.deploy.pod_runtime import BWRAP
 from aggregator_tests.deploy.test_chart import named
 from aggregator_tests.deploy.test_network_policies import DATABASE_IP, DB_PORT, Endpoint, allowed
@@ -117,10 +120,13 @@ def _free_port() -> int:
 @pytest.mark.skipif(PGBOUNCER is None or BWRAP is None, reason="needs Debian's pgbouncer and bubblewrap")
 def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_path: Path, pg_db: PgDatabase,
                                                             scram_role: tuple[str, str, str]) -> None:
-    role, password, verifier = scram_role
+    role, password, _ = scram_role
     ini = named(rendered(helm, tmp_path / "helm"), "ConfigMap", "aggregator-pgbouncer")["data"]["pgbouncer.ini"]
     cert, key = _certificate(tmp_path)
-    (tmp_path / "userlist.txt").write_text(f'"{role}" "{verifier}"\n')
+    # The userlist line as docs/deploy.md makes it where pg_authid is unreadable (RDS): from the password.
+    line = subprocess.run([sys.executable, str(DEPLOY / "bin" / "scram_verifier.py"), role], input=password,
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+    (tmp_path / "userlist.txt").write_text(line)
     port = _free_port()
     dbname = pg_db.dsn.rsplit("/", 1)[1].split("?")[0]
     local = (ini.replace("host=dagster-db.internal.example.com port=5432 dbname=dagster",
@@ -158,3 +164,17 @@ def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_scram_verifier_script_computes_what_postgresql_stores(scram_role: tuple[str, str, str]) -> None:
+    """Differential: deploy/bin/scram_verifier.py, given PostgreSQL's salt and iterations, yields exactly the
+    verifier PostgreSQL stored for the same password."""
+    sys.path.insert(0, str(DEPLOY / "bin"))
+    try:
+        import scram_verifier
+    finally:
+        sys.path.remove(str(DEPLOY / "bin"))
+    _, password, stored = scram_role
+    iterations, salt = stored.split("$")[1].split(":")
+    assert scram_verifier.verifier(password, base64.b64decode(salt), int(iterations)) == stored
+    assert scram_verifier.verifier(password + "x", base64.b64decode(salt), int(iterations)) != stored
