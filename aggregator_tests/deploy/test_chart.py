@@ -225,3 +225,18 @@ def test_chart_renders_for_the_oldest_supported_kubernetes(helm: Path, helm_home
     assert result.returncode == 0, result.stderr
     too_old = run_helm(helm, "template", "aggregator", str(CHART), "--kube-version", "1.29", home=helm_home)
     assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
+
+
+def test_upload_chunks_pass_the_ingress_and_fit_the_proxy_disk(default_objects: list[dict]) -> None:
+    """Regression (issue 19, major 2): ingress-nginx's default 1m body limit refused the 16 MiB upload chunks, and
+    uploads (up to 1 GiB) were staged in a 64 Mi emptyDir, whose overflow evicts the pod."""
+    annotations = named(default_objects, "Ingress", "aggregator-proxy")["metadata"]["annotations"]
+    size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size.endswith("m") and int(size[:-1]) > 16
+    pod = named(default_objects, "Deployment", "aggregator-proxy")["spec"]["template"]["spec"]
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    limit = tmp["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Gi") and int(limit[:-2]) >= 1
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mount = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}["tmp"]
+    assert env["AGGREGATOR_HOME"].startswith(mount + "/")
