@@ -268,3 +268,13 @@ def test_documented_restore_leaves_the_database_closed_to_other_roles(pg_admin_u
             conn.execute(f"DROP DATABASE IF EXISTS {names['warehouse_restored']}")
             for role in (names["warehouse"], names["aggregator_backup"], other):
                 conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_failed_dump_leaves_no_partial_file(pg_db: PgDatabase, tmp_path: Path) -> None:
+    """Regression (issue 19, minor 12): a failed pg_dump left `*.dump.partial` files that pruning never removed."""
+    env = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "backups"),
+           "BACKUP_DATABASES": f"no_such_database_{uuid.uuid4().hex[:8]}", "BACKUP_KEEP": "3"}
+    backup = subprocess.run(["sh", str(FILES / "backup.sh")], capture_output=True, text=True, env=env,
+                            timeout=300, check=False)
+    assert backup.returncode != 0 and "failed" in backup.stderr
+    assert not list((tmp_path / "backups").rglob("*.partial"))
