@@ -136,10 +136,19 @@ concurrency:
   runs:
     max_concurrent_runs: {{ $r.maxConcurrentRuns }}
     tag_concurrency_limits:
+      # At most this many concurrent runs of a pipeline that allows overlapping runs (see pools below).
       - key: aggregator/pipeline
         value:
           applyLimitPerUniqueValue: true
         limit: {{ $r.perPipelineConcurrency }}
+
+  pools:
+    # One run per pipeline at a time: a pipeline's assets are in the pool `pipeline/<name>` (unless its spec
+    # says `overlapping_runs: true`), and `run` granularity makes the run queue hold a run until every pool it
+    # needs has a free slot, however the run was started. Raise one pipeline's limit with
+    # `dagster instance concurrency set pipeline/<name> N` (or the UI's Concurrency page).
+    default_limit: 1
+    granularity: run
 
 run_monitoring:
   enabled: true
