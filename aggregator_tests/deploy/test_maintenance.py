@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -227,3 +228,53 @@ def test_dagster_runs_on_its_least_privileged_role(pg_db: PgDatabase, roles: dic
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     ready = wait_for(env, "--schema", "DAGSTER_PG_URL", "--attempts", "1", "--", sys.executable, "-c", "print('ok')")
     assert ready.returncode == 0 and ready.stdout.strip() == "ok", ready.stderr
+
+
+def documented_restore_sql() -> list[list[str]]:
+    """The `-c '…'` statements of every documented `CREATE DATABASE warehouse_restored` command."""
+    docs = (DEPLOY.parent / "docs" / "deploy.md").read_text().replace("\\\n", " ")
+    commands = [line for line in docs.splitlines() if "CREATE DATABASE warehouse_restored" in line]
+    return [re.findall(r"-c '([^']*)'", line) for line in commands]
+
+
+def test_documented_restore_leaves_the_database_closed_to_other_roles(pg_admin_url: str) -> None:
+    """Regression (issue 19, minor 3): after the documented restore, the new database had no ACL, i.e. every role
+    could connect to it (PUBLIC CONNECT/TEMP). Runs the documented statements (Compose and Kubernetes) with
+    throwaway names and checks that an unrelated role cannot connect, while the owner and the backup role can."""
+    import psycopg
+
+    procedures = documented_restore_sql()
+    assert len(procedures) == 2, "one restore in the Compose section, one in the Kubernetes section"
+    suffix = os.urandom(4).hex()
+    names = {"warehouse_restored": f"restored_{suffix}", "warehouse": f"owner_{suffix}",
+             "aggregator_backup": f"backup_{suffix}"}
+    other = f"other_{suffix}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for role in (names["warehouse"], names["aggregator_backup"], other):
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            for statements in procedures:
+                assert statements[0].startswith("CREATE DATABASE"), statements
+                for statement in statements:
+                    conn.execute(re.sub(r"\b(warehouse_restored|warehouse|aggregator_backup)\b",
+                                        lambda m: names[m.group(1)], statement))
+                database = names["warehouse_restored"]
+                check = "SELECT has_database_privilege(%s, %s, 'CONNECT')"
+                assert conn.execute(check, (other, database)).fetchone() == (False,), statements
+                assert conn.execute(check, (names["warehouse"], database)).fetchone() == (True,)
+                assert conn.execute(check, (names["aggregator_backup"], database)).fetchone() == (True,)
+                conn.execute(f"DROP DATABASE {database}")
+        finally:
+            conn.execute(f"DROP DATABASE IF EXISTS {names['warehouse_restored']}")
+            for role in (names["warehouse"], names["aggregator_backup"], other):
+                conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_failed_dump_leaves_no_partial_file(pg_db: PgDatabase, tmp_path: Path) -> None:
+    """Regression (issue 19, minor 12): a failed pg_dump left `*.dump.partial` files that pruning never removed."""
+    env = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "backups"),
+           "BACKUP_DATABASES": f"no_such_database_{uuid.uuid4().hex[:8]}", "BACKUP_KEEP": "3"}
+    backup = subprocess.run(["sh", str(FILES / "backup.sh")], capture_output=True, text=True, env=env,
+                            timeout=300, check=False)
+    assert backup.returncode != 0 and "failed" in backup.stderr
+    assert not list((tmp_path / "backups").rglob("*.partial"))

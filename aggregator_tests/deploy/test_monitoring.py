@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.metrics.exposition import Exposition
 from aggregator_tests.deploy.compose import compose_command
 from aggregator_tests.deploy.paths import DEPLOY
+from aggregator_tests.deploy.test_compose import filled_env_file
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "aggregator.json"
 RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
@@ -129,7 +131,7 @@ def test_alert_rules_parse_and_use_only_exposed_metrics(path: Path, exposed: set
 
 def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert config["rule_files"] == ["rules/*.yml"]
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
     assert targets == {"aggregator-metrics": ["metrics:9464"], "aggregator-proxy": ["proxy:3000"]}
 
@@ -137,7 +139,7 @@ def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "AGGREGATOR_", "COMPOSE_"))}
     env.update(extra_env)
     result = subprocess.run(
-        [*prefix, "-f", str(DEPLOY / "docker-compose.yml"), "--env-file", str(DEPLOY / ".env.example"),
+        [*prefix, "-f", str(DEPLOY / "docker-compose.yml"), "--env-file", str(filled_env_file(tmp_path)),
          "--profile", "monitoring", "config", "--format", "json"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
     )
@@ -151,3 +153,79 @@ def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None
     assert mounts["/etc/prometheus"] == DEPLOY / "prometheus"
     assert (mounts["/var/lib/grafana/dashboards"] / "aggregator.json").is_file()
     assert (mounts["/etc/grafana/provisioning"] / "datasources" / "prometheus.yml").is_file()
+
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="needs promtool (apt-get install prometheus; .ci/run does)")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@needs_promtool
+def test_shipped_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    """Regression (issue 19, minor 6): `promtool check config` failed on the shipped config (its token file was an
+    absolute path nobody creates). The token file is now relative to the config (secrets/proxy_token, git-ignored):
+    the config passes as shipped (syntax: the token is a runtime secret) and fully with the operator's token."""
+    shipped = promtool("check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    copy = tmp_path / "prometheus"
+    shutil.copytree(DEPLOY / "prometheus", copy)
+    (copy / "secrets").mkdir(exist_ok=True)
+    (copy / "secrets" / "proxy_token").write_text("operator-api-token\n")
+    full = promtool("check", "config", str(copy / "prometheus.yml"))
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "SUCCESS" in full.stdout and "rules found" in full.stdout
+    (copy / "secrets" / "proxy_token").unlink()
+    missing = promtool("check", "config", str(copy / "prometheus.yml"))
+    assert missing.returncode != 0 and "proxy_token" in missing.stdout + missing.stderr, "the check has teeth"
+
+
+@needs_promtool
+def test_kubernetes_prometheus_config_passes_promtool(helm: Path, tmp_path: Path) -> None:
+    """Regression (issue 19, major 8): nothing deployed metrics or a scrape config on Kubernetes. The chart runs
+    `aggregator metrics serve` and ships a Prometheus configuration for it and the proxy, with the same rules."""
+    from aggregator_tests.deploy.helm import CHART, render
+
+    objects = render(helm, tmp_path / "helm")
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "aggregator-prometheus"]
+    assert config["data"]["aggregator-rules.yml"] == (DEPLOY / "prometheus" / "rules" / "aggregator.yml").read_text()
+    assert (CHART / "files" / "prometheus-rules.yml").read_text() == config["data"]["aggregator-rules.yml"]
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    token = directory / "token"
+    token.write_text("operator-api-token\n")
+    text = config["data"]["prometheus.yml"]
+    parsed = yaml.safe_load(text)
+    token_path = parsed["scrape_configs"][1]["authorization"]["credentials_file"]
+    (directory / "prometheus.yml").write_text(text.replace(token_path, str(token)))
+    (directory / "aggregator-rules.yml").write_text(config["data"]["aggregator-rules.yml"])
+    result = promtool("check", "config", str(directory / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in parsed["scrape_configs"]}
+    (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "aggregator-metrics"]
+    assert targets["aggregator-metrics"] == [f"aggregator-metrics.dagster.svc:{service['spec']['ports'][0]['port']}"]
+    assert targets["aggregator-proxy"] == ["aggregator-proxy.dagster.svc:80"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "aggregator-metrics"]
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["aggregator", "metrics", "serve"]
+
+
+def test_prometheus_may_scrape_metrics_and_proxy(helm: Path, tmp_path: Path) -> None:
+    from aggregator_tests.deploy.helm import render
+    from aggregator_tests.deploy.test_network_policies import Endpoint, allowed
+
+    objects = render(helm, tmp_path / "helm")
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+
+    def pod(name: str, ip: str) -> Endpoint:
+        (d,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name]
+        return Endpoint(name, d["spec"]["template"]["metadata"]["labels"], ip)
+
+    prometheus = Endpoint("prometheus", {"app.kubernetes.io/name": "prometheus"}, "10.2.0.2", namespace="monitoring")
+    stranger = Endpoint("stranger", {"app": "x"}, "10.2.0.3", namespace="default")
+    assert allowed(policies, prometheus, pod("aggregator-metrics", "10.1.0.40"), 9464)
+    assert allowed(policies, prometheus, pod("aggregator-proxy", "10.1.0.41"), 3000)
+    assert not allowed(policies, stranger, pod("aggregator-metrics", "10.1.0.40"), 9464)

@@ -2,9 +2,8 @@
 allowed when the source's egress and the destination's ingress both allow it; a pod selected by no policy of a
 direction is open in that direction, a pod selected by any policy allows only what some policy lists.
 
-Pods carry the labels they get in a cluster: the proxy and the maintenance jobs from the rendered chart, the
-official chart's webserver / daemon / user-code pods from that chart's labels (stated here, independently of
-our values), and run pods from the Job the real K8sRunLauncher creates (test_k8s_run_launch.launched_job)."""
+Pods carry the labels they get in a cluster: every component's from the rendered chart, and run pods from the
+Job the real K8sRunLauncher creates with the chart's instance (test_k8s_run_launch.launched_job)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from aggregator_tests.deploy.test_k8s_run_launch import launched_job  # noqa: F4
 
 NAMESPACE = "dagster"
 DATABASE_IP = "10.0.64.10"  # inside the chart's default database.cidrs
+API_SERVER_IP = "10.0.16.10"  # the chart's default kubernetesApi.cidrs (an endpoint address)
 WEBSERVER_PORT, CODE_SERVER_PORT, DB_PORT, PROXY_PORT = 3001, 3030, 5432, 3000
 
 
@@ -99,19 +99,13 @@ def policies(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list
 def endpoints(policies, launched_job) -> dict[str, Endpoint]:  # noqa: F811
     _, labels = policies
     job, *_ = launched_job
-    # Labels of the official Dagster chart's pods (release `dagster`).
-    release = {"app.kubernetes.io/instance": "dagster"}
     return {
         "ingress-controller": Endpoint("ingress-controller", {"app.kubernetes.io/name": "ingress-nginx"}, "10.1.0.2",
                                        namespace="ingress-nginx"),
         "proxy": Endpoint("proxy", labels["aggregator-proxy"], "10.1.0.3"),
-        "webserver": Endpoint("webserver", {**release, "app.kubernetes.io/name": "dagster",
-                                            "component": "dagster-webserver"}, "10.1.0.4"),
-        "daemon": Endpoint("daemon", {**release, "app.kubernetes.io/name": "dagster", "component": "dagster-daemon"},
-                           "10.1.0.5"),
-        "code-server": Endpoint("code-server", {**release, "app.kubernetes.io/name": "dagster-user-deployments",
-                                                "component": "user-deployments", "deployment": "aggregator"},
-                                "10.1.0.6"),
+        "webserver": Endpoint("webserver", labels["aggregator-webserver"], "10.1.0.4"),
+        "daemon": Endpoint("daemon", labels["aggregator-daemon"], "10.1.0.5"),
+        "code-server": Endpoint("code-server", labels["aggregator-code-server"], "10.1.0.6"),
         "run": Endpoint("run", job["spec"]["template"]["metadata"]["labels"], "10.1.0.7"),
         "migrate": Endpoint("migrate", labels["aggregator-migrate"], "10.1.0.8"),
         "backup": Endpoint("backup", labels["aggregator-backup"], "10.1.0.9"),
@@ -119,6 +113,7 @@ def endpoints(policies, launched_job) -> dict[str, Endpoint]:  # noqa: F811
         "database": Endpoint("database", {}, DATABASE_IP, namespace=None),
         "internet": Endpoint("internet", {}, "93.184.216.34", namespace=None),
         "metadata": Endpoint("metadata", {}, "169.254.169.254", namespace=None),
+        "api-server": Endpoint("api-server", {}, API_SERVER_IP, namespace=None),
     }
 
 
@@ -175,3 +170,13 @@ def test_every_pod_resolves_names_through_cluster_dns(policies, endpoints) -> No
     for name, pod in endpoints.items():
         if pod.namespace == NAMESPACE:
             assert allowed(rules, pod, dns, 53), name
+
+
+def test_only_the_daemon_and_webserver_reach_the_api_server(policies, endpoints) -> None:
+    """Regression (issue 19, major 4): `sourcesEgress` (0.0.0.0/0) let run pods and the code server, where
+    pipeline code runs, connect to the API server. Only the two components that manage run Jobs may."""
+    rules, _ = policies
+    api = endpoints["api-server"]
+    for port in (443, 6443):
+        reaching = {n for n, e in endpoints.items() if e.namespace == NAMESPACE and allowed(rules, e, api, port)}
+        assert reaching == {"daemon", "webserver"}, port

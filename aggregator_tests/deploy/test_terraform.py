@@ -130,6 +130,8 @@ def key_paths(node: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
 def has_path(values: dict, path: tuple[str, ...]) -> bool:
     node: Any = values
     for key in path:
+        if node == {}:
+            return True  # a free-form map in the values (annotations): any key is the chart's
         if not isinstance(node, dict) or key not in node:
             return False
         node = node[key]
@@ -138,7 +140,6 @@ def has_path(values: dict, path: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize(("local", "values_file"), [
     ("aggregator_chart_values", DEPLOY / "helm" / "aggregator" / "values.yaml"),
-    ("dagster_chart_values", DEPLOY / "helm" / "values.yaml"),
 ])
 def test_chart_values_outputs_use_keys_the_charts_have(modules: list[dict], local: str, values_file: Path) -> None:
     values = yaml.safe_load(values_file.read_text())
@@ -149,7 +150,7 @@ def test_chart_values_outputs_use_keys_the_charts_have(modules: list[dict], loca
 
 
 def secrets_the_charts_read(objects: list[dict]) -> dict[str, set[str]]:
-    """{Kubernetes Secret name: keys read} for the aggregator chart's rendered `objects` and the official values."""
+    """{Kubernetes Secret name: keys read} for the chart's rendered `objects` and the run pods its instance makes."""
     needed: dict[str, set[str]] = {}
     for obj in objects:
         spec = obj.get("spec", {})
@@ -161,14 +162,13 @@ def secrets_the_charts_read(objects: list[dict]) -> dict[str, set[str]]:
                     needed.setdefault(ref["name"], set()).add(ref["key"])
             for source in container.get("envFrom", []):
                 needed.setdefault(source["secretRef"]["name"], set())
-    dagster = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    needed.setdefault(dagster["global"]["postgresqlSecretName"], set()).add("postgresql-password")
-    components = [dagster["dagsterWebserver"], dagster["dagsterDaemon"],
-                  *dagster["dagster-user-deployments"]["deployments"],
-                  dagster["runLauncher"]["config"]["k8sRunLauncher"]]
-    for component in components:
-        for secret in component.get("envSecrets", []):
-            needed.setdefault(secret["name"], set())
+    # Run pods are not in the chart's objects: the run launcher of its instance names their secrets.
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "aggregator-dagster-instance":
+            launcher = yaml.safe_load(obj["data"]["dagster.yaml"])["run_launcher"]["config"]
+            for name in launcher["env_secrets"]:
+                needed.setdefault(name, set())
+    needed["aggregator-dagster-db"].add("DAGSTER_PG_URL")
     # The backup job's envFrom secret carries libpq's connection variables (files/backup.sh).
     needed["aggregator-backup"] |= {"PGHOST", "PGUSER", "PGPASSWORD"}
     needed["aggregator-runs"] = needed.get("aggregator-runs", set()) | {"AGGREGATOR_WAREHOUSE_URL"}
@@ -202,3 +202,38 @@ def test_the_secrets_docs_create_are_the_ones_the_charts_read(helm: Path,
     assert set(needed) <= set(created), f"docs/deploy.md never creates {sorted(set(needed) - set(created))}"
     for name, keys in needed.items():
         assert keys <= created[name], f"docs/deploy.md: secret {name} lacks {sorted(keys - created[name])}"
+
+
+def resources(modules: list[dict], kind: str) -> dict[str, dict]:
+    return {unquote(name): body for module in modules for block in module.get("resource", [])
+            for k, named in block.items() if unquote(k) == kind for name, body in named.items()}
+
+
+def test_default_eks_version_can_still_be_created(modules: list[dict]) -> None:
+    """Regression (issue 19, major 5): the default 1.30 was past EKS extended support, so `apply` failed. The
+    default is in standard support, and a validation refuses versions that are not."""
+    (variable,) = [body for module in modules for block in module.get("variable", [])
+                   for name, body in block.items() if unquote(name) == "kubernetes_version"]
+    major, minor = unquote(variable["default"]).split(".")
+    assert (int(major), int(minor)) >= (1, 33)
+    (validation,) = variable["validation"]
+    assert ">= 33" in validation["condition"]
+
+
+def test_network_policies_are_enforced_and_backups_get_a_volume(modules: list[dict], helm: Path,
+                                                               tmp_path: Path) -> None:
+    """Regression (issue 19, major 5): no `enableNetworkPolicy` on the VPC CNI (every policy inert) and no
+    StorageClass for the backup PVC (EKS 1.30+ has no default one)."""
+    addons = {unquote(body["addon_name"]): body for body in resources(modules, "aws_eks_addon").values()}
+    assert re.search(r'enableNetworkPolicy\s*=\s*"true"', addons["vpc-cni"]["configuration_values"])
+    assert "aws_iam_role.ebs_csi" in addons["aws-ebs-csi-driver"]["service_account_role_arn"]
+    persistence = local_value(modules, "aggregator_chart_values")["backup"]["persistence"]
+    storage_class = unquote(persistence["storageClass"])
+    provisioner = unquote(persistence["createStorageClass"]["provisioner"])
+    assert provisioner == "ebs.csi.aws.com"
+    objects = render(helm, tmp_path, "--set", f"backup.persistence.storageClass={storage_class}",
+                     "--set", f"backup.persistence.createStorageClass.provisioner={provisioner}")
+    (created,) = [o for o in objects if o["kind"] == "StorageClass"]
+    (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert created["metadata"]["name"] == claim["spec"]["storageClassName"] == storage_class
+    assert created["provisioner"] == provisioner and created["reclaimPolicy"] == "Retain"

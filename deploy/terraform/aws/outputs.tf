@@ -16,19 +16,26 @@ locals {
     kubernetesApi = {
       cidrs = local.subnet_cidrs
     }
-  }
-
-  # --values for the official chart, on top of deploy/helm/values.yaml.
-  dagster_chart_values = {
-    postgresql = {
-      postgresqlHost = aws_db_instance.this.address
-    }
-    computeLogManager = {
-      config = {
-        s3ComputeLogManager = {
-          bucket = aws_s3_bucket.compute_logs.id
-          region = var.region
+    # The EBS CSI add-on's gp3 class for the backup volume (addons.tf).
+    backup = {
+      persistence = {
+        storageClass = "aggregator-backups"
+        createStorageClass = {
+          provisioner = "ebs.csi.aws.com"
         }
+      }
+    }
+    computeLogs = {
+      bucket = aws_s3_bucket.compute_logs.id
+      region = var.region
+    }
+    # IRSA for the compute-log bucket, on both accounts that touch it.
+    serviceAccounts = {
+      dagster = {
+        annotations = { "eks.amazonaws.com/role-arn" = aws_iam_role.compute_logs.arn }
+      }
+      userCode = {
+        annotations = { "eks.amazonaws.com/role-arn" = aws_iam_role.compute_logs.arn }
       }
     }
   }
@@ -50,7 +57,7 @@ output "database_master_secret_arn" {
 }
 
 output "compute_logs_role_arn" {
-  description = "Annotate the `dagster` service account with it (eks.amazonaws.com/role-arn)."
+  description = "Already in aggregator_chart_values: the IRSA role of both chart service accounts."
   value       = aws_iam_role.compute_logs.arn
 }
 
@@ -65,9 +72,4 @@ output "kubernetes_secret_ids" {
 output "aggregator_chart_values" {
   description = "terraform output -raw aggregator_chart_values > aggregator-aws.yaml; helm ... -f aggregator-aws.yaml"
   value       = yamlencode(local.aggregator_chart_values)
-}
-
-output "dagster_chart_values" {
-  description = "terraform output -raw dagster_chart_values > dagster-aws.yaml; helm ... -f deploy/helm/values.yaml -f dagster-aws.yaml"
-  value       = yamlencode(local.dagster_chart_values)
 }

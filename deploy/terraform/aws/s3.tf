@@ -35,7 +35,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "compute_logs" {
   }
 }
 
-# The Dagster service account (webserver reads, run pods write) may use this bucket and nothing else.
+# The chart's two service accounts (aggregator-dagster: the webserver reads; aggregator-user-code: run pods
+# write) may use this bucket and nothing else. IRSA's web-identity token has the STS audience: it is no
+# credential for the Kubernetes API, so run pods still have none.
 data "aws_iam_policy_document" "compute_logs_assume" {
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -46,7 +48,15 @@ data "aws_iam_policy_document" "compute_logs_assume" {
     condition {
       test     = "StringEquals"
       variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:sub"
-      values   = ["system:serviceaccount:${var.namespace}:dagster"]
+      values = [
+        "system:serviceaccount:${var.namespace}:aggregator-dagster",
+        "system:serviceaccount:${var.namespace}:aggregator-user-code",
+      ]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:aud"
+      values   = ["sts.amazonaws.com"]
     }
   }
 }

@@ -8,6 +8,12 @@ resource "random_password" "db" {
   special  = false # the passwords go into URLs
 }
 
+# The proxy's credential for the worker (both read secret aggregator-worker-token).
+resource "random_password" "worker" {
+  length  = 32
+  special = false
+}
+
 resource "random_password" "admin" {
   length  = 24
   special = false
@@ -20,8 +26,9 @@ locals {
   }
 
   kubernetes_secrets = {
-    "dagster-postgresql-secret" = {
-      "postgresql-password" = random_password.db["dagster"].result
+    # The Dagster instance of the webserver, daemon, code server and run pods.
+    "aggregator-dagster-db" = {
+      DAGSTER_PG_URL = local.db_url["dagster"]
     }
     # IRSA supplies the bucket credentials (aws_iam_role.compute_logs); the Secret exists because the pods
     # reference it, and stays empty.
@@ -29,6 +36,9 @@ locals {
     "aggregator-proxy" = {
       AGGREGATOR_PROXY_DB_URL   = replace(local.db_url["aggregator_proxy"], "postgresql://", "postgresql+psycopg://")
       AGGREGATOR_ADMIN_PASSWORD = random_password.admin.result
+    }
+    "aggregator-worker-token" = {
+      AGGREGATOR_WORKER_TOKEN = random_password.worker.result
     }
     "aggregator-migrate" = {
       DAGSTER_PG_URL = local.db_url["dagster"]

@@ -20,9 +20,13 @@ variable "private_subnet_ids" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS version; the manifests are validated against 1.30 and newer."
+  description = "EKS version (the manifests are validated against 1.30 and the newest schema). Keep it in EKS standard support: a version past extended support can no longer be created."
   type        = string
-  default     = "1.30"
+  default     = "1.35"
+  validation {
+    condition     = can(regex("^1\\.[0-9]+$", var.kubernetes_version)) && tonumber(split(".", var.kubernetes_version)[1]) >= 33
+    error_message = "kubernetes_version: EKS 1.33 or newer (1.32 and older are past standard support by 2026-12); got the value given."
+  }
 }
 
 variable "node_instance_types" {

@@ -10,8 +10,13 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 for db in $BACKUP_DATABASES; do
   mkdir -p "$BACKUP_DIR/$db"
   partial="$BACKUP_DIR/$db/$stamp.dump.partial"
-  # Written under a temporary name and renamed when complete: a half-written dump is never taken for a backup.
-  pg_dump --format=custom --no-owner --no-acl --dbname="$db" --file="$partial"
+  # Written under a temporary name and renamed when complete: a half-written dump is never taken for a backup,
+  # and a failed one is removed (left behind, the .partial files filled the volume: pruning sees only *.dump).
+  if ! pg_dump --format=custom --no-owner --no-acl --dbname="$db" --file="$partial"; then
+    rm -f "$partial"
+    echo "backup: pg_dump of $db failed" >&2
+    exit 1
+  fi
   mv "$partial" "$BACKUP_DIR/$db/$stamp.dump"
   echo "backup: $db -> $BACKUP_DIR/$db/$stamp.dump ($(wc -c < "$BACKUP_DIR/$db/$stamp.dump") bytes)"
   # Timestamps sort as text; delete all but the newest $keep.

@@ -44,8 +44,10 @@ telemetry:
 {{- end }}
 
 {{/* NetworkPolicy egress rules shared by several components (networkpolicies.yaml). */}}
+{{/* Where components reach PostgreSQL: PgBouncer when enabled, and directly unless PgBouncer is exclusive (so
+the secrets can be switched over to PgBouncer one by one without an outage). */}}
 {{- define "aggregator.dbEgress" -}}
-{{- if .Values.pgbouncer.enabled -}}
+{{- if .Values.pgbouncer.enabled }}
 - to:
     - podSelector:
         matchLabels:
@@ -53,7 +55,8 @@ telemetry:
   ports:
     - protocol: TCP
       port: {{ .Values.pgbouncer.port }}
-{{- else -}}
+{{- end }}
+{{- if not (and .Values.pgbouncer.enabled .Values.pgbouncer.exclusive) }}
 - to:
     {{- range .Values.database.cidrs }}
     - ipBlock:
@@ -76,12 +79,24 @@ telemetry:
       port: {{ . }}
     {{- end }}
 {{- end }}
+{{/*
+Where pipeline code may connect: the sources, minus cloud metadata and minus the API server (user code has no
+token, and no route either). `except` must lie inside its `cidr`, so the API server's addresses are excluded
+automatically only from 0.0.0.0/0; keep them out of narrower source CIDRs yourself.
+*/}}
 {{- define "aggregator.sourcesEgress" -}}
 - to:
     {{- range .Values.sourcesEgress.cidrs }}
+    {{- $except := $.Values.sourcesEgress.except }}
+    {{- if eq . "0.0.0.0/0" }}
+    {{- $except = concat $except $.Values.kubernetesApi.cidrs | uniq }}
+    {{- if and $.Values.pgbouncer.enabled $.Values.pgbouncer.exclusive }}
+    {{- $except = concat $except $.Values.database.cidrs | uniq }}
+    {{- end }}
+    {{- end }}
     - ipBlock:
         cidr: {{ . }}
-        {{- with $.Values.sourcesEgress.except }}
+        {{- with $except }}
         except:
           {{- toYaml . | nindent 10 }}
         {{- end }}
@@ -94,7 +109,7 @@ telemetry:
           {{- toYaml .Values.componentLabels.codeServer | nindent 10 }}
   ports:
     - protocol: TCP
-      port: {{ .Values.codeServerPort }}
+      port: {{ .Values.codeServer.port }}
 {{- end }}
 
 {{/* Environment of a maintenance container: its own secret's DAGSTER_PG_URL and the instance home. */}}
@@ -149,7 +164,53 @@ auth_file = /etc/pgbouncer/secret/userlist.txt
 max_client_conn = {{ $.Values.pgbouncer.maxClientConn }}
 default_pool_size = {{ $.Values.pgbouncer.defaultPoolSize }}
 server_tls_sslmode = require
+client_tls_sslmode = require
+client_tls_key_file = /etc/pgbouncer/tls/tls.key
+client_tls_cert_file = /etc/pgbouncer/tls/tls.crt
 ignore_startup_parameters = extra_float_digits,options
 admin_users =
 unix_socket_dir =
+{{- end }}
+
+{{/*
+PodDisruptionBudget and HorizontalPodAutoscaler of a stateless Deployment: (list $ name values). maxUnavailable
+rather than minAvailable: with one replica, minAvailable 1 would block every node drain.
+*/}}
+{{- define "aggregator.scaling" -}}
+{{- $ := index . 0 }}{{ $name := index . 1 }}{{ $v := index . 2 }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "aggregator.labels" $ | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {{ $name }}
+{{- if $v.autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "aggregator.labels" $ | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $name }}
+  minReplicas: {{ $v.autoscaling.minReplicas }}
+  maxReplicas: {{ $v.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $v.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
 {{- end }}
