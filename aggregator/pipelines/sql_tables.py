@@ -116,7 +116,7 @@ def _table_problem(table: exp.Table, dialect: str | None) -> Refused | None:
     ident: exp.Identifier = table.this
     if not ident.quoted and _PLACEHOLDER_RE.match(ident.this):
         return None
-    if any(_same_name(ident, cte) for cte in _visible_ctes(table)):
+    if any(_same_name(ident, cte) for cte in visible_ctes(table)):
         return None
     return Refused(f"table {ident.this!r}", "is named by no ref")
 
@@ -133,7 +133,7 @@ def _same_name(ref: exp.Identifier, cte: exp.Identifier) -> bool:
     return bool(quoted.this == bare.this == bare.this.lower())
 
 
-def _visible_ctes(table: exp.Expr) -> list[exp.Identifier]:
+def visible_ctes(table: exp.Expr) -> list[exp.Identifier]:
     """CTE names a table reference can mean: those of enclosing WITHs, but inside a CTE's own body only the
     ones defined before it (RECURSIVE: itself too). `WITH t AS (SELECT * FROM t)` reads the real table `t`
     in its body."""

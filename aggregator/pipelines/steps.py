@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -108,6 +108,21 @@ Step = Annotated[
     ),
 ]
 STEP_NAMES = tuple(_STEP_TYPES)
+
+
+def step_expressions(steps: Sequence[Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every SQL expression a user wrote in `steps`, with its location below the transform (`("steps", 2,
+    "derive", "total")`): what validation parses and what the table-reads check inspects."""
+    for index, step in enumerate(steps):
+        exprs: dict[str, str] = {}
+        if isinstance(step, FilterStep):
+            exprs = {"filter": step.filter}
+        elif isinstance(step, DeriveStep):
+            exprs = {f"derive.{k}": v for k, v in step.derive.items()}
+        elif isinstance(step, AggregateStep):
+            exprs = {f"aggregate.metrics.{k}": v for k, v in step.aggregate.metrics.items()}
+        for where, text in exprs.items():
+            yield ("steps", index, *where.split(".")), text
 
 SQL_CAST: dict[str, dict[CastType, str]] = {
     "sqlite": {"integer": "INTEGER", "float": "REAL", "text": "TEXT", "boolean": "INTEGER", "date": "TEXT",

@@ -6,7 +6,7 @@ from aggregator.pipelines.graph import Graph, Node
 from aggregator.pipelines.load import SpecError
 from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.sql_tables import Refused, dialect_of, refused_in_expression, refused_reads
-from aggregator.pipelines.steps import AggregateStep, DeriveStep, FilterStep
+from aggregator.pipelines.steps import step_expressions
 from aggregator.settings import Settings
 
 RULE = ("a transform reads only the tables its refs name (`{{ ref('name') }}`, or `{{ ref('pipeline.name') }}` "
@@ -37,16 +37,8 @@ def _problems(node: Node, dialect: str | None) -> list[SpecError]:
     found: list[tuple[tuple[str | int, ...], list[Refused]]] = []
     if spec.sql is not None:
         found.append((("sql",), refused_reads(spec.sql, dialect)))
-    for index, step in enumerate(spec.steps):
-        exprs: dict[str, str] = {}
-        if isinstance(step, FilterStep):
-            exprs = {"filter": step.filter}
-        elif isinstance(step, DeriveStep):
-            exprs = {f"derive.{k}": v for k, v in step.derive.items()}
-        elif isinstance(step, AggregateStep):
-            exprs = {f"aggregate.metrics.{k}": v for k, v in step.aggregate.metrics.items()}
-        for where, text in exprs.items():
-            found.append((("steps", index, *where.split(".")), refused_in_expression(text, dialect)))
+    for loc, text in step_expressions(spec.steps):
+        found.append((loc, refused_in_expression(text, dialect)))
     errors = []
     for loc, refused in found:
         if refused:

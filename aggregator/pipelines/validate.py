@@ -16,7 +16,7 @@ from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.load import SpecError, Specs
 from aggregator.pipelines.refs import render
 from aggregator.pipelines.spec import TransformSpec
-from aggregator.pipelines.steps import AggregateStep, DeriveStep, FilterStep
+from aggregator.pipelines.steps import step_expressions
 from aggregator.pipelines.warehouse_check import check_warehouse
 from aggregator.settings import Settings
 from connectors.secrets import SecretPolicy, env_refs
@@ -57,22 +57,13 @@ def check_sql(node: Node, dialect: str | None) -> list[SpecError]:
         if len(statements) != 1 or not isinstance(statements[0], exp.Query):
             errors.append(node.file.error((*node.loc, "sql"), "must be exactly one SELECT statement (WITH … SELECT is fine)"))
         return errors
-    for index, step in enumerate(spec.steps):
-        exprs: dict[str, str] = {}
-        if isinstance(step, FilterStep):
-            exprs = {"filter": step.filter}
-        elif isinstance(step, DeriveStep):
-            exprs = {f"derive.{k}": v for k, v in step.derive.items()}
-        elif isinstance(step, AggregateStep):
-            exprs = {f"aggregate.metrics.{k}": v for k, v in step.aggregate.metrics.items()}
-        for where, text in exprs.items():
-            try:
-                parsed = sqlglot.parse_one(text, read=dialect)
-                if not isinstance(parsed, exp.Expression) or isinstance(parsed, exp.Query | exp.Command):
-                    raise ParseError("not an expression")
-            except ParseError as exc:
-                errors.append(node.file.error((*node.loc, "steps", index, *where.split(".")),
-                                              f"not a SQL expression: {str(exc).splitlines()[0]}"))
+    for loc, text in step_expressions(spec.steps):
+        try:
+            parsed = sqlglot.parse_one(text, read=dialect)
+            if not isinstance(parsed, exp.Expression) or isinstance(parsed, exp.Query | exp.Command):
+                raise ParseError("not an expression")
+        except ParseError as exc:
+            errors.append(node.file.error((*node.loc, *loc), f"not a SQL expression: {str(exc).splitlines()[0]}"))
     return errors
 
 

@@ -8,12 +8,11 @@ the statement. What runs is the SQL regenerated from the checked tree, never the
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from aggregator.pipelines.sql_tables import visible_ctes
 from aggregator.proxy.api.errors import ApiError
 
 # Node types that write, lock, change settings or touch files, wherever they appear in the tree.
@@ -50,24 +49,9 @@ def check_query(sql: str, dialect: str, allowed_tables: set[str]) -> str:
 
 
 def _visible_ctes(table: exp.Expression) -> set[str]:
-    """CTE names a table reference can mean: those of enclosing WITHs, but inside a CTE's own body only the
-    ones defined before it (RECURSIVE: itself too). `WITH secret AS (SELECT * FROM secret)` reads the real
-    table `secret` in its body, so treating every CTE name as safe everywhere would be a bypass."""
-    names: set[str] = set()
-    node: Any = table
-    while node.parent is not None:
-        parent = node.parent
-        if isinstance(parent, exp.With):
-            ctes = list(parent.expressions)
-            index = next(i for i, c in enumerate(ctes) if c is node)
-            upto = index + 1 if parent.args.get("recursive") else index
-            names |= {c.alias_or_name.lower() for c in ctes[:upto]}
-        elif isinstance(parent, exp.Query):
-            with_ = parent.args.get("with_") or parent.args.get("with")
-            if isinstance(with_, exp.With) and node is not with_:
-                names |= {c.alias_or_name.lower() for c in with_.expressions}
-        node = parent
-    return names
+    """CTE names a table reference can mean (pipelines/sql_tables.py: inside a CTE's own body only the ones
+    defined before it, so `WITH secret AS (SELECT * FROM secret)` reads the real table), folded to lower case."""
+    return {ident.this.lower() for ident in visible_ctes(table)}
 
 
 def _check_table(table: exp.Table, ctes: set[str], allowed: set[str]) -> None:
