@@ -39,9 +39,10 @@ class ApiError(Exception):
     """Raised by a handler; answered in the one error shape."""
 
     def __init__(self, status: int, detail: str, missing: str | None = None,
-                 problems: list[Problem] | None = None) -> None:
+                 problems: list[Problem] | None = None, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.missing, self.problems = status, detail, missing, problems
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         body = refusal_body(self.status, self.detail, self.missing)
@@ -53,4 +54,6 @@ class ApiError(Exception):
         headers = {"cache-control": "no-store"}
         if self.status == 401:
             headers["www-authenticate"] = BEARER_REALM
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(self.retry_after + 0.999)))
         return JSONResponse(body, status_code=self.status, headers=headers)
