@@ -6,8 +6,9 @@ from starlette.responses import Response, StreamingResponse
 
 from aggregator.proxy.api.access import in_scope, require
 from aggregator.proxy.api.catalog import WAREHOUSE, AssetTable
+from aggregator.proxy.api.csv_safe import write_row
 from aggregator.proxy.api.errors import ApiError
-from aggregator.proxy.api.export import ExportCaps, export_csv, export_parquet, write_row
+from aggregator.proxy.api.export import ExportCaps, export_csv, export_parquet
 from aggregator.proxy.api.models import ExportQuery, QueryRequest, QueryResult, TableInfo
 from aggregator.proxy.api.query_guard import check_query
 from aggregator.proxy.api.query_stream import (

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aggregator.proxy.api import csv_safe
+from aggregator.proxy.api.csv_safe import write_row
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.warehouse import FETCH_CHUNK, GUARD_COLUMN, Warehouse, pg_guarded
 
@@ -32,11 +33,6 @@ class ExportCaps:
         if self.max_row_bytes is None:
             return FETCH_CHUNK
         return max(1, min(FETCH_CHUNK, CHUNK_BYTES // self.max_row_bytes))
-
-
-def write_row(writer: Any, row: Sequence[Any]) -> None:
-    """The one way a CSV row is written by the API (query answers and exports)."""
-    writer.writerow(row)
 
 
 def _select(warehouse: Warehouse, table: str, limit: int | None) -> str:
@@ -70,7 +66,7 @@ def export_csv(warehouse: Warehouse, table: str, limit: int | None = None,
     """Header, then one encoded block per fetched chunk: at most one chunk of rows is held at once. An export
     cut by its deadline or a row past the cap ends with a line `# error: ...`."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_safe.writer(buffer)
     header = False
     try:
         for columns, rows in _chunks(warehouse, table, limit, caps or ExportCaps()):
@@ -84,7 +80,7 @@ def export_csv(warehouse: Warehouse, table: str, limit: int | None = None,
                 buffer.seek(0)
                 buffer.truncate()
     except ApiError as exc:
-        yield f"{buffer.getvalue()}# error: {exc.detail}\n".encode()
+        yield f"{buffer.getvalue()}# error: {exc.detail}\r\n".encode()
         return
     if buffer.tell():
         yield buffer.getvalue().encode()

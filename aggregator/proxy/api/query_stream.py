@@ -14,7 +14,6 @@ clear error: a JSON answer closes with `"truncated": true, "error": "..."`, a CS
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import json
 import math
@@ -26,6 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from aggregator.proxy.api import csv_safe
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.warehouse import GUARD_COLUMN, Cursor, Warehouse, pg_guarded
 
@@ -186,14 +186,14 @@ def encode_csv(query: OpenQuery, row_limit: int | None, max_bytes: int | None,
     with `say_truncated` an answer stopped at `row_limit` ends with `# truncated: ...`."""
     budget = _Budget(max_bytes) if max_bytes is not None else None
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_safe.writer(buffer)
     write_row(writer, query.columns)
     count, error = 0, None
     try:
         for row in query.rows():
             if row_limit is not None and count == row_limit:
                 if say_truncated:
-                    buffer.write(f"# truncated: the query has more rows than row_limit ({row_limit})\n")
+                    buffer.write(f"# truncated: the query has more rows than row_limit ({row_limit})\r\n")
                 break
             write_row(writer, row)
             count += 1
@@ -213,7 +213,7 @@ def encode_csv(query: OpenQuery, row_limit: int | None, max_bytes: int | None,
             yield data
             return
         error = budget.message()
-    yield f"# error: {error}\n".encode()
+    yield f"# error: {error}\r\n".encode()
 
 
 class _Pump:
