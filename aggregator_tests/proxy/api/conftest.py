@@ -6,7 +6,6 @@ the webserver's code location (reloaded by the API) reads it, exactly as in a de
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     INSTANCE_YAML,
     PASSWORD,
@@ -71,7 +71,7 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home), AGGREGATOR_PIPELINES=str(specs),
                AGGREGATOR_WAREHOUSE_URL=warehouse_url)
     port = free_tcp_port()
@@ -132,6 +132,7 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
         proxy = start_api_proxy(upstream_url, f"sqlite:///{home / 'proxy.db'}", platform)
         try:
             stack = ApiStack(upstream_url, proxy, specs, warehouse, home)
+            proxy.app.ops.dagster_home = str(home / "dagster")  # /api/logs reads the webserver's instance
             for user, (role, scope) in GRANTS.items():
                 proxy.store.add_user(user, PASSWORD, role, scope=scope)
                 stack.tokens[user], _ = proxy.store.create_token(user)
