@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aggregator.proxy.api.warehouse import FETCH_CHUNK, Warehouse
+from aggregator.proxy.api import csv_safe
+from aggregator.proxy.api.csv_safe import write_row
+from aggregator.proxy.api.errors import ApiError
+from aggregator.proxy.api.warehouse import FETCH_CHUNK, GUARD_COLUMN, Warehouse, pg_guarded
+
+# Memory of one fetched chunk at most: rows per fetch are this over the row cap.
+CHUNK_BYTES = 64 << 20
+# Small chunks (long rows) are gathered into blocks of about this many characters before they are sent.
+BLOCK_CHARS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ExportCaps:
+    """How long an export may stream and how long one row may be (query_stream.py explains why)."""
+
+    timeout_s: float | None = None
+    max_row_bytes: int | None = None
+
+    @property
+    def chunk_rows(self) -> int:
+        if self.max_row_bytes is None:
+            return FETCH_CHUNK
+        return max(1, min(FETCH_CHUNK, CHUNK_BYTES // self.max_row_bytes))
 
 
 def _select(warehouse: Warehouse, table: str, limit: int | None) -> str:
@@ -18,13 +40,19 @@ def _select(warehouse: Warehouse, table: str, limit: int | None) -> str:
 
 
 def _chunks(warehouse: Warehouse, table: str, limit: int | None,
-            chunk_rows: int) -> Iterator[tuple[list[str], list[Any]]]:
-    with warehouse.readonly(None) as cur:
-        cur.execute(_select(warehouse, table, limit))
+            caps: ExportCaps) -> Iterator[tuple[list[str], list[Any]]]:
+    with warehouse.readonly(caps.timeout_s, caps.max_row_bytes) as cur:
+        guarded = warehouse.backend == "postgresql" and caps.max_row_bytes is not None
+        sql = _select(warehouse, table, limit)
+        cur.execute(pg_guarded(sql, caps.max_row_bytes) if guarded and caps.max_row_bytes else sql)
         columns = [d[0] for d in cur.description]
+        if guarded and columns[-1] == GUARD_COLUMN:
+            columns = columns[:-1]
         first = True
         while True:
-            rows = cur.fetchmany(chunk_rows)
+            rows = cur.fetchmany(caps.chunk_rows)
+            if guarded:
+                rows = [row[:-1] for row in rows]
             if not rows and not first:
                 return
             first = False
@@ -34,19 +62,28 @@ def _chunks(warehouse: Warehouse, table: str, limit: int | None,
 
 
 def export_csv(warehouse: Warehouse, table: str, limit: int | None = None,
-               chunk_rows: int = FETCH_CHUNK) -> Iterator[bytes]:
-    """Header, then one encoded block per fetched chunk: at most `chunk_rows` rows are held at once."""
+               caps: ExportCaps | None = None) -> Iterator[bytes]:
+    """Header, then one encoded block per fetched chunk: at most one chunk of rows is held at once. An export
+    cut by its deadline or a row past the cap ends with a line `# error: ...`."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_safe.writer(buffer)
     header = False
-    for columns, rows in _chunks(warehouse, table, limit, chunk_rows):
-        if not header:
-            writer.writerow(columns)
-            header = True
-        writer.writerows(rows)
+    try:
+        for columns, rows in _chunks(warehouse, table, limit, caps or ExportCaps()):
+            if not header:
+                write_row(writer, columns)
+                header = True
+            for row in rows:
+                write_row(writer, row)
+            if buffer.tell() >= BLOCK_CHARS or len(rows) == FETCH_CHUNK:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+    except ApiError as exc:
+        yield f"{buffer.getvalue()}# error: {exc.detail}\r\n".encode()
+        return
+    if buffer.tell():
         yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
 
 
 class _Sink(io.RawIOBase):
@@ -78,12 +115,14 @@ def _schema(columns: list[str], rows: list[Any]) -> pa.Schema:
 
 
 def export_parquet(warehouse: Warehouse, table: str, limit: int | None = None,
-                   chunk_rows: int = FETCH_CHUNK) -> Iterator[bytes]:
-    """One row group per fetched chunk, streamed as written; the footer comes last."""
+                   caps: ExportCaps | None = None) -> Iterator[bytes]:
+    """One row group per fetched chunk, streamed as written; the footer comes last. A Parquet file has no
+    place for an error: an export cut by its deadline or the row cap ends without its footer (unreadable),
+    never as a valid file missing rows."""
     sink = _Sink()
     writer: pq.ParquetWriter | None = None
     try:
-        for columns, rows in _chunks(warehouse, table, limit, chunk_rows):
+        for columns, rows in _chunks(warehouse, table, limit, caps or ExportCaps()):
             if writer is None:
                 schema = _schema(columns, rows)
                 writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema)

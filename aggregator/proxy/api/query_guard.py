@@ -8,6 +8,8 @@ the statement. What runs is the SQL regenerated from the checked tree, never the
 
 from __future__ import annotations
 
+import re
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -45,7 +47,28 @@ def check_query(sql: str, dialect: str, allowed_tables: set[str]) -> str:
                                "that read no files or server state")
         if isinstance(node, exp.Table):
             _check_table(node, _visible_ctes(node), allowed_tables)
+        if isinstance(node, exp.Format):
+            _check_format(node)
     return statement.sql(dialect=dialect)
+
+
+# A conversion of a format string: flags, then width and precision (digits or `*`, taken from an argument).
+_CONVERSION = re.compile(r"%[-+ 0#,!']*(\d+|\*)?(?:\.(\d+|\*))?")
+MAX_FORMAT_WIDTH = 9999
+
+
+def _check_format(node: exp.Format) -> None:
+    """`format('%.*c', 100000000, 'x')` is one database step of seconds that no deadline can interrupt
+    (SQLite checks for an interrupt between steps; its printf pads character by character even past the
+    length limit). So the format string must be a literal whose widths and precisions are small numbers."""
+    template = node.this
+    if not (isinstance(template, exp.Literal) and template.is_string):
+        raise QueryRefused(400, "format() takes a literal format string")
+    for match in _CONVERSION.finditer(template.this):
+        for part in match.groups():
+            if part == "*" or (part is not None and int(part) > MAX_FORMAT_WIDTH):
+                raise QueryRefused(400, f"format() widths and precisions are numbers up to {MAX_FORMAT_WIDTH} "
+                                   f"written in the format string, not {match.group(0)!r}")
 
 
 def _visible_ctes(table: exp.Expression) -> set[str]:

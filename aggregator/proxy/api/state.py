@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from aggregator.proxy.api.catalog import Catalog, read_catalog
+from aggregator.proxy.api.query_stream import QuerySlots
 from aggregator.proxy.api.spec_store import SpecStore
 from aggregator.proxy.api.warehouse import Warehouse
 from aggregator.proxy.context import Services
@@ -23,16 +24,34 @@ class ApiLimits(BaseModel):
 
     query_timeout_s: float = Field(
         10.0, gt=0, description="AGGREGATOR_API_QUERY_TIMEOUT_S: a query running longer is cancelled.")
+    export_timeout_s: float = Field(
+        600.0, gt=0, description="AGGREGATOR_API_EXPORT_TIMEOUT_S: an export still streaming after this long is "
+        "cut (it holds a query slot while it runs).")
+    max_row_bytes: int = Field(
+        1 << 20, gt=0, description="AGGREGATOR_API_MAX_ROW_BYTES: bytes of one value or row a query or export "
+        "may produce, enforced by the database (SQLite's length limit, a guard column on PostgreSQL).")
+    max_response_bytes: int = Field(
+        64 << 20, gt=0, description="AGGREGATOR_API_MAX_RESPONSE_BYTES: bytes of one query answer; past it the "
+        "stream ends with an error.")
+    query_concurrency: int = Field(
+        4, gt=0, description="AGGREGATOR_API_QUERY_CONCURRENCY: queries and exports running at once in one proxy "
+        "process; more are answered 503 with Retry-After.")
+    query_per_user: int = Field(
+        2, gt=0, description="AGGREGATOR_API_QUERY_PER_USER: queries and exports one user may run at once; more "
+        "are answered 429 with Retry-After.")
     reload_after_write: bool = Field(
         True, description="Reload the Dagster code location after each accepted spec write.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiLimits:
         env = os.environ if environ is None else environ
-        values = {}
-        if env.get("AGGREGATOR_API_QUERY_TIMEOUT_S"):
-            values["query_timeout_s"] = env["AGGREGATOR_API_QUERY_TIMEOUT_S"]
+        values = {name: env[var] for name, var in ENV.items() if env.get(var)}
         return cls.model_validate(values)
+
+
+ENV = {"query_timeout_s": "AGGREGATOR_API_QUERY_TIMEOUT_S", "export_timeout_s": "AGGREGATOR_API_EXPORT_TIMEOUT_S",
+       "max_row_bytes": "AGGREGATOR_API_MAX_ROW_BYTES", "max_response_bytes": "AGGREGATOR_API_MAX_RESPONSE_BYTES",
+       "query_concurrency": "AGGREGATOR_API_QUERY_CONCURRENCY", "query_per_user": "AGGREGATOR_API_QUERY_PER_USER"}
 
 
 @dataclass
@@ -43,6 +62,10 @@ class ApiState:
     specs: SpecStore
     warehouse: Warehouse
     limits: ApiLimits
+    slots: QuerySlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = QuerySlots(self.limits.query_concurrency, self.limits.query_per_user)
 
     @property
     def graphql_url(self) -> str:

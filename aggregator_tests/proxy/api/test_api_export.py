@@ -11,7 +11,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from aggregator.proxy.api.export import export_csv, export_parquet
+from aggregator.proxy.api.export import ExportCaps, export_csv, export_parquet
 from aggregator.proxy.api.warehouse import Warehouse
 from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.postgres import PgDatabase
@@ -61,7 +61,7 @@ def test_million_row_export_in_constant_memory(million_rows: Warehouse, exporter
     tracemalloc.start()
     try:
         chunks, total, largest = 0, 0, 0
-        for block in exporter(million_rows, "big", None, 10_000):  # type: ignore[operator]
+        for block in exporter(million_rows, "big", None, ExportCaps()):  # type: ignore[operator]
             chunks += 1
             total += len(block)
             largest = max(largest, len(block))
@@ -76,11 +76,11 @@ def test_million_row_export_in_constant_memory(million_rows: Warehouse, exporter
 def test_postgres_export_streams_with_a_server_side_cursor(pg_db: PgDatabase, tmp_path: Path) -> None:
     with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t AS SELECT g AS id, 'n' || g AS name FROM generate_series(1, 25000) g")
-    blocks = list(export_csv(Warehouse(pg_db.sqlalchemy_url), "t", None, 10_000))
+    blocks = list(export_csv(Warehouse(pg_db.sqlalchemy_url), "t", None, ExportCaps()))
     assert len(blocks) == 3
     assert b"".join(blocks).decode().splitlines()[:2] == ["id,name", "1,n1"]
     out = tmp_path / "t.parquet"
-    out.write_bytes(b"".join(export_parquet(Warehouse(pg_db.sqlalchemy_url), "t", 100, 10_000)))
+    out.write_bytes(b"".join(export_parquet(Warehouse(pg_db.sqlalchemy_url), "t", 100, ExportCaps())))
     assert pq.read_table(out).num_rows == 100
 
 

@@ -69,7 +69,7 @@ def test_json_csv_and_row_limit(api_stack: ApiStack) -> None:
         r = c.post("/api/query", json={"sql": "SELECT order_id, region FROM sales_orders ORDER BY order_id",
                                        "row_limit": 2, "format": "csv"})
         assert r.headers["content-type"].startswith("text/csv") and r.headers["x-truncated"] == "true"
-        assert r.text == "order_id,region\n1,south\n2,east\n"
+        assert r.text == "order_id,region\r\n1,south\r\n2,east\r\n"
 
 
 def test_long_query_is_cut_off(api_stack: ApiStack) -> None:
