@@ -35,15 +35,21 @@ def auth_failure(reason: str) -> None:
     AUTH_FAILURES.labels(reason=reason).inc()
 
 
+# Paths answered outside the typed router (which labels its answers with the route's template).
 _ROUTES = (
-    ("/graphql", "/graphql"), ("/_auth/", "/_auth/*"), ("/api/pipelines/", "/api/pipelines/{name}/trigger"),
-    ("/api/logs", "/api/logs"), ("/metrics", "/metrics"), ("/server_info", "/server_info"),
-    ("/healthz", "/healthz"),
+    ("/graphql", "/graphql"), ("/_auth/", "/_auth/*"), ("/server_info", "/server_info"),
+    ("/report_asset_", "/report_asset_*"), ("/metrics", "/metrics"), ("/healthz", "/healthz"),
+    ("/api/logs", "/api/logs"),
+    # Refused before routing (401, CSRF): the router never saw which route it would have been.
+    ("/api/", "/api/*"),
 )
 
 
-def route_label(rel: str | None) -> str:
-    """A bounded route label: raw paths (run ids, asset keys, probes) would make label cardinality unbounded."""
+def route_label(rel: str | None, route: str | None = None) -> str:
+    """A bounded route label: the template of the route that answered (`/api/pipelines/{name}`), else a fixed
+    prefix label; never the raw path (run ids, asset keys, probes would make label cardinality unbounded)."""
+    if route is not None:
+        return route
     if rel is None:
         return "outside-prefix"
     for prefix, label in _ROUTES:
@@ -52,9 +58,9 @@ def route_label(rel: str | None) -> str:
     return "/other"
 
 
-def observe_http(rel: str | None, method: str, status: int, seconds: float) -> None:
-    """One answered HTTP request; 401 and 403 also count as auth failures."""
-    observe_request(route_label(rel), method if method in _METHODS else "OTHER", status, seconds)
+def observe_http(rel: str | None, method: str, status: int, seconds: float, route: str | None = None) -> None:
+    """One answered HTTP request; 401 and 403 also count as auth failures. `route`: the typed route's template."""
+    observe_request(route_label(rel, route), method if method in _METHODS else "OTHER", status, seconds)
     if status == 401:
         auth_failure("unauthenticated")
     elif status == 403:

@@ -153,7 +153,7 @@ class ProxyApp:
                                                 operation=f"{ctx.method} {ctx.path}", reason="body too large")
             await refusal(413, "request body too large")(scope, receive, send_with_headers)
         finally:
-            observe_http(ctx.rel, ctx.method, status[0], time.perf_counter() - started)
+            observe_http(ctx.rel, ctx.method, status[0], time.perf_counter() - started, ctx.route)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -39,6 +39,8 @@ class RequestContext:
     # Set once by the front door (identity/frontdoor.py): why there is no principal, for the 401 and its audit.
     auth_event: str = ""
     auth_reason: str = ""
+    # The template of the typed route that answered (`/api/pipelines/{name}`): the metrics' route label.
+    route: str | None = None
 
     @property
     def method(self) -> str:

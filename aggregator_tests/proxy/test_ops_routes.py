@@ -243,6 +243,8 @@ def test_metrics_parse_and_count_requests_and_auth_failures(
 ) -> None:
     assert client.get(f"{proxy.url}/metrics").status_code == 401
     assert client.get(f"{proxy.url}/metrics", headers=bearer(scoped["viewer"])).status_code == 403
+    # Issue 20.7: requests are counted under the template of the route that answered them.
+    assert client.get(f"{proxy.url}/api/pipelines/sales", headers=bearer(proxy.tokens["viewer"])).status_code == 200
     response = client.get(f"{proxy.url}/metrics", headers=bearer(proxy.tokens["viewer"]))
     assert response.status_code == 200
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -251,6 +253,10 @@ def test_metrics_parse_and_count_requests_and_auth_failures(
     assert samples[("aggregator_proxy_auth_failures_total", (("reason", "forbidden"),))] >= 1
     assert samples[("aggregator_proxy_requests_total",
                     (("method", "GET"), ("route", "/metrics"), ("status", "401")))] >= 1
+    assert samples[("aggregator_proxy_requests_total",
+                    (("method", "GET"), ("route", "/api/pipelines/{name}"), ("status", "200")))] >= 1
+    assert not any(dict(labels).get("route") == "/api/pipelines/{name}/trigger" and dict(labels).get("method") == "GET"
+                   for _, labels in samples)
     # raw paths never become labels
     assert all("/api/pipelines/sales" not in str(labels) for _, labels in samples)
 

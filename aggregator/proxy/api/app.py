@@ -111,6 +111,7 @@ class ApiApp:
         route: Route | None = None
         try:
             route, params = match(self.routes, method, rel)
+            ctx.route = route.path
             if route.public:
                 # Public handlers never read the principal (there may be none): health check, this document.
                 public = ApiRequest(ctx, Request(ctx.scope), None, params, None, None)  # type: ignore[arg-type]
