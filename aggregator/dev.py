@@ -109,10 +109,27 @@ def _unspecified(host: str) -> bool:
         return False
 
 
-def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
-    """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
+def start_proxy(settings: Settings, upstream: str, host: str, port: int,
+                worker: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin.
+    `worker` is AGGREGATOR_WORKER_URL/TOKEN: the only thing of the worker's the proxy learns."""
     cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
-    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: our interpreter and module)
+    env = {**proxy_env(settings, host, port), **(worker or {})}
+    return subprocess.Popen(cmd, env=env, cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: our interpreter and module)
+
+
+def start_dev_worker(settings: Settings, dagster_home: Path, services: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """The worker (checks, discovery, previews) with the run workers' environment and a per-session random
+    token; returns it and the proxy's settings to reach it. The proxy's databases are named to it without
+    credentials, so connectors refuse them."""
+    from aggregator.worker.launch import TOKEN_ENV, URL_ENV, free_port, new_token, start_worker, worker_env
+
+    token, port = new_token(), free_port()
+    proxy = proxy_env(settings, "127.0.0.1", 0)
+    databases = [proxy.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{settings.home / 'proxy.db'}",
+                 proxy.get("AGGREGATOR_PLATFORM_DB_URL", "")]
+    env = worker_env(child_env(settings, dagster_home), token, [*services, f"127.0.0.1:{port}"], databases)
+    return start_worker(env, settings.home, port), {URL_ENV: f"http://127.0.0.1:{port}", TOKEN_ENV: token}
 
 
 def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
@@ -151,6 +168,7 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     # treats as a graceful shutdown (a second one would make it abandon its children).
     proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: the dagster CLI of our interpreter)
     proxy: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
     upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"
     try:
@@ -160,7 +178,9 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
                       file=sys.stderr)
             proc.wait()
             return proc.returncode
-        proxy = start_proxy(settings, upstream, host, port)
+        worker, worker_settings = start_dev_worker(settings, dagster_home, [f"127.0.0.1:{webserver_port}",
+                                                                           f"{host}:{port}"])
+        proxy = start_proxy(settings, upstream, host, port, worker_settings)
         if wait_until_up(url, proxy, timeout_s=60):
             print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
         # Either child ending ends the platform: a UI without its proxy would be unreachable, and a proxy
@@ -170,6 +190,14 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         raise KeyboardInterrupt
     except KeyboardInterrupt:
         return shut_down(proc, proxy, upstream)
+    finally:
+        if worker is not None and worker.poll() is None:  # it holds no runs: stopped after the others
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
 
 
 def shut_down(proc: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, upstream: str) -> int:

@@ -107,6 +107,7 @@ def _dagster_job(job: str, specs: Path, home: Path, warehouse_url: str | None = 
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
     env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(home / "dagster"))
+    env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
     if warehouse_url:
         env["AGGREGATOR_WAREHOUSE_URL"] = warehouse_url
     return subprocess.Popen(

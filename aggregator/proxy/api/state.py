@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aggregator.proxy.api.catalog import Catalog, read_catalog
 from aggregator.proxy.api.spec_store import SpecStore
 from aggregator.proxy.api.warehouse import Warehouse
+from aggregator.proxy.api.worker_client import WorkerClient
 from aggregator.proxy.context import Services
 from aggregator.settings import Settings
 
@@ -43,6 +44,8 @@ class ApiState:
     specs: SpecStore
     warehouse: Warehouse
     limits: ApiLimits
+    # Checks, discovery and previews: the worker does them, with the pipelines' environment (never here).
+    worker: WorkerClient = field(default_factory=WorkerClient.from_env)
 
     @property
     def graphql_url(self) -> str:
