@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
 
@@ -48,6 +49,19 @@ def pg_db(pg_admin_url: str) -> Iterator[PgDatabase]:
     """A fresh database for one test, dropped afterwards."""
     with temporary_database(pg_admin_url) as db:
         yield db
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh database on a real MariaDB/MySQL server (aggregator_tests/mariadb.py), dropped afterwards."""
+    from aggregator_tests.mariadb import temporary_database as mysql_database
+
+    try:
+        with mysql_database() as url:
+            yield url
+    except sa_exc.OperationalError as exc:
+        pytest.fail(f"MariaDB/MySQL is required (AGGREGATOR_TEST_MYSQL_URL or 127.0.0.1:3306): {exc.orig}",
+                    pytrace=False)
 
 
 @pytest.fixture

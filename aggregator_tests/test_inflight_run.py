@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from aggregator_tests.pipelines.conftest import query
 from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.testapi import serve
 
 pytestmark = pytest.mark.slow
@@ -105,7 +106,7 @@ pipelines:
 def _dagster_job(job: str, specs: Path, home: Path, warehouse_url: str | None = None) -> subprocess.Popen[str]:
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(home / "dagster"))
     env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
     if warehouse_url:

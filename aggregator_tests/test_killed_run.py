@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.testapi import running_api
 
 pytestmark = pytest.mark.slow
@@ -68,7 +69,7 @@ def test_sigkilled_materialize_leaves_no_step_running_and_commits_nothing(tmp_pa
     shutil.copyfile(REPO / "aggregator" / "dagster.yaml", dagster_home / "dagster.yaml")
     with running_api() as api:
         (specs / "feed.yaml").write_text(SPEC.format(url=api.url))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+        env = platform_env()
         env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(dagster_home))
         env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
         cli = subprocess.Popen(

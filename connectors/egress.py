@@ -60,7 +60,8 @@ def data_roots(environ: Mapping[str, str] | None = None) -> list[Path]:
 
         home = Path(env.get("AGGREGATOR_HOME") or ".aggregator").expanduser()
         pipelines = Path(env.get("AGGREGATOR_PIPELINES") or EXAMPLE_PIPELINES_DIR).expanduser()
-        roots = [home / "data", home / "uploads", pipelines / "data", EXAMPLE_PIPELINES_DIR / "data"]
+        uploads = Path(env.get("AGGREGATOR_UPLOADS_DIR") or home / "uploads").expanduser()  # where sensors watch
+        roots = [home / "data", uploads, pipelines / "data", EXAMPLE_PIPELINES_DIR / "data"]
     return [Path(os.path.realpath(r)) for r in roots]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,11 @@ SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.TIMESTAMP: sa.DateTime(),
     ColumnType.DATE: sa.Date(),
 }
+
+
+# A source read from the committed state: the load calls it once it holds the stream's lock, so the state it
+# hands over is the one the previous load committed (see `SqlDestination.load`).
+ReadFrom = Callable[[dict[str, Any] | None], Iterable[Batch]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class SqlDestination(dg.ConfigurableResource):
     def load(
         self,
         table: str,
-        batches: Iterable[Batch],
+        batches: Iterable[Batch] | ReadFrom,
         mode: WriteMode,
         *,
         primary_key: Sequence[str] = (),
@@ -116,7 +121,12 @@ class SqlDestination(dg.ConfigurableResource):
 
         append adds rows; replace builds a staging table and swaps it in, so readers never see a
         half-loaded table; merge upserts on `primary_key`, the last row per key winning. With `state_key`,
-        the `state` of the last batch that carries one is committed in the same transaction as the rows."""
+        the `state` of the last batch that carries one is committed in the same transaction as the rows.
+
+        `batches` may be a function of the committed state (`ReadFrom`): it is called inside the transaction,
+        after the stream's lock is taken (`state.lock`), so two overlapping loads of one stream run one after
+        the other and the second reads from where the first stopped. An iterable read from a state fetched
+        earlier cannot have that guarantee."""
         check_identifier(table, "table name")
         if mode not in WRITE_MODES:
             raise ValueError(f"unknown write mode {mode!r}; allowed: {', '.join(WRITE_MODES)}")
@@ -127,11 +137,14 @@ class SqlDestination(dg.ConfigurableResource):
             raise ValueError(f"table {table}: write mode 'merge' needs a primary_key to upsert on")
         if state_key is not None and not state_key.strip():
             raise ValueError("state_key must be a non-empty string")
+        opened: list[Iterable[Batch]] = [] if callable(batches) else [batches]
         try:
             ensure_tables(self.engine, [*([state_store.state_table] if state_key is not None else []),
                                         *([row_counts.counts_table] if self.dialect in COUNTING_DIALECTS else [])])
+            if state_key is not None:
+                state_store.prepare_lock(self.engine, state_key)
             with self.engine.begin() as conn:
-                return self._load(conn, table, batches, mode, keys, schema_policy, state_key)
+                return self._load(conn, table, batches, opened, mode, keys, schema_policy, state_key)
         except (SchemaChangeError, DestinationError):
             raise
         except sa.exc.DBAPIError as exc:
@@ -140,15 +153,17 @@ class SqlDestination(dg.ConfigurableResource):
             ) from exc
         finally:
             # Stop the source now (its prefetch thread, open cursors) rather than whenever it is collected.
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
+            for source in opened:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
 
     def _load(
         self,
         conn: sa.Connection,
         table: str,
-        batches: Iterable[Batch],
+        source: Iterable[Batch] | ReadFrom,
+        opened: list[Iterable[Batch]],
         mode: WriteMode,
         keys: tuple[str, ...],
         policy: SchemaPolicy,
@@ -157,7 +172,13 @@ class SqlDestination(dg.ConfigurableResource):
         state_before = state_after = None
         counted = self.dialect in COUNTING_DIALECTS
         if state_key is not None:
-            state_before = state_after = state_store.read(conn, state_key, lock=True)
+            state_store.lock(conn, state_key)  # held until commit: the state read below cannot go stale
+            state_before = state_after = state_store.read(conn, state_key)
+        if callable(source):
+            batches = source(state_before)
+            opened.append(batches)
+        else:
+            batches = source
         reflected = self._reflect(conn, table)
         existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
         rows_before: int | None = None  # the table's count when the load started

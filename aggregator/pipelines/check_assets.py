@@ -18,6 +18,7 @@ from aggregator.pipelines.checks_spec import (
     parse_duration,
 )
 from aggregator.pipelines.graph import Node, destination_key
+from aggregator.pipelines.run_tags import tag_run
 
 
 def _scalar(destination: SqlDestination, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -106,6 +107,7 @@ def check_definitions(node: Node) -> list[dg.AssetChecksDefinition]:
                 required_resource_keys={dest_key},
             )
             def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+                tag_run(context, node.pipeline.name)  # a run of checks only (the UI's "Execute checks")
                 return _evaluate(check, node, getattr(context.resources, dest_key), context)
 
             return _check

@@ -52,6 +52,8 @@ def validate(path: Path | None, warehouse: bool) -> None:
         for error in report.errors:
             click.echo(f"error: {error}", err=True)
         _fail(f"{len(report.errors)} problem(s) found")
+    for note in report.unchecked:
+        click.echo(f"not checked: {note}", err=True)
     click.echo(f"ok: {len(report.specs.pipelines)} pipeline(s), {len(report.specs.connections)} connection(s) in "
                f"{len(report.specs.files)} file(s)")
 

@@ -9,7 +9,7 @@ import dagster as dg
 
 from aggregator.pipelines.connections import STREAM_TYPE_OF
 from aggregator.pipelines.load import SourceFile, SpecError, SpecErrors, Specs
-from aggregator.pipelines.spec import PipelineSpec, SourceSpec, TransformSpec
+from aggregator.pipelines.spec import PipelineSpec, SourceSpec, TransformSpec, pipeline_pool
 from aggregator.pipelines.yaml_lines import Loc
 
 WAREHOUSE = "warehouse"
@@ -169,4 +169,7 @@ def asset_kwargs(node: Node) -> dict[str, Any]:
         "description": node.spec.description or f"{node.name} ({pipeline.name} pipeline)",
         "owners": pipeline.owners or None,
         "tags": pipeline.tags or None,
+        # Pools are enforced per run by the run queue (`concurrency.pools.granularity: run` in dagster.yaml),
+        # however the run was started: UI, API, schedule, sensor or backfill.
+        "pool": None if pipeline.overlapping_runs else pipeline_pool(pipeline.name),
     }

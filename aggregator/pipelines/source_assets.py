@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
 import json
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,8 @@ from aggregator.pipelines.liveness import RunLiveness, while_alive
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.progress import with_progress
+from aggregator.pipelines.run_tags import tag_run
+from connectors.batches import Batch
 
 
 def state_key(node: Node) -> str:
@@ -47,19 +50,24 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         },
     )
     def _load(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tag_run(context, node.pipeline.name)
         reader = getattr(context.resources, source.connection)
         destination: SqlDestination = getattr(context.resources, dest_key)
         key = state_key(node) if incremental else None
-        state = destination.read_state(key) if key else None
         window = _window(context)
         started = time.monotonic()
-        # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
-        alive = while_alive(reader.read(source.stream, state=state, window=window, hints=source.type_hints()),
-                            RunLiveness(context.instance, context.run.run_id))
-        batches = with_progress(alive, context.log.info, f"{node.key.to_user_string()} -> {node.table}")
+
+        def read_from(state: dict[str, Any] | None) -> Iterable[Batch]:
+            # Called by the load once it holds this stream's lock, with the state the last load committed:
+            # a run that overlaps another of the same pipeline reads from where that one stopped.
+            batches = reader.read(source.stream, state=state, window=window, hints=source.type_hints())
+            # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
+            alive = while_alive(batches, RunLiveness(context.instance, context.run.run_id))
+            return with_progress(alive, context.log.info, f"{node.key.to_user_string()} -> {node.table}")
+
         result = destination.load(
             node.table,
-            batches,
+            read_from,
             source.write_mode,
             primary_key=tuple(source.primary_key),
             schema_policy=source.schema_policy,

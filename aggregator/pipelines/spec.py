@@ -64,7 +64,8 @@ def valid_timezone(value: str) -> str:
 class FileSensor(Strict):
     """Run the pipeline when new or changed files appear in a directory."""
 
-    directory: str = Field(description="Directory to watch; relative paths are relative to the spec file.")
+    directory: str = Field(description="Directory to watch, under the uploads root (AGGREGATOR_UPLOADS_DIR, default "
+                           "AGGREGATOR_HOME/uploads); relative paths are relative to that root.")
     pattern: str = Field("*", description="Glob of the files that count, e.g. '*.csv'.")
     interval_seconds: int = Field(30, ge=5, description="How often the sensor looks.")
     enabled: bool = Field(True, description="Whether the sensor starts running when the platform starts.")
@@ -229,6 +230,14 @@ class PipelineSpec(Strict):
         "`multiprocess` (a process per step: isolation and parallel steps) or `k8s` (a pod per step; needs "
         "the Kubernetes run launcher).",
     )
+    overlapping_runs: bool = Field(
+        False,
+        description="`false` (default): the pipeline's assets are in the Dagster concurrency pool "
+        "`pipeline/<name>`, which the shipped instances limit to one run at a time (`concurrency.pools` in "
+        "dagster.yaml; raise one pipeline's limit with `dagster instance concurrency set pipeline/<name> N` or "
+        "the UI's Concurrency page). `true`: no pool, runs may overlap (incremental loads stay exact: the cursor "
+        "is read under each stream's lock).",
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Streams to load.")
     transforms: list[TransformSpec] = Field(default_factory=list, description="Tables derived from others.")
     alerts: PipelineAlerts | None = Field(default=None, description="This pipeline's alert rules (docs/operations.md).")
@@ -249,6 +258,11 @@ class PipelineSpec(Strict):
                         "write_mode must be 'merge' (recommended) or 'append', not 'replace'"
                     )
         return self
+
+
+def pipeline_pool(name: str) -> str:
+    """The Dagster concurrency pool of a pipeline's assets: one run per pipeline at a time by default."""
+    return f"pipeline/{name}"
 
 
 PARAM_RE = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")

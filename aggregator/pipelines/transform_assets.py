@@ -11,6 +11,7 @@ from aggregator.pipelines.graph import Node, asset_kwargs, destination_key
 from aggregator.pipelines.metadata import table_metadata
 from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.refs import render
+from aggregator.pipelines.run_tags import tag_run
 from aggregator.pipelines.steps import render_steps
 from aggregator.pipelines.transform_errors import database_message, explain_probe, locate
 
@@ -85,6 +86,7 @@ def transform_asset(
         automation_condition=automation_condition,
     )
     def _transform(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tag_run(context, node.pipeline.name)
         destination: SqlDestination = getattr(context.resources, dest_key)
         started = time.monotonic()
         # A partitioned pipeline's transforms rebuild from all loaded windows: the table is the whole history.

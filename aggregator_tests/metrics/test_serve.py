@@ -13,6 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator_tests.alerts.conftest import free_port
+from aggregator_tests.process_env import platform_env
 
 
 def test_metrics_serve_answers_and_parses(tmp_path: Path) -> None:
@@ -20,7 +21,7 @@ def test_metrics_serve_answers_and_parses(tmp_path: Path) -> None:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(DAGSTER_HOME=str(home), AGGREGATOR_HOME=str(tmp_path / "home"))
     proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "metrics", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

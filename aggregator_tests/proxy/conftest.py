@@ -24,6 +24,7 @@ from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.proxy.storage.audit import AuditLog
 from aggregator.proxy.storage.store import Store
+from aggregator_tests.process_env import platform_env
 
 # Runs launched through GraphQL start at once in a subprocess: no daemon needed in tests.
 INSTANCE_YAML = """
@@ -67,7 +68,7 @@ def start_webserver(home: Path, path_prefix: str = "") -> Upstream:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     port = free_tcp_port()
     cmd = [sys.executable, "-m", "dagster_webserver", "-m", "aggregator.definitions", "-h", "127.0.0.1",

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from aggregator.proxy.policy.rbac import Role
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     PASSWORD,
     RunningProxy,
@@ -90,7 +91,7 @@ def policy_stack(home: Path) -> Iterator[PolicyStack]:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(QUEUED_INSTANCE_YAML)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
+    env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     port = free_tcp_port()
     url = f"http://127.0.0.1:{port}"

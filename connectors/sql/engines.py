@@ -9,13 +9,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# Plain scheme -> the driver this project installs and tests (SQLAlchemy's own defaults differ).
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
 
 def normalize_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here: the COPY fast path and server-side cursors are written for it
-    (SQLAlchemy 2.0 would otherwise pick psycopg2)."""
+    (SQLAlchemy 2.0 would otherwise pick psycopg2). `mysql://`/`mariadb://` mean PyMySQL (pure Python; SQLAlchemy
+    would pick mysqlclient, a C extension that is not installed)."""
     parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.drivername in _DEFAULT_DRIVERS:
+        return parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername]).render_as_string(hide_password=False)
     return url
 
 
@@ -31,6 +35,10 @@ def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
     # Resources are rebuilt per run; pools should not be, so engines are cached per URL.
     url = normalize_url(url)
     parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
+        from connectors.sql.mysql import connect_args
+
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args())
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     if parsed.database not in (None, "", ":memory:"):

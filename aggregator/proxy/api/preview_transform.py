@@ -16,6 +16,7 @@ from aggregator.proxy.api.access import require
 from aggregator.proxy.api.models import Strict
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.schema_routes import Preview
+from aggregator.proxy.api.spec_scope import require_preview_grant
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.api.worker_client import WORKER_STATUSES
 from aggregator.proxy.policy.rbac import Role
@@ -34,6 +35,8 @@ def routes(api: ApiState) -> list[Route]:
         pipeline, transform = req.params["name"], req.params["transform"]
         body = req.body_as(TransformPreviewRequest)
         require(req.principal, Role.viewer, "preview_transform", [pipeline])
+        # Every pipeline whose rows it reads must be in the previewer's grant (spec_scope.py).
+        await api.services.run_io(require_preview_grant, req.principal, api.platform.pipelines_dir, pipeline, transform)
         answer = await api.worker.call("preview-transform", {
             "pipeline": pipeline, "transform": transform, "source_rows": body.source_rows, "limit": body.limit})
         return Preview.model_validate(answer)

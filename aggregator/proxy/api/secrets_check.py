@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from aggregator.pipelines import bounded_yaml
 from connectors.redact import SECRET_PARAMS, sanitize_url
 from connectors.secrets import is_env_ref
 
@@ -81,7 +82,7 @@ def file_secrets(content: str) -> list[str]:
     `pipelines.0.sources.1.stream.headers.Authorization`, templates and alert channels alike): a stream,
     template or alert may hold no credential either, since every viewer reads the file."""
     try:
-        data = yaml.safe_load(content)
+        data = bounded_yaml.safe_load(content)
     except yaml.YAMLError:
         return []
     if not isinstance(data, dict):

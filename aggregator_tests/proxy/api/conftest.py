@@ -6,7 +6,6 @@ the webserver's code location (reloaded by the API) reads it, exactly as in a de
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -27,6 +26,7 @@ from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
 from aggregator.worker.launch import TOKEN_ENV, URL_ENV, new_token, start_worker, worker_env
+from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     INSTANCE_YAML,
     PASSWORD,
@@ -90,15 +90,10 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
 
 
 def pipelines_env(home: Path, specs: Path, warehouse_url: str) -> dict[str, str]:
-    """What run workers get: none of the platform's (or this test process's) AGGREGATOR_/DAGSTER_ settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AGGREGATOR_"))}
-    env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), AGGREGATOR_PIPELINES=str(specs),
-               AGGREGATOR_WAREHOUSE_URL=warehouse_url)
-    # The suite's loopback servers and temporary files, allowed as an operator would (connectors/egress.py).
-    for name in ("AGGREGATOR_ALLOWED_NETWORKS", "AGGREGATOR_DATA_ROOTS"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env
+    """What run workers get: none of the platform's (or this test process's) AGGREGATOR_/DAGSTER_ settings
+    but the suite's egress grants (process_env.py)."""
+    return platform_env(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
+                        AGGREGATOR_PIPELINES=str(specs), AGGREGATOR_WAREHOUSE_URL=warehouse_url)
 
 
 def start_api_worker(home: Path, env: dict[str, str], services: list[str], databases: list[str],
@@ -175,6 +170,7 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
         proxy = start_api_proxy(upstream_url, proxy_db, platform, (worker_url, token))
         try:
             stack = ApiStack(upstream_url, proxy, specs, warehouse, home, worker_url)
+            proxy.app.ops.dagster_home = str(home / "dagster")  # /api/logs reads the webserver's instance
             for user, (role, scope) in GRANTS.items():
                 proxy.store.add_user(user, PASSWORD, role, scope=scope)
                 stack.tokens[user], _ = proxy.store.create_token(user)
