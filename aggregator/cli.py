@@ -36,6 +36,20 @@ def dev(host: str, port: int) -> None:
     sys.exit(code)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; only the proxy calls it.")
+@click.option("--port", default=3002, show_default=True, type=int, help="Port to listen on.")
+def worker(host: str, port: int) -> None:
+    """Run the worker: connection checks, discovery and previews for the API, in the pipelines' environment
+    (AGGREGATOR_WORKER_TOKEN authenticates the proxy)."""
+    from aggregator.worker.app import serve
+
+    try:
+        serve(host, port)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 # Command groups live beside what they operate on.
 register_spec_commands(main)
 register_proxy_commands(main)

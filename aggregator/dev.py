@@ -118,6 +118,23 @@ def write_workspace(settings: Settings, code_port: int) -> Path:
     return path
 
 
+def worker_child(settings: Settings, pipelines_env: dict[str, str],
+                 services: list[str]) -> tuple[ChildSpec, dict[str, str]]:
+    """The worker (checks, discovery, previews) with the run workers' environment and a random token for
+    this session, and the only settings of it the proxy gets (URL and token). The proxy's databases and the
+    platform's services are named to it (without credentials) so connectors refuse them."""
+    from aggregator.worker.launch import TOKEN_ENV, URL_ENV, new_token, worker_env
+
+    token, port = new_token(), internal_port()
+    proxy = proxy_env(settings, "127.0.0.1", 0)
+    databases = [proxy.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{settings.home / 'proxy.db'}",
+                 proxy.get("AGGREGATOR_PLATFORM_DB_URL", "")]
+    env = worker_env(pipelines_env, token, [*services, f"127.0.0.1:{port}"], databases)
+    spec = ChildSpec("worker", [sys.executable, "-m", "aggregator.cli", "worker", "--host", "127.0.0.1",
+                                "--port", str(port)], env, settings.home)
+    return spec, {URL_ENV: f"http://127.0.0.1:{port}", TOKEN_ENV: token}
+
+
 def platform_children(settings: Settings, host: str, port: int, code_port: int, webserver_port: int,
                       token: str) -> list[ChildSpec]:
     """One declaration per child. Dagster's own output stays at warning level: at INFO it prints private
@@ -127,10 +144,12 @@ def platform_children(settings: Settings, host: str, port: int, code_port: int, 
     env = {**child_env(settings, dagster_home), SUPERVISOR_ENV: token}
     workspace = str(write_workspace(settings, code_port))
     upstream = f"http://127.0.0.1:{webserver_port}"
+    worker, worker_settings = worker_child(settings, env, [f"127.0.0.1:{webserver_port}", f"{host}:{port}"])
     return [
         ChildSpec("proxy", [py, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host,
                             "--port", str(port)],
-                  {**proxy_env(settings, host, port), SUPERVISOR_ENV: token}, home),
+                  {**proxy_env(settings, host, port), SUPERVISOR_ENV: token, **worker_settings}, home),
+        worker,
         # No --heartbeat: under load a missed heartbeat made Dagster's code server shut itself down for good;
         # its lifetime is the supervisor's business (PDEATHSIG + watchdog), not a timer's.
         ChildSpec("code server", [py, "-m", "dagster", "code-server", "start", "-m", LOCATION_NAME,

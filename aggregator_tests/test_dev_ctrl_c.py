@@ -82,6 +82,7 @@ def test_ctrl_c_cancels_the_running_run_and_leaves_no_process(tmp_path: Path, fr
         (specs / "gated.yaml").write_text(GATED.format(url=url))
         env = platform_env()
         env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs))
+        env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
         proc = subprocess.Popen(
             [sys.executable, "-m", "aggregator.cli", "dev", "--port", str(free_port)], env=env, cwd=tmp_path,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

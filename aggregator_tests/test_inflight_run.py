@@ -108,6 +108,7 @@ def _dagster_job(job: str, specs: Path, home: Path, warehouse_url: str | None = 
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(home / "dagster"))
+    env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
     if warehouse_url:
         env["AGGREGATOR_WAREHOUSE_URL"] = warehouse_url
     return subprocess.Popen(

@@ -71,6 +71,7 @@ def test_sigkilled_materialize_leaves_no_step_running_and_commits_nothing(tmp_pa
         (specs / "feed.yaml").write_text(SPEC.format(url=api.url))
         env = platform_env()
         env.update(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(dagster_home))
+        env["AGGREGATOR_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the test API on loopback (connectors/egress.py)
         cli = subprocess.Popen(
             [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "aggregator.definitions",
              "--select", "*"],

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 SECRET_NAMES_ENV = "AGGREGATOR_SECRET_NAMES"  # noqa: S105 (a variable name, not a secret)
 RESERVED_PREFIXES = ("AGGREGATOR_", "DAGSTER_", "POSTGRES_")
@@ -171,9 +172,11 @@ class Resolver:
     def redact(self, text: str, mask: str = "***") -> str:
         """`text` with every value this resolver handed out replaced by `mask`, longest first (so a value
         containing another is masked whole). Values under 4 characters are not secrets worth the noise."""
-        for value in sorted(self.values, key=len, reverse=True):
-            if len(value) >= 4:
-                text = text.replace(value, mask)
+        # As given, and as it looks inside a URL (percent-encoded), where connectors put credentials too.
+        forms = {form for value in self.values if len(value) >= 4
+                 for form in (value, quote(value, safe=""), quote_plus(value))}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, mask)
         return text
 
 

@@ -23,7 +23,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _deny_attach(action: int, *_args: Any) -> int:
+def deny_attach(action: int, *_args: Any) -> int:
+    """A sqlite3 authorizer refusing ATTACH: a reader's SQL stays in the database it was opened on."""
     return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
@@ -59,7 +60,7 @@ def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
         def _no_attach(dbapi_connection: Any, _record: Any) -> None:
             # A source's query could otherwise ATTACH any file the process can read (the data-root rule
             # checks only the URL's own file).
-            dbapi_connection.set_authorizer(_deny_attach)
+            dbapi_connection.set_authorizer(deny_attach)
 
     if writer:
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
-
-from aggregator.pipelines.connections import build_resource
 from aggregator.pipelines.json_schema import _allow_env_refs, _closed
 from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
@@ -19,6 +14,7 @@ from aggregator.proxy.api.models import (
 )
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
+from aggregator.proxy.api.worker_client import WORKER_STATUSES
 from aggregator.proxy.policy.rbac import Role
 from connectors.registry import CONNECTOR_TYPES
 
@@ -42,51 +38,31 @@ def routes(api: ApiState) -> list[Route]:
         return [ConnectionInfo(name=name, type=conn.type, file=file, used_by=catalog.used_by.get(name, []))
                 for name, (conn, file) in sorted(catalog.connections.items())]
 
-    async def _resource(req: ApiRequest, action: str) -> Any:
+    async def _authorize(req: ApiRequest, action: str) -> str:
         name = req.params["name"]
         catalog = await api.catalog()
         if name not in catalog.connections:
             raise ApiError(404, f"no connection {name!r} in the specs")
-        conn, _ = catalog.connections[name]
         # Reaching a system with the connection's secrets is an editor's act, on a connection its pipelines use.
         used = catalog.used_by.get(name, [])
         if req.principal.scope is not None and not used:
             raise ApiError(403, f"{action} on {name!r} needs an unscoped editor: no pipeline uses it",
                            f"editor:{action} (all pipelines)")
         require(req.principal, Role.editor, action, used)
-        try:
-            return build_resource(conn, resolve_as=name)
-        except (ValidationError, ValueError) as exc:
-            # MissingSecretError names the variable the proxy's environment lacks, never a value.
-            raise ApiError(409, f"connection {name!r} cannot be built here: {str(exc).splitlines()[0]}") from None
+        return name
 
     async def check_connection(req: ApiRequest) -> CheckResult:
-        """Run the connector's check (reaches the system; no data is read)."""
-        resource = await _resource(req, "check_connection")
-        try:
-            message = await api.services.run_io(resource.check)
-        except Exception as exc:  # noqa: BLE001 - connector errors are the answer, sanitized by the connector
-            return CheckResult(ok=False, message=str(exc).splitlines()[0][:500])
-        return CheckResult(ok=True, message=str(message))
+        """Run the connector's check in the worker (reaches the system; no data is read)."""
+        name = await _authorize(req, "check_connection")
+        answer = await api.worker.call("check", {"connection": name})
+        return CheckResult(ok=bool(answer["ok"]), message=str(answer["message"]))
 
     async def discover_connection(req: ApiRequest) -> list[StreamInfoModel]:
-        """Streams and columns the connection offers (or of one `stream:`)."""
-        resource = await _resource(req, "discover_connection")
+        """Streams and columns the connection offers (or of one `stream:`), discovered by the worker."""
+        name = await _authorize(req, "discover_connection")
         body = req.body_as(DiscoverRequest)
-        stream = None
-        if body.stream is not None:
-            model = next(t.stream_model for t in CONNECTOR_TYPES.values()
-                         if t.resource_class() is type(resource))
-            try:
-                stream = model.model_validate(body.stream)
-            except ValidationError as exc:
-                raise ApiError(400, f"stream: {exc.errors()[0]['msg']}") from None
-        try:
-            infos = await api.services.run_io(resource.discover, stream)
-        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, without secrets
-            raise ApiError(409, f"discover failed: {str(exc).splitlines()[0][:500]}") from None
-        return [StreamInfoModel(name=i.name, columns={k: str(getattr(v, "value", v)) for k, v in i.columns.items()},
-                                detail=i.detail) for i in infos]
+        infos = await api.worker.call("discover", {"connection": name, "stream": body.stream})
+        return [StreamInfoModel.model_validate(info) for info in infos]
 
     return [
         Route("GET", "/api/connector-types", list_connector_types, "Connector types and their config schema",
@@ -94,7 +70,8 @@ def routes(api: ApiState) -> list[Route]:
         Route("GET", "/api/connections", list_connections, "Connections declared in the specs",
               response=list[ConnectionInfo]),
         Route("POST", "/api/connections/{name}/check", check_connection, "Check a connection", Role.editor,
-              response=CheckResult, statuses=(409,), reads=True),
+              response=CheckResult, statuses=WORKER_STATUSES, reads=True),
         Route("POST", "/api/connections/{name}/discover", discover_connection, "Discover a connection's streams",
-              Role.editor, body=DiscoverRequest, response=list[StreamInfoModel], statuses=(409, 415), reads=True),
+              Role.editor, body=DiscoverRequest, response=list[StreamInfoModel], statuses=(415, *WORKER_STATUSES),
+              reads=True),
     ]

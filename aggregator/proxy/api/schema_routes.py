@@ -3,6 +3,7 @@
 `GET .../sources/{source}/schema`: discovered source vs destination table vs the last materialization's
 column schema (added, removed, type-changed columns), the base of a schema-mapping UI.
 `POST .../sources/{source}/preview`: read the stream's first rows (nothing is written, no state is kept).
+Discovery and previews run in the worker (worker_client.py); the proxy only reads the specs and the warehouse.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
-from aggregator.pipelines.connections import build_resource
 from aggregator.pipelines.graph import build_graph
 from aggregator.pipelines.load import SpecErrors, load_specs
 from aggregator.pipelines.spec import SourceSpec
 from aggregator.proxy.api.access import require
 from aggregator.proxy.api.catalog import WAREHOUSE
-from aggregator.proxy.api.data_routes import json_value
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
+from aggregator.proxy.api.worker_client import WORKER_STATUSES
 from aggregator.proxy.policy.rbac import Role
 from connectors.sql.types import portable_type
 
@@ -85,29 +85,9 @@ def portable_name(sql_type: str) -> str:
     return "text"
 
 
-def read_preview(conn: Any, spec: SourceSpec, name: str, limit: int) -> Preview:
-    """The first `limit` rows of a source stream; reading stops there and nothing is written."""
-    resource: Any = build_resource(conn, resolve_as=name)
-    columns: dict[str, str] = {}
-    rows: list[list[Any]] = []
-    batches = resource.read(spec.stream, None, None, spec.type_hints())
-    try:
-        for batch in batches:
-            for column in batch.columns:
-                if column not in columns and column not in batch.untyped:
-                    columns[column] = batch.types[column].value
-            for row in batch.rows:
-                if len(rows) == limit:
-                    return Preview(columns=columns, rows=rows, truncated=True)
-                rows.append([json_value(v) for v in row])
-    finally:
-        batches.close()  # stop reading: pages or files past the limit are never fetched
-    return Preview(columns=columns, rows=rows, truncated=False)
-
-
-
 def routes(api: ApiState) -> list[Route]:
-    def _source(pipeline: str, source: str) -> tuple[Any, Any, str, str]:
+    def _source(pipeline: str, source: str) -> tuple[str, str]:
+        """The source's table and destination, from the specs (no connection is built here)."""
         try:
             specs = load_specs(api.platform.pipelines_dir)
             graph = build_graph(specs)
@@ -116,15 +96,7 @@ def routes(api: ApiState) -> list[Route]:
         node = graph.nodes.get((pipeline, source))
         if node is None or not isinstance(node.spec, SourceSpec):
             raise ApiError(404, f"no source {source!r} in pipeline {pipeline!r}")
-        conn, _ = specs.connections[node.spec.connection]
-        return conn, node.spec, node.table, node.pipeline.destination
-
-    def _discover(conn: Any, spec: SourceSpec, name: str) -> dict[str, str]:
-        resource: Any = build_resource(conn, resolve_as=name)
-        infos = resource.discover(spec.stream)
-        if not infos:
-            return {}
-        return {col: str(getattr(t, "value", t)) for col, t in infos[0].columns.items()}
+        return node.table, node.pipeline.destination
 
     def _destination(table: str) -> dict[str, str] | None:
         engine = sa.create_engine(api.platform.warehouse_url, poolclass=sa.pool.NullPool)
@@ -153,13 +125,15 @@ def routes(api: ApiState) -> list[Route]:
         """Discovered source columns vs the destination table vs the last materialization."""
         pipeline, source = req.params["name"], req.params["source"]
         require(req.principal, Role.viewer, "compare_source_schema", [pipeline])
-        conn, spec, table, destination = await api.services.run_io(_source, pipeline, source)
+        table, destination = await api.services.run_io(_source, pipeline, source)
         discovered: dict[str, str] | None = None
-        error = None
         try:
-            discovered = await api.services.run_io(_discover, conn, spec, spec.connection)
-        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret
-            error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+            answer = await api.worker.call("source-schema", {"pipeline": pipeline, "source": source})
+            discovered, error = answer["columns"], answer["error"]
+        except ApiError as exc:
+            if exc.status == 404:
+                raise
+            error = exc.detail  # no worker, or it failed: the other two views still answer
         dest = await api.services.run_io(_destination, table) if destination == WAREHOUSE else None
         last = await _last(pipeline, source)
         return SchemaComparison(source=discovered, source_error=error, destination=dest, last_materialization=last,
@@ -167,21 +141,17 @@ def routes(api: ApiState) -> list[Route]:
                                 destination_vs_last_materialization=diff(last, dest))
 
     async def preview_source(req: ApiRequest) -> Preview:
-        """Read a source stream's first rows without writing anything (no table, no state, no run)."""
+        """Read a source stream's first rows in the worker, `sensitive_columns` masked; nothing is written."""
         pipeline, source = req.params["name"], req.params["source"]
         body = req.body_as(PreviewRequest)
         require(req.principal, Role.viewer, "preview_source", [pipeline])
-        conn, spec, _, _ = await api.services.run_io(_source, pipeline, source)
-        try:
-            preview: Preview = await api.services.run_io(read_preview, conn, spec, spec.connection, body.limit)
-        except ApiError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - connector errors name what failed, never a secret
-            raise ApiError(409, f"reading {pipeline}/{source} failed: {str(exc).splitlines()[0][:500]}") from None
-        return preview
+        answer = await api.worker.call("preview-source", {"pipeline": pipeline, "source": source,
+                                                           "limit": body.limit})
+        return Preview.model_validate(answer)
 
     return [Route("GET", "/api/pipelines/{name}/sources/{source}/schema", compare_source_schema,
                   "Compare a source's schemas", response=SchemaComparison, statuses=(502, 503)),
             Route("POST", "/api/pipelines/{name}/sources/{source}/preview", preview_source,
-                  "Preview a source's first rows", body=PreviewRequest, response=Preview, statuses=(409, 415),
+                  "Preview a source's first rows", body=PreviewRequest, response=Preview,
+                  statuses=(415, *WORKER_STATUSES),
                   reads=True)]

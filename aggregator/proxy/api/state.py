@@ -13,6 +13,7 @@ from aggregator.proxy.api.catalog import Catalog, read_catalog
 from aggregator.proxy.api.query_stream import QuerySlots
 from aggregator.proxy.api.spec_store import SpecStore
 from aggregator.proxy.api.warehouse import Warehouse
+from aggregator.proxy.api.worker_client import WorkerClient
 from aggregator.proxy.context import Services
 from aggregator.settings import Settings
 
@@ -62,6 +63,8 @@ class ApiState:
     specs: SpecStore
     warehouse: Warehouse
     limits: ApiLimits
+    # Checks, discovery and previews: the worker does them, with the pipelines' environment (never here).
+    worker: WorkerClient = field(default_factory=WorkerClient.from_env)
     slots: QuerySlots = field(init=False)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
+from aggregator.worker.launch import TOKEN_ENV, URL_ENV, new_token, start_worker, worker_env
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     INSTANCE_YAML,
@@ -50,6 +51,7 @@ class ApiStack:
     specs_dir: Path
     warehouse: Path
     home: Path
+    worker_url: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -71,9 +73,7 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
-    env = platform_env()
-    env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home), AGGREGATOR_PIPELINES=str(specs),
-               AGGREGATOR_WAREHOUSE_URL=warehouse_url)
+    env = pipelines_env(home, specs, warehouse_url)
     port = free_tcp_port()
     with open(home / "webserver.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-m", "aggregator.definitions",
@@ -89,10 +89,43 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
     return url, proc
 
 
-def start_api_proxy(upstream_url: str, db_url: str, platform: Settings) -> RunningProxy:
+def pipelines_env(home: Path, specs: Path, warehouse_url: str) -> dict[str, str]:
+    """What run workers get: none of the platform's (or this test process's) AGGREGATOR_/DAGSTER_ settings
+    but the suite's egress grants (process_env.py)."""
+    return platform_env(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
+                        AGGREGATOR_PIPELINES=str(specs), AGGREGATOR_WAREHOUSE_URL=warehouse_url)
+
+
+def start_api_worker(home: Path, env: dict[str, str], services: list[str], databases: list[str],
+                     **extra: str) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """A real `aggregator worker` with the pipelines' environment; the suite's loopback API servers and
+    temporary files are allowed explicitly (conftest `egress_for_tests`), the platform's own services not."""
+    token = new_token()
+    env = worker_env(env, token, services, databases)
+    env.update(extra)
+    port = free_tcp_port()
+    with open(home / "worker.log", "ab") as log:
+        proc = start_worker(env, home, port, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return url, token, proc
+
+
+def start_api_proxy(upstream_url: str, db_url: str, platform: Settings,
+                    worker: tuple[str, str] | None = None) -> RunningProxy:
     settings = load_proxy_settings(upstream_url, Path("/nonexistent"), "", environ={"AGGREGATOR_PROXY_DB_URL": db_url})
     store, audit = open_store(settings.db_url)
-    app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()), platform=platform)
+    with pytest.MonkeyPatch.context() as patch:  # the API reads where its worker is when it is built
+        patch.delenv(URL_ENV, raising=False)
+        patch.delenv(TOKEN_ENV, raising=False)
+        if worker is not None:
+            patch.setenv(URL_ENV, worker[0])
+            patch.setenv(TOKEN_ENV, worker[1])
+        app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()), platform=platform)
     port = free_tcp_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                                            ws="websockets-sansio", server_header=False, date_header=False))
@@ -128,10 +161,15 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
     fill_warehouse(warehouse)
     platform = Settings(home=home, pipelines_dir=specs, warehouse_url=f"sqlite:///{warehouse}")
     upstream_url, proc = start_api_webserver(home, specs, platform.warehouse_url)
+    worker: subprocess.Popen[bytes] | None = None
     try:
-        proxy = start_api_proxy(upstream_url, f"sqlite:///{home / 'proxy.db'}", platform)
+        proxy_db = f"sqlite:///{home / 'proxy.db'}"
+        worker_url, token, worker = start_api_worker(
+            home, pipelines_env(home, specs, platform.warehouse_url), [upstream_url.removeprefix("http://")],
+            [proxy_db])
+        proxy = start_api_proxy(upstream_url, proxy_db, platform, (worker_url, token))
         try:
-            stack = ApiStack(upstream_url, proxy, specs, warehouse, home)
+            stack = ApiStack(upstream_url, proxy, specs, warehouse, home, worker_url)
             proxy.app.ops.dagster_home = str(home / "dagster")  # /api/logs reads the webserver's instance
             for user, (role, scope) in GRANTS.items():
                 proxy.store.add_user(user, PASSWORD, role, scope=scope)
@@ -140,4 +178,6 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
         finally:
             proxy.stop()
     finally:
+        if worker is not None:
+            stop_process(worker)
         stop_process(proc)
