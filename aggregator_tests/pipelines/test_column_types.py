@@ -88,11 +88,11 @@ def test_a_declared_type_the_data_does_not_fit_fails_naming_the_column(
 
 
 def test_schema_changes_are_in_the_metadata_and_the_run_log(
-    api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
+    api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
+    instance: dg.DagsterInstance,
 ) -> None:
     """Every evolution (a new column, a widening) is recorded on the materialization and logged."""
     (spec_dir / "shop.yaml").write_text(SPEC.format(base_url=api.url, extra=""))
-    instance = dg.DagsterInstance.ephemeral()
     materialize_all(compile_specs(warehouse_url), instance)
     for i, item in enumerate(api.state.items):
         item["id"] = i + 0.5  # integer -> float: a safe widening
@@ -127,12 +127,11 @@ pipelines:
 @pytest.mark.parametrize("missing", ["keep", "fail"])
 def test_a_dropped_and_a_renamed_column_are_reported_and_replace_keeps_their_values(
     api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
-    missing: str,
+    missing: str, instance: dg.DagsterInstance,
 ) -> None:
     """The reported case: `active` dropped and `name` renamed to `title` at the source; replace mode set every
     previous value to NULL and said only `added column title`."""
     (spec_dir / "shop.yaml").write_text(REPLACE_SPEC.format(base_url=api.url, missing=missing))
-    instance = dg.DagsterInstance.ephemeral()
     materialize_all(compile_specs(warehouse_url), instance)
     for item in api.state.items:
         del item["active"]
