@@ -1,4 +1,11 @@
-"""`aggregator dev`: the Dagster webserver and daemon on the embedded defaults, as one command."""
+"""`aggregator dev`: the whole platform on one machine, kept running by a supervisor.
+
+Four children, one declaration each (`platform_children`): the authenticated proxy on the public port, the
+code server that loads the pipelines, the Dagster webserver and the daemon on private ports. The proxy starts
+at once and answers "starting" until the webserver does; a child that dies is restarted with backoff
+(aggregator/dev_supervisor.py) and never takes the platform or its runs down; none of them outlives
+`aggregator dev`, even a SIGKILL of it (aggregator/dev_lifeline.py).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,24 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
+import yaml
 
+from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopted, supervisor_token
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
+from aggregator.dev_supervisor import ChildSpec, Supervisor
 from aggregator.pipelines.snapshot import SNAPSHOT_ENV
 from aggregator.settings import PACKAGE_DIR, Settings
 
-SHUTDOWN_GRACE_S = 30
+LOCATION_NAME = "aggregator.definitions"  # the name `dagster dev -m aggregator.definitions` gave it
+STILL_WAITING_EVERY_S = 30.0
+# Stopped in this order: no new requests, then no new runs, then the code server that runs them.
+STOP_ORDER = ("proxy", "daemon", "webserver", "code server")
 
 
 class PortInUseError(RuntimeError):
@@ -26,8 +39,12 @@ class PortInUseError(RuntimeError):
 
 
 def ensure_port_free(host: str, port: int) -> None:
-    """Fail early with a clear message rather than letting the webserver die in its logs."""
+    """Fail early with a clear message rather than letting the proxy die in its logs.
+
+    SO_REUSEADDR as uvicorn binds: the TIME_WAIT connections a crashed listener leaves for a minute do not
+    make the port "in use" (a restart right after a crash was refused for 60 s without it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -68,34 +85,8 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
     return env
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    return False
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    """Ask `dagster dev` to shut down its webserver, daemon and code servers; force it after a grace period."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(SHUTDOWN_GRACE_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
-
-
 def internal_port() -> int:
-    """A free port on 127.0.0.1 for the webserver: only the proxy talks to it."""
+    """A free port on 127.0.0.1 for a private child: only the proxy (and the supervisor) talk to it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -109,12 +100,6 @@ def _unspecified(host: str) -> bool:
         return False
 
 
-def start_proxy(settings: Settings, upstream: str, host: str, port: int) -> subprocess.Popen[bytes]:
-    """The authenticated proxy on the public port (aggregator/proxy); it bootstraps the first admin."""
-    cmd = [sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host, "--port", str(port)]
-    return subprocess.Popen(cmd, env=proxy_env(settings, host, port), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: our interpreter and module)
-
-
 def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     """The proxy's environment: its secrets, and an explicit public origin so the CSRF check never has to
     guess one (an operator's AGGREGATOR_PROXY_PUBLIC_ORIGIN wins)."""
@@ -124,20 +109,76 @@ def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     return env
 
 
+def write_workspace(settings: Settings, code_port: int) -> Path:
+    """The webserver and daemon reach the code server we run; neither starts code servers of its own."""
+    path = settings.home / "dev" / "workspace.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
+        "host": "127.0.0.1", "port": code_port, "location_name": LOCATION_NAME}}]}))
+    return path
+
+
+def platform_children(settings: Settings, host: str, port: int, code_port: int, webserver_port: int,
+                      token: str) -> list[ChildSpec]:
+    """One declaration per child. Dagster's own output stays at warning level: at INFO it prints private
+    URLs (which bypass sign-in) and a line per tick; run logs are in the UI."""
+    py, home = sys.executable, settings.home
+    dagster_home = home / "dagster"
+    env = {**child_env(settings, dagster_home), SUPERVISOR_ENV: token}
+    workspace = str(write_workspace(settings, code_port))
+    upstream = f"http://127.0.0.1:{webserver_port}"
+    return [
+        ChildSpec("proxy", [py, "-m", "aggregator.cli", "proxy", "--upstream", upstream, "--host", host,
+                            "--port", str(port)],
+                  {**proxy_env(settings, host, port), SUPERVISOR_ENV: token}, home),
+        # No --heartbeat: under load a missed heartbeat made Dagster's code server shut itself down for good;
+        # its lifetime is the supervisor's business (PDEATHSIG + watchdog), not a timer's.
+        ChildSpec("code server", [py, "-m", "dagster", "code-server", "start", "-m", LOCATION_NAME,
+                                  "--location-name", LOCATION_NAME, "--host", "127.0.0.1",
+                                  "--port", str(code_port), "--log-level", "warning"], env, home),
+        ChildSpec("webserver", [py, "-m", "dagster_webserver", "-w", workspace, "--host", "127.0.0.1",
+                                "--port", str(webserver_port), "--dagster-log-level", "warning",
+                                "--uvicorn-log-level", "warning"], env, home, after_code_server=True),
+        ChildSpec("daemon", [py, "-m", "dagster._daemon", "run", "-w", workspace, "--log-level", "warning"],
+                  env, home, after_code_server=True),
+    ]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(url: str, path: str = "/server_info") -> bool:
+    try:
+        return requests.get(f"{url}{path}", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def wait_for(ready: Callable[[], bool], what: str, supervisor: Supervisor, say: Callable[[str], None]) -> None:
+    """Never give up: a loaded machine may take minutes. Crashed children are restarted meanwhile, and the
+    wait is reported by what it waits for, never by a private address."""
+    started = last_said = time.monotonic()
+    while not ready():
+        supervisor.check()
+        if time.monotonic() - last_said >= STILL_WAITING_EVERY_S:
+            say(f"still waiting for {what} ({time.monotonic() - started:.0f} s); the UI shows a starting "
+                f"page meanwhile (Ctrl-C to stop)")
+            last_said = time.monotonic()
+        time.sleep(0.25)
+
+
 def run_dev(settings: Settings, host: str, port: int) -> int:
     ensure_port_free(host, port)
-    dagster_home = prepare_home(settings)
-    webserver_port = internal_port()
-    cmd = [
-        # `dagster dev` is superseded by `dg dev`, which needs a dg project; the warning is noise to our users.
-        sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
-        "-m", "aggregator.definitions",
-        # Warnings and errors only: at INFO it prints the private webserver URL, which bypasses sign-in,
-        # above the real one, and a line per sensor tick. Run logs are in the UI.
-        "--log-level", "warning",
-        # Never on the public interface: every request must pass the proxy's authentication.
-        "--host", "127.0.0.1", "--port", str(webserver_port),
-    ]
+    prepare_home(settings)
+    code_port, webserver_port = internal_port(), internal_port()
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
     def _forward(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -147,55 +188,55 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     # forward. A handled signal is reset to the default in the child.
     signal.signal(signal.SIGINT, _forward)
     signal.signal(signal.SIGTERM, _forward)
-    # Own session: a terminal Ctrl-C reaches only us, and we forward exactly one SIGINT, which dagster dev
-    # treats as a graceful shutdown (a second one would make it abandon its children).
-    proc = subprocess.Popen(cmd, env=child_env(settings, dagster_home), cwd=settings.home, start_new_session=True)  # noqa: S603 (argv list, no shell: the dagster CLI of our interpreter)
-    proxy: subprocess.Popen[bytes] | None = None
+    become_subreaper()
+    supervisor = Supervisor(say)
     upstream = f"http://127.0.0.1:{webserver_port}"
     url = f"http://{host}:{port}"
     try:
-        if not wait_until_up(upstream, proc):
-            if proc.poll() is None:
-                print(f"webserver did not answer on {upstream} in time; still waiting (Ctrl-C to stop)",
-                      file=sys.stderr)
-            proc.wait()
-            return proc.returncode
-        proxy = start_proxy(settings, upstream, host, port)
-        if wait_until_up(url, proxy, timeout_s=60):
-            print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
-        # Either child ending ends the platform: a UI without its proxy would be unreachable, and a proxy
-        # without a webserver would only answer 502.
-        while proc.poll() is None and proxy.poll() is None:
+        # The proxy at once: it answers "starting" while the code location loads.
+        children = platform_children(settings, host, port, code_port, webserver_port, supervisor_token())
+        for spec in children:
+            if not spec.after_code_server:
+                supervisor.start(spec)
+        wait_for(lambda: _port_open(code_port), "the code location (the pipelines) to load", supervisor, say)
+        for spec in children:
+            if spec.after_code_server:
+                supervisor.start(spec)
+        # The webserver on its private port (the proxy's /server_info needs a signed-in viewer), then the proxy's
+        # own public health check.
+        wait_for(lambda: _answers(f"http://127.0.0.1:{webserver_port}") and _answers(f"http://127.0.0.1:{port}",
+                                                                                        "/healthz"),
+                 "the webserver", supervisor, say)
+        print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
+        while True:
+            supervisor.check()
+            reap_adopted(supervisor.pids())
             time.sleep(0.5)
-        raise KeyboardInterrupt
     except KeyboardInterrupt:
-        return shut_down(proc, proxy, upstream)
+        return shut_down(supervisor, upstream)
 
 
-def shut_down(proc: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, upstream: str) -> int:
-    """Cancel in-flight runs (Dagster marks them CANCELED), stop proxy, webserver and daemon, then kill
-    whatever of their process tree is left: code servers, run workers and step processes included."""
+def shut_down(supervisor: Supervisor, upstream: str) -> int:
+    """Cancel in-flight runs (Dagster marks them CANCELED), stop proxy, daemon, webserver and code server,
+    then kill whatever of their process tree is left: run workers and step processes included."""
 
     def say(message: str) -> None:
         print(message, flush=True)
 
-    # Taken first: once `dagster dev` exits, its code servers and run workers are re-parented and unfindable.
-    tree = descendants(proc.pid) | (descendants(proxy.pid) | {proxy.pid} if proxy is not None else set())
-    proxy_code = code = 0
+    # Taken first: a stopped child's children are re-parented (to us, the subreaper) and harder to attribute.
+    tree = supervisor.pids() | {d for pid in supervisor.pids() for d in descendants(pid)} | descendants(os.getpid())
+    codes: dict[str, int] = {}
     try:
-        say("\nshutting down: canceling in-flight runs, then the proxy, webserver and daemon (Ctrl-C again to kill)…")
+        say("\nshutting down: canceling in-flight runs, then the proxy, daemon, webserver and code server "
+            "(Ctrl-C again to kill)…")
         cancel_runs(upstream, say)
-        proxy_code = stop(proxy) if proxy is not None else 0
-        code = stop(proc)
+        codes = supervisor.stop_all(STOP_ORDER)
     except KeyboardInterrupt:
         say("second Ctrl-C: killing everything now")
-        for child in (proxy, proc):
-            if child is not None and child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        supervisor.kill_all()
     finally:
-        kill_leftovers(tree, say)
+        kill_leftovers(tree | descendants(os.getpid()), say)
+        reap_adopted(set())
     say("stopped; no process left behind")
-    if proxy_code not in (0, -signal.SIGINT, 130):
-        return proxy_code
-    return 0 if code in (0, -signal.SIGINT, 130) else code
+    failed = {name: code for name, code in codes.items() if code not in (0, -signal.SIGINT, 130, 1)}
+    return next(iter(failed.values()), 0)

@@ -28,6 +28,16 @@ class Settings(BaseModel):
         "(default: a SQLite file under AGGREGATOR_HOME).",
     )
 
+    uploads_dir: Path | None = Field(
+        None,
+        description="AGGREGATOR_UPLOADS_DIR: the uploads root (default: AGGREGATOR_HOME/uploads). File sensors "
+        "watch directories under it only, and uploads are staged in its hidden `.staging` directory.",
+    )
+
+    @property
+    def uploads_root(self) -> Path:
+        return (self.uploads_dir or self.home / "uploads").resolve()
+
     @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
@@ -39,4 +49,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home = Path(env.get("AGGREGATOR_HOME") or ".aggregator").expanduser().resolve()
     pipelines_dir = Path(env.get("AGGREGATOR_PIPELINES") or EXAMPLE_PIPELINES_DIR).expanduser().resolve()
     warehouse_url = env.get("AGGREGATOR_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse.db'}"
-    return Settings(home=home, pipelines_dir=pipelines_dir, warehouse_url=warehouse_url)
+    uploads_dir = Path(env["AGGREGATOR_UPLOADS_DIR"]).expanduser().resolve() if env.get("AGGREGATOR_UPLOADS_DIR") else None
+    return Settings(home=home, pipelines_dir=pipelines_dir, warehouse_url=warehouse_url, uploads_dir=uploads_dir)

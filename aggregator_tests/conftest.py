@@ -9,10 +9,25 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def egress_for_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's connectors read files under pytest's temporary directories and the bundled samples, and
+    talk to HTTP servers on loopback: allowed here explicitly, as an operator would (connectors/egress.py).
+    Tests of the egress rule itself set their own values."""
+    from aggregator.settings import EXAMPLE_PIPELINES_DIR
+
+    roots = [tmp_path_factory.getbasetemp().parent, EXAMPLE_PIPELINES_DIR / "data", REPO / "docs"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGGREGATOR_ALLOWED_NETWORKS", "127.0.0.0/8")
+        patch.setenv("AGGREGATOR_DATA_ROOTS", ",".join(str(r) for r in roots))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +49,19 @@ def pg_db(pg_admin_url: str) -> Iterator[PgDatabase]:
     """A fresh database for one test, dropped afterwards."""
     with temporary_database(pg_admin_url) as db:
         yield db
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh database on a real MariaDB/MySQL server (aggregator_tests/mariadb.py), dropped afterwards."""
+    from aggregator_tests.mariadb import temporary_database as mysql_database
+
+    try:
+        with mysql_database() as url:
+            yield url
+    except sa_exc.OperationalError as exc:
+        pytest.fail(f"MariaDB/MySQL is required (AGGREGATOR_TEST_MYSQL_URL or 127.0.0.1:3306): {exc.orig}",
+                    pytrace=False)
 
 
 @pytest.fixture

@@ -142,7 +142,7 @@ def main() -> int:
         wait(f"{direct}/server_info")
         procs.append(subprocess.Popen([sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", direct,
                                        "--port", str(proxy_port)], env=env, cwd=home))
-        wait(f"{proxied}/server_info")
+        wait(f"{proxied}/healthz")
         from aggregator.proxy.server import open_store
 
         store, _ = open_store(f"sqlite:///{home / 'proxy.db'}")

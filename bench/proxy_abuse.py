@@ -120,7 +120,7 @@ def main() -> int:
         wait(f"{direct}/server_info")
         procs.append(subprocess.Popen([sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", direct,
                                        "--port", str(proxy_port)], env=env, cwd=home, start_new_session=True))
-        wait(f"{proxied}/server_info")
+        wait(f"{proxied}/healthz")
         from aggregator.proxy.policy.rbac import Role
         from aggregator.proxy.server import open_store
 

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from connectors.secrets import is_env_ref
+
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models a field's annotation may hold (unions and Optional unpacked)."""
@@ -49,7 +51,7 @@ def unknown_keys(cls: type[BaseModel], data: dict[str, Any], path: tuple[str | i
                 loc=(*path, key), input=value,
             ))
             continue
-        if isinstance(value, dict) and set(value) != {"env"}:
+        if isinstance(value, dict) and not is_env_ref(value):
             member = _member(_models(field.annotation), value)
             if member is not None:
                 errors.extend(unknown_keys(member, value, (*path, key)))

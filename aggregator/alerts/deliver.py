@@ -7,7 +7,6 @@ import hmac
 import http.client
 import json
 import logging
-import os
 import smtplib
 import ssl
 import time
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from aggregator.alerts.config import Channel, Delivery, EmailChannel, SlackChannel, WebhookChannel
 from aggregator.alerts.message import AlertMessage
 from aggregator.pipelines.connections import EnvRef
+from connectors import secrets
 from connectors.redact import sanitize_url
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,12 @@ class DeliveryResult:
 
 def resolve(value: str | EnvRef, what: str) -> str:
     if isinstance(value, EnvRef):
-        resolved = os.environ.get(value.env)
+        try:
+            resolved: str = secrets.resolve(value.model_dump(), what)
+        except secrets.SecretReferenceError as exc:
+            raise DeliveryError(str(exc)) from None
         if not resolved:
-            raise DeliveryError(f"{what}: environment variable {value.env} is not set")
+            raise DeliveryError(f"{what}: environment variable {value.env} is empty")
         return resolved
     return value
 

@@ -32,6 +32,7 @@ from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.values import out_of_range
 from aggregator.destinations.writers import GenericWriter, PostgresWriter, SqliteWriter, Writer
 from connectors.batches import Batch, ColumnType
+from connectors.egress import check_sql_url
 from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
 from connectors.sql.reflect import reflect_columns
@@ -79,9 +80,14 @@ class SqlDestination(dg.ConfigurableResource):
     """A SQL database that pipelines write tables into (SQLite by default, PostgreSQL in production)."""
 
     url: str = Field(description="SQLAlchemy URL of the warehouse, e.g. sqlite:///warehouse.db or postgresql+psycopg://…")
+    declared_in_spec: bool = Field(
+        default=False, description="A connection from a spec (not the platform's own warehouse): connectors' egress rules "
+        "apply, so it can never write into a platform database or a SQLite file outside the data roots.")
 
     @property
     def engine(self) -> sa.Engine:
+        if self.declared_in_spec:
+            check_sql_url(self.url, "url")
         return engine_for(self.url, writer=True)
 
     @property

@@ -41,7 +41,10 @@ class LogQuery(BaseModel):
     since: dt.datetime | None = Field(default=None, description="Only events at or after this time (UTC if naive).")
     until: dt.datetime | None = Field(default=None, description="Only events before this time (UTC if naive).")
     limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description="Events per page.")
-    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
+    # The shape `next_cursor` has (a storage id, or `<run id>:<storage id>` on per-run storage): anything else is
+    # a 400 here, not a ValueError deep in the search.
+    cursor: str | None = Field(default=None, pattern=r"^([A-Za-z0-9-]{1,64}:)?[0-9]{1,18}$",
+                               description="`next_cursor` of the previous page.")
 
     @field_validator("level")
     @classmethod

@@ -38,6 +38,7 @@ def auth_failure(reason: str) -> None:
 _ROUTES = (
     ("/graphql", "/graphql"), ("/_auth/", "/_auth/*"), ("/api/pipelines/", "/api/pipelines/{name}/trigger"),
     ("/api/logs", "/api/logs"), ("/metrics", "/metrics"), ("/server_info", "/server_info"),
+    ("/healthz", "/healthz"),
 )
 
 

@@ -85,7 +85,10 @@ def file_sensor(pipeline: PipelineSpec, job: "UnresolvedAssetJobDefinition") -> 
         if not directory.is_dir():
             return dg.SkipReason(f"{directory} does not exist")
         seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-        current = {p.name: p.stat().st_mtime for p in sorted(directory.glob(spec.pattern)) if p.is_file()}
+        # Hidden names are never a delivered file: uploads and copies in flight use them (pathlib's glob,
+        # unlike the shell's, matches them with `*`).
+        current = {p.name: p.stat().st_mtime for p in sorted(directory.glob(spec.pattern))
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)}
         changed = sorted(name for name, mtime in current.items() if seen.get(name) != mtime)
         if not changed:
             return dg.SkipReason(f"no new or changed files in {directory}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,11 +46,14 @@ def validate(path: Path | None, warehouse: bool) -> None:
     from aggregator.pipelines.validate import validate as run_validate
 
     settings = load_settings()
-    report = run_validate(path or settings.pipelines_dir, settings, warehouse=warehouse)
+    # Here, in the pipelines' environment, validation may also say which allowed variables are unset.
+    report = run_validate(path or settings.pipelines_dir, settings, os.environ, warehouse=warehouse)
     if not report.ok or report.specs is None:
         for error in report.errors:
             click.echo(f"error: {error}", err=True)
         _fail(f"{len(report.errors)} problem(s) found")
+    for note in report.unchecked:
+        click.echo(f"not checked: {note}", err=True)
     click.echo(f"ok: {len(report.specs.pipelines)} pipeline(s), {len(report.specs.connections)} connection(s) in "
                f"{len(report.specs.files)} file(s)")
 
@@ -78,7 +82,7 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     from pydantic import ValidationError
 
     from aggregator.destinations.sql import SqlDestination
-    from aggregator.pipelines.connections import MissingSecretError, build_destination, build_resource
+    from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_resource
     from aggregator.pipelines.graph import WAREHOUSE
     from aggregator.pipelines.load import validation_errors
     from connectors.sql.resource import SqlResource
@@ -96,7 +100,7 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
         if name == WAREHOUSE and not for_discovery:
             return specs, build_destination(conn, resolve_as=name)
         return specs, build_resource(conn, resolve_as=name)
-    except MissingSecretError as exc:
+    except SecretReferenceError as exc:
         _fail(str(exc))
     except ValidationError as exc:
         _fail("; ".join(str(e) for e in validation_errors(sf.raw, exc, ("connections", name, "config"))))

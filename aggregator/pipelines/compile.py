@@ -22,6 +22,7 @@ from aggregator.pipelines.load import SpecError, SpecErrors, Specs, validation_e
 from aggregator.pipelines.source_assets import source_asset
 from aggregator.pipelines.transform_assets import transform_asset
 from aggregator.settings import Settings
+from connectors.secrets import SecretReferenceError
 
 
 def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str, Any], dict[str, list[SpecError]]]:
@@ -38,6 +39,8 @@ def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str,
                 resources[destination_key(name)] = build_destination(conn)
         except ValidationError as exc:
             errors[name] = validation_errors(sf.raw, exc, ("connections", name, "config"))
+        except SecretReferenceError as exc:
+            errors[name] = [sf.error(("connections", name, *exc.path), exc.reason)]
         except ValueError as exc:
             errors[name] = [sf.error(("connections", name), str(exc))]
     return resources, errors

@@ -10,18 +10,23 @@ from pydantic import TypeAdapter, ValidationError
 
 from aggregator.pipelines.compile import resources_by_connection
 from aggregator.pipelines.connections import Connection, build_resource
+from aggregator.pipelines.declared import declared_by_broken
 from aggregator.pipelines.graph import Graph, build_graph
 from aggregator.pipelines.load import (
     SpecError,
     SpecErrors,
     Specs,
+    collect_templates,
     load_specs_partial,
     read_raw,
     spec_paths,
     validation_errors,
 )
+from aggregator.pipelines.namespace import table_problems
 from aggregator.pipelines.spec import Name
+from aggregator.pipelines.transform_reads import read_problems
 from aggregator.settings import Settings
+from connectors.secrets import SecretReferenceError
 
 _CONNECTIONS = TypeAdapter(dict[Name, Connection])
 
@@ -45,7 +50,8 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
 
     Files that do not validate are left out whole. Then, until nothing changes: a connection whose config
     does not build is removed with the pipelines that use it, and a pipeline with a graph problem (unknown
-    connection, dangling reference, cycle) is removed, which may in turn leave a pipeline that read its
+    connection, dangling reference, cycle, a table outside its namespace, SQL reading a table no ref names)
+    is removed, which may in turn leave a pipeline that read its
     tables with a dangling reference (reported the same way).
     """
     specs, errors = load_specs_partial(root, texts)
@@ -68,7 +74,10 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
     while True:
         try:
             graph = build_graph(specs)
-            break
+            problems = scope_problems(graph, settings)
+            if not problems:
+                break
+            raise SpecErrors(problems)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             owners = {e.pipeline for e in exc.errors}
@@ -77,6 +86,22 @@ def load_isolated(root: Path, settings: Settings, texts: dict[Path, str] | None 
             dropped.extend(sorted(names))
             specs = specs.without(names)
     return Loaded(graph=graph, resources=resources, errors=errors, dropped=dropped)
+
+
+def scope_problems(graph: Graph, settings: Settings) -> list[SpecError]:
+    """What a pipeline may not do even when it compiles: write outside its table namespace, or read a table
+    no ref names."""
+    return [*table_problems(graph), *read_problems(graph, settings)]
+
+
+def _templates(paths: list[Path], texts: dict[Path, str] | None) -> dict[str, Any]:
+    raws = []
+    for path in paths:
+        try:
+            raws.append(read_raw(path, None if texts is None else texts[path]))
+        except SpecErrors:
+            continue
+    return collect_templates(raws)[0]
 
 
 def _broken_files(
@@ -90,6 +115,7 @@ def _broken_files(
     names: list[str] = []
     known = {str(e) for e in errors}
     paths = sorted(texts) if texts is not None else (spec_paths(root) if root.exists() else [])
+    templates = _templates(paths, texts) if broken else {}
     for path in paths:
         if path not in broken:
             continue
@@ -97,9 +123,8 @@ def _broken_files(
             raw = read_raw(path, None if texts is None else texts[path])
         except SpecErrors:
             continue  # unreadable or not YAML: already reported
-        declared = raw.data.get("pipelines")
-        if isinstance(declared, list):
-            names.extend(p["name"] for p in declared if isinstance(p, dict) and isinstance(p.get("name"), str))
+        # Template instances count as the pipelines they make, as everywhere else (declared.py).
+        names.extend(declared_by_broken(raw, templates).pipelines)
         try:
             conns = _CONNECTIONS.validate_python(raw.data.get("connections") or {})
         except ValidationError:
@@ -110,6 +135,8 @@ def _broken_files(
             except ValidationError as exc:
                 found.extend(e for e in validation_errors(raw, exc, ("connections", name, "config"))
                              if str(e) not in known)
+            except SecretReferenceError as exc:
+                found.append(raw.error(("connections", name, *exc.path), exc.reason))
             except ValueError as exc:
                 found.append(raw.error(("connections", name), str(exc)))
     return found, names

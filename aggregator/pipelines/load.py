@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from aggregator.pipelines.bounded_yaml import YamlBudgetError
 from aggregator.pipelines.connections import Connection
+from aggregator.pipelines.sensor_dirs import default_uploads_root, resolve_sensor_directory
 from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
 from aggregator.pipelines.templates import TemplateError, instantiate
 from aggregator.pipelines.yaml_lines import Loc, dotted, line_of, load_with_lines
@@ -77,12 +79,31 @@ class SourceFile:
         return self.raw.error(loc, message)
 
 
-def _explain(error: Any) -> str:
+def _explain(error: Any, loc: Loc) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; docs/pipelines.md lists the allowed keys)"
+        from aggregator.pipelines.suggest import unknown_key_hint
+
+        return f"unknown key ({unknown_key_hint(loc)})"
     if kind == "missing":
         return "required field is missing"
+    if kind == "invalid_step" and isinstance(error.get("input"), dict):
+        import difflib
+
+        from aggregator.pipelines.steps import STEP_NAMES
+
+        close = [m for k in error["input"] if isinstance(k, str)
+                 for m in difflib.get_close_matches(k, STEP_NAMES, n=1, cutoff=0.6)]
+        return str(msg) + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "union_tag_not_found":
+        # pydantic says "Unable to extract tag using discriminator 'type'": name the key and a likely typo.
+        import difflib
+
+        tag = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        given = [k for k in error.get("input") or {} if isinstance(k, str)] if isinstance(error.get("input"), dict) else []
+        close = difflib.get_close_matches(tag, given, n=1, cutoff=0.6)
+        return f"missing key {tag!r}, which says what kind this is" + (
+            f" (is {close[0]!r} a misspelling of it?)" if close else "")
     return str(msg).removeprefix("Value error, ")
 
 
@@ -105,7 +126,7 @@ def validation_errors(raw: RawFile, exc: ValidationError, prefix: Loc = ()) -> l
     out = []
     for err in exc.errors():
         loc = _user_loc(raw.lines, tuple(err["loc"]), prefix)
-        out.append(raw.error(loc, _explain(err)))
+        out.append(raw.error(loc, _explain(err, loc)))
     return out
 
 
@@ -118,6 +139,9 @@ def read_raw(path: Path, text: str | None = None) -> RawFile:
             raise SpecErrors([SpecError(path, None, "", f"cannot read file: {exc.strerror}")]) from exc
     try:
         data, lines = load_with_lines(text)
+    except YamlBudgetError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise SpecErrors([SpecError(path, line, "", f"document refused: {exc.message}")]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}"
@@ -159,8 +183,11 @@ def collect_templates(raws: list[RawFile]) -> tuple[dict[str, tuple[Template, Ra
     return templates, errors
 
 
-def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) -> SourceFile:
-    """Expand template instances and validate the file; raises SpecErrors."""
+def expand_instances(
+    raw: RawFile, templates: dict[str, tuple[Template, RawFile]]
+) -> tuple[dict[str, Any], dict[int, Instantiation], list[SpecError]]:
+    """The file's data with every `{use: t, with: ...}` under `pipelines:` replaced by the pipeline it makes
+    (an instance that cannot be made becomes `{}`), where each instance came from, and why any could not."""
     data = dict(raw.data)
     instantiations: dict[int, Instantiation] = {}
     errors: list[SpecError] = []
@@ -191,6 +218,15 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) 
             else:
                 expanded.append(item)
         data["pipelines"] = expanded
+    return data, instantiations, errors
+
+
+def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]],
+                  uploads_root: Path | None = None) -> SourceFile:
+    """Expand template instances and validate the file; raises SpecErrors.
+
+    Sensor directories are resolved under `uploads_root` (default: this process's settings)."""
+    data, instantiations, errors = expand_instances(raw, templates)
     if errors:
         raise SpecErrors(errors)
     try:
@@ -203,15 +239,30 @@ def validate_file(raw: RawFile, templates: dict[str, tuple[Template, RawFile]]) 
             if len(loc) >= 2 and loc[0] == "pipelines" and loc[1] in instantiations:
                 t_raw = instantiations[int(loc[1])].template_file
                 t_loc = _user_loc(t_raw.lines, loc[2:], ("templates", instantiations[int(loc[1])].template, "pipeline"))
-                located.append(probe.error(("pipelines", loc[1], *t_loc[3:]), _explain(err)))
+                user_loc: Loc = ("pipelines", loc[1], *t_loc[3:])
+                located.append(probe.error(user_loc, _explain(err, user_loc)))
             else:
-                located.append(raw.error(_user_loc(raw.lines, loc), _explain(err)))
+                user_loc = _user_loc(raw.lines, loc)
+                located.append(raw.error(user_loc, _explain(err, user_loc)))
         raise SpecErrors(located) from exc
-    return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent), instantiations=instantiations)
+    checked = SourceFile(raw=raw, spec=spec, instantiations=instantiations)
+    root = uploads_root or default_uploads_root()
+    sensors: dict[int, str] = {}
+    for index, pipeline in enumerate(spec.pipelines):
+        if pipeline.sensor is None:
+            continue
+        try:
+            sensors[index] = str(resolve_sensor_directory(pipeline.sensor.directory, root))
+        except ValueError as exc:
+            errors.append(checked.error(("pipelines", index, "sensor", "directory"), str(exc)))
+    if errors:
+        raise SpecErrors(errors)
+    return SourceFile(raw=raw, spec=resolve_paths(spec, raw.path.parent, sensors), instantiations=instantiations)
 
 
-def resolve_paths(spec: SpecFile, base: Path) -> SpecFile:
-    """Relative paths in a spec (files `base_dir`, SQLite URLs, sensor `directory`) are relative to the spec file."""
+def resolve_paths(spec: SpecFile, base: Path, sensors: dict[int, str] | None = None) -> SpecFile:
+    """Relative paths in a spec (files `base_dir`, SQLite URLs) are relative to the spec file; sensor
+    directories are the ones `sensors` gives (index of the pipeline -> directory under the uploads root)."""
 
     def absolute(value: str) -> str:
         path = Path(value).expanduser()
@@ -228,9 +279,9 @@ def resolve_paths(spec: SpecFile, base: Path) -> SpecFile:
                 conn = conn.model_copy(update={"config": {**conn.config, "url": f"sqlite:///{absolute(database)}"}})
         connections[name] = conn
     pipelines: list[PipelineSpec] = []
-    for pipeline in spec.pipelines:
-        if pipeline.sensor:
-            sensor = pipeline.sensor.model_copy(update={"directory": absolute(pipeline.sensor.directory)})
+    for index, pipeline in enumerate(spec.pipelines):
+        if pipeline.sensor and sensors is not None and index in sensors:
+            sensor = pipeline.sensor.model_copy(update={"directory": sensors[index]})
             pipeline = pipeline.model_copy(update={"sensor": sensor})
         pipelines.append(pipeline)
     return spec.model_copy(update={"connections": connections, "pipelines": pipelines})
@@ -265,15 +316,16 @@ def spec_paths(root: Path) -> list[Path]:
     return sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")})
 
 
-def load_specs(root: Path, texts: dict[Path, str] | None = None) -> Specs:
+def load_specs(root: Path, texts: dict[Path, str] | None = None, uploads_root: Path | None = None) -> Specs:
     """Load every `*.yaml`/`*.yml` file under `root` (or the one file `root`); raise SpecErrors listing all problems."""
-    specs, errors = load_specs_partial(root, texts)
+    specs, errors = load_specs_partial(root, texts, uploads_root)
     if errors:
         raise SpecErrors(errors)
     return specs
 
 
-def load_specs_partial(root: Path, texts: dict[Path, str] | None = None) -> tuple[Specs, list[SpecError]]:
+def load_specs_partial(root: Path, texts: dict[Path, str] | None = None,
+                       uploads_root: Path | None = None) -> tuple[Specs, list[SpecError]]:
     """Every spec file that validates, and every problem of those that do not.
 
     A file with any problem is left out whole (its connections, templates and pipelines), the way Airflow
@@ -298,7 +350,7 @@ def load_specs_partial(root: Path, texts: dict[Path, str] | None = None) -> tupl
     files: list[SourceFile] = []
     for raw in raws:
         try:
-            checked = validate_file(raw, templates)
+            checked = validate_file(raw, templates, uploads_root)
         except SpecErrors as exc:
             errors.extend(exc.errors)
             continue

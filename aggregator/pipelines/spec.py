@@ -64,7 +64,8 @@ def valid_timezone(value: str) -> str:
 class FileSensor(Strict):
     """Run the pipeline when new or changed files appear in a directory."""
 
-    directory: str = Field(description="Directory to watch; relative paths are relative to the spec file.")
+    directory: str = Field(description="Directory to watch, under the uploads root (AGGREGATOR_UPLOADS_DIR, default "
+                           "AGGREGATOR_HOME/uploads); relative paths are relative to that root.")
     pattern: str = Field("*", description="Glob of the files that count, e.g. '*.csv'.")
     interval_seconds: int = Field(30, ge=5, description="How often the sensor looks.")
     enabled: bool = Field(True, description="Whether the sensor starts running when the platform starts.")

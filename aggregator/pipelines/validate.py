@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlglot
@@ -12,7 +11,6 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from aggregator.alerts.setup import alert_setup_partial
-from aggregator.pipelines.connections import env_refs
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.load import SpecError, Specs
@@ -21,12 +19,15 @@ from aggregator.pipelines.spec import TransformSpec
 from aggregator.pipelines.steps import AggregateStep, DeriveStep, FilterStep
 from aggregator.pipelines.warehouse_check import check_warehouse
 from aggregator.settings import Settings
+from connectors.secrets import SecretPolicy, env_refs
 
 
 @dataclass(frozen=True)
 class Report:
     specs: Specs | None
     errors: list[SpecError]
+    # What `--warehouse` could not check (tables not materialized yet): said, not failed.
+    unchecked: list[SpecError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -79,17 +80,23 @@ def validate(
     path: Path, settings: Settings, environ: Mapping[str, str] | None = None, *, warehouse: bool = False
 ) -> Report:
     """All problems in the specs at `path` in one pass, each naming file, line and field. With `warehouse`,
-    every transform is also prepared against the destination's current schema (nothing runs)."""
-    env = os.environ if environ is None else environ
+    every transform is also prepared against the destination's current schema (nothing runs).
+
+    With `environ` (the CLI passes the pipelines' environment), an allowed `{env: NAME}` that is not set there
+    is reported too. Without it nothing is said about any environment: the proxy validates specs for users
+    who must not learn which variables exist (names the policy refuses are spec errors either way)."""
     loaded = load_isolated(path, settings)
     specs = loaded.specs
     errors: list[SpecError] = list(loaded.errors)
     errors.extend(alert_setup_partial(specs)[1])
-    for name, (conn, sf) in specs.connections.items():
-        for loc, var in env_refs(conn.config):
-            if var not in env:
-                # Name the variable, never a value.
-                errors.append(sf.error(("connections", name, "config", *loc), f"environment variable {var} is not set"))
+    if environ is not None:
+        policy = SecretPolicy.from_env(environ)
+        for name, (conn, sf) in specs.connections.items():
+            for loc, var in env_refs(conn.config):
+                if policy.refusal(var) is None and var not in environ:  # refused names are load errors already
+                    # Name the variable, never a value.
+                    errors.append(sf.error(("connections", name, "config", *loc),
+                                           f"environment variable {var} is not set"))
     sql_errors: list[SpecError] = []
     for node in loaded.graph.nodes.values():
         if isinstance(node.spec, TransformSpec):
@@ -97,6 +104,8 @@ def validate(
             url = settings.warehouse_url if dest == "warehouse" else specs.connections[dest][0].config.get("url")
             sql_errors.extend(check_sql(node, _dialect(url if isinstance(url, str) else None)))
     errors.extend(sql_errors)
+    unchecked: list[SpecError] = []
     if warehouse and not sql_errors:
-        errors.extend(check_warehouse(loaded.graph, loaded.resources))
-    return Report(specs=specs, errors=errors)
+        found, unchecked = check_warehouse(loaded.graph, loaded.resources)
+        errors.extend(found)
+    return Report(specs=specs, errors=errors, unchecked=unchecked)

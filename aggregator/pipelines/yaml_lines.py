@@ -7,46 +7,49 @@ from typing import Any
 
 import yaml
 
+from aggregator.pipelines.bounded_yaml import Composed, YamlLimits, compose
+
 Loc = tuple[str | int, ...]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+def _positions(doc: Composed) -> dict[Loc, int]:
+    """The line of every key and item, each node walked once. A node reached again through an alias is
+    located at the alias and not walked again: walking every alias path is what made a 550-byte "billion
+    laughs" document cost 20 GB. Iterative, so nesting never meets the recursion limit."""
+    if doc.node is None:
+        return {}
+    out: dict[Loc, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, Loc, int]] = [(doc.node, (), doc.node.start_mark.line + 1)]
+    while stack:
+        node, path, line = stack.pop()
+        out.setdefault(path, line)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[tuple[yaml.Node, Loc, int]] = []
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                out[child] = key_node.start_mark.line + 1
+                value_line = doc.alias_line(node, key_node) or value_node.start_mark.line + 1
+                children.append((value_node, child, value_line))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, (*path, index), doc.alias_line(node, index) or item.start_mark.line + 1)
+                        for index, item in enumerate(node.value)]
+        # Reversed onto the stack: nodes are walked in document order, so an anchor is walked at its own
+        # path and its aliases are only located.
+        stack.extend(reversed(children))
+    return out
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _positions(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, str(key_node.value))
-            out[child] = key_node.start_mark.line + 1
-            _positions(value_node, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _positions(item, (*path, index), out)
-
-
-def load_with_lines(text: str) -> tuple[Any, dict[Loc, int]]:
-    """Parse `text`; return the data and the 1-based line of every key and item. Raises yaml.MarkedYAMLError."""
-    node = yaml.compose(text, Loader=_StrictLoader)
-    if node is None:
+def load_with_lines(text: str, limits: YamlLimits | None = None) -> tuple[Any, dict[Loc, int]]:
+    """Parse `text` under the spec budget; return the data and the 1-based line of every key and item.
+    Raises yaml.MarkedYAMLError (YamlBudgetError past a limit)."""
+    doc = compose(text, limits)
+    if doc.node is None:
         return None, {}
-    lines: dict[Loc, int] = {}
-    _positions(node, (), lines)
-    return yaml.load(text, Loader=_StrictLoader), lines  # noqa: S506 (_StrictLoader is a SafeLoader)
+    return doc.data, _positions(doc)
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:

@@ -16,24 +16,27 @@ from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from aggregator.logs.json_format import correlation_id
 from aggregator.metrics.proxy import observe_http
 from aggregator.proxy.api.app import ApiApp
+from aggregator.proxy.api.router import Documented
 from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
-from aggregator.proxy.identity.authenticate import Identity, identify, unauthenticated
+from aggregator.proxy.identity.authenticate import unauthenticated
+from aggregator.proxy.identity.frontdoor import Refusal, admission, identify_request
 from aggregator.proxy.identity.login import LoginHandler
 from aggregator.proxy.identity.oidc import OidcClient
 from aggregator.proxy.policy.catalog import ScopeResolver
-from aggregator.proxy.policy.rbac import ADMIN_ROLE, REPORT_ROLE, REPORT_ROUTES, Principal, Role
+from aggregator.proxy.policy.rbac import REPORT_ROLE, REPORT_ROUTES, Role
 from aggregator.proxy.refusals import refusal
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
-from aggregator.proxy.routes.ops import TRIGGER_PATH, OpsRoutes
-from aggregator.proxy.storage.audit import AuditLog, AuditQuery
+from aggregator.proxy.routes.ops import DagsterOps
+from aggregator.proxy.storage.audit import AuditLog
+from aggregator.proxy.storage.rate_windows import SharedRateWindows
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport import ws
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
@@ -48,7 +51,6 @@ from aggregator.proxy.transport.gateway import (
     origin_allowed,
     relative_path,
     response_headers,
-    same_origin,
 )
 from aggregator.proxy.transport.paths import PathRejected, normalize_scope
 from aggregator.proxy.transport.ratelimit import TokenBuckets
@@ -56,7 +58,29 @@ from aggregator.proxy.transport.upstream import UpstreamPool
 from aggregator.settings import Settings
 
 SAFE_METHODS = ("GET", "HEAD")
-PUBLIC_PATHS = ("/server_info",)  # health checks; the body is only Dagster's version numbers
+# Routes anyone may reach besides the typed public ones (/healthz, /api/openapi.json); the front door still
+# applies its CSRF rule to the sign-in/out forms. Dagster's /server_info is not among them: it is forwarded
+# like any UI read, for a principal; health checks use the proxy's own /healthz.
+_PUBLIC_AUTH = {"/_auth/login": ("GET", "POST"), "/_auth/logout": ("POST",)}
+
+# Endpoints served outside the typed router, for the OpenAPI document and the access matrix (role None: public).
+FORWARDED: tuple[Documented, ...] = (
+    Documented("GET", "/_auth/login", "Sign-in page", None, "HTML form of the local sign-in."),
+    Documented("POST", "/_auth/login", "Sign in", None, "Form post (same origin only); sets the session cookie."),
+    Documented("POST", "/_auth/logout", "Sign out", None, "Form post (same origin only); ends the session."),
+    Documented("GET", "/_auth/oidc/login", "Sign in with SSO", None, "Redirect to the identity provider."),
+    Documented("GET", "/_auth/oidc/callback", "SSO callback", None, "The identity provider's redirect back."),
+    Documented("POST", "/graphql", "Dagster GraphQL", Role.viewer,
+               "Queries need viewer; each mutation needs its role (docs/security.md), within a scoped grant's "
+               "pipelines."),
+    Documented("GET", "/graphql", "Dagster GraphQL (GET) and GraphiQL; WebSocket subscriptions (graphql-ws)",
+               Role.viewer, "Queries and subscriptions only; the WebSocket upgrade needs the same origin with a "
+                            "session cookie."),
+    Documented("POST", "/report_asset_materialization/{asset_key}", "Report an asset event", REPORT_ROLE,
+               "Also /report_asset_check and /report_asset_observation; within the grant's assets."),
+    Documented("GET", "/{ui_path}", "Dagster UI and its static files (also /server_info)", Role.viewer,
+               "Every other GET is forwarded to the Dagster webserver for a principal; other methods are refused."),
+)
 _REPORT = re.compile(r"^/(" + "|".join(REPORT_ROUTES) + r")/(?P<key>.+)$")
 class ProxyApp:
     def __init__(self, settings: ProxySettings, store: Store, audit: AuditLog,
@@ -71,12 +95,16 @@ class ProxyApp:
         self.login = LoginHandler(self.services)
         self.oidc = OidcClient(self.services) if settings.oidc is not None else None
         self.buckets = TokenBuckets(settings.graphql_rate_per_s, settings.graphql_burst)
+        if store.engine.dialect.name != "sqlite":
+            # Replicas are possible only on a shared database: their requests then count together.
+            self.buckets.shared = SharedRateWindows(store.engine, settings.graphql_rate_per_s, settings.graphql_burst,
+                                                    settings.graphql_window_s)
         # The lean keep-alive client for plain-http upstreams (the usual local webserver).
         self.pool = UpstreamPool(settings.upstream) if settings.upstream.startswith("http://") else None
         self.graphql = GraphQLRoute(self.services, self.client, self.pool, self.buckets)
-        self.ops = OpsRoutes(self.services, self.client, os.environ.get("DAGSTER_HOME"))
+        self.ops = DagsterOps(self.services, self.client, os.environ.get("DAGSTER_HOME"))
         # The management API (docs/api.md); `platform` says where specs and the warehouse are (default: env).
-        self.api = ApiApp(self.services, self.client, platform, api_limits)
+        self.api = ApiApp(self.services, self.client, platform, api_limits, self.ops, FORWARDED)
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -114,6 +142,8 @@ class ProxyApp:
                 return await send_with_headers({"type": "websocket.close", "code": 4400, "reason": str(exc)})
             return await refusal(400, str(exc))(scope, receive, send_with_headers)
         ctx.rel = relative_path(scope, self.settings)
+        # The one authentication of this request, for every path and transport (identity/frontdoor.py).
+        await identify_request(self.services, ctx)
         if scope["type"] == "websocket":
             return await ws.handle(self.services, ctx, receive, send_with_headers)
         try:
@@ -146,31 +176,23 @@ class ProxyApp:
             # CORS preflight, answered here; never forwarded.
             ok = origin_allowed(scope, self.settings)
             return await Response(status_code=204 if ok else 403)(scope, receive, send)
+        refused = admission(ctx, self.settings, public=is_form(rel, method) or self.api.is_public(method, rel))
+        if refused is not None and refused.status == 403 and rel == "/graphql":
+            # Decided here; the GraphQL route only answers it, so the audit row names the operation carried.
+            return await self.graphql(ctx, receive, send, refused=refused)
+        if refused is not None:
+            return await self._turn_away(ctx, receive, send, refused)
+        if self.api.owns(rel):
+            return await self.api(ctx, receive, send)
         if rel is not None and rel.startswith("/_auth/"):
             return await self._own_route(ctx, receive, send)
-        if rel == "/api/logs" or TRIGGER_PATH.match(rel or ""):
-            # operations routes (routes/ops.py), ahead of the management API that owns the rest of /api/
-            return await self._ops(ctx, receive, send)
-        if rel is not None and (rel == "/api" or rel.startswith("/api/")):
-            return await self.api(ctx, receive, send)
-        if rel in PUBLIC_PATHS and method in SAFE_METHODS:
-            return await self._forward(ctx, receive, send)
         operation = f"{method} {ctx.path}"
-        who = await identify(scope, self.settings, self.store)
-        if who.principal is None:
-            return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
-        ctx.principal = who.principal
         if rel == "/graphql":
             if method in SAFE_METHODS and "query" not in dict(query_params(scope)):
                 # GraphiQL's page: nothing executes. The query string is dropped so Dagster sees exactly
                 # the "no query" the proxy saw, whatever encoding tricks it held.
                 return await self._forward(ctx, receive, send, query_string=b"")
             return await self.graphql(ctx, receive, send)
-        if not self.services.csrf_ok(ctx):
-            return await self.services.refuse(ctx, receive, send, 403, "request", operation,
-                                              "cross-site write with a session cookie (CSRF)", "same-origin")
-        if rel == "/metrics" and method in SAFE_METHODS:
-            return await self.ops.metrics(ctx, receive, send)
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))
@@ -180,27 +202,15 @@ class ProxyApp:
         return await self.services.refuse(ctx, receive, send, 403, "request", operation, "unknown write endpoint",
                                           "known-endpoint")
 
-    async def _ops(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        scope, method, rel = ctx.scope, ctx.method, ctx.rel or ""
-        operation = f"{method} {ctx.path}"
-        who = await identify(scope, self.settings, self.store)
-        if who.principal is None:
-            return await (await self._unidentified(ctx, who, operation))(scope, receive, send)
-        ctx.principal = who.principal
-        if not self.services.csrf_ok(ctx):
-            return await self.services.refuse(ctx, receive, send, 403, "request", operation,
-                                              "cross-site write with a session cookie (CSRF)", "same-origin")
-        trigger = TRIGGER_PATH.match(rel)
-        if trigger and method == "POST":
-            return await self.ops.trigger(ctx, receive, send, trigger.group("name"))
-        if rel == "/api/logs" and method in SAFE_METHODS:
-            return await self.ops.logs(ctx, receive, send)
-        await refusal(405, f"{method} is not allowed on {rel}")(scope, receive, send)
-
-    async def _unidentified(self, ctx: RequestContext, who: Identity, operation: str) -> Response:
-        await self.services.record_decision(ctx, event=who.event, decision="deny", operation=operation,
-                                            reason=who.reason, status=401)
-        return unauthenticated(ctx.scope, self.settings, who.reason)
+    async def _turn_away(self, ctx: RequestContext, receive: Receive, send: Send, refused: Refusal) -> None:
+        """The front door's answer: 401 (browsers go to the sign-in page) or 403 naming what is missing."""
+        operation = f"{ctx.method} {ctx.path}"
+        if refused.status == 401:
+            await self.services.record_decision(ctx, event=refused.event, decision="deny", operation=operation,
+                                                reason=refused.reason, status=401)
+            return await unauthenticated(ctx.scope, self.settings, refused.reason)(ctx.scope, receive, send)
+        await self.services.refuse(ctx, receive, send, refused.status, refused.event, operation, refused.reason,
+                                   refused.missing)
 
     async def _forward(self, ctx: RequestContext, receive: Receive, send: Send,
                        query_string: bytes | None = None) -> None:
@@ -236,42 +246,19 @@ class ProxyApp:
         scope, rel = ctx.scope, ctx.rel or ""
         request = Request(scope, receive)
         response: Response
-        if rel in ("/_auth/login", "/_auth/logout") and request.method == "POST" and not same_origin(scope, self.settings):
-            return await self.services.refuse(ctx, receive, send, 403, "login", f"POST {rel}",
-                                              "cross-site sign-in/out form (CSRF)", "same-origin")
         if rel == "/_auth/login" and request.method in ("GET", "POST"):
             response = await self.login.login(request, ctx)
         elif rel == "/_auth/logout" and request.method == "POST":
             response = await self.login.logout(request, ctx)
         elif rel.startswith("/_auth/oidc/") and self.oidc is not None:
             response = await self.oidc.route(rel, request, ctx)
-        elif rel in ("/_auth/me", "/_auth/api/audit") and request.method == "GET":
-            response = await self._api(rel, request, ctx)
         else:
             response = refusal(404, f"no {request.method} {rel} in the proxy's own routes")
         await response(scope, receive, send)
 
-    async def _api(self, rel: str, request: Request, ctx: RequestContext) -> Response:
-        who = await identify(request.scope, self.settings, self.store)
-        if who.principal is None:
-            return await self._unidentified(ctx, who, f"GET {rel}")
-        principal = ctx.principal = who.principal
-        headers = {"cache-control": "no-store"}
-        if rel == "/_auth/me":
-            return _me(principal, headers)
-        if principal.role < ADMIN_ROLE or principal.scope is not None:
-            await self.services.record_decision(ctx, event="audit_read", decision="deny", operation=f"GET {rel}",
-                                                reason="needs an unscoped admin", status=403)
-            return refusal(403, "reading the audit log needs an unscoped admin", f"{Role.admin.name}:audit")
-        try:
-            query = AuditQuery.model_validate(dict(request.query_params))
-        except ValueError:
-            return refusal(400, "bad filter; allowed: username, event, decision, operation, since, until, limit")
-        records = await self.services.run_io(self.audit.query, query)
-        return JSONResponse([r.model_dump() for r in records], headers=headers)
 
-
-def _me(principal: Principal, headers: dict[str, str]) -> Response:
-    return JSONResponse({"user": principal.user, "role": principal.role.name, "via": principal.via,
-                         "scope": sorted(principal.scope) if principal.scope is not None else None},
-                        headers=headers)
+def is_form(rel: str | None, method: str) -> bool:
+    """The sign-in/out forms and OIDC redirects: public (the front door still applies CSRF to the forms)."""
+    if rel is None:
+        return False
+    return method in _PUBLIC_AUTH.get(rel, ()) or rel.startswith("/_auth/oidc/")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import secrets
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -79,7 +81,16 @@ def _password(password_stdin: bool, generate: bool, confirm: bool = True) -> tup
         return line, False
     if generate:
         return secrets.token_urlsafe(18), True
-    return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm)), False
+    try:
+        with warnings.catch_warnings():
+            # Without a terminal getpass warns "Can not control echo" and click prints only "Aborted!".
+            warnings.simplefilter("ignore", getpass.GetPassWarning)
+            return str(click.prompt("Password", hide_input=True, confirmation_prompt=confirm)), False
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise click.UsageError("no password given and no terminal to prompt on: pass it with --password-stdin "
+                               "(`printf %s \"$PW\" | aggregator users add …`) or use --generate-password") from None
 
 
 def _duration(text: str | None) -> float | None:

@@ -25,6 +25,12 @@ class OidcSettings(BaseModel):
         description="AGGREGATOR_OIDC_ROLE_MAP: group -> role, e.g. `data-admins=admin,analysts=viewer`. "
         "The highest role of the user's groups wins; no matching group means no access.",
     )
+    audience: str | None = Field(
+        None, description="AGGREGATOR_OIDC_AUDIENCE: set to accept the provider's JWT access tokens as bearer "
+        "tokens (machine clients); a token's `aud` must contain it.")
+    scope_claim: str | None = Field(
+        None, description="AGGREGATOR_OIDC_SCOPE_CLAIM: claim of a JWT access token listing the pipelines its role "
+        "is narrowed to (space-separated or a list); absent: unscoped.")
 
 
 class ProxySettings(BaseModel):
@@ -44,6 +50,9 @@ class ProxySettings(BaseModel):
     graphql_rate_per_s: float = Field(
         50, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_RATE: sustained GraphQL requests/s per user or token.")
     graphql_burst: int = Field(200, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_BURST: burst per user or token.")
+    graphql_window_s: float = Field(
+        10, gt=0, description="AGGREGATOR_PROXY_GRAPHQL_WINDOW_S: with a PostgreSQL proxy database (replicas), "
+        "each user or token may send burst + rate x window GraphQL requests per window over all replicas.")
     login_failures_per_user: int = Field(
         5, gt=0, description="Failed logins per (user, source address) before that pair waits, doubling per "
         "further failure. Never blocks the same user from another address.")
@@ -121,6 +130,8 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
             client_secret=SecretStr(env.get("AGGREGATOR_OIDC_CLIENT_SECRET", "")),
             groups_claim=env.get("AGGREGATOR_OIDC_GROUPS_CLAIM", "groups"),
             role_map=_role_map(env.get("AGGREGATOR_OIDC_ROLE_MAP", "")),
+            audience=env.get("AGGREGATOR_OIDC_AUDIENCE") or None,
+            scope_claim=env.get("AGGREGATOR_OIDC_SCOPE_CLAIM") or None,
         )
     values: dict[str, object] = {
         "upstream": upstream, "path_prefix": path_prefix,
@@ -133,7 +144,8 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
         "oidc": oidc,
     }
     for name, key in (("graphql_rate_per_s", "AGGREGATOR_PROXY_GRAPHQL_RATE"),
-                      ("graphql_burst", "AGGREGATOR_PROXY_GRAPHQL_BURST")):
+                      ("graphql_burst", "AGGREGATOR_PROXY_GRAPHQL_BURST"),
+                      ("graphql_window_s", "AGGREGATOR_PROXY_GRAPHQL_WINDOW_S")):
         if env.get(key):
             values[name] = env[key]
     values.update(overrides)

@@ -23,7 +23,6 @@ from aggregator.proxy.refusals import refusal
 from aggregator.proxy.storage.audit import AuditLog, AuditRecord
 from aggregator.proxy.storage.store import Store
 from aggregator.proxy.transport.asgi import Receive, Send
-from aggregator.proxy.transport.gateway import same_origin
 
 log = logging.getLogger("aggregator.proxy.decision")
 
@@ -37,6 +36,9 @@ class RequestContext:
     ip: str
     rel: str | None = None  # path relative to the path prefix; None when outside it
     principal: Principal | None = None
+    # Set once by the front door (identity/frontdoor.py): why there is no principal, for the 401 and its audit.
+    auth_event: str = ""
+    auth_reason: str = ""
 
     @property
     def method(self) -> str:
@@ -112,12 +114,6 @@ class Services:
                                    targets=targets, status=status,
                                    repeat_key=f"{status}:{caller}" if status == 429 else None)
         await refusal(status, reason, missing, retry_after)(ctx.scope, receive, send)
-
-    def csrf_ok(self, ctx: RequestContext) -> bool:
-        """Writes with an ambient session cookie must come from our own pages; tokens are not ambient."""
-        principal = ctx.principal
-        return (principal is None or principal.via == "token" or ctx.method in ("GET", "HEAD")
-                or same_origin(ctx.scope, self.settings))
 
     def close(self) -> None:
         self.io_pool.shutdown(wait=False, cancel_futures=True)

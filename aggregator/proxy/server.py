@@ -11,6 +11,7 @@ import uvicorn
 
 from aggregator.proxy.app import ProxyApp
 from aggregator.proxy.config import ProxySettings
+from aggregator.proxy.starting import StartingGate
 from aggregator.proxy.storage.audit import AuditLog, AuditRecord
 from aggregator.proxy.storage.db import make_engine, migrate
 from aggregator.proxy.storage.store import Store
@@ -67,7 +68,8 @@ def build_app(settings: ProxySettings) -> ProxyApp:
 
 
 def serve(settings: ProxySettings, host: str, port: int) -> None:
-    app = build_app(settings)
+    # The gate answers "starting" (503) until the webserver does: the proxy may start before it.
+    app = StartingGate(build_app(settings), settings.upstream, settings.path_prefix)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
                             ws="websockets-sansio", lifespan="on", server_header=False, date_header=False)
     try:

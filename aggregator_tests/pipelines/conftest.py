@@ -32,7 +32,8 @@ def settings_for(tmp_path: Path) -> Callable[[str], Settings]:
 @pytest.fixture
 def compile_specs(spec_dir: Path, settings_for: Callable[[str], Settings]) -> Callable[[str], dg.Definitions]:
     def make(warehouse_url: str) -> dg.Definitions:
-        return build_definitions(load_specs(spec_dir), settings_for(warehouse_url))
+        settings = settings_for(warehouse_url)
+        return build_definitions(load_specs(spec_dir, uploads_root=settings.uploads_root), settings)
 
     return make
 

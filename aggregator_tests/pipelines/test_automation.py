@@ -12,11 +12,13 @@ import pytest
 from aggregator_tests.helpers import materialize_all
 from aggregator_tests.pipelines.conftest import query
 
+# The sensor watches `inbox` under the uploads root (AGGREGATOR_HOME/uploads, HOME below); the connection
+# reads the same directory, named relative to the spec file.
 BASE = """
 connections:
   drop:
     type: files
-    config: {base_dir: inbox}
+    config: {base_dir: ../home/uploads/inbox}
 pipelines:
   - name: ingest
     schedule: {cron: "15 6 * * *", timezone: Europe/Berlin}
@@ -34,8 +36,9 @@ pipelines:
 
 @pytest.fixture
 def defs(spec_dir: Path, compile_specs: Callable[[str], dg.Definitions], tmp_path: Path) -> dg.Definitions:
-    (spec_dir / "inbox").mkdir()
-    (spec_dir / "inbox" / "a.csv").write_text("id,kind\n1,click\n2,view\n3,click\n")
+    inbox = tmp_path / "home" / "uploads" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "a.csv").write_text("id,kind\n1,click\n2,view\n3,click\n")
     (spec_dir / "pipelines.yaml").write_text(BASE)
     return compile_specs(f"sqlite:///{tmp_path / 'w.db'}")
 
@@ -53,14 +56,14 @@ def test_schedule_targets_the_pipeline_job_in_its_timezone(defs: dg.Definitions)
     assert len(requests) == 1
 
 
-def test_file_sensor_requests_a_run_for_new_files_once(defs: dg.Definitions, spec_dir: Path) -> None:
+def test_file_sensor_requests_a_run_for_new_files_once(defs: dg.Definitions, tmp_path: Path) -> None:
     sensor = defs.resolve_sensor_def("ingest_files_sensor")
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
         assert first.run_requests is not None and len(first.run_requests) == 1 and first.cursor
         again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert again.run_requests == [] and again.skip_message
-        (spec_dir / "inbox" / "b.csv").write_text("id,kind\n4,view\n")
+        (tmp_path / "home" / "uploads" / "inbox" / "b.csv").write_text("id,kind\n4,view\n")
         third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert third.run_requests is not None and len(third.run_requests) == 1
         assert third.run_requests[0].run_key != first.run_requests[0].run_key

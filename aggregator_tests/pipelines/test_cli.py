@@ -45,9 +45,10 @@ def test_connections_check_and_discover(run) -> None:
 def test_connections_check_failure_is_readable(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "c.yaml").write_text("connections:\n  gone:\n    type: files\n    config: {base_dir: /nonexistent/dir}\n")
+    gone = tmp_path / "nonexistent" / "dir"  # under the data roots (conftest), so the check itself fails
+    (specs / "c.yaml").write_text(f"connections:\n  gone:\n    type: files\n    config: {{base_dir: {gone}}}\n")
     monkeypatch.setenv("AGGREGATOR_PIPELINES", str(specs))
     result = run("connections", "check", "gone")
     assert result.exit_code == 1
-    assert "connection 'gone' failed its check" in result.output and "/nonexistent/dir" in result.output
+    assert "connection 'gone' failed its check" in result.output and str(gone) in result.output
     assert "Traceback" not in result.output

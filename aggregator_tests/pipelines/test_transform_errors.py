@@ -72,13 +72,16 @@ def test_validate_warehouse_prepares_every_transform(instance: dg.DagsterInstanc
     _write(spec_dir, "qty")
     settings = settings_for(warehouse_url)
     before = validate(spec_dir, settings, warehouse=True)
-    assert len(before.errors) == 1, before.errors
+    # A pipeline that has never run is not an error (CI validates pull requests that add pipelines): what could
+    # not be checked is said instead.
+    assert before.ok and len(before.unchecked) == 1, before.unchecked
     if warehouse_url.startswith("sqlite"):  # checked without creating the database file
-        assert "destination 'warehouse'" in before.errors[0].message and "does not exist yet" in before.errors[0].message
+        assert "destination 'warehouse'" in before.unchecked[0].message
+        assert "does not exist yet" in before.unchecked[0].message
         assert not Path(warehouse_url.removeprefix("sqlite:///")).exists()
     else:
-        assert before.errors[0].message.startswith("source shop/lines: table shop_lines does not exist in ")
-        assert before.errors[0].message.endswith(" yet; materialize it so the transforms reading it can be checked")
+        assert before.unchecked[0].message.startswith("source shop/lines: table shop_lines does not exist in ")
+        assert before.unchecked[0].message.endswith(" yet; materialize it so the transforms reading it can be checked")
     job = compile_specs(warehouse_url).resolve_implicit_global_asset_job_def()
     job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(["shop", "lines"])])
     assert validate(spec_dir, settings, warehouse=True).ok

@@ -211,3 +211,15 @@ def build_app(provider: Provider) -> Starlette:
         Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks),
         Route("/authorize", authorize, methods=["GET", "POST"]), Route("/token", token, methods=["POST"]),
     ])
+
+
+def access_token(issuer: str, subject: str, *, groups: list[str] | None = None, audience: str = "aggregator",
+                 expires_in: int = 300, key: RSAKey | None = None, **claims: Any) -> str:
+    """An RFC 9068 JWT access token as the provider issues them to machine clients (client credentials)."""
+    from joserfc import jwt
+
+    now = int(time.time())
+    payload = {"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + expires_in,
+               "client_id": subject, "groups": groups or [], **claims}
+    signing = key or KEY
+    return jwt.encode({"alg": "RS256", "kid": signing.kid, "typ": "at+jwt"}, payload, signing)

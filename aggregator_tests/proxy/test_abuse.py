@@ -18,6 +18,7 @@ import pytest
 
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
+from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, Upstream, bearer, start_proxy
 from aggregator_tests.proxy.gql import JOB_SELECTOR, gql
 
@@ -282,3 +283,27 @@ def test_a_ui_launch_is_audited_with_its_run_id(proxy: RunningProxy) -> None:
     record = wait_audit(proxy, lambda r: r.run_id == run_id, username="launcher",
                         operation="launchPipelineExecution")
     assert record.decision == "allow" and record.targets
+
+
+def test_graphql_rate_limit_holds_across_replicas(upstream: Upstream, pg_db: PgDatabase) -> None:
+    """Issue 19: two replicas on one PostgreSQL proxy database share each token's GraphQL budget. Each replica's
+    own bucket would allow `burst` requests; together they allow burst + rate x window, not twice the burst."""
+    burst = 4
+    replicas = [start_proxy(upstream.url, pg_db.sqlalchemy_url, graphql_burst=burst, graphql_rate_per_s=0.001,
+                            graphql_window_s=3600) for _ in range(2)]
+    try:
+        replicas[0].store.add_user("bot", "unused-password-1", Role.viewer)
+        token, _ = replicas[0].store.create_token("bot")
+        codes = []
+        with httpx.Client(timeout=120) as c:
+            for i in range(2 * burst):
+                resp = c.post(f"{replicas[i % 2].url}/graphql", json={"query": "{ __typename }"},
+                              headers=bearer(token))
+                codes.append(resp.status_code)
+                if resp.status_code == 429:
+                    assert float(resp.headers["retry-after"]) > 0
+        # limit = int(4 + 0.001 * 3600) = 7: the eighth request is refused, on whichever replica it lands.
+        assert codes == [200] * 7 + [429], codes
+    finally:
+        for replica in replicas:
+            replica.stop()

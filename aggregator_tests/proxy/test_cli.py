@@ -89,3 +89,18 @@ def test_proxy_cli_papercuts(runner: CliRunner, tmp_path: Path) -> None:
     line = runner.invoke(main, ["audit", "--limit", "1"]).stdout.strip()
     assert line.split("\t")[:4] == ["1970-01-01T00:00:00+00:00", "allow", "mutation", "ci"]
     assert "run=r1" in line
+
+
+def test_users_add_without_a_terminal_says_how_to_give_the_password(tmp_path: Path) -> None:
+    """Newcomer review item 15: `users add` run from a script printed a GetPassWarning and "Aborted!" only."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AGGREGATOR_HOME": str(tmp_path), "AGGREGATOR_PROXY_DB_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    done = subprocess.run([sys.executable, "-m", "aggregator.cli", "users", "add", "ana", "--role", "viewer"],
+                          check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 2, done
+    assert "--password-stdin" in done.stderr and "--generate-password" in done.stderr, done.stderr
+    assert "GetPassWarning" not in done.stderr and "Aborted!" not in done.stderr, done.stderr

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import OctKey, RSAKey
 from pydantic import SecretStr
 
 from aggregator.proxy.config import OidcSettings
 from aggregator.proxy.storage.audit import AuditQuery
 from aggregator_tests.proxy import oidc_provider
-from aggregator_tests.proxy.conftest import RunningProxy, Upstream, free_tcp_port, start_proxy, wait_http
+from aggregator_tests.proxy.conftest import (
+    RunningProxy,
+    Upstream,
+    bearer,
+    free_tcp_port,
+    start_proxy,
+    wait_http,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +123,51 @@ def test_id_token_for_another_audience_or_issuer_is_refused(
         assert client.get(f"{sso_proxy.url}/_auth/me").status_code == 401
     reason = sso_proxy.audit.query(AuditQuery(event="login_oidc", limit=1))[0].reason or ""
     assert "InvalidClaimError" in reason and claim in reason, reason
+
+
+@pytest.fixture(scope="module")
+def jwt_proxy(upstream: Upstream, provider: oidc_provider.Provider,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
+    db = Path(tmp_path_factory.mktemp("jwt-db")) / "proxy.db"
+    oidc = OidcSettings(issuer=provider.issuer, client_id=oidc_provider.CLIENT_ID,
+                        client_secret=SecretStr(oidc_provider.CLIENT_SECRET), audience="aggregator",
+                        role_map={"data-platform-admins": "admin", "ci-launchers": "launcher", "analysts": "viewer"},
+                        scope_claim="pipelines")
+    running = start_proxy(upstream.url, f"sqlite:///{db}", oidc=oidc)
+    yield running
+    running.stop()
+
+
+def test_machine_clients_use_the_providers_jwt_access_tokens(
+    jwt_proxy: RunningProxy, provider: oidc_provider.Provider,
+) -> None:
+    """Issue 19: CI systems authenticate with the identity provider's JWT access tokens, checked against its
+    JWKS, issuer, audience and expiry; groups map to roles and a claim narrows the scope."""
+    def me(token: str) -> httpx.Response:
+        with httpx.Client(timeout=60) as c:
+            return c.get(f"{jwt_proxy.url}/_auth/me", headers=bearer(token))
+
+    launcher = oidc_provider.access_token(provider.issuer, "ci-bot", groups=["ci-launchers"], pipelines="sales")
+    answer = me(launcher)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["user"] == "ci-bot" and answer.json()["role"] == "launcher"
+    with httpx.Client(timeout=120) as c:
+        # The narrowed scope holds: sales may be triggered, shop not (403 names the permission).
+        shop = c.post(f"{jwt_proxy.url}/api/pipelines/shop/trigger", headers=bearer(launcher))
+        assert shop.status_code == 403 and "pipelines:shop" in shop.text, shop.text
+
+    other_key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"})
+    refused = {
+        "expired": oidc_provider.access_token(provider.issuer, "ci-bot", groups=["ci-launchers"], expires_in=-120),
+        "audience": oidc_provider.access_token(provider.issuer, "ci-bot", groups=["ci-launchers"], audience="other"),
+        "issuer": oidc_provider.access_token("http://127.0.0.1:1/evil", "ci-bot", groups=["ci-launchers"]),
+        "signature": oidc_provider.access_token(provider.issuer, "ci-bot", groups=["ci-launchers"], key=other_key),
+        "no role": oidc_provider.access_token(provider.issuer, "ci-bot", groups=["marketing"]),
+        "hmac": jose_jwt.encode({"alg": "HS256"}, {"iss": provider.issuer, "sub": "x", "aud": "aggregator",
+                                                   "exp": int(time.time()) + 60, "groups": ["data-platform-admins"]},
+                                OctKey.import_key(b"k" * 32)),
+    }
+    for why, token in refused.items():
+        answer = me(token)
+        assert answer.status_code == 401, (why, answer.text)
+        assert token not in answer.text

@@ -51,8 +51,13 @@ def test_unauthenticated_browser_is_sent_to_login(proxy: RunningProxy, client: h
     assert resp.headers["location"] == "/_auth/login?next=/runs"
 
 
-def test_server_info_is_public(proxy: RunningProxy, client: httpx.Client) -> None:
-    assert client.get(f"{proxy.url}/server_info").json()["dagster_version"] == dagster.__version__
+def test_only_healthz_is_public(proxy: RunningProxy, client: httpx.Client) -> None:
+    """Dagster's /server_info (versions: what an attacker matches CVEs against) needs a principal like any UI
+    read; load balancers use the proxy's own /healthz, which says nothing about what runs behind it."""
+    assert client.get(f"{proxy.url}/server_info").status_code == 401
+    info = client.get(f"{proxy.url}/server_info", headers=bearer(proxy.tokens["viewer"]))
+    assert info.json()["dagster_version"] == dagster.__version__
+    assert client.get(f"{proxy.url}/healthz").json() == {"status": "ok"}
 
 
 def test_viewer_reads(proxy: RunningProxy, client: httpx.Client) -> None:
@@ -172,7 +177,8 @@ def test_revoked_and_expired_tokens_are_refused(proxy: RunningProxy, client: htt
 
 def test_identity_headers_from_clients_do_not_reach_dagster(proxy: RunningProxy, upstream: Upstream,
                                                             client: httpx.Client) -> None:
-    resp = client.get(f"{proxy.url}/server_info", headers={"x-aggregator-user": "admin", "x-forwarded-for": "1.2.3.4"})
+    resp = client.get(f"{proxy.url}/server_info", headers={"x-aggregator-user": "admin", "x-forwarded-for": "1.2.3.4",
+                                                           **bearer(proxy.tokens["viewer"])})
     assert resp.status_code == 200
     from aggregator.proxy.transport.forward import upstream_headers
 

@@ -44,7 +44,7 @@ def test_audit_endpoint_is_admin_only(proxy: RunningProxy) -> None:
     with httpx.Client(timeout=60) as c:
         gql(c, proxy.url, "mutation { reloadWorkspace { __typename } }", headers=bearer(proxy.tokens["viewer"]))
         viewer = c.get(f"{proxy.url}/_auth/api/audit", headers=bearer(proxy.tokens["viewer"]))
-        assert viewer.status_code == 403 and viewer.json()["missing_permission"] == "admin:audit"
+        assert viewer.status_code == 403 and viewer.json()["missing_permission"] == "admin:read_audit"
         admin = c.get(f"{proxy.url}/_auth/api/audit", params={"username": "viewer", "decision": "deny",
                                                                "event": "mutation"},
                       headers=bearer(proxy.tokens["admin"]))

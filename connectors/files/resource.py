@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
+from connectors.egress import DATA_ROOTS_ENV, EgressError, check_path, data_roots
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files.arrow_csv import read_csv_columnar
 from connectors.files.arrow_json import read_jsonl_columnar
@@ -40,7 +42,19 @@ class FilesResource(dg.ConfigurableResource):
         super().__init__(**data)
 
     def _root(self) -> Path:
-        return Path(self.base_dir).expanduser().resolve()
+        # Symlinks resolved before the check: base_dir may not lead out of the data roots by a link.
+        return check_path(self.base_dir, "base_dir")
+
+    def _inside_roots(self, paths: list[Path], root: Path) -> list[Path]:
+        """`paths` whose real location is still under a data root; a file linking out is refused by name
+        relative to base_dir, never by where it points."""
+        roots = data_roots()
+        for path in paths:
+            real = Path(os.path.realpath(path))
+            if not any(real == r or real.is_relative_to(r) for r in roots):
+                raise EgressError(f"base_dir: {path.relative_to(root)} links outside the platform's data roots "
+                                  f"({DATA_ROOTS_ENV}); connectors may read files only under them")
+        return paths
 
     def files(self, stream: FileStream) -> list[Path]:
         """The files a stream reads, sorted so loads are deterministic."""
@@ -48,7 +62,8 @@ class FilesResource(dg.ConfigurableResource):
             raise ConnectorConfigError(
                 f"file stream path {stream.path!r} must be relative to base_dir and stay inside it"
             )
-        return sorted(p for p in self._root().glob(stream.path) if p.is_file())
+        root = self._root()
+        return self._inside_roots(sorted(p for p in root.glob(stream.path) if p.is_file()), root)
 
     def check(self) -> str:
         """Prove the base directory exists and is readable; returns a one-line summary."""
@@ -62,7 +77,8 @@ class FilesResource(dg.ConfigurableResource):
         """Columns and types per file: of every readable file under base_dir, or of `stream`'s files."""
         root = self._root()
         if stream is None:
-            paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FORMAT_BY_SUFFIX)
+            paths = self._inside_roots(
+                sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FORMAT_BY_SUFFIX), root)
             base = FileStream.model_validate({"path": "*"})
         else:
             paths, base = self.files(stream), stream

@@ -17,6 +17,7 @@ import requests
 from connectors.errors import AuthError, HttpRequestError
 from connectors.redact import sanitize_url
 from connectors.rest.auth import Authenticator
+from connectors.rest.egress_adapter import guard
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class HttpClient:
         self, authenticator: Authenticator, limiter: RateLimiter, retry: RetryPolicy, timeout: float, verify: bool
     ) -> None:
         self.authenticator = authenticator
-        self.session = authenticator.session()
+        self.session = guard(authenticator.session())
         self.limiter = limiter
         self.retry = retry
         self.timeout = timeout

@@ -8,6 +8,7 @@ connections closed) when another takes its place, and every engine is disposed a
 from __future__ import annotations
 
 import atexit
+import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -17,14 +18,22 @@ import sqlalchemy as sa
 
 MAX_ENGINES = 32
 
+# Plain scheme -> the driver this project installs and tests (SQLAlchemy's own defaults differ).
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
 
 def normalize_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here: the COPY fast path and server-side cursors are written for it
-    (SQLAlchemy 2.0 would otherwise pick psycopg2)."""
+    (SQLAlchemy 2.0 would otherwise pick psycopg2). `mysql://`/`mariadb://` mean PyMySQL (pure Python; SQLAlchemy
+    would pick mysqlclient, a C extension that is not installed)."""
     parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.drivername in _DEFAULT_DRIVERS:
+        return parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername]).render_as_string(hide_password=False)
     return url
+
+
+def _deny_attach(action: int, *_args: Any) -> int:
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
 class _Engines:
@@ -75,6 +84,10 @@ def dispose_engines() -> None:
 def _create(url: str, writer: bool) -> sa.Engine:
     url = normalize_url(url)
     parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
+        from connectors.sql.mysql import connect_args
+
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args())
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     if parsed.database not in (None, "", ":memory:"):
@@ -89,6 +102,14 @@ def _create(url: str, writer: bool) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+
+    if not writer:
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_attach(dbapi_connection: Any, _record: Any) -> None:
+            # A source's query could otherwise ATTACH any file the process can read (the data-root rule
+            # checks only the URL's own file).
+            dbapi_connection.set_authorizer(_deny_attach)
 
     if writer:
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
+from connectors.egress import check_sql_url
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
@@ -66,6 +67,7 @@ class SqlResource(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
+        check_sql_url(self.url, "url")  # never the platform's databases, SQLite only under the data roots
         return engine_for(self.url)
 
     @property

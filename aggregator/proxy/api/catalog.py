@@ -8,6 +8,7 @@ from pathlib import Path
 from aggregator.pipelines.connections import Connection
 from aggregator.pipelines.graph import build_graph
 from aggregator.pipelines.load import SpecErrors, load_specs
+from aggregator.pipelines.namespace import namespace_owner, table_problems
 from aggregator.proxy.api.errors import ApiError
 
 WAREHOUSE = "warehouse"
@@ -37,8 +38,14 @@ def read_catalog(root: Path) -> Catalog:
         first = exc.errors[0] if exc.errors else None
         raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s), first: {first}); "
                        "fix them with `aggregator validate`") from None
+    # A table is a pipeline's only inside its namespace (`<pipeline>_...`): a hand-written spec declaring
+    # `table: shop_orders` or `sqlite_master` in `sales` gives the sales grant nothing (the code location
+    # drops that pipeline and reports it); the declared name alone never decides.
+    refused = {e.pipeline for e in table_problems(graph)}
+    names = {p.name for p, _, _ in specs.pipelines}
     tables = [AssetTable(node.pipeline.name, node.name, node.table, node.pipeline.destination)
-              for node in graph.nodes.values()]
+              for node in graph.nodes.values()
+              if node.pipeline.name not in refused and namespace_owner(node.table, names) == node.pipeline.name]
     used: dict[str, set[str]] = {}
     for pipeline, _, _ in specs.pipelines:
         used.setdefault(pipeline.destination, set()).add(pipeline.name)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field
 from starlette.responses import JSONResponse
 
+from aggregator.pipelines import bounded_yaml
 from aggregator.proxy.api.access import require_unscoped
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict, WriteResult
@@ -51,7 +52,7 @@ class ConnectionDocument(ConnectionBody):
 def _declared_in(root: Path, name: str) -> tuple[Path, dict[str, Any]] | None:
     for path in sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")}):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = bounded_yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError:
             continue
         connections = data.get("connections") if isinstance(data, dict) else None

@@ -12,7 +12,7 @@ from aggregator.proxy.refusals import BEARER_REALM, ERROR_NAMES, refusal_body
 # The proxy's own names, plus the statuses only the API answers.
 API_ERROR_NAMES = {**ERROR_NAMES, 405: "method_not_allowed", 409: "conflict", 412: "precondition_failed",
                    415: "unsupported_media_type", 422: "invalid", 428: "precondition_required",
-                   500: "internal_error", 504: "timeout"}
+                   500: "internal_error", 504: "timeout", 507: "insufficient_storage"}
 
 
 class Problem(BaseModel):
@@ -39,9 +39,11 @@ class ApiError(Exception):
     """Raised by a handler; answered in the one error shape."""
 
     def __init__(self, status: int, detail: str, missing: str | None = None,
-                 problems: list[Problem] | None = None) -> None:
+                 problems: list[Problem] | None = None, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.missing, self.problems = status, detail, missing, problems
+        # 503 and 429 say when to come back; without a value a 503 suggests 10 s (e.g. a code location restarting).
+        self.retry_after = retry_after if retry_after is not None else (10.0 if status == 503 else None)
 
     def response(self) -> JSONResponse:
         body = refusal_body(self.status, self.detail, self.missing)
@@ -53,4 +55,6 @@ class ApiError(Exception):
         headers = {"cache-control": "no-store"}
         if self.status == 401:
             headers["www-authenticate"] = BEARER_REALM
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, int(self.retry_after + 0.999)))
         return JSONResponse(body, status_code=self.status, headers=headers)

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml as pyyaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from aggregator.pipelines import bounded_yaml
 from aggregator.proxy.api.errors import Problem
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _within_budget(text: str) -> str:
+    """A spec document in a request body is checked against the spec budget (bounded_yaml.py) before any
+    handler reads it: a "billion laughs" or 50,000-deep document is a 400 naming the limit, from every route
+    and for every role. Invalid YAML passes here: validation reports it located, like `aggregator validate`."""
+    try:
+        bounded_yaml.check(text)
+    except bounded_yaml.YamlBudgetError as exc:
+        raise ValueError(f"spec document refused: {exc.message}") from None
+    except pyyaml.YAMLError:
+        pass
+    return text
+
+
+SpecYaml = Annotated[str, AfterValidator(_within_budget)]
 
 
 class PipelineSummary(BaseModel):
@@ -34,13 +52,13 @@ class PipelineCreate(Strict):
     """A new pipeline: its name and the YAML of the spec file that declares it."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Pipeline name (snake_case).")
-    yaml: str = Field(max_length=1_000_000, description="Spec file contents; must declare pipeline `name`.")
+    yaml: SpecYaml = Field(description="Spec file contents; must declare pipeline `name`.")
 
 
 class PipelineUpdate(Strict):
     """The new contents of the spec file declaring a pipeline."""
 
-    yaml: str = Field(max_length=1_000_000, description="Spec file contents; must still declare the pipeline.")
+    yaml: SpecYaml = Field(description="Spec file contents; must still declare the pipeline.")
 
 
 class WriteResult(BaseModel):

@@ -18,7 +18,8 @@ from aggregator.proxy.api.models import (
 from aggregator.proxy.api.reload import reload_locations
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.secrets_check import file_secrets
-from aggregator.proxy.api.spec_store import Version, etag_of, pipeline_names
+from aggregator.proxy.api.spec_scope import write_guard
+from aggregator.proxy.api.spec_store import Version, etag_of
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.policy.rbac import Role
 
@@ -79,13 +80,14 @@ def routes(api: ApiState) -> list[Route]:
     async def create_pipeline(req: ApiRequest) -> JSONResponse:
         """Create `<name>.yaml`; validated like `aggregator validate`, then the code location is reloaded."""
         body = req.body_as(PipelineCreate)
-        require(req.principal, Role.editor, "create_pipeline", [body.name, *pipeline_names(body.yaml)])
+        require(req.principal, Role.editor, "create_pipeline", [body.name])
         _no_inline_secrets(body.yaml)
         if await api.services.run_io(store.find, body.name) is not None:
             raise ApiError(409, f"pipeline {body.name!r} already exists; update it with PUT /api/pipelines/{body.name}")
         # Expecting "no file yet" (the ETag of nothing) makes two racing creates one 200 and one 412.
         version = await api.services.run_io(store.write, body.name, f"{body.name}.yaml", body.yaml,
-                                            req.principal.user, "create", etag_of(None))
+                                            req.principal.user, "create", etag_of(None), "pipeline",
+                                            write_guard(req.principal, "create_pipeline"))
         result = await _written(req, version, body.name)
         return JSONResponse(result.model_dump(), status_code=201, headers={"etag": result.etag})
 
@@ -95,11 +97,10 @@ def routes(api: ApiState) -> list[Route]:
         loc = await api.services.run_io(store.find, name)
         if loc is None:
             raise ApiError(404, f"no pipeline {name!r}; create it with POST /api/pipelines")
-        require(req.principal, Role.editor, "update_pipeline",
-                [name, *loc.pipelines_in_file, *pipeline_names(body.yaml)])
+        require(req.principal, Role.editor, "update_pipeline", [name, *loc.pipelines_in_file])
         _no_inline_secrets(body.yaml)
         version = await api.services.run_io(store.write, name, loc.rel, body.yaml, req.principal.user, "update",
-                                            _if_match(req))
+                                            _if_match(req), "pipeline", write_guard(req.principal, "update_pipeline"))
         result = await _written(req, version, name)
         return JSONResponse(result.model_dump(), headers={"etag": result.etag})
 
@@ -114,7 +115,7 @@ def routes(api: ApiState) -> list[Route]:
             raise ApiError(409, f"{loc.rel} also declares {', '.join(p for p in loc.pipelines_in_file if p != name)}; "
                            "update that file without this pipeline instead")
         version = await api.services.run_io(store.write, name, loc.rel, None, req.principal.user, "delete",
-                                            _if_match(req))
+                                            _if_match(req), "pipeline", write_guard(req.principal, "delete_pipeline"))
         return await _written(req, version, name)
 
     async def list_versions(req: ApiRequest) -> list[VersionInfo]:
@@ -140,9 +141,10 @@ def routes(api: ApiState) -> list[Route]:
             raise ApiError(409, f"version {number} of {name!r} is a deletion; roll back to a version before it")
         loc = await api.services.run_io(store.find, name)
         current = loc.pipelines_in_file if loc is not None else ()
-        require(req.principal, Role.editor, "rollback_pipeline", [name, *current, *pipeline_names(old.content)])
+        require(req.principal, Role.editor, "rollback_pipeline", [name, *current])
         version = await api.services.run_io(store.write, name, old.file, old.content, req.principal.user,
-                                            "rollback", _if_match(req))
+                                            "rollback", _if_match(req), "pipeline",
+                                            write_guard(req.principal, "rollback_pipeline"))
         return await _written(req, version, name)
 
     async def validate_pipeline(req: ApiRequest) -> ValidationReport:

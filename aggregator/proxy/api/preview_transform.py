@@ -26,6 +26,7 @@ from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.schema_routes import Preview, read_preview
+from aggregator.proxy.api.spec_scope import require_preview_grant
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.policy.rbac import Role
 from connectors.batches import type_of
@@ -108,6 +109,7 @@ def routes(api: ApiState) -> list[Route]:
         pipeline, transform = req.params["name"], req.params["transform"]
         body = req.body_as(TransformPreviewRequest)
         require(req.principal, Role.viewer, "preview_transform", [pipeline])
+        await api.services.run_io(require_preview_grant, req.principal, api.platform.pipelines_dir, pipeline, transform)
         try:
             result: Preview = await api.services.run_io(preview_transform, api.platform.pipelines_dir, pipeline,
                                                         transform, body.source_rows, body.limit)

@@ -7,7 +7,6 @@ its pydantic model; the role of the route is checked before the handler runs, pi
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api.errors import API_ERROR_NAMES, ApiError, ErrorBody
 from aggregator.proxy.context import RequestContext
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.rbac import Principal, Role
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
@@ -60,6 +60,18 @@ class ApiRequest:
 Handler = Callable[[ApiRequest], Awaitable[Response | BaseModel | list[Any]]]
 
 
+@dataclass(frozen=True)
+class Documented:
+    """An endpoint the proxy serves outside the typed router (forms, redirects, GraphQL, the UI, WebSockets):
+    listed so the OpenAPI document and the access-matrix test know it and its role (None = public)."""
+
+    method: str
+    path: str
+    summary: str
+    role: Role | None
+    note: str
+
+
 @dataclass
 class Route:
     method: str
@@ -74,6 +86,9 @@ class Route:
     statuses: tuple[int, ...] = ()
     headers_in: tuple[str, ...] = ()
     raw_body: bool = False  # the handler reads the body itself (uploads); no JSON model
+    optional_body: bool = False  # an empty body means the body model's defaults (the trigger)
+    public: bool = False  # answered without a principal (health check, the OpenAPI document)
+    max_body_bytes: int | None = None  # a smaller byte cap than the proxy's for this route's body
     reads: bool = False  # a POST that changes nothing (queries, validation): no editor role, no write audit
     pattern: re.Pattern[str] = field(init=False)
 
@@ -101,7 +116,9 @@ def parse_json_body(model: type[BaseModel], raw: bytes, content_type: str | None
     if (content_type or "").split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "send the body as application/json")
     try:
-        data = json.loads(raw or b"null")
+        data = bounded_json.loads(raw or b"null")
+    except bounded_json.JsonBudgetError as exc:
+        raise ApiError(exc.status, f"body refused: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body is not valid JSON") from None
     try:
@@ -166,17 +183,27 @@ def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict
             for name, prop in schema.get("properties", {}).items()]
 
 
-def openapi_document(routes: list[Route], path_prefix: str) -> dict[str, Any]:
-    """OpenAPI 3.1 from the routes' pydantic models: what the handlers validate is what the document says."""
+def _role_text(role: Role | None, scoped: bool) -> str:
+    if role is None:
+        return "Public: no credentials needed."
+    return f"Needs role `{role.name}`" + (" (within the grant's pipelines when scoped)." if scoped else ".")
+
+
+def openapi_document(routes: list[Route], path_prefix: str,
+                     documented: tuple[Documented, ...] = ()) -> dict[str, Any]:
+    """OpenAPI 3.1 from the routes' pydantic models: what the handlers validate is what the document says.
+    Every operation names its role twice: in prose in the description and as `x-role` (`public` when none)."""
     defs: dict[str, Any] = {}
     error_ref = _schema_of(ErrorBody, defs)
     paths: dict[str, dict[str, Any]] = {}
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
     for route in routes:
+        role = None if route.public else route.role
         op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary,
-                              "description": f"{(route.handler.__doc__ or '').strip()}\n\nNeeds role "
-                              f"`{route.role.name}`" + (" (within the grant's pipelines when scoped)."
-                                                        if route.role > Role.viewer or route.write else "."),
-                              "security": [{"bearer": []}, {"session": []}]}
+                              "description": f"{(route.handler.__doc__ or '').strip()}\n\n"
+                              + _role_text(role, route.role > Role.viewer or route.write),
+                              "x-role": role.name if role is not None else "public",
+                              "security": security if role is not None else []}
         params: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True,
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}
@@ -188,7 +215,7 @@ def openapi_document(routes: list[Route], path_prefix: str) -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if route.body is not None:
-            op["requestBody"] = {"required": True,
+            op["requestBody"] = {"required": not route.optional_body,
                                  "content": {"application/json": {"schema": _schema_of(route.body, defs)}}}
         elif route.raw_body:
             op["requestBody"] = {"required": True, "content": {"application/octet-stream": {
@@ -200,10 +227,19 @@ def openapi_document(routes: list[Route], path_prefix: str) -> dict[str, Any]:
             ok["content"] = {m: {"schema": {"type": "string"}} for m in route.media}
         responses: dict[str, Any] = {"200": ok}
         for status in (400, 401, 403, 404, *route.statuses):
-            responses[str(status)] = {"description": API_ERROR_NAMES.get(status, "error"),
-                                      "content": {"application/json": {"schema": error_ref}}}
+            responses[str(status)] = ({**ok, "description": "Created"} if status < 400 else
+                                      {"description": API_ERROR_NAMES.get(status, "error"),
+                                       "content": {"application/json": {"schema": error_ref}}})
         op["responses"] = responses
         paths.setdefault(path_prefix + route.path, {})[route.method.lower()] = op
+    for doc in documented:
+        paths.setdefault(path_prefix + doc.path, {})[doc.method.lower()] = {
+            "summary": doc.summary, "description": f"{doc.note}\n\n{_role_text(doc.role, False)}",
+            "x-role": doc.role.name if doc.role is not None else "public",
+            "security": security if doc.role is not None else [],
+            "responses": {"200": {"description": "OK"}, **({} if doc.role is None else {
+                "401": {"description": "unauthenticated", "content": {"application/json": {"schema": error_ref}}},
+                "403": {"description": "forbidden", "content": {"application/json": {"schema": error_ref}}}})}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Data Aggregator management API", "version": "1",

@@ -8,50 +8,67 @@ always the same, `{env: NAME}`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from aggregator.pipelines import bounded_yaml
 from connectors.redact import SECRET_PARAMS, sanitize_url
+from connectors.secrets import is_env_ref
 
 SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
+SECRET_SUFFIXES = ("_token", "_secret", "_password", "_api_key", "_apikey", "_passphrase", "_credentials")
+PLACEHOLDERS = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_.]*\}\s*)+")
 
 
-def _is_env_ref(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str)
+def _secret_key(key: Any) -> bool:
+    """A key (config option, header or parameter name) whose value is a credential: the known set, or a name
+    ending like one (`X-Api-Key`, `x_auth_token`, `db_password`)."""
+    name = str(key).lower().replace("-", "_")
+    return name in SECRET_KEYS or name.endswith(SECRET_SUFFIXES)
 
 
-def inline_secrets(value: Any, path: tuple[str | int, ...] = ()) -> list[str]:
-    """Dotted paths (under `config`) of values that look like secrets and are not `{env: NAME}`."""
+def _templated(value: Any) -> bool:
+    """Only placeholders (`{parent.token}`, `{{ with.x }}`): filled in at run time, not a literal."""
+    return isinstance(value, str) and ("{{" in value or bool(PLACEHOLDERS.fullmatch(value)))
+
+
+def inline_secrets(value: Any, path: tuple[str | int, ...] = (), root: str = "config") -> list[str]:
+    """Dotted paths (under `root`) of values that look like secrets and are not `{env: NAME}`."""
     found: list[str] = []
-    if _is_env_ref(value):
+    if is_env_ref(value):
         return found
     if isinstance(value, dict):
         for key, sub in value.items():
-            if str(key).lower() in SECRET_KEYS and not _is_env_ref(sub) and sub not in (None, ""):
-                found.append(".".join(str(p) for p in ("config", *path, key)))
+            if _secret_key(key) and not is_env_ref(sub) and sub not in (None, "") and not isinstance(
+                    sub, dict | list) and not _templated(sub):
+                found.append(".".join(str(p) for p in (root, *path, key)))
             else:
-                found.extend(inline_secrets(sub, (*path, key)))
+                found.extend(inline_secrets(sub, (*path, key), root))
     elif isinstance(value, list):
         for index, sub in enumerate(value):
-            found.extend(inline_secrets(sub, (*path, index)))
+            found.extend(inline_secrets(sub, (*path, index), root))
+    elif isinstance(value, str) and value.lower().startswith(("bearer ", "basic ")) and not _templated(
+            value.split(" ", 1)[1]):
+        found.append(".".join(str(p) for p in (root, *path)))
     elif isinstance(value, str) and "://" in value:
         parts = urlsplit(value)
         userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
         secret_query = any(k.lower() in SECRET_PARAMS for k, _ in parse_qsl(parts.query, keep_blank_values=True))
         if ":" in userinfo or secret_query:
-            found.append(".".join(str(p) for p in ("config", *path)))
+            found.append(".".join(str(p) for p in (root, *path)))
     return found
 
 
 def masked(value: Any) -> Any:
     """`value` with every inline secret `inline_secrets` would name replaced by `***` (for reading back
     hand-written files, which may hold them)."""
-    if _is_env_ref(value):
+    if is_env_ref(value):
         return value
     if isinstance(value, dict):
-        return {k: "***" if str(k).lower() in SECRET_KEYS and not _is_env_ref(v) and v not in (None, "")
+        return {k: "***" if _secret_key(k) and not is_env_ref(v) and v not in (None, "") and not isinstance(v, dict | list)
                 else masked(v) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(v) for v in value]
@@ -61,16 +78,18 @@ def masked(value: Any) -> Any:
 
 
 def file_secrets(content: str) -> list[str]:
-    """Inline secrets in the connections of a spec file's text, as `connections.<name>.config...` paths."""
+    """Inline secrets anywhere in a spec file's text, as dotted paths (`connections.<name>.config...`,
+    `pipelines.0.sources.1.stream.headers.Authorization`, templates and alert channels alike): a stream,
+    template or alert may hold no credential either, since every viewer reads the file."""
     try:
-        data = yaml.safe_load(content)
+        data = bounded_yaml.safe_load(content)
     except yaml.YAMLError:
         return []
-    connections = data.get("connections") if isinstance(data, dict) else None
-    if not isinstance(connections, dict):
+    if not isinstance(data, dict):
         return []
     found: list[str] = []
-    for name, conn in connections.items():
-        if isinstance(conn, dict):
-            found.extend(f"connections.{name}.{path}" for path in inline_secrets(conn.get("config") or {}))
+    for key, value in data.items():
+        for path in inline_secrets(value, (), str(key)):
+            hint = "" if key == "connections" else " (streams hold no secrets: set it in the connection's auth or headers)"
+            found.append(path + hint)
     return found

@@ -17,15 +17,15 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from aggregator.pipelines.declared import Impact, current_texts, declarations, impact, load_world
 from aggregator.pipelines.load import SpecError, load_specs
 from aggregator.pipelines.validate import validate
 from aggregator.proxy.api.errors import ApiError, Problem
@@ -106,26 +106,37 @@ class SpecStore:
 
     # ------------------------------------------------------------------------------------------ reading
 
-    def _declared(self) -> dict[str, Path]:
-        """Pipeline name -> file, read from the YAML itself (a broken file elsewhere must not hide the rest)."""
-        found: dict[str, Path] = {}
+    def _declared(self) -> dict[str, tuple[Path, tuple[str, ...]]]:
+        """Pipeline name -> (file, every pipeline that file declares), as the loader reads the specs: template
+        instances count as the pipelines they make; a broken file elsewhere does not hide the rest."""
+        found: dict[str, tuple[Path, tuple[str, ...]]] = {}
         if not self.root.is_dir():
             return found
-        for path in sorted({*self.root.rglob("*.yaml"), *self.root.rglob("*.yml")}):
-            for name in pipeline_names(path.read_text(encoding="utf-8")):
-                found.setdefault(name, path)
+        for path, declared in declarations(self.root).items():
+            for name in declared.pipelines:
+                found.setdefault(name, (path, declared.pipelines))
         return found
 
     def list_all(self) -> list[Located]:
-        return [self._located(name, path) for name, path in sorted(self._declared().items())]
+        return [self._located(name, path, names) for name, (path, names) in sorted(self._declared().items())]
 
     def find(self, name: str) -> Located | None:
-        path = self._declared().get(name)
-        return None if path is None else self._located(name, path)
+        found = self._declared().get(name)
+        return None if found is None else self._located(name, *found)
 
-    def _located(self, name: str, path: Path) -> Located:
+    def _located(self, name: str, path: Path, names: tuple[str, ...]) -> Located:
         content = path.read_text(encoding="utf-8")
-        return Located(name, path, str(path.relative_to(self.root)), content, tuple(pipeline_names(content)))
+        return Located(name, path, str(path.relative_to(self.root)), content, names)
+
+    def impact(self, rel: str, content: str | None) -> Impact:
+        """What writing `content` to `rel` would change (pipelines, connections, cross-pipeline reads)."""
+        return impact(self.root, self._path(rel), content)
+
+    def _path(self, rel: str) -> Path:
+        path = (self.root / rel).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ApiError(400, f"spec file {rel!r} is outside the specs directory")
+        return path
 
     def history(self, name: str) -> list[Version]:
         with self.engine.connect() as conn:
@@ -135,6 +146,14 @@ class SpecStore:
 
     def version(self, name: str, number: int) -> Version | None:
         return next((v for v in self.history(name) if v.version == number), None)
+
+    def declared_by(self, rel: str, content: str) -> tuple[str, ...]:
+        """The pipelines `content` would declare as `rel` (template instances made with the directory's
+        templates), by the loader."""
+        texts = current_texts(self.root)
+        path = next((p for p in texts if p.resolve() == self._path(rel)), self._path(rel))
+        world = load_world(self.root, {**texts, path: content})
+        return world.files[path].pipelines if path in world.files else ()
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -165,24 +184,31 @@ class SpecStore:
         return Problem(file=rel, line=error.line, field=error.field, message=error.message, text=text)
 
     def write(self, name: str, rel: str, content: str | None, user: str, action: str,
-              if_match: str | None, declares: str = "pipeline") -> Version:
+              if_match: str | None, declares: str = "pipeline",
+              authorize: Callable[[Impact], None] | None = None) -> Version:
         """Validate, then store: history row first (the concurrency guard), then the file. `name` is the
-        pipeline's name, or `connection:<name>` for a connection file (`declares="connection"`)."""
+        pipeline's name, or `connection:<name>` for a connection file (`declares="connection"`).
+        `authorize` is shown what the write changes, as the loader reads it, before anything is validated or
+        stored; it raises (403) to refuse."""
         if self.root.resolve() == EXAMPLE_PIPELINES_DIR.resolve():
             # The samples ship inside the package: writing there would edit the installation (or the repo).
             raise ApiError(409, "the specs directory is the bundled samples; set AGGREGATOR_PIPELINES to a "
                            "directory of your own (copy the samples there) to change specs through the API")
-        path = (self.root / rel).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ApiError(400, f"spec file {rel!r} is outside the specs directory")
+        path = self._path(rel)
         old = path.read_text(encoding="utf-8") if path.exists() else None
         if if_match is not None and if_match != "*" and if_match != etag_of(old):
             raise ApiError(412, f"{declares} {name!r} changed since you read it (ETag {etag_of(old)}); "
                            "GET it again and reapply your change")
+        if authorize is not None:
+            authorize(self.impact(rel, content))
         problems = self.check(rel, content)
         if problems:
             raise ApiError(422, f"{len(problems)} problem(s) in the spec; nothing was stored", problems=problems)
-        if declares == "pipeline" and content is not None and name not in pipeline_names(content):
+        if authorize is not None:
+            # Again, now that the write validated: a template another writer added meanwhile makes an
+            # instance here that the first look could not expand (it counted as no pipeline).
+            authorize(self.impact(rel, content))
+        if declares == "pipeline" and content is not None and name not in self.declared_by(rel, content):
             raise ApiError(422, f"the spec must declare pipeline {name!r} under `pipelines:`")
         with self._lock, self.engine.begin() as conn:
             latest = conn.execute(sa.select(sa.func.max(versions.c.version))
@@ -202,17 +228,6 @@ class SpecStore:
             else:
                 _atomic_write(path, content)
         return row
-
-
-def pipeline_names(content: str) -> list[str]:
-    try:
-        data = yaml.safe_load(content)
-    except yaml.YAMLError:
-        return []
-    pipelines = data.get("pipelines") if isinstance(data, dict) else None
-    if not isinstance(pipelines, list):
-        return []
-    return [p["name"] for p in pipelines if isinstance(p, dict) and isinstance(p.get("name"), str)]
 
 
 def _mirror(src: Path, dst: Path) -> None:

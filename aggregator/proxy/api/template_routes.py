@@ -21,6 +21,7 @@ from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict, WriteResult
 from aggregator.proxy.api.reload import reload_locations
 from aggregator.proxy.api.router import ApiRequest, Route
+from aggregator.proxy.api.spec_scope import write_guard
 from aggregator.proxy.api.spec_store import etag_of
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.policy.rbac import Role
@@ -81,7 +82,8 @@ def routes(api: ApiState) -> list[Route]:
         content = (f"# Made from template {name} ({file}) with {json.dumps(body.params, sort_keys=True)}\n"
                    + yaml.safe_dump({"pipelines": [pipeline]}, sort_keys=False, allow_unicode=True))
         version = await api.services.run_io(api.specs.write, pipeline_name, f"{pipeline_name}.yaml", content,
-                                            req.principal.user, "create", etag_of(None))
+                                            req.principal.user, "create", etag_of(None), "pipeline",
+                                            write_guard(req.principal, "instantiate_template"))
         problems = await reload_locations(api.client, api.graphql_url, {"x-request-id": req.ctx.request_id}) \
             if api.limits.reload_after_write else []
         req.ctx.scope.setdefault("state", {})["api_targets"] = {"pipelines": [pipeline_name], "templates": [name]}

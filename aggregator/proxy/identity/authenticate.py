@@ -17,6 +17,7 @@ from anyio import to_thread
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from aggregator.proxy.config import ProxySettings
+from aggregator.proxy.identity.jwt_tokens import JwtRejected, looks_like_jwt, verifier_for
 from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal
 from aggregator.proxy.storage.store import Store
@@ -51,6 +52,11 @@ async def authenticate(scope: MutableMapping[str, Any], settings: ProxySettings,
         scheme, _, credentials = authz.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise AuthFailed("only `Authorization: Bearer <token>` is accepted")
+        if settings.oidc is not None and settings.oidc.audience and looks_like_jwt(credentials.strip()):
+            try:
+                return await verifier_for(settings.oidc).principal(credentials.strip())
+            except JwtRejected as exc:
+                raise AuthFailed(str(exc)) from None
         hit, principal = store.cached_token(credentials.strip())
         if not hit:
             principal = await to_thread.run_sync(store.token_principal, credentials.strip())

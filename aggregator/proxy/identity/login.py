@@ -14,6 +14,7 @@ from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.identity.authenticate import session_cookie
 from aggregator.proxy.identity.login_throttle import HashPool, HashPoolBusy, LoginThrottle
+from aggregator.proxy.storage.login_failures import SharedLoginFailures
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class LoginHandler:
                                       per_source=self.settings.login_failures_per_ip,
                                       window_s=self.settings.login_window_s)
         self.hashing = HashPool(self.settings.login_hash_workers, self.settings.login_hash_queue)
+        # Every replica's failures count (issue 19): the counters live in the proxy database too.
+        self.shared_failures = SharedLoginFailures(services.store.engine, self.settings.login_window_s)
 
     async def login(self, request: Request, ctx: RequestContext) -> Response:
         if request.method == "GET":
@@ -78,7 +81,9 @@ class LoginHandler:
                 resp.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
             return resp
 
-        admission = self.throttle.admit(username, ctx.ip)
+        keys = self.throttle.shared_keys(username, ctx.ip)
+        shared = await self.services.run_io(self.shared_failures.counts, keys.values())
+        admission = self.throttle.admit(username, ctx.ip, shared)
         if not admission.admitted:
             return await deny(f"rate limited: {admission.reason}", 429,
                               "Too many failed sign-ins; try again later.", admission.retry_after)
@@ -94,6 +99,10 @@ class LoginHandler:
             ok = user is not None
         finally:
             self.throttle.finish(username, ctx.ip, ok)
+            if ok:
+                await self.services.run_io(self.shared_failures.clear, keys["pair"])
+            else:
+                await self.services.run_io(self.shared_failures.failed, keys.values())
         if user is None:
             return await deny("bad credentials or disabled", 401, "Unknown user or wrong password.")
         token = await self.services.run_io(self.services.store.create_session, user, self.settings.session_absolute_s)

@@ -14,12 +14,15 @@ one atomic step: no other coroutine runs in between):
 Attempts in flight count as failures until they finish, so 25 concurrent guesses against a limit of 5 verify
 only 5. Password hashing (argon2id, 64 MiB, about a second) runs in `HashPool`, a small executor of its own
 with a bounded queue: a flood gets 429 at once instead of occupying the threads that serve sessions, tokens
-and audit writes. State is per process; with several replicas each enforces its own share.
+and audit writes. Failures are also counted in the proxy database (storage/login_failures.py) when the
+throttle is given `shared` counts, so several replicas throttle on the same numbers; attempts in flight stay
+per process. Times are wall-clock (`time.time()`): they are compared across processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +62,7 @@ class HashPool:
 class _Counter:
     failures: int = 0
     in_flight: int = 0
-    last: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class LoginThrottle:
         self._sources: dict[str, _Counter] = {}
 
     def _get(self, table: dict[str, _Counter] | dict[tuple[str, str], _Counter], key: object) -> _Counter:
-        now = time.monotonic()
+        now = time.time()
         counter = table.get(key)  # type: ignore[call-overload]
         if counter is None or (now - counter.last > self.window_s and counter.in_flight == 0):
             if len(table) > self.max_keys:
@@ -98,29 +101,49 @@ class LoginThrottle:
         if over < 0:
             return 0.0
         # 30 s after the limit, doubling per further failure, at most the window.
-        return max(0.0, min(self.window_s, PAIR_BASE_DELAY_S * 2.0 ** min(over, 20)) - (time.monotonic() - c.last))
+        return max(0.0, min(self.window_s, PAIR_BASE_DELAY_S * 2.0 ** min(over, 20)) - (time.time() - c.last))
 
-    def admit(self, user: str, source: str) -> Admission:
-        """Check and count one attempt before any verification (synchronous: atomic on the event loop)."""
+    @staticmethod
+    def shared_keys(user: str, source: str) -> dict[str, tuple[str, str]]:
+        """The (kind, key) rows of the shared counters of one attempt. Keys are digests: a user name is any
+        text a form carries (NUL included, which PostgreSQL text refuses) and the pair must stay unambiguous."""
+        def digest(text: str) -> str:
+            return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+        return {"pair": ("pair", digest(f"{source}\n{user}")), "user": ("user", digest(user)),
+                "source": ("source", digest(source))}
+
+    def admit(self, user: str, source: str,
+              shared: dict[tuple[str, str], tuple[int, float]] | None = None) -> Admission:
+        """Check and count one attempt before any verification (synchronous: atomic on the event loop).
+
+        `shared`: failure counts read from the proxy database just before (every replica's failures); a
+        counter takes the larger of its own and the shared count."""
         pair = self._get(self._pairs, (user, source))
         by_source = self._get(self._sources, source)
         by_user = self._get(self._users, user)
+        if shared:
+            keys = self.shared_keys(user, source)
+            for counter, kind in ((pair, "pair"), (by_source, "source"), (by_user, "user")):
+                failures, last = shared.get(keys[kind], (0, 0.0))
+                if failures > counter.failures:
+                    counter.failures, counter.last = failures, max(counter.last, last)
         wait = self._pair_wait(pair)
         if wait > 0:
             return Admission(False, retry_after=wait, reason="too many failed sign-ins for this user from here")
         if by_source.failures + by_source.in_flight >= self.per_source:
-            return Admission(False, retry_after=max(1.0, self.window_s - (time.monotonic() - by_source.last)),
+            return Admission(False, retry_after=max(1.0, self.window_s - (time.time() - by_source.last)),
                              reason="too many failed sign-ins from this address")
         over_user = by_user.failures + by_user.in_flight - self.per_user
         delay = 0.0 if over_user < 0 else min(self.max_delay_s, 0.25 * 2.0 ** min(over_user / 4, 10))
         for c in (pair, by_source, by_user):
             c.in_flight += 1
-            c.last = time.monotonic()
+            c.last = time.time()
         return Admission(True, delay_s=delay)
 
     def finish(self, user: str, source: str, ok: bool) -> None:
         """Record the outcome of an admitted attempt."""
-        now = time.monotonic()
+        now = time.time()
         for c in (self._pairs.get((user, source)), self._sources.get(source), self._users.get(user)):
             if c is None:
                 continue

@@ -8,7 +8,7 @@ Variables no longer referenced are dropped, since Dagster rejects unused variabl
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphql import (
@@ -39,6 +39,10 @@ from aggregator.proxy.graphql_ops import (
 )
 
 USER_TAG = "user"
+# The K8sRunLauncher turns tags under this prefix into pod and job spec (`dagster-k8s/config`: volumes,
+# service accounts, images): a run tag must never choose them.
+K8S_TAG_PREFIX = "dagster-k8s/"
+ARG_PREFIX = "aggregatorProxyArg"  # the variables stamp_user writes each launch argument into
 
 # mutation -> (argument, path to the tag list inside it, tag list field name)
 LAUNCH_ARGS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
@@ -56,6 +60,32 @@ LAUNCH_ARGS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "launchPartitionBackfill": [("backfillParams", ("tags",))],
     "reexecutePartitionBackfill": [("reexecutionParams", ("extraTags",))],
 }
+
+
+def kubernetes_tags(tags: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The keys among `tags` ({"key", "value"} pairs) that would reach Kubernetes through the run launcher."""
+    return sorted({str(t.get("key")) for t in tags if str(t.get("key") or "").startswith(K8S_TAG_PREFIX)})
+
+
+def kubernetes_tags_of_launch(variables: Mapping[str, Any]) -> list[str]:
+    """`kubernetes_tags` of every tag in the launch arguments `stamp_user` rewrote (its `ARG_PREFIX` variables):
+    the tag lists of launches, re-executions and backfills, wherever in the argument they sit."""
+    found: list[Mapping[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if isinstance(node.get("key"), str) and "value" in node:
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for name, value in variables.items():
+        if name.startswith(ARG_PREFIX):
+            walk(value)
+    return kubernetes_tags(found)
 
 
 def to_json_input(value: Any, type_: GraphQLInputType) -> Any:
@@ -130,7 +160,7 @@ def stamp_user(
                 value = [_with_user(v, path, user) for v in value] if isinstance(value, list) else _with_user(
                     value, path, user
                 )
-                var_name = f"aggregatorProxyArg{counter}"
+                var_name = f"{ARG_PREFIX}{counter}"
                 counter += 1
                 out_vars[var_name] = value
                 new_defs.append(

@@ -15,8 +15,11 @@ import httpx
 
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
+from aggregator.proxy.identity.frontdoor import Refusal
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.authz import authorize_document
-from aggregator.proxy.policy.launch_tags import stamp_user
+from aggregator.proxy.policy.launch_tags import kubernetes_tags_of_launch, stamp_user
+from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.transport.asgi import Receive, Scope, Send, header
 from aggregator.proxy.transport.forward import forward_http, read_body, upstream_headers
 from aggregator.proxy.transport.ratelimit import TokenBuckets
@@ -40,7 +43,7 @@ class GraphQLRequest:
 def decode_request(method: str, content_type: str, body: bytes, scope: Scope) -> GraphQLRequest:
     """JSON or application/graphql POST bodies, else the query string; raises GraphQLRejected/ValueError."""
     if method == "POST" and content_type == "application/json":
-        data = json.loads(body)
+        data = bounded_json.loads(body)
     elif method == "POST" and content_type == "application/graphql":
         data = {"query": body.decode()}
     else:
@@ -49,7 +52,7 @@ def decode_request(method: str, content_type: str, body: bytes, scope: Scope) ->
         raise GraphQLRejected("GraphQL request must be one JSON object (no batches)")
     variables = data.get("variables")
     if isinstance(variables, str):
-        variables = json.loads(variables) if variables else None
+        variables = bounded_json.loads(variables) if variables else None
     if variables is not None and not isinstance(variables, dict):
         raise GraphQLRejected("GraphQL variables must be a JSON object")
     operation_name = data.get("operationName")
@@ -90,7 +93,8 @@ class GraphQLRoute:
                  buckets: TokenBuckets) -> None:
         self.services, self.client, self.pool, self.buckets = services, client, pool, buckets
 
-    async def __call__(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
+    async def __call__(self, ctx: RequestContext, receive: Receive, send: Send, refused: Refusal | None = None) -> None:
+        """`refused`: the front door's CSRF refusal of this request, answered once the operation is known."""
         scope, method, principal = ctx.scope, ctx.method, ctx.principal
         if principal is None:  # routed here only after identify(); never forward for nobody
             raise RuntimeError("GraphQL/report route reached without a principal")
@@ -99,7 +103,10 @@ class GraphQLRoute:
         operation = f"{method} {ctx.path}"
         # Before parsing: the bucket is the cheapest check, so a flood of documents costs a dict look-up each
         # once the burst is spent, not a parse.
-        wait = self.buckets.take(f"{principal.via}:{principal.token_id or principal.user}")
+        key = f"{principal.via}:{principal.token_id or principal.user}"
+        wait = self.buckets.take(key)
+        if not wait and self.buckets.shared is not None:
+            wait = await self.services.run_io(self.buckets.shared.take, key)
         if wait:
             return await self.services.refuse(ctx, receive, send, 429, "graphql", operation,
                                               "too many GraphQL requests; slow down", retry_after=wait)
@@ -108,9 +115,9 @@ class GraphQLRoute:
             variables, operation_name = request.variables, request.operation_name
             parsed = await self.services.inspector.inspect_async(request.query)
             operation = parsed.label()
-            if not self.services.csrf_ok(ctx):
-                return await self.services.refuse(ctx, receive, send, 403, "mutation", operation,
-                                                  "cross-site write with a session cookie (CSRF)", "same-origin")
+            if refused is not None:
+                return await self.services.refuse(ctx, receive, send, refused.status, "mutation", operation,
+                                                  refused.reason, refused.missing)
             decision = await authorize_document(principal, parsed, variables, self.services.inspector,
                                                 self.services.resolver)
         except GraphQLBusy:
@@ -118,7 +125,8 @@ class GraphQLRoute:
                                               "the proxy is validating too many new GraphQL documents; retry shortly",
                                               retry_after=1.0)
         except (GraphQLRejected, ValueError, UnicodeDecodeError) as exc:
-            reason = str(exc) if isinstance(exc, GraphQLRejected) else "request is not valid JSON/UTF-8"
+            reason = str(exc) if isinstance(exc, GraphQLRejected | bounded_json.JsonBudgetError) \
+                else "request is not valid JSON/UTF-8"
             return await self.services.refuse(ctx, receive, send, 400, "graphql", operation, reason)
         is_write = "mutation" in parsed.operation_types
         if not decision.decision.allowed:
@@ -133,6 +141,12 @@ class GraphQLRoute:
             rewritten = stamp_user(self.services.inspector, parsed, variables, principal.user)
             if rewritten is not None:
                 query, variables = rewritten
+                k8s = kubernetes_tags_of_launch(variables) if not principal.may(Role.admin) else []
+                if k8s:
+                    # dagster-k8s/config and friends become pod spec (host paths, service accounts, images).
+                    return await self.services.refuse(ctx, receive, send, 403, "mutation", operation,
+                                                      f"run tags {', '.join(k8s)} configure Kubernetes",
+                                                      "admin:kubernetes_tags", decision.targets)
         else:
             await self.services.record_decision(ctx, event="query", decision="allow", operation=operation,
                                                 audit=False)

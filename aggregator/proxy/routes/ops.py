@@ -1,36 +1,24 @@
-"""Operations routes on the proxy: trigger a pipeline run, search run logs, and /metrics.
-
-`POST /api/pipelines/{name}/trigger` launches `<name>_job` through Dagster's own GraphQL API, tagged with who
-asked and the request id (so every run log line can carry it). An `Idempotency-Key` is stored as a run tag
-and looked up before launching, so the record of what was launched stays in Dagster; a per-key lock makes two
-concurrent retries of the same key launch once within this proxy process."""
+"""Dagster as the trigger and log search see it: its GraphQL API (find, describe and launch a job) and its
+event log (for `/api/logs`). The HTTP faces are typed routes of the management API (api/run_routes.py);
+this module holds no access decision."""
 
 from __future__ import annotations
 
-import asyncio
-import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from aggregator.logs.run_logger import REQUEST_ID_TAG
-from aggregator.metrics.proxy import PROXY_REGISTRY
-from aggregator.proxy.context import RequestContext, Services
-from aggregator.proxy.policy.rbac import Role
-from aggregator.proxy.refusals import refusal
-from aggregator.proxy.transport.asgi import Receive, Send
+from aggregator.proxy.context import Services
+from aggregator.proxy.storage.idempotency import IdempotencyKeys
 
-TRIGGER_PATH = re.compile(r"^/api/pipelines/(?P<name>[a-z][a-z0-9_]{0,62})/trigger$")
 IDEMPOTENCY_TAG = "aggregator/idempotency_key"
 TRIGGERED_BY_TAG = "aggregator/triggered_by"
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces: it becomes a tag value
-MAX_TRIGGER_BODY = 256 * 1024
 
 REPOSITORIES = """{ repositoriesOrError { __typename ... on RepositoryConnection {
   nodes { name location { name } jobs { name } } } } }"""
+JOB_OPS = """query JobOps($s: PipelineSelector!) { pipelineOrError(params: $s) { __typename
+  ... on Pipeline { solidHandles { handleID } } } }"""
 RUNS_WITH_TAG = """query Runs($f: RunsFilter) { runsOrError(filter: $f, limit: 1) { __typename
   ... on Runs { results { runId } } } }"""
 LAUNCH = """mutation Launch($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
@@ -40,29 +28,29 @@ LAUNCH = """mutation Launch($p: ExecutionParams!) { launchRun(executionParams: $
   ... on RunConflict { message } ... on UnauthorizedError { message } } }"""
 
 
-class TriggerBody(BaseModel):
-    """What an upstream system may send with a trigger; everything optional."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_config: dict[str, Any] = Field(default_factory=dict, description="Dagster run config for the job.")
-    partition: str | None = Field(default=None, max_length=200, description="Partition key to load.")
-
-
 class UpstreamError(Exception):
     """Dagster's GraphQL API did not answer as expected."""
 
 
-class OpsRoutes:
+@dataclass(frozen=True)
+class Job:
+    """A job found in a code location, with the ops (the pipeline's assets) it runs."""
+
+    selector: dict[str, str]
+    ops: frozenset[str]
+
+
+class DagsterOps:
     def __init__(self, services: Services, client: httpx.AsyncClient, dagster_home: str | None = None) -> None:
         self.services, self.client = services, client
         self.graphql_url = f"{services.settings.upstream}{services.settings.path_prefix}/graphql"
         # /api/logs reads Dagster's event log directly: only when the proxy is given the instance (DAGSTER_HOME)
         self.dagster_home = dagster_home
         self._instance: Any = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Idempotency-Key claims in the proxy database: one key, one run, across every replica.
+        self.keys = IdempotencyKeys(services.store.engine)
 
-    async def _gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             response = await self.client.post(self.graphql_url, json={"query": query, "variables": variables or {}},
                                               timeout=30)
@@ -73,154 +61,32 @@ class OpsRoutes:
             raise UpstreamError("Dagster GraphQL refused the request")
         return dict(body["data"])
 
-    async def trigger(self, ctx: RequestContext, receive: Receive, send: Send, name: str) -> None:
-        principal, operation = ctx.principal, f"POST {ctx.path}"
-        if principal is None:
-            raise RuntimeError("trigger route reached without a principal")
-        job = f"{name}_job"
-        targets = {"jobs": [job]}
-        if not principal.may(Role.launcher):
-            return await self.services.refuse(ctx, receive, send, 403, "launch", operation,
-                                              "triggering a pipeline needs launcher", f"{Role.launcher.name}:launch",
-                                              targets)
-        if principal.scope is not None and name not in principal.scope:
-            return await self.services.refuse(ctx, receive, send, 403, "launch", operation,
-                                              "pipeline outside the grant",
-                                              f"{Role.launcher.name}:launch on pipelines:{name}", targets)
-        request = Request(ctx.scope, receive)
-        key = request.headers.get("idempotency-key")
-        if key is not None and not _KEY.match(key):
-            return await refusal(400, "Idempotency-Key: 1-200 printable ASCII characters, no spaces")(
-                ctx.scope, receive, send)
-        raw = await request.body()
-        if len(raw) > MAX_TRIGGER_BODY:
-            return await refusal(413, "request body too large")(ctx.scope, receive, send)
-        try:
-            body = TriggerBody.model_validate_json(raw) if raw.strip() else TriggerBody()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return await refusal(400, f"{where}: {first['msg']}; allowed keys: run_config, partition")(
-                ctx.scope, receive, send)
-        tag_key = f"{principal.user}:{key}" if key else None
-        lock = self._locks.setdefault(tag_key, asyncio.Lock()) if tag_key else asyncio.Lock()
-        try:
-            async with lock:
-                response = await self._launch(ctx, principal.user, name, job, body, tag_key)
-        except UpstreamError as exc:
-            await self.services.record_decision(ctx, event="launch", decision="error", operation=operation,
-                                                reason=str(exc), targets=targets, status=502)
-            response = refusal(502, str(exc))
-        finally:
-            if tag_key and len(self._locks) > 10_000:
-                self._locks.clear()
-        await response(ctx.scope, receive, send)
+    async def run_with_tag(self, key: str, value: str) -> str | None:
+        data = await self.gql(RUNS_WITH_TAG, {"f": {"tags": [{"key": key, "value": value}]}})
+        found = data["runsOrError"].get("results") or []
+        return str(found[0]["runId"]) if found else None
 
-    async def _launch(self, ctx: RequestContext, user: str, name: str, job: str, body: TriggerBody,
-                      tag_key: str | None) -> Response:
-        operation = f"POST {ctx.path}"
-        if tag_key:
-            data = await self._gql(RUNS_WITH_TAG, {"f": {"tags": [{"key": IDEMPOTENCY_TAG, "value": tag_key}]}})
-            found = data["runsOrError"].get("results") or []
-            if found:
-                run_id = found[0]["runId"]
-                await self.services.record_decision(ctx, event="launch", decision="allow", operation=operation,
-                                                    reason="idempotent replay", targets={"jobs": [job]},
-                                                    run_id=run_id, status=200)
-                return JSONResponse({"run_id": run_id, "pipeline": name, "job": job, "replayed": True,
-                                     "request_id": ctx.request_id}, status_code=200)
-        selector = await self._selector(job)
-        if selector is None:
-            await self.services.record_decision(ctx, event="launch", decision="deny", operation=operation,
-                                                reason="no such pipeline", targets={"jobs": [job]}, status=404)
-            return refusal(404, f"no pipeline {name!r} (job {job}) in any code location")
-        tags = [{"key": "user", "value": user},
-                {"key": TRIGGERED_BY_TAG, "value": user},
-                {"key": REQUEST_ID_TAG, "value": ctx.request_id}]
-        if tag_key:
-            tags.append({"key": IDEMPOTENCY_TAG, "value": tag_key})
-        if body.partition:
-            tags.append({"key": "dagster/partition", "value": body.partition})
-        params = {"selector": selector, "runConfigData": body.run_config, "executionMetadata": {"tags": tags}}
-        result = (await self._gql(LAUNCH, {"p": params}))["launchRun"]
-        kind = result["__typename"]
-        if kind != "LaunchRunSuccess":
-            messages = [e["message"] for e in result.get("errors") or []] or [result.get("message") or kind]
-            status = 422 if kind in ("RunConfigValidationInvalid", "InvalidSubsetError") else 502
-            await self.services.record_decision(ctx, event="launch", decision="error", operation=operation,
-                                                reason=kind, targets={"jobs": [job]}, status=status)
-            if status == 502:
-                # Dagster's internal error text stays in Dagster; the client gets the kind
-                return refusal(502, f"Dagster did not launch the run ({kind})")
-            return JSONResponse({"error": kind, "messages": messages[:20]}, status_code=422)
-        run_id = result["run"]["runId"]
-        await self.services.record_decision(ctx, event="launch", decision="allow", operation=operation,
-                                            targets={"jobs": [job]}, run_id=run_id, status=201)
-        return JSONResponse({"run_id": run_id, "pipeline": name, "job": job, "replayed": False,
-                             "request_id": ctx.request_id}, status_code=201)
-
-    async def _selector(self, job: str) -> dict[str, str] | None:
-        data = await self._gql(REPOSITORIES)
+    async def job(self, name: str) -> Job | None:
+        data = await self.gql(REPOSITORIES)
         for repo in data["repositoriesOrError"].get("nodes") or []:
-            if any(j["name"] == job for j in repo["jobs"]):
-                return {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"],
-                        "pipelineName": job}
+            if any(j["name"] == name for j in repo["jobs"]):
+                selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"],
+                            "pipelineName": name}
+                described = (await self.gql(JOB_OPS, {"s": selector}))["pipelineOrError"]
+                handles = described.get("solidHandles") or []
+                return Job(selector, frozenset(h["handleID"] for h in handles))
         return None
 
-    async def logs(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        from aggregator.logs.search import LogQuery, search_logs
+    async def launch(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict((await self.gql(LAUNCH, {"p": params}))["launchRun"])
 
-        principal = ctx.principal
-        if principal is None:
-            raise RuntimeError("logs route reached without a principal")
-        request = Request(ctx.scope, receive)
-        params = dict(request.query_params)
-        allowed = {"pipeline", "run_id", "level", "text", "since", "until", "limit", "cursor"}
-        if set(params) - allowed:
-            return await refusal(400, f"unknown parameter(s) {sorted(set(params) - allowed)}; allowed: "
-                                      f"{', '.join(sorted(allowed))}")(ctx.scope, receive, send)
-        try:
-            query = LogQuery.model_validate(params)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            return await refusal(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}")(ctx.scope, receive, send)
-        operation = f"GET {ctx.path}"
-        if principal.scope is not None and (query.pipeline is None or query.pipeline not in principal.scope):
-            return await self.services.refuse(
-                ctx, receive, send, 403, "logs", operation,
-                "a scoped grant searches one of its pipelines: pass pipeline=<name>",
-                f"viewer:logs on pipelines:{query.pipeline or '*'}")
-        if self.dagster_home is None:
-            return await refusal(503, "log search is not configured on this proxy (DAGSTER_HOME)")(
-                ctx.scope, receive, send)
-        page = await self.services.run_io(search_logs, self._dagster_instance(), query)
-        await self.services.record_decision(ctx, event="logs", decision="allow", operation=operation, audit=False)
-        await JSONResponse({"lines": [line.to_json() for line in page.lines], "next_cursor": page.next_cursor},
-                           headers={"cache-control": "no-store"})(ctx.scope, receive, send)
-
-    def _dagster_instance(self) -> Any:
+    def instance(self) -> Any:
         if self._instance is None:
             import dagster as dg
 
             self._instance = dg.DagsterInstance.from_config(str(self.dagster_home))
         return self._instance
 
-    async def metrics(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        from prometheus_client import generate_latest
-
-        principal = ctx.principal
-        if principal is None:
-            raise RuntimeError("metrics route reached without a principal")
-        if principal.scope is not None:
-            # route and pipeline labels name every pipeline: a scoped grant must not read them
-            return await self.services.refuse(ctx, receive, send, 403, "metrics", f"GET {ctx.path}",
-                                              "metrics need an unscoped grant", "viewer:metrics (unscoped)")
-        body = generate_latest(PROXY_REGISTRY)
-        await Response(body, media_type="text/plain; version=0.0.4; charset=utf-8",
-                       headers={"cache-control": "no-store"})(ctx.scope, receive, send)
-
     def close(self) -> None:
         if self._instance is not None:
             self._instance.dispose()
-
-

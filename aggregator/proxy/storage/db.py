@@ -80,6 +80,32 @@ audit = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=True),
 )
 
+# Failed sign-ins per (kind, key), shared by every proxy replica (storage/login_failures.py).
+login_failures = sa.Table(
+    "proxy_login_failures", metadata,
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
+)
+
+# Idempotency keys of triggers, claimed atomically by whichever replica sees the key first
+# (storage/idempotency.py).
+idempotency_keys = sa.Table(
+    "proxy_idempotency_keys", metadata,
+    sa.Column("key", sa.String(450), primary_key=True),  # "<user>:<Idempotency-Key>"
+    sa.Column("claimed_at", sa.Float, nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)
+
+# GraphQL rate-limit windows per user or token, shared by every replica (storage/rate_windows.py).
+rate_windows = sa.Table(
+    "proxy_rate_windows", metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
@@ -91,8 +117,21 @@ def _v2_audit_decision_index(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_proxy_audit_decision ON proxy_audit (decision)"))
 
 
+def _v3_login_failures(conn: Connection) -> None:
+    login_failures.create(conn, checkfirst=True)
+
+
+def _v4_idempotency_keys(conn: Connection) -> None:
+    idempotency_keys.create(conn, checkfirst=True)
+
+
+def _v5_rate_windows(conn: Connection) -> None:
+    rate_windows.create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
+                                                   _v4_idempotency_keys, _v5_rate_windows]
 
 
 def make_engine(url: str) -> Engine:

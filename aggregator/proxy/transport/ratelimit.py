@@ -1,18 +1,23 @@
 """In-process rate limits: token buckets for GraphQL (login throttling is identity/login_throttle.py).
 
-Per process on purpose: the proxy is one process per deployment in front of one webserver. Behind several
-replicas each enforces its own share, which still bounds guessing.
+The buckets are per process (a dict look-up per request); behind several replicas `shared` (set when the proxy
+database is PostgreSQL) also counts each key's requests over all replicas (storage/rate_windows.py).
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aggregator.proxy.storage.rate_windows import SharedRateWindows
 
 
 class TokenBuckets:
     def __init__(self, rate_per_s: float, burst: int, max_keys: int = 100_000) -> None:
         self.rate, self.burst, self.max_keys = rate_per_s, burst, max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
+        self.shared: SharedRateWindows | None = None
 
     def take(self, key: str) -> float:
         """0 if allowed, else seconds until a request would be."""

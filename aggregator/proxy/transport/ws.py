@@ -18,12 +18,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
 from aggregator.proxy.identity.authenticate import identify
+from aggregator.proxy.identity.frontdoor import admission
+from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.authz import authorize_document
 from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.refusals import BEARER_REALM, refusal_body
 from aggregator.proxy.transport.asgi import Receive, Scope, Send
 from aggregator.proxy.transport.forward import upstream_headers, upstream_path
-from aggregator.proxy.transport.gateway import same_origin
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,11 @@ async def handle(services: Services, ctx: RequestContext, receive: Receive, send
         return
     if ctx.rel != "/graphql":
         return await _deny(services, ctx, send, 403, "no WebSocket endpoint here")
-    who = await identify(scope, app.settings, app.store)
-    if who.principal is None:
-        return await _deny(services, ctx, send, 401, who.reason)
-    principal = ctx.principal = who.principal
-    if principal.via != "token" and not same_origin(scope, app.settings):
-        return await _deny(services, ctx, send, 403, "cross-site WebSocket upgrade with a session cookie")
+    refused = admission(ctx, app.settings, public=False)  # the front door's one rule, as for HTTP
+    if refused is not None or ctx.principal is None:
+        return await _deny(services, ctx, send, refused.status if refused else 401,
+                           refused.reason if refused else "sign in or send a bearer token")
+    principal = ctx.principal
     if PROTOCOL not in scope.get("subprotocols", []):
         return await _deny(services, ctx, send, 403, f"only the {PROTOCOL} subprotocol is relayed")
     base = app.settings.upstream.replace("http", "ws", 1)
@@ -105,7 +105,7 @@ async def _client_to_upstream(services: Services, ctx: RequestContext, principal
         if message["type"] == "websocket.disconnect":
             return
         try:
-            frame = json.loads(message.get("text") or message.get("bytes") or b"")
+            frame = bounded_json.loads(message.get("text") or message.get("bytes") or b"")
             canonical, error = await _canonical_frame(services, ctx, principal, frame)
         except (ValueError, TypeError, KeyError) as exc:
             log.info("websocket frame rejected user=%s request_id=%s: %s", principal.user, request_id, exc)
@@ -136,7 +136,8 @@ async def _canonical_frame(app: Services, ctx: RequestContext, principal: Princi
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise TypeError("variables must be an object")
-    # The session may have ended (logout, disable) since the upgrade: check again on every operation.
+    # The session may have ended (logout, disable) since the upgrade: check again on every operation, with the
+    # same `identify` the front door ran at the upgrade.
     current = (await identify(scope, app.settings, app.store)).principal
     try:
         parsed = await app.inspector.inspect_async(payload.get("query"))

@@ -132,6 +132,7 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
         proxy = start_api_proxy(upstream_url, f"sqlite:///{home / 'proxy.db'}", platform)
         try:
             stack = ApiStack(upstream_url, proxy, specs, warehouse, home)
+            proxy.app.ops.dagster_home = str(home / "dagster")  # /api/logs reads the webserver's instance
             for user, (role, scope) in GRANTS.items():
                 proxy.store.add_user(user, PASSWORD, role, scope=scope)
                 stack.tokens[user], _ = proxy.store.create_token(user)

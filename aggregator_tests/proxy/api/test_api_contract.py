@@ -41,6 +41,12 @@ def test_openapi_document_names_every_route(api_stack: ApiStack) -> None:
         doc = c.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     declared = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert declared == {(r.method, r.path) for r in api_stack.proxy.app.api.routes}
+    api = api_stack.proxy.app.api
+    assert declared == {(r.method, r.path) for r in api.routes} | {(d.method, d.path) for d in api.documented}
+    # Every operation names the role it needs, machine-readably and in prose.
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            assert op["x-role"] in ("public", "viewer", "launcher", "editor", "admin"), op
+            assert ("Public" if op["x-role"] == "public" else f"`{op['x-role']}`") in op["description"], op
     # Every body and answer is described by a pydantic-generated schema.
     assert {"PipelineCreate", "QueryRequest", "ErrorBody", "WriteResult"} <= set(doc["components"]["schemas"])

@@ -20,14 +20,14 @@ SENSOR_SPEC = """pipelines:
 connections:
   inbox_files:
     type: files
-    config: {base_dir: inbox}
+    config: {base_dir: ../uploads/inbox}
 """
 
 
 @pytest.fixture(scope="module")
 def inbox(api_stack: ApiStack) -> Iterator[Path]:
-    directory = api_stack.specs_dir / "inbox"
-    directory.mkdir(exist_ok=True)
+    directory = api_stack.home / "uploads" / "inbox"  # under the uploads root, AGGREGATOR_HOME/uploads
+    directory.mkdir(parents=True, exist_ok=True)
     with api_stack.client("editor") as c:
         r = c.post("/api/pipelines", json={"name": "api_inbox", "yaml": SENSOR_SPEC})
         assert r.status_code == 201, r.text
@@ -60,7 +60,11 @@ def test_resume_after_interruption(api_stack: ApiStack, inbox: Path) -> None:
     status, body = put(api_stack, "big.csv", payload[progress["received"]:], progress["received"], total)
     assert status == 200 and body["complete"] is True
     assert (inbox / "big.csv").read_bytes() == payload
-    assert put(api_stack, "big.csv", payload, 0, total)[0] == 409  # no overwrite
+    # The same bytes again (a client that lost the answer) are answered as delivered; other bytes never
+    # overwrite the delivered file.
+    assert put(api_stack, "big.csv", payload, 0, total) == (200, {**progress, "received": total, "complete": True})
+    assert put(api_stack, "big.csv", payload.replace(b"row", b"wor"), 0, total)[0] == 409
+    assert (inbox / "big.csv").read_bytes() == payload
 
 
 @pytest.mark.parametrize("name", ["..", ".hidden.csv", "..%2F..%2Fevil.csv", "%2e%2e", "a%2Fb.csv", "a%5Cb.csv",
@@ -109,3 +113,16 @@ def test_same_chunk_sent_twice_at_once_is_appended_once(api_stack: ApiStack, inb
     assert put(api_stack, "twice.csv", payload[4000:], 4000, len(payload))[0] == 200
     assert (inbox / "twice.csv").read_bytes() == payload
 
+
+
+@pytest.mark.parametrize("directory", ["/tmp", "../dagster", "../specs"])  # noqa: S108 - the reported case
+def test_sensor_directory_outside_the_uploads_root_is_refused_by_the_api(api_stack: ApiStack, directory: str) -> None:
+    """Issue 18 class 8: an editor pointed a sensor at /tmp (or into AGGREGATOR_HOME), and uploads went there."""
+    spec = SENSOR_SPEC.replace("api_inbox", "api_escape").replace("{directory: inbox,", f"{{directory: {directory},")
+    with api_stack.client("editor") as c:
+        r = c.post("/api/pipelines", json={"name": "api_escape", "yaml": spec})
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["problems"]
+    assert problem["field"] == "pipelines[0].sensor.directory" and problem["line"] == 3
+    assert "outside the uploads root" in problem["message"]
+    assert not (api_stack.specs_dir / "api_escape.yaml").exists()

@@ -1,0 +1,62 @@
+"""The proxy's own endpoints outside `/api/`: who am I, the audit log, Prometheus metrics, a health check.
+
+They are typed routes like the rest of the API, so the same front door, role checks, error shape, audit and
+OpenAPI entry hold for them; only the sign-in forms and the OIDC redirects (identity/) are not routes here,
+since they answer HTML and redirects rather than JSON.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from aggregator.metrics.proxy import PROXY_REGISTRY
+from aggregator.proxy.api.access import require_unscoped
+from aggregator.proxy.api.router import ApiRequest, Route
+from aggregator.proxy.context import Services
+from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
+
+
+class Me(BaseModel):
+    user: str = Field(description="The user the session or token acts for.")
+    role: str = Field(description="viewer, launcher, editor or admin.")
+    via: str = Field(description="session, oidc or token.")
+    scope: list[str] | None = Field(description="Pipelines the role is limited to; null for all.")
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok` when the proxy answers; says nothing about Dagster behind it.")
+
+
+def routes(services: Services) -> list[Route]:
+    async def whoami(req: ApiRequest) -> Me:
+        """Who this session or token is, with its role and scope."""
+        p = req.principal
+        return Me(user=p.user, role=p.role.name, via=p.via, scope=sorted(p.scope) if p.scope is not None else None)
+
+    async def read_audit(req: ApiRequest) -> list[AuditRecord]:
+        """Audit rows, newest first (an unscoped admin only)."""
+        require_unscoped(req.principal, Role.admin, "read_audit")
+        records: list[AuditRecord] = await services.run_io(services.audit.query, req.query_as(AuditQuery))
+        return records
+
+    async def metrics(req: ApiRequest) -> Response:
+        """Prometheus metrics of this proxy (an unscoped grant: route and pipeline labels name every pipeline)."""
+        from prometheus_client import generate_latest
+
+        require_unscoped(req.principal, Role.viewer, "metrics")
+        return Response(generate_latest(PROXY_REGISTRY), media_type="text/plain; version=0.0.4; charset=utf-8",
+                        headers={"cache-control": "no-store"})
+
+    async def healthz(req: ApiRequest) -> Health:
+        """Liveness of the proxy itself, for load balancers and `aggregator dev`; public, holds no data."""
+        return Health(status="ok")
+
+    return [
+        Route("GET", "/_auth/me", whoami, "Who am I", response=Me),
+        Route("GET", "/_auth/api/audit", read_audit, "Read the audit log", Role.admin, query=AuditQuery,
+              response=list[AuditRecord]),
+        Route("GET", "/metrics", metrics, "Prometheus metrics", response=None, media=("text/plain",)),
+        Route("GET", "/healthz", healthz, "Health check", response=Health, public=True),
+    ]
