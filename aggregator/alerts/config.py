@@ -18,8 +18,9 @@ from pydantic import (
 
 from aggregator.pipelines.connections import EnvRef
 
-AlertKind = Literal["run_failure", "run_success", "check_failure", "freshness", "spec_error"]
-ALERT_KINDS: tuple[str, ...] = ("run_failure", "run_success", "check_failure", "freshness", "spec_error")
+AlertKind = Literal["run_failure", "run_success", "check_failure", "freshness", "spec_error", "schema_change"]
+ALERT_KINDS: tuple[str, ...] = ("run_failure", "run_success", "check_failure", "freshness", "spec_error",
+                                "schema_change")
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -122,8 +123,8 @@ class AlertRule(Strict):
 
     # not `on:`: YAML 1.1 (PyYAML) reads a bare `on` key as the boolean True
     when: AlertKind = Field(
-        description="run_failure, run_success (opt-in), check_failure, freshness or spec_error (a spec file "
-        "that stops loading)."
+        description="run_failure, run_success (opt-in), check_failure, freshness, spec_error (a spec file "
+        "that stops loading) or schema_change (a load added, widened or lost columns: one message per load)."
     )
     channels: list[str] = Field(min_length=1, description="Channel names declared under the global `alerts.channels`.")
     severity: Literal["WARN", "ERROR"] = Field(

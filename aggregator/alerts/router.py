@@ -66,8 +66,8 @@ class AlertRouter:
         rules = self.setup.rules_for(message.kind, message.pipeline, message.severity)
         if not rules:
             return
-        if message.kind == "run_success":
-            # not an incident: every opted-in success is one notification
+        if message.kind in ("run_success", "schema_change"):
+            # not incidents: every opted-in success, and every load that changed a table's schema, is one notification
             self._send(message, _channels(rules), "sent")
             return
         held = self._quiet(rules)

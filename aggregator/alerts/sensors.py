@@ -86,11 +86,12 @@ def build_alert_sensors(setup: AlertSetup, settings: Settings) -> list[dg.Sensor
             ))
 
     @dg.sensor(name="alerts_watch_sensor", default_status=status, minimum_interval_seconds=60,
-               description="Alerts on failed asset checks, stale tables and spec files that stop loading.")
+               description="Alerts on failed asset checks, schema changes, stale tables and spec files that "
+               "stop loading.")
     def alerts_watch_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         cursor = FeedCursor.from_json(json.loads(context.cursor) if context.cursor else None)
         with open_router(setup, settings) as router:
-            watch_checks(router, context.instance, cursor)
+            watch_events(router, context.instance, cursor)
             watch_freshness(router, context.instance)
             watch_specs(router, settings)
             router.flush_held()
@@ -100,30 +101,62 @@ def build_alert_sensors(setup: AlertSetup, settings: Settings) -> list[dg.Sensor
     return [alerts_run_failure_sensor, alerts_run_success_sensor, alerts_watch_sensor]
 
 
-def watch_checks(router: AlertRouter, instance: dg.DagsterInstance, cursor: FeedCursor) -> None:
-    """Check evaluations since `cursor`: a failure opens an incident, a pass resolves it."""
-    for record in read_new(instance, [DagsterEventType.ASSET_CHECK_EVALUATION], cursor, CHECK_BATCH):
+def watch_events(router: AlertRouter, instance: dg.DagsterInstance, cursor: FeedCursor) -> None:
+    """Check evaluations and materializations since `cursor`, read in one pass (the feed's cursor on
+    per-run storages is shared by every event type it reads)."""
+    for record in read_new(instance, [DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.ASSET_MATERIALIZATION],
+                           cursor, CHECK_BATCH):
         event = record.event_log_entry.dagster_event
-        if event is None or event.asset_check_evaluation_data is None:
+        if event is None:
             continue
-        evaluation = event.asset_check_evaluation_data
-        if evaluation.asset_key == SPEC_ERRORS_KEY:
-            continue  # broken spec files alert per file through `spec_error` rules, not as one check
-        asset = evaluation.asset_key.to_user_string()
-        pipeline = evaluation.asset_key.path[0] if len(evaluation.asset_key.path) > 1 else None
-        severity = evaluation.severity.value
-        message = AlertMessage(
-            kind="check_failure", subject=f"check_failure:{asset}:{evaluation.check_name}", pipeline=pipeline,
-            run_id=record.run_id, check=f"{asset}:{evaluation.check_name}", severity=severity,
-            title=f"Check {evaluation.check_name} on {asset} "
-                  + ("passes again" if evaluation.passed else "failed"),
-            summary=summarize(evaluation.description or ""),
-            url=run_link(router.setup, record.run_id),
-        )
-        if evaluation.passed:
-            router.resolve(message)
-        else:
-            router.fire(message)
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            schema_change(router, record)
+        elif event.asset_check_evaluation_data is not None:
+            check_evaluation(router, record)
+
+
+def schema_change(router: AlertRouter, record: dg.EventLogRecord) -> None:
+    """A load whose `schema_changes` metadata is not empty: one notification naming every change."""
+    materialization = record.asset_materialization
+    if materialization is None:
+        return
+    changes = materialization.metadata.get("schema_changes")
+    if changes is None or not isinstance(changes.value, list) or not changes.value:
+        return
+    asset = materialization.asset_key.to_user_string()
+    pipeline = materialization.asset_key.path[0] if len(materialization.asset_key.path) > 1 else None
+    missing = materialization.metadata.get("missing_columns")
+    lost = list(missing.value) if missing is not None and isinstance(missing.value, list) else []
+    router.fire(AlertMessage(
+        kind="schema_change", subject=f"schema_change:{asset}", pipeline=pipeline, run_id=record.run_id,
+        title=f"Schema of {asset} changed" + (f": {', '.join(lost)} no longer sent" if lost else ""),
+        summary=summarize("; ".join(str(c) for c in changes.value)),
+        url=run_link(router.setup, record.run_id),
+    ))
+
+
+def check_evaluation(router: AlertRouter, record: dg.EventLogRecord) -> None:
+    """A failed check opens an incident, a passing one resolves it."""
+    event = record.event_log_entry.dagster_event
+    if event is None or event.asset_check_evaluation_data is None:
+        return
+    evaluation = event.asset_check_evaluation_data
+    if evaluation.asset_key == SPEC_ERRORS_KEY:
+        return  # broken spec files alert per file through `spec_error` rules, not as one check
+    asset = evaluation.asset_key.to_user_string()
+    pipeline = evaluation.asset_key.path[0] if len(evaluation.asset_key.path) > 1 else None
+    severity = evaluation.severity.value
+    message = AlertMessage(
+        kind="check_failure", subject=f"check_failure:{asset}:{evaluation.check_name}", pipeline=pipeline,
+        run_id=record.run_id, check=f"{asset}:{evaluation.check_name}", severity=severity,
+        title=f"Check {evaluation.check_name} on {asset} " + ("passes again" if evaluation.passed else "failed"),
+        summary=summarize(evaluation.description or ""),
+        url=run_link(router.setup, record.run_id),
+    )
+    if evaluation.passed:
+        router.resolve(message)
+    else:
+        router.fire(message)
 
 
 def watch_freshness(router: AlertRouter, instance: dg.DagsterInstance) -> None:

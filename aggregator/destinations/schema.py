@@ -14,6 +14,10 @@ from connectors.sql.types import portable_type  # noqa: F401  (re-exported for d
 # Declared once: the spec's `schema_policy` and `write_mode` fields use these aliases.
 SchemaPolicy = Literal["evolve", "freeze", "discard"]
 SCHEMA_POLICIES: tuple[str, ...] = get_args(SchemaPolicy)
+# What a load does when a column of the table no longer arrives from the source (removed, or renamed: a rename is
+# a removal plus a new column).
+MissingColumns = Literal["keep", "fail", "accept"]
+MISSING_COLUMNS: tuple[str, ...] = get_args(MissingColumns)
 WriteMode = Literal["append", "replace", "merge"]
 WRITE_MODES: tuple[str, ...] = get_args(WriteMode)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import psycopg
 import sqlalchemy as sa
 from pydantic import Field
 
@@ -18,13 +20,16 @@ from aggregator.destinations.bookkeeping import ensure_tables
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import (
+    MISSING_COLUMNS,
     SCHEMA_POLICIES,
     WRITE_MODES,
+    MissingColumns,
     SchemaPolicy,
     WriteMode,
     portable_type,
 )
 from aggregator.destinations.table_load import TableLoad
+from aggregator.destinations.values import out_of_range
 from aggregator.destinations.writers import GenericWriter, PostgresWriter, SqliteWriter, Writer
 from connectors.batches import Batch, ColumnType
 from connectors.egress import check_sql_url
@@ -67,6 +72,7 @@ class LoadResult:
     state_before: dict[str, Any] | None = None  # committed incremental state when the load started
     state_after: dict[str, Any] | None = None  # committed incremental state when it finished
     schema_changes: tuple[str, ...] = ()  # e.g. "added column note (text)", "widened qty to float"
+    missing_columns: tuple[str, ...] = ()  # columns of the table that no batch of this load sent
     rows_skipped: int = 0  # bad rows the source skipped under its bad-row policy
 
 
@@ -115,6 +121,7 @@ class SqlDestination(dg.ConfigurableResource):
         primary_key: Sequence[str] = (),
         schema_policy: SchemaPolicy = "evolve",
         state_key: str | None = None,
+        missing_columns: MissingColumns = "keep",
     ) -> LoadResult:
         """Write `batches` into `table` in one transaction: a failure (or a killed process) leaves the table
         and the incremental state exactly as they were.
@@ -126,12 +133,20 @@ class SqlDestination(dg.ConfigurableResource):
         `batches` may be a function of the committed state (`ReadFrom`): it is called inside the transaction,
         after the stream's lock is taken (`state.lock`), so two overlapping loads of one stream run one after
         the other and the second reads from where the first stopped. An iterable read from a state fetched
-        earlier cannot have that guarantee."""
+        earlier cannot have that guarantee.
+
+        A column of the table that no batch sends (dropped or renamed at the source) is reported in
+        `missing_columns` and `schema_changes`; `missing_columns` decides the rest: `keep` (append and merge
+        leave it NULL in new rows; replace carries each row's old value over by `primary_key`, and without one
+        fails rather than erase the column), `fail` (nothing is committed), or `accept` (append and merge as
+        `keep`; replace drops the column)."""
         check_identifier(table, "table name")
         if mode not in WRITE_MODES:
             raise ValueError(f"unknown write mode {mode!r}; allowed: {', '.join(WRITE_MODES)}")
         if schema_policy not in SCHEMA_POLICIES:
             raise ValueError(f"unknown schema_policy {schema_policy!r}; allowed: {', '.join(SCHEMA_POLICIES)}")
+        if missing_columns not in MISSING_COLUMNS:
+            raise ValueError(f"unknown missing_columns {missing_columns!r}; allowed: {', '.join(MISSING_COLUMNS)}")
         keys = tuple(check_identifier(k, "primary key column") for k in primary_key)
         if mode == "merge" and not keys:
             raise ValueError(f"table {table}: write mode 'merge' needs a primary_key to upsert on")
@@ -144,7 +159,7 @@ class SqlDestination(dg.ConfigurableResource):
             if state_key is not None:
                 state_store.prepare_lock(self.engine, state_key)
             with self.engine.begin() as conn:
-                return self._load(conn, table, batches, opened, mode, keys, schema_policy, state_key)
+                return self._load(conn, table, batches, opened, mode, keys, schema_policy, state_key, missing_columns)
         except (SchemaChangeError, DestinationError):
             raise
         except sa.exc.DBAPIError as exc:
@@ -168,6 +183,7 @@ class SqlDestination(dg.ConfigurableResource):
         keys: tuple[str, ...],
         policy: SchemaPolicy,
         state_key: str | None,
+        on_missing: MissingColumns = "keep",
     ) -> LoadResult:
         state_before = state_after = None
         counted = self.dialect in COUNTING_DIALECTS
@@ -203,6 +219,7 @@ class SqlDestination(dg.ConfigurableResource):
                 self._ensure_unique(conn, table, keys)
         writer = self._writer(load)
         rows_read = written = skipped = 0
+        rows_from: Counter[str] = Counter()
         inserted: int | None = 0  # rows added to the table; None once a batch cannot tell
         for batch in batches:
             rows_read += len(batch.rows)
@@ -210,6 +227,8 @@ class SqlDestination(dg.ConfigurableResource):
             if batch.state is not None:
                 state_after = batch.state
             columns, rows = load.prepare(batch)
+            offset = rows_from[batch.origin]  # rows of this origin (file, page) in earlier batches
+            rows_from[batch.origin] += len(batch.rows)
             if not rows:
                 continue
             if mode == "merge":
@@ -219,13 +238,23 @@ class SqlDestination(dg.ConfigurableResource):
                         f"table {table}: batch from {batch.origin or 'the source'} has no primary key "
                         f"column(s) {', '.join(missing)}; merge needs them in every row"
                     )
-                merged = writer.merge(conn, target, columns, rows, keys)
-                written += merged.written
-                inserted = None if inserted is None or merged.inserted is None else inserted + merged.inserted
-            else:
-                appended = writer.append(conn, target, columns, rows)
-                written += appended
-                inserted = None if inserted is None else inserted + appended
+            try:
+                if mode == "merge":
+                    merged = writer.merge(conn, target, columns, rows, keys)
+                    written += merged.written
+                    inserted = None if inserted is None or merged.inserted is None else inserted + merged.inserted
+                else:
+                    appended = writer.append(conn, target, columns, rows)
+                    written += appended
+                    inserted = None if inserted is None else inserted + appended
+            except (OverflowError, sa.exc.DBAPIError, psycopg.Error) as exc:
+                located = out_of_range(table, batch.origin, offset, columns, rows, load.columns)
+                if located is None:
+                    raise
+                raise located from exc
+        missing = [c for c in existing or {} if c not in load.arrived] if load.arrived else []
+        if missing:
+            self._missing(conn, load, missing, mode, keys, on_missing)
         if mode == "replace" and load.created:  # else: an empty source and no table: nothing to swap in
             self._swap(conn, target, table)
         if state_key is not None and state_after is not None and state_after != state_before:
@@ -249,7 +278,50 @@ class SqlDestination(dg.ConfigurableResource):
         return LoadResult(
             rows_written=written, table=info, rows_read=rows_read, state_before=state_before,
             state_after=state_after, schema_changes=tuple(load.changes), rows_skipped=skipped,
+            missing_columns=tuple(missing),
         )
+
+    def _missing(
+        self, conn: sa.Connection, load: TableLoad, missing: list[str], mode: WriteMode, keys: tuple[str, ...],
+        policy: MissingColumns,
+    ) -> None:
+        """Apply `policy` to the table's columns that no batch of this load sent, and record what was done."""
+        table, names = load.table, ", ".join(missing)
+        if policy == "fail":
+            raise SchemaChangeError(
+                f"table {load.table}: the source no longer sends column(s) {names} (removed or renamed) and "
+                "missing_columns is 'fail'; nothing was committed. Restore them at the source, or set "
+                "missing_columns to 'keep' (keep their values) or 'accept'"
+            )
+        if mode != "replace":
+            # The column stays; append leaves it NULL in the new rows, merge leaves existing rows' values as they are.
+            for column in missing:
+                load.events.append(f"column {column} is no longer sent: kept, NULL in new rows ({policy})")
+            return
+        if policy == "accept":
+            for column in missing:
+                conn.exec_driver_sql(f"ALTER TABLE {self.quote(load.target)} DROP COLUMN {self.quote(column)}")
+                load.events.append(f"dropped column {column}: no longer sent by the source (missing_columns 'accept')")
+                load.columns.pop(column, None)
+            return
+        if not keys:
+            raise SchemaChangeError(
+                f"table {table}: the source no longer sends column(s) {names} (removed or renamed); write mode "
+                "'replace' would erase all their values and, without a primary_key, cannot carry them over to the "
+                "new rows. Declare primary_key, set missing_columns to 'accept' to drop them, or restore them at "
+                "the source; nothing was committed"
+            )
+        # Each row whose key the source still sends keeps its previous values of the missing columns.
+        q = self.quote
+        match = " AND ".join(f"old.{q(k)} = {q(load.target)}.{q(k)}" for k in keys)
+        for column in missing:
+            kept = conn.exec_driver_sql(
+                f"UPDATE {q(load.target)} SET {q(column)} = (SELECT old.{q(column)} FROM {q(table)} AS old "  # noqa: S608 (identifiers quoted by the dialect)
+                f"WHERE {match} LIMIT 1) WHERE EXISTS (SELECT 1 FROM {q(table)} AS old WHERE {match} "
+                f"AND old.{q(column)} IS NOT NULL)"
+            ).rowcount
+            load.events.append(f"column {column} is no longer sent: kept its values for {kept} row(s) by "
+                               f"{', '.join(keys)}")
 
     def _writer(self, load: TableLoad) -> Writer:
         if self.dialect == "postgresql":

@@ -32,6 +32,7 @@ class TableLoad:
     creating: bool = False  # this load creates the table: new columns and safe widenings define it
     events: list[str] = field(default_factory=list)
     discarded: Counter[tuple[str, ColumnType, ColumnType]] = field(default_factory=Counter)
+    arrived: set[str] = field(default_factory=set)  # every column some batch of this load sent (SQL names)
     _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def sa_table(self, name: str, columns: Sequence[str]) -> sa.Table:
@@ -75,6 +76,7 @@ class TableLoad:
         if not batch.columns:
             return (), ()  # e.g. an empty JSON file: nothing to create or write
         names = self._normalized(batch.columns, batch.origin)
+        self.arrived.update(names)
         seen = {n: batch.seen_types(c) for n, c in zip(names, batch.columns)}
         change = plan(self.table, self.columns, seen, self.policy, creating=self.creating or not self.created)
         if change.errors:

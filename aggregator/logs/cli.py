@@ -32,9 +32,9 @@ def search(pipeline: str | None, run_id: str | None, level: str | None, text: st
            since: dt.datetime | None, until: dt.datetime | None, limit: int, cursor: str | None,
            as_json: bool) -> None:
     """Newest matching events first; prints a cursor for the next page when there is one."""
-    import dagster as dg
     from pydantic import ValidationError
 
+    from aggregator.dagster_instance import open_instance
     from aggregator.logs.search import LogQuery, search_logs
 
     try:
@@ -42,7 +42,7 @@ def search(pipeline: str | None, run_id: str | None, level: str | None, text: st
                          limit=limit, cursor=cursor)
     except ValidationError as exc:
         raise click.BadParameter(str(exc.errors()[0]["msg"])) from exc
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         page = search_logs(instance, query)
     for line in page.lines:
         if as_json:

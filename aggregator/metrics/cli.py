@@ -11,21 +11,24 @@ def register_commands(main: click.Group) -> None:
 
 @click.group()
 def metrics() -> None:
-    """Prometheus metrics read from the Dagster instance (DAGSTER_HOME)."""
+    """Prometheus metrics read from the Dagster instance (DAGSTER_HOME, default $AGGREGATOR_HOME/dagster)."""
 
 
 @metrics.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=9464, show_default=True, type=int, help="Port of the /metrics endpoint.")
 def serve(host: str, port: int) -> None:
-    """Serve /metrics until interrupted."""
+    """Serve /metrics until SIGTERM or SIGINT."""
+    import signal
+    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import FrameType
 
-    import dagster as dg
-
+    from aggregator.dagster_instance import open_instance
     from aggregator.metrics.exposition import CONTENT_TYPE, Exposition
 
-    exposition = Exposition(dg.DagsterInstance.get(), include_proxy=False)
+    instance = open_instance()
+    exposition = Exposition(instance, include_proxy=False)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -40,10 +43,20 @@ def serve(host: str, port: int) -> None:
             self.wfile.write(body)
 
     server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True  # a scrape in flight does not hold up the exit
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return, which runs in this (the main) thread: ask from another.
+        click.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    # Installed explicitly: a process started in the background by a shell inherits SIGINT ignored, and
+    # SIGTERM (what supervisors and `kill` send) would otherwise end it without closing the instance.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
     click.echo(f"serving Prometheus metrics on http://{host}:{port}/metrics")
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
+        instance.dispose()

@@ -34,6 +34,7 @@ def _window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime] | No
 
 def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> dg.AssetsDefinition:
     source = node.source
+    rules = source.schema_rules
     dest_key = destination_key(node.pipeline.destination)
     # A partitioned run loads exactly its window; a cursor would make windows depend on each other.
     incremental = source.incremental and partitions_def is None
@@ -70,21 +71,24 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
             read_from,
             source.write_mode,
             primary_key=tuple(source.primary_key),
-            schema_policy=source.schema_policy,
+            schema_policy=rules.changes,
             state_key=key,
+            missing_columns=rules.missing_columns,
         )
         context.log.info(
             f"{node.key.to_user_string()}: read {result.rows_read} rows, wrote {result.rows_written} into "
             f"{node.table} ({destination.display_url})"
         )
         for change in result.schema_changes:
-            context.log.warning(f"{node.table}: schema change: {change} (schema_policy {source.schema_policy})")
+            context.log.warning(f"{node.table}: schema change: {change} (schema_policy {rules.changes}, "
+                                f"missing_columns {rules.missing_columns})")
         metadata: dict[str, Any] = {
             **table_metadata(result.table, destination),
             "rows_read": result.rows_read,
             "rows_written": result.rows_written,
             "duration_s": round(time.monotonic() - started, 3),
             "schema_changes": dg.MetadataValue.json(list(result.schema_changes)),
+            "missing_columns": dg.MetadataValue.json(list(result.missing_columns)),
         }
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})

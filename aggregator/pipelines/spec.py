@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
-from aggregator.destinations.schema import SchemaPolicy, WriteMode
+from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
@@ -93,6 +93,25 @@ class ColumnHint(Strict):
     )
 
 
+class SchemaRules(Strict):
+    """How a load meets a source whose columns changed: new columns and type changes, and columns that stop
+    arriving (removed or renamed at the source; a rename is reported as a removal plus a new column)."""
+
+    changes: SchemaPolicy = Field(
+        "evolve",
+        description="New columns and type changes: `evolve` adds columns and widens integer->float, "
+        "date->timestamp, failing on other changes; `freeze` fails the load; `discard` drops new columns and "
+        "values of a type that does not fit.",
+    )
+    missing_columns: MissingColumns = Field(
+        "keep",
+        description="A column of the table that the source no longer sends: `keep` (default) keeps it and its "
+        "values (append/merge: NULL in new rows; replace: each row keeps its old value by `primary_key`, and "
+        "without a primary key the load fails rather than erase the column); `fail` fails the load; `accept` "
+        "lets it go (append/merge: NULL in new rows; replace: the column is dropped).",
+    )
+
+
 class SourceSpec(Strict):
     """A stream read from a connection and landed as a table in the destination."""
 
@@ -107,11 +126,13 @@ class SourceSpec(Strict):
         "`merge` upserts on `primary_key`.",
     )
     primary_key: list[str] = Field(default_factory=list, description="Columns that identify a record.")
-    schema_policy: SchemaPolicy = Field(
+    schema_policy: SchemaPolicy | SchemaRules = Field(
         "evolve",
         description="New columns and type changes (between or within batches): `evolve` adds columns and "
         "widens integer->float, date->timestamp, failing on other changes; `freeze` fails the load; "
-        "`discard` drops new columns and values of a type that does not fit.",
+        "`discard` drops new columns and values of a type that does not fit. The long form "
+        "`{changes: evolve, missing_columns: keep}` also says what happens to columns that stop arriving "
+        "(`keep`, `fail` or `accept`).",
     )
     columns: dict[str, ColumnHint] = Field(
         default_factory=dict,
@@ -143,6 +164,12 @@ class SourceSpec(Strict):
                 "use 'merge' (with primary_key) or 'append'"
             )
         return self
+
+    @property
+    def schema_rules(self) -> SchemaRules:
+        """`schema_policy` in its long form: a bare policy name means `{changes: <name>}`."""
+        policy = self.schema_policy
+        return policy if isinstance(policy, SchemaRules) else SchemaRules(changes=policy)
 
     def type_hints(self) -> TypeHints:
         """The declared types and detection switch, as the connectors take them."""
@@ -296,6 +323,7 @@ class SpecFile(Strict):
 
 
 __all__ = [
-    "ColumnHint", "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SourceSpec",
+    "ColumnHint", "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SchemaRules",
+    "SourceSpec",
     "SpecFile", "Template", "TemplateUse", "TransformSpec",
 ]

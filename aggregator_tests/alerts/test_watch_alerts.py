@@ -148,3 +148,34 @@ def test_code_location_with_alerts_loads_as_dagster_discovers_it(
     assert [t.attribute for t in targets] == ["defs"]
     names = {s.name for s in module.defs.sensors or []}
     assert {"alerts_run_failure_sensor", "alerts_run_success_sensor", "alerts_watch_sensor"} <= names
+
+
+def test_a_schema_change_alerts_once_per_load(platform: Platform, http_receiver: HttpReceiver) -> None:
+    """A load that adds a column (or loses one) sends one schema_change message naming every change; a load
+    that changes nothing sends none. A column lost in replace mode without a key fails the run instead."""
+    alerts = platform.spec_dir / "alerts.yaml"
+    alerts.write_text(alerts.read_text().replace(
+        "    - {when: freshness, channels: [hook]}", "    - {when: freshness, channels: [hook]}\n"
+        "    - {when: schema_change, channels: [hook]}"))
+    defs = platform.defs()
+    watch = Ticker(defs, "alerts_watch_sensor", platform.instance)
+    platform.write_orders(3)
+    assert platform.run(defs).success  # creates the table: not a change
+    watch.tick()
+    platform.orders.write_text("id,amount,note\n1,1.5,a\n2,3.0,b\n")
+    changed = platform.run(defs)
+    assert changed.success
+    watch.tick()
+    assert platform.run(defs).success  # the same columns again: nothing to say
+    watch.tick()
+    events = [e for e in hook_events(http_receiver) if e["kind"] == "schema_change"]
+    assert len(events) == 1
+    assert events[0]["run_id"] == changed.run_id and events[0]["pipeline"] == "shop"
+    assert events[0]["title"] == "Schema of shop/orders changed"
+    assert "added column note (text)" in events[0]["summary"]
+
+    platform.orders.write_text("id\n1\n2\n")  # amount and note gone: replace without a key cannot keep them
+    failed = platform.run(defs)
+    assert not failed.success
+    failures = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "no longer sends column(s) amount, note" in str(failures[0].event_specific_data)

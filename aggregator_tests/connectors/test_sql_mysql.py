@@ -48,7 +48,7 @@ def test_utf8mb4_text_round_trips_into_each_warehouse(edge_cases: str, warehouse
     dest = SqlDestination(url=warehouse_url)
     stream = SqlStream(table="edge", columns=["id", "name", "born"])
     dest.load("edge", SqlResource(url=edge_cases).read(stream), "replace")
-    with sa.create_engine(warehouse_url).connect() as conn:
+    with dest.engine.connect() as conn:  # the cached engine: a throwaway one would leak its connection
         rows = conn.execute(sa.text("SELECT id, name, born FROM edge ORDER BY id")).all()
     assert [(r[0], r[1]) for r in rows] == [(1, "Zoë 🚀 漢字"), (2, None), (3, "plain")]
     assert rows[0][2] is None
@@ -65,7 +65,7 @@ def test_decimal_arrives_as_float_and_unsigned_bigint_exactly_as_declared_text(e
     assert [r[1] for r in hinted[0].rows] == [str(U64_MAX), "7", "8"]
     dest = SqlDestination(url=f"sqlite:///{tmp_path / 'w.db'}")
     dest.load("big", iter(hinted), "replace")
-    with sa.create_engine(dest.url).connect() as conn:
+    with dest.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT big FROM big WHERE id = 1")).scalar() == str(U64_MAX)
 
 

@@ -88,11 +88,11 @@ def test_a_declared_type_the_data_does_not_fit_fails_naming_the_column(
 
 
 def test_schema_changes_are_in_the_metadata_and_the_run_log(
-    api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]
+    api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
+    instance: dg.DagsterInstance,
 ) -> None:
     """Every evolution (a new column, a widening) is recorded on the materialization and logged."""
     (spec_dir / "shop.yaml").write_text(SPEC.format(base_url=api.url, extra=""))
-    instance = dg.DagsterInstance.ephemeral()
     materialize_all(compile_specs(warehouse_url), instance)
     for i, item in enumerate(api.state.items):
         item["id"] = i + 0.5  # integer -> float: a safe widening
@@ -105,3 +105,53 @@ def test_schema_changes_are_in_the_metadata_and_the_run_log(
     assert any("widened id from integer to float" in m for m in logged)
     assert any("added column note (text)" in m for m in logged)
     assert _types(warehouse_url, "shop_items")["id"] in ("DOUBLE", "DOUBLE PRECISION", "FLOAT")
+
+
+REPLACE_SPEC = """
+connections:
+  local_api:
+    type: rest
+    config: {{base_url: {base_url}}}
+pipelines:
+  - name: shop
+    sources:
+      - name: items
+        connection: local_api
+        stream: {{type: rest, path: items/offset, records_path: items, pagination: {{type: offset, limit: 10}}}}
+        write_mode: replace
+        primary_key: [id]
+        schema_policy: {{changes: evolve, missing_columns: {missing}}}
+"""
+
+
+@pytest.mark.parametrize("missing", ["keep", "fail"])
+def test_a_dropped_and_a_renamed_column_are_reported_and_replace_keeps_their_values(
+    api: LocalApi, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
+    missing: str, instance: dg.DagsterInstance,
+) -> None:
+    """The reported case: `active` dropped and `name` renamed to `title` at the source; replace mode set every
+    previous value to NULL and said only `added column title`."""
+    (spec_dir / "shop.yaml").write_text(REPLACE_SPEC.format(base_url=api.url, missing=missing))
+    materialize_all(compile_specs(warehouse_url), instance)
+    for item in api.state.items:
+        del item["active"]
+        item["title"] = item.pop("name")
+    if missing == "fail":
+        with pytest.raises(Exception, match=r"no longer sends column\(s\) name, active .*'fail'"):
+            materialize_all(compile_specs(warehouse_url), instance)
+        assert "title" not in _types(warehouse_url, "shop_items")
+        return
+    result = materialize_all(compile_specs(warehouse_url), instance)
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["missing_columns"].value == ["name", "active"]
+    assert metadata["schema_changes"].value == [
+        "added column title (text)",
+        "column name is no longer sent: kept its values for 25 row(s) by id",
+        "column active is no longer sent: kept its values for 25 row(s) by id",
+    ]
+    logged = [e.message for e in instance.all_logs(result.run_id) if "schema change" in (e.message or "")]
+    assert any("column active is no longer sent" in m and "missing_columns keep" in m for m in logged)
+    with SqlDestination(url=warehouse_url).engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT name, title, active FROM shop_items WHERE id = 2").one()
+    assert tuple(row) == ("item 2", "item 2", True)

@@ -57,8 +57,10 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: LocalApi, warehous
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "c.yaml").write_text(SPEC.format(url=api.url, client_id=CLIENT[0]))
-    with sa.create_engine(warehouse_url).begin() as conn:
+    engine = sa.create_engine(warehouse_url)
+    with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (id INTEGER, note TEXT)")
+    engine.dispose()
     monkeypatch.setenv("AGGREGATOR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AGGREGATOR_PIPELINES", str(specs))
     monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", warehouse_url)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -127,8 +127,12 @@ class Run(threading.Thread):
     def __init__(self, defs: dg.Definitions) -> None:
         super().__init__(daemon=True)
         self.defs = defs
-        self.instance = dg.DagsterInstance.ephemeral()
+        self._stack = ExitStack()  # the instance owns a temporary directory, removed by close()
+        self.instance = self._stack.enter_context(dg.DagsterInstance.ephemeral())
         self.error: BaseException | None = None
+
+    def close(self) -> None:
+        self._stack.close()
 
     def run(self) -> None:
         try:
@@ -224,7 +228,7 @@ def test_overlapping_incremental_runs_load_every_record_once(
                     pass
             for r in runs:
                 r.join(timeout=60)
-                r.instance.dispose()
+                r.close()
         assert first.error is None and second.error is None, (first.error, second.error)
         # The runs queued on the lock: never two requests of the stream open at once.
         assert api.most_in_flight == 1
@@ -238,7 +242,7 @@ def test_overlapping_incremental_runs_load_every_record_once(
             except queue.Empty:
                 pass
         final.join()
-        final.instance.dispose()
+        final.close()
         assert final.error is None, final.error
         ids = [row[0] for row in query(warehouse_url, "SELECT id FROM feed_events ORDER BY id")]
         assert ids == list(range(1, len(api.records) + 1))

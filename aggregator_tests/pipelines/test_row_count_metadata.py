@@ -27,13 +27,13 @@ pipelines:
 
 @pytest.mark.parametrize("mode", ["append", "merge", "replace"])
 def test_row_count_metadata_is_exact_across_runs(
-    spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions], mode: str
+    spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions], mode: str,
+    instance: dg.DagsterInstance,
 ) -> None:
     keys = "        primary_key: [id]\n" if mode == "merge" else ""
     (spec_dir / "shop.yaml").write_text(SPEC.format(mode=mode, keys=keys))
     data = spec_dir / "data"
     data.mkdir()
-    instance = dg.DagsterInstance.ephemeral()
     # Each run brings a new file whose keys overlap the previous one's (merge updates those, append adds them).
     for run, (start, stop) in enumerate([(1, 40), (30, 70), (70, 70), (60, 100)]):
         (data / f"orders_{run}.csv").write_text("id,amount\n" + "".join(f"{i},{i * 2}\n" for i in range(start, stop)))

@@ -91,6 +91,8 @@ def test_validate_warehouse_prepares_every_transform(instance: dg.DagsterInstanc
     report = validate(spec_dir, settings, warehouse=True)
     assert [(e.line, e.field) for e in report.errors] == [(AGGREGATE_LINE, "pipelines[0].transforms[0].steps[1]")]
     assert "step 2 (aggregate)" in report.errors[0].message and "qnty" in report.errors[0].message
-    tables = set(sa.inspect(sa.create_engine(warehouse_url)).get_table_names())
+    engine = sa.create_engine(warehouse_url)
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
     assert tables & {"shop_by_sku", "shop_top"} == set()  # nothing was built
     assert query(warehouse_url, "SELECT COUNT(*) FROM shop_lines") == [(3,)]

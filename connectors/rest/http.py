@@ -1,5 +1,5 @@
 """One HTTP request done properly: adaptive spacing (plus an optional fixed budget), retries with backoff and
-jitter on connection errors, timeouts and 5xx, `Retry-After` on 429 and 503, and a final error that names the
+jitter on connection errors, timeouts, bodies cut off mid-way and 5xx, `Retry-After` on 429 and 503, and a final error that names the
 sanitized URL, status and attempts."""
 
 from __future__ import annotations
@@ -120,8 +120,11 @@ class HttpClient:
                 response = self.session.request(
                     method, url, params=params, headers=headers, json=json, timeout=self.timeout, verify=self.verify
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}"
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                # ChunkedEncodingError: the body was cut off mid-way (a chunked stream or a short Content-Length:
+                # urllib3's IncompleteRead), as transient as a dropped connection.
+                problem = f"{type(exc).__name__} (response cut off)" if isinstance(
+                    exc, requests.exceptions.ChunkedEncodingError) else type(exc).__name__
                 wait = self.retry.backoff(attempt)
             else:
                 status = response.status_code

@@ -1,13 +1,22 @@
-"""One pooled SQLAlchemy engine per URL per process, with the dialect fixes loads rely on."""
+"""One pooled SQLAlchemy engine per URL per process, with the dialect fixes loads rely on.
+
+Lifecycle: `engine_for` creates an engine the first time a URL is used and keeps it (resources are rebuilt per
+run; pools should not be). At most `MAX_ENGINES` are kept: the least recently used one is disposed (its pooled
+connections closed) when another takes its place, and every engine is disposed at interpreter exit or by
+`dispose_engines()`. A dropped engine is never left to the garbage collector with connections open."""
 
 from __future__ import annotations
 
+import atexit
 import sqlite3
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+MAX_ENGINES = 32
 
 # Plain scheme -> the driver this project installs and tests (SQLAlchemy's own defaults differ).
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
@@ -28,11 +37,52 @@ def deny_attach(action: int, *_args: Any) -> int:
     return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_ATTACH else sqlite3.SQLITE_OK
 
 
-@lru_cache(maxsize=32)
+class _Engines:
+    """The process's engines by (URL, writer), least recently used first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._engines: OrderedDict[tuple[str, bool], sa.Engine] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, url: str, writer: bool) -> sa.Engine:
+        key = (url, writer)
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is not None:
+                self._engines.move_to_end(key)
+                return engine
+            engine = self._engines[key] = _create(url, writer)
+            dropped = [self._engines.popitem(last=False)[1] for _ in range(len(self._engines) - self.size)]
+        for old in dropped:
+            # Connections checked out by a load still running are closed when it returns them.
+            old.dispose()
+        return engine
+
+    def dispose_all(self) -> None:
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for engine in engines:
+            engine.dispose()
+
+
+_ENGINES = _Engines(MAX_ENGINES)
+atexit.register(_ENGINES.dispose_all)
+
+
 def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
     """The engine for `url`. `writer=True` (destinations) on SQLite takes the write lock when a transaction
     begins and uses WAL; sources never do, so reading a database never writes to it."""
-    # Resources are rebuilt per run; pools should not be, so engines are cached per URL.
+    return _ENGINES.get(url, writer)
+
+
+def dispose_engines() -> None:
+    """Close every cached engine's pooled connections (tests, and a process about to fork or exit)."""
+    _ENGINES.dispose_all()
+
+
+def _create(url: str, writer: bool) -> sa.Engine:
     url = normalize_url(url)
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
