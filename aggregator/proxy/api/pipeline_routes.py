@@ -134,6 +134,8 @@ def routes(api: ApiState) -> list[Route]:
             number = int(req.params["version"])
         except ValueError:
             raise ApiError(400, "version must be a number from GET .../versions") from None
+        # The grant first: a 404 before it would tell a caller outside the grant which versions exist.
+        require(req.principal, Role.editor, "rollback_pipeline", [name])
         old: Version | None = await api.services.run_io(store.version, name, number)
         if old is None:
             raise ApiError(404, f"pipeline {name!r} has no version {number}")

@@ -106,6 +106,14 @@ def test_concurrent_updates_one_wins_other_412(api_stack: ApiStack) -> None:
         assert c.put("/api/pipelines/api_race", json={"yaml": demo("api_race")}).status_code == 428
 
 
+def test_rollback_outside_the_grant_says_nothing_about_versions(api_stack: ApiStack) -> None:
+    """Rollback answered 404 for a version that does not exist before its scope check, so an editor scoped to
+    sales learned which versions of shop exist. Outside the grant every version answers the same 403."""
+    with api_stack.client("sales_editor") as c:
+        answers = {c.post(f"/api/pipelines/shop/versions/{n}/rollback").status_code for n in (1, 999)}
+    assert answers == {403}
+
+
 def test_history_and_rollback(api_stack: ApiStack) -> None:
     """Each write is a version with who/when/diff; a rollback restores an old file as a new version."""
     assert create(api_stack, "api_history").status_code == 201
