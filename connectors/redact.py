@@ -31,3 +31,16 @@ def sanitize_url(url: str, secret_params: Iterable[str] = ()) -> str:
         # Nothing to mask: return it untouched (urlunsplit would turn sqlite:////abs/path into sqlite://abs/path).
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# Config options, headers and parameters whose value is a credential: the query-parameter set above, a few
+# option names, and names ending like one (`X-Api-Key`, `x_auth_token`, `db_password`). The API refuses
+# literal values for them and the connector JSON Schemas mark them `writeOnly` / `x-secret` (forms).
+SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
+SECRET_SUFFIXES = ("_token", "_secret", "_password", "_api_key", "_apikey", "_passphrase", "_credentials")
+
+
+def is_secret_key(key: object) -> bool:
+    """True for a key whose value is a credential."""
+    name = str(key).lower().replace("-", "_")
+    return name in SECRET_KEYS or name.endswith(SECRET_SUFFIXES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aggregator.pipelines.spec import SpecFile, TemplateUse
+from connectors.redact import is_secret_key
 from connectors.registry import CONNECTOR_TYPES
 
 ENV_REF = {
@@ -26,6 +27,30 @@ def _allow_env_refs(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_allow_env_refs(v) for v in schema]
     return schema
+
+
+def _mark_secrets(schema: Any) -> Any:
+    """Options whose value is a credential (connectors/redact.py `is_secret_key`) say so, so a form renders them
+    as secrets: `writeOnly` (JSON Schema: never read back), `x-secret`, and `format: password` on the string."""
+    if isinstance(schema, dict):
+        out = {k: _mark_secrets(v) for k, v in schema.items()}
+        props = out.get("properties")
+        if isinstance(props, dict):
+            out["properties"] = {name: _secret(sub) if is_secret_key(name) and isinstance(sub, dict) else sub
+                                 for name, sub in props.items()}
+        return out
+    if isinstance(schema, list):
+        return [_mark_secrets(v) for v in schema]
+    return schema
+
+
+def _secret(prop: dict[str, Any]) -> dict[str, Any]:
+    marked = {**prop, "writeOnly": True, "x-secret": True}
+    if prop.get("type") == "string":
+        marked["format"] = "password"
+    if isinstance(prop.get("anyOf"), list):
+        marked["anyOf"] = [{**b, "format": "password"} if b.get("type") == "string" else b for b in prop["anyOf"]]
+    return marked
 
 
 def _closed(schema: Any) -> Any:
@@ -55,11 +80,11 @@ def spec_json_schema() -> dict[str, Any]:
     for conn_type in CONNECTOR_TYPES.values():
         config = conn_type.resource_class().model_json_schema()
         for name, sub in config.pop("$defs", {}).items():
-            defs.setdefault(name, _closed(_allow_env_refs(sub)))
+            defs.setdefault(name, _mark_secrets(_closed(_allow_env_refs(sub))))
         config["description"] = f"{conn_type.summary} (docs/connectors/). " + config.get("description", "")
         branches.append({
             "if": {"properties": {"type": {"const": conn_type.name}}},
-            "then": {"properties": {"config": _closed(_allow_env_refs(config))}},
+            "then": {"properties": {"config": _mark_secrets(_closed(_allow_env_refs(config)))}},
         })
     defs["Connection"]["allOf"] = branches
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aggregator.pipelines.json_schema import _allow_env_refs, _closed
+from aggregator.pipelines.json_schema import _allow_env_refs, _closed, _mark_secrets
 from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import (
@@ -22,7 +22,7 @@ from connectors.registry import CONNECTOR_TYPES
 def _type_info(name: str) -> ConnectorTypeInfo:
     conn_type = CONNECTOR_TYPES[name]
     # The same per-type schema the spec's JSON Schema uses (docs/spec.schema.json): secrets may be {env: NAME}.
-    config = _closed(_allow_env_refs(conn_type.resource_class().model_json_schema()))
+    config = _mark_secrets(_closed(_allow_env_refs(conn_type.resource_class().model_json_schema())))
     return ConnectorTypeInfo(name=name, stream_type=conn_type.stream_type, summary=conn_type.summary,
                              config_schema=config, stream_schema=conn_type.stream_model.model_json_schema())
 

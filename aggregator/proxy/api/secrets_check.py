@@ -15,19 +15,15 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 
 from aggregator.pipelines import bounded_yaml
-from connectors.redact import SECRET_PARAMS, sanitize_url
+from connectors.redact import SECRET_PARAMS, is_secret_key, sanitize_url
 from connectors.secrets import is_env_ref
 
-SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
-SECRET_SUFFIXES = ("_token", "_secret", "_password", "_api_key", "_apikey", "_passphrase", "_credentials")
 PLACEHOLDERS = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_.]*\}\s*)+")
 
 
 def _secret_key(key: Any) -> bool:
-    """A key (config option, header or parameter name) whose value is a credential: the known set, or a name
-    ending like one (`X-Api-Key`, `x_auth_token`, `db_password`)."""
-    name = str(key).lower().replace("-", "_")
-    return name in SECRET_KEYS or name.endswith(SECRET_SUFFIXES)
+    """A key (config option, header or parameter name) whose value is a credential (connectors/redact.py)."""
+    return is_secret_key(key)
 
 
 def _templated(value: Any) -> bool:

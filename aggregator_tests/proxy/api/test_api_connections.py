@@ -19,6 +19,37 @@ def test_connector_types_carry_their_config_schema(api_stack: ApiStack) -> None:
         jsonschema.validate({"url": "sqlite:///x.db", "no_such_field": 1}, sql)
 
 
+def _properties(schema: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
+    """(dotted path, schema) of every property anywhere in a JSON Schema ($defs included)."""
+    found: list[tuple[str, dict[str, object]]] = []
+    if isinstance(schema, dict):
+        for name, sub in (schema.get("properties") or {}).items():
+            found.append((f"{path}.{name}", sub))
+        for key, sub in schema.items():
+            found.extend(_properties(sub, f"{path}.{key}" if key != "properties" else path))
+    elif isinstance(schema, list):
+        for sub in schema:
+            found.extend(_properties(sub, path))
+    return found
+
+
+def test_secret_options_are_marked_for_forms(api_stack: ApiStack) -> None:
+    """Newcomer review 13: every string option looked alike, so a form could not tell `token` from `base_url`.
+    Every option the API refuses as a literal secret is marked writeOnly / x-secret / format: password, and
+    no other option is."""
+    with api_stack.client("viewer") as c:
+        types = c.get("/api/connector-types").json()
+    props = [(f"{t['name']}{path}", sub) for t in types for path, sub in _properties(t["config_schema"])]
+    marked = {path.rsplit(".", 1)[-1] for path, sub in props if sub.get("x-secret")}
+    assert {"token", "password", "key", "client_secret"} <= marked, marked
+    for path, sub in props:
+        name = path.rsplit(".", 1)[-1]
+        assert bool(sub.get("x-secret")) == bool(inline_secrets({name: "literal"})), path
+        if sub.get("x-secret"):
+            assert sub["writeOnly"] is True
+            assert any(b.get("format") == "password" for b in sub.get("anyOf", [sub])), sub
+
+
 def test_check_and_discover_a_declared_connection(api_stack: ApiStack) -> None:
     with api_stack.client("editor") as c:
         check = c.post("/api/connections/shop_db/check")
