@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jsonschema
 import pytest
 
@@ -19,9 +21,9 @@ def test_connector_types_carry_their_config_schema(api_stack: ApiStack) -> None:
         jsonschema.validate({"url": "sqlite:///x.db", "no_such_field": 1}, sql)
 
 
-def _properties(schema: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
+def _properties(schema: object, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     """(dotted path, schema) of every property anywhere in a JSON Schema ($defs included)."""
-    found: list[tuple[str, dict[str, object]]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     if isinstance(schema, dict):
         for name, sub in (schema.get("properties") or {}).items():
             found.append((f"{path}.{name}", sub))
