@@ -131,6 +131,10 @@ run_coordinator:
   config:
     dequeue_use_threads: true
     dequeue_num_workers: {{ $r.dequeueWorkers }}
+    # A run dequeued while its code server restarts (a crash, a deploy) waits for it instead of failing:
+    # up to 12 more tries, 5 s apart (docs/operations.md).
+    max_user_code_failure_retries: 12
+    user_code_failure_retry_delay: 5
 
 concurrency:
   runs:
