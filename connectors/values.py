@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,4 +37,15 @@ def to_text(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """One value of a row as JSON (query answers, previews). JSON has no NaN, dates or bytes: those become strings (NaN/inf as their names)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
     return str(value)

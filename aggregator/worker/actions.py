@@ -9,7 +9,6 @@ act on, it cannot hand the worker a connection of its own making.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from aggregator.settings import load_settings
 from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
 from connectors.sql.engines import deny_attach
+from connectors.values import json_value
 
 
 class CallError(Exception):
@@ -59,17 +59,6 @@ class TransformCall(_Strict):
     transform: str
     source_rows: int = Field(100, ge=1, le=1000, description="Rows read from each upstream source.")
     limit: int = Field(20, ge=1, le=1000, description="Rows of the transform's result returned at most.")
-
-
-def json_value(value: Any) -> Any:
-    """JSON has no NaN, dates or bytes: those become strings (NaN/inf as their names)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 def first_line(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from aggregator.metrics.exposition import Exposition
 from aggregator_tests.deploy.compose import compose_command
 from aggregator_tests.deploy.paths import DEPLOY
 from aggregator_tests.deploy.test_compose import filled_env_file
+from aggregator_tests.tools import needs_tool
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "aggregator.json"
 RULES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
@@ -156,7 +157,7 @@ def test_scrape_config_points_at_the_monitoring_services(tmp_path: Path) -> None
 
 
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="needs promtool (apt-get install prometheus; .ci/run does)")
+needs_promtool = needs_tool(PROMTOOL, "needs promtool (apt-get install prometheus; .ci/run does)")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

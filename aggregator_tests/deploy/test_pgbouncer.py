@@ -36,6 +36,7 @@ from aggregator_tests.deploy.pod_runtime import BWRAP
 from aggregator_tests.deploy.test_chart import named
 from aggregator_tests.deploy.test_network_policies import DATABASE_IP, DB_PORT, Endpoint, allowed
 from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.tools import needs_tool
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
 
@@ -117,7 +118,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(PGBOUNCER is None or BWRAP is None, reason="needs Debian's pgbouncer and bubblewrap")
+@needs_tool(PGBOUNCER and BWRAP, "needs Debian's pgbouncer and bubblewrap")
 def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_path: Path, pg_db: PgDatabase,
                                                             scram_role: tuple[str, str, str]) -> None:
     role, password, _ = scram_role

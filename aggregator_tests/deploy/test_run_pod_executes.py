@@ -39,8 +39,9 @@ from aggregator_tests.deploy.kube_api import FakeApiServer
 from aggregator_tests.deploy.paths import BIN, DEPLOY
 from aggregator_tests.deploy.pod_runtime import BWRAP, PodRuntime, materialize
 from aggregator_tests.postgres import PgDatabase, temporary_database
+from aggregator_tests.tools import needs_tool
 
-pytestmark = pytest.mark.skipif(BWRAP is None, reason="needs bubblewrap (apt-get install bubblewrap; .ci/run does)")
+pytestmark = needs_tool(BWRAP, "needs bubblewrap (apt-get install bubblewrap; .ci/run does)")
 
 SPEC = """\
 connections:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import math
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,6 +27,7 @@ from typing import Any
 from aggregator.proxy.api import csv_safe
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.warehouse import GUARD_COLUMN, Cursor, Warehouse, pg_guarded
+from connectors.values import json_value
 
 # Memory of one fetched chunk at most: rows per fetch are this over the row cap (at least 1).
 CHUNK_BYTES = 64 << 20
@@ -128,17 +128,6 @@ def open_query(warehouse: Warehouse, sql: str, timeout_s: float | None, max_row_
         if not stack.__exit__(*sys.exc_info()):
             raise
         raise
-
-
-def json_value(value: Any) -> Any:
-    """JSON has no NaN, dates or bytes: those become strings (NaN/inf as their names)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 class _Budget:

@@ -71,7 +71,12 @@ class UploadStack:
                  "--port", str(port)], env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.url}/api/openapi.json", self.proc, timeout_s=120)
+        try:
+            wait_http(f"{self.url}/api/openapi.json", self.proc, timeout_s=120)
+        except BaseException:
+            # A proxy that never answered is still a process: without this it outlived the suite (orphaned).
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc is not None:
