@@ -7,6 +7,7 @@ filters to ids above it, the way an incremental API would."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 
 import uvicorn
@@ -54,7 +55,27 @@ def build(total: int) -> Starlette:
         data = ",".join(record_json(i) for i in range(start, end))
         return Response(f'{{"data":[{data}],"total":{max(0, total - since)}}}', media_type="application/json")
 
-    return Starlette(routes=[Route("/records", records)])
+    async def nested(request: Request) -> Response:
+        offset = int(request.query_params.get("offset", 0))
+        limit = min(int(request.query_params.get("limit", 1000)), 5000)
+        data = [nested_record(i) for i in range(offset + 1, min(total + 1, offset + 1 + limit))]
+        return Response(json.dumps({"data": data, "total": total}, separators=(",", ":")),
+                        media_type="application/json")
+
+    return Starlette(routes=[Route("/records", records), Route("/nested", nested)])
+
+
+def nested_record(i: int) -> dict[str, object]:
+    """An order as APIs send it: nested objects (customer, address) and arrays (1-3 items, each with tags)."""
+    return {
+        "id": i,
+        "status": ("open", "paid", "shipped")[i % 3],
+        "customer": {"id": i % 5000, "name": f"customer {i % 5000}",
+                     "address": {"city": CATEGORIES[i % 5], "zip": f"{i % 90000:05d}"}},
+        "items": [{"sku": f"SKU-{(i + k) % 9973:05d}", "quantity": k + 1, "price": round((i % 997) * 0.37 + k, 2),
+                   "tags": list(CATEGORIES[: (i + k) % 3 + 1])} for k in range(i % 3 + 1)],
+        "created_at": (BASE + dt.timedelta(seconds=i * 17)).isoformat(),
+    }
 
 
 if __name__ == "__main__":

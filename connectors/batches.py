@@ -44,6 +44,9 @@ class Batch:
     # Columns with no type yet: every value so far was NULL. A destination does not create them (their
     # type is unknown) until a batch brings a value; `types` holds TEXT for them as a placeholder.
     untyped: frozenset[str] = frozenset()
+    # Rows of child tables that belong with these rows (nested arrays, see connectors/nested.py), by path
+    # (`items`, `items__tags`); the destination writes them in the same transaction as the rows.
+    children: Mapping[str, Batch] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)

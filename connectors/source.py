@@ -21,9 +21,11 @@ class Source(Protocol[StreamT_contra]):
         """One line saying what was reached; raises a ConnectorError naming what failed."""
         ...
 
-    def discover(self, stream: StreamT_contra | None = None) -> list[StreamInfo]:
+    def discover(self, stream: StreamT_contra | None = None, hints: TypeHints | None = None) -> list[StreamInfo]:
         """The columns and portable types of `stream`, or of everything the connection can list if None
-        (a connector that cannot list anything raises ConnectorConfigError asking for a stream)."""
+        (a connector that cannot list anything raises ConnectorConfigError asking for a stream). Typed as a
+        load with the same `hints` types them: declared types win, all-NULL columns are not reported (a load
+        does not create them), and a nested stream's child tables follow as `<name>__<path>`."""
         ...
 
     def read(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections import Counter
@@ -17,6 +18,7 @@ from pydantic import Field
 from aggregator.destinations import row_counts
 from aggregator.destinations import state as state_store
 from aggregator.destinations.bookkeeping import ensure_tables
+from aggregator.destinations.child_tables import ChildTables
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import (
@@ -74,6 +76,7 @@ class LoadResult:
     schema_changes: tuple[str, ...] = ()  # e.g. "added column note (text)", "widened qty to float"
     missing_columns: tuple[str, ...] = ()  # columns of the table that no batch of this load sent
     rows_skipped: int = 0  # bad rows the source skipped under its bad-row policy
+    child_tables: dict[str, int] = dataclasses.field(default_factory=dict)  # nested arrays: rows written per table
 
 
 class SqlDestination(dg.ConfigurableResource):
@@ -218,6 +221,7 @@ class SqlDestination(dg.ConfigurableResource):
             if mode == "merge":
                 self._ensure_unique(conn, table, keys)
         writer = self._writer(load)
+        children = ChildTables(self, conn, load, mode, keys)
         rows_read = written = skipped = 0
         rows_from: Counter[str] = Counter()
         inserted: int | None = 0  # rows added to the table; None once a batch cannot tell
@@ -230,7 +234,11 @@ class SqlDestination(dg.ConfigurableResource):
             offset = rows_from[batch.origin]  # rows of this origin (file, page) in earlier batches
             rows_from[batch.origin] += len(batch.rows)
             if not rows:
+                if batch.children:
+                    raise DestinationError(f"table {table}: a batch from {batch.origin or 'the source'} has child rows "
+                                           "but no parent rows to link them to")
                 continue
+            children.before_parent(columns, rows)
             if mode == "merge":
                 missing = [k for k in keys if k not in columns]
                 if missing:
@@ -252,11 +260,14 @@ class SqlDestination(dg.ConfigurableResource):
                 if located is None:
                     raise
                 raise located from exc
+            if batch.children:
+                children.write(batch.children)
         missing = [c for c in existing or {} if c not in load.arrived] if load.arrived else []
         if missing:
             self._missing(conn, load, missing, mode, keys, on_missing)
         if mode == "replace" and load.created:  # else: an empty source and no table: nothing to swap in
             self._swap(conn, target, table)
+        child_rows, child_changes = children.finish(counted)
         if state_key is not None and state_after is not None and state_after != state_before:
             state_store.write(conn, state_key, state_after)
         unchanged = mode != "replace" and not load.changes and reflected is not None
@@ -277,8 +288,8 @@ class SqlDestination(dg.ConfigurableResource):
             state_after = None  # nothing was committed, so report nothing
         return LoadResult(
             rows_written=written, table=info, rows_read=rows_read, state_before=state_before,
-            state_after=state_after, schema_changes=tuple(load.changes), rows_skipped=skipped,
-            missing_columns=tuple(missing),
+            state_after=state_after, schema_changes=(*load.changes, *child_changes), rows_skipped=skipped,
+            missing_columns=tuple(missing), child_tables=child_rows,
         )
 
     def _missing(

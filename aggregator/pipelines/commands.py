@@ -149,9 +149,9 @@ def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
             found[info.name] = {c: t.value for c, t in info.columns.items()}
         return found
     for source in sources:
-        declared = source.type_hints().columns
-        for info in resource.discover(source.stream):
-            found[info.name] = {c: declared.get(c, t).value for c, t in info.columns.items()}
+        # Declared types, date detection and nesting applied by the connector, exactly as in a load.
+        for info in resource.discover(source.stream, source.type_hints()):
+            found[info.name] = {c: t.value for c, t in info.columns.items()}
     return found
 
 

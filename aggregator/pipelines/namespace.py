@@ -41,8 +41,9 @@ def table_problems(graph: Graph) -> list[SpecError]:
     pipelines = {p.name for p, _, _ in graph.specs.pipelines}
     errors: list[SpecError] = []
     writers: dict[str, Node] = {}
+    nested = {n.table: n for n in graph.nodes.values() if has_child_tables(n)}
     for node in graph.nodes.values():
-        message = _problem(node, pipelines, writers.get(node.table))
+        message = _problem(node, pipelines, writers.get(node.table)) or _in_child_tables(node, nested)
         if message is None:
             # Only a rightful writer makes a later one a duplicate: an intruder must not evict the owner.
             writers.setdefault(node.table, node)
@@ -52,6 +53,22 @@ def table_problems(graph: Graph) -> list[SpecError]:
             error.pipeline = node.pipeline.name
             errors.append(error)
     return errors
+
+
+def has_child_tables(node: Node) -> bool:
+    """Whether the node's loads write child tables `<table>__<path>` (connectors/nested.py)."""
+    if not node.is_source:
+        return False
+    nested = getattr(node.source.stream, "nested", None)
+    return nested is not None and nested.arrays == "child_tables" and nested.max_depth != 0
+
+
+def _in_child_tables(node: Node, nested: dict[str, Node]) -> str | None:
+    for parent, owner in nested.items():
+        if node.table != parent and node.table.startswith(f"{parent}__"):
+            return (f"table {node.table!r} is where the child tables of {owner.pipeline.name}/{owner.name} go "
+                    f"(`{parent}__<array>`, docs/connectors/nested.md); give it another name")
+    return None
 
 
 def _problem(node: Node, pipelines: set[str], earlier: Node | None) -> str | None:

@@ -90,6 +90,8 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
             "schema_changes": dg.MetadataValue.json(list(result.schema_changes)),
             "missing_columns": dg.MetadataValue.json(list(result.missing_columns)),
         }
+        if result.child_tables:  # nested arrays: rows written into each child table by this load
+            metadata["child_tables"] = dg.MetadataValue.json(result.child_tables)
         if key:
             metadata["cursor_before"] = dg.MetadataValue.json(result.state_before or {})
             metadata["cursor_after"] = dg.MetadataValue.json(json.loads(json.dumps(result.state_after or {}, default=str)))

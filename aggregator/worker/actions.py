@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aggregator.destinations.schema import column_name
 from aggregator.pipelines.connections import Connection, build_resource
 from aggregator.pipelines.graph import Graph, Node
 from aggregator.pipelines.isolate import load_isolated
@@ -139,12 +140,13 @@ def source_schema(call: SourceCall, resolver: Resolver) -> dict[str, Any]:
     conn, spec = _source(graph, specs, call.pipeline, call.source)
     try:
         resource = _resource(conn, spec.connection, resolver)
-        infos = resource.discover(spec.stream)
+        infos = resource.discover(spec.stream, spec.type_hints())  # typed as the load types it
     except CallError as exc:
         return {"columns": None, "error": exc.detail}
     except Exception as exc:  # noqa: BLE001 - connector errors name what failed
         return {"columns": None, "error": f"connection {spec.connection!r}: {first_line(exc)}"}
-    columns = {c: str(getattr(t, "value", t)) for c, t in infos[0].columns.items()} if infos else {}
+    # Named as the load names them in the table (a JSON key 'Order ID' is column order_id).
+    columns = {column_name(c): str(getattr(t, "value", t)) for c, t in infos[0].columns.items()} if infos else {}
     return {"columns": columns, "error": None}
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.nested import NestedData
+
 FileFormat = Literal["csv", "json", "jsonl", "parquet", "excel"]
 
 # Used when `format` is not set.
@@ -40,6 +42,11 @@ class FileStream(BaseModel):
     batch_size: int = Field(10_000, gt=0, description="Rows per batch handed to the destination.")
     records_path: str | None = Field(
         None, description="JSON only: path to the list of records in the document, e.g. '$.data.items'."
+    )
+    nested: NestedData | None = Field(
+        None,
+        description="JSON and JSON Lines: unpack nested objects into `parent__child` columns and arrays into child "
+        "tables `<table>__<field>` (docs/connectors/nested.md). Unset: each nested value is one JSON text column.",
     )
     sheet: str | None = Field(None, description="Excel only: worksheet name; the first sheet by default.")
     on_bad_row: Literal["fail", "skip"] = Field(

@@ -11,6 +11,7 @@ from connectors.batches import Batch
 from connectors.errors import SourceReadError
 from connectors.files.bad_rows import BadRows
 from connectors.jsonpath import find, parse_path
+from connectors.nested import NestedTracker
 from connectors.records import TypeTracker
 
 
@@ -28,9 +29,11 @@ def record_of_line(text: str, line: int, bad_rows: BadRows) -> dict[str, Any] | 
         return None
     return record
 
-def read_jsonl(path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows) -> Iterator[Batch]:
+def read_jsonl(
+    path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows, tracker: TypeTracker | NestedTracker | None = None
+) -> Iterator[Batch]:
     """One record per line; never more than `batch_size` records in memory."""
-    tracker = TypeTracker()
+    tracker = tracker or TypeTracker()
     pending: list[dict[str, Any]] = []
     try:
         fh = path.open(encoding=encoding)
@@ -54,7 +57,8 @@ def read_jsonl(path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows)
 
 
 def read_json(
-    path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows, records_path: str | None
+    path: Path, *, encoding: str, batch_size: int, bad_rows: BadRows, records_path: str | None,
+    tracker: TypeTracker | NestedTracker | None = None,
 ) -> Iterator[Batch]:
     """A JSON document whose records are a list (at `records_path`). The document is parsed whole, so
     prefer JSON Lines for files larger than memory; batches handed on are still bounded."""
@@ -74,7 +78,7 @@ def read_json(
             f"{path}: expected a list of records at {records_path or '$'!r}, found {type(records).__name__}; "
             "set records_path to where the list is"
         )
-    tracker = TypeTracker()
+    tracker = tracker or TypeTracker()
     pending: list[dict[str, Any]] = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):

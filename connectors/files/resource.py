@@ -19,7 +19,8 @@ from connectors.files.arrow_json import read_jsonl_columnar
 from connectors.files.bad_rows import BadRows
 from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
-from connectors.files.json_reader import read_json
+from connectors.files.json_reader import read_json, read_jsonl
+from connectors.nested import stream_infos, tracker_for
 from connectors.prefetch import prefetch
 from connectors.records import TypeHints, apply_hints
 from connectors.strict import reject_unknown
@@ -73,8 +74,9 @@ class FilesResource(dg.ConfigurableResource):
         count = sum(1 for p in root.rglob("*") if p.is_file())
         return f"{root}: readable, {count} files"
 
-    def discover(self, stream: FileStream | None = None) -> list[StreamInfo]:
-        """Columns and types per file: of every readable file under base_dir, or of `stream`'s files."""
+    def discover(self, stream: FileStream | None = None, hints: TypeHints | None = None) -> list[StreamInfo]:
+        """Columns and types per file: of every readable file under base_dir, or of `stream`'s files (typed
+        as a load types its first batch: declared types win, nested records give their child tables)."""
         root = self._root()
         if stream is None:
             paths = self._inside_roots(
@@ -85,9 +87,9 @@ class FilesResource(dg.ConfigurableResource):
         infos = []
         for path in paths:
             probe = base.model_copy(update={"batch_size": 1000})
-            batch = next(self._read_file(path, probe), None)
-            columns = dict(batch.types) if batch is not None else {}
-            infos.append(StreamInfo(name=str(path.relative_to(root)), columns=columns, detail=str(probe.format_of(path))))
+            batch = next(self._read_file(path, probe, hints), None)
+            infos.extend(stream_infos(str(path.relative_to(root)), apply_hints(batch, hints) if batch else None,
+                                      str(probe.format_of(path))))
         return infos
 
     def read(
@@ -115,7 +117,7 @@ class FilesResource(dg.ConfigurableResource):
             held: Batch | None = None
             # Parsing runs a batch ahead in a thread (Arrow releases the GIL), overlapping the destination's
             # COPY of the previous batch; the queue keeps memory at two batches.
-            for batch in prefetch(lambda path=path: self._read_file(path, stream)):  # type: ignore[misc]
+            for batch in prefetch(lambda path=path: self._read_file(path, stream, hints)):  # type: ignore[misc]
                 if held is not None:
                     yield held
                 held = apply_hints(batch, hints)
@@ -124,7 +126,7 @@ class FilesResource(dg.ConfigurableResource):
                 held = Batch(columns=(), types={}, rows=[], origin=str(path))
             yield held.with_state(after)
 
-    def _read_file(self, path: Path, stream: FileStream) -> Iterator[Batch]:
+    def _read_file(self, path: Path, stream: FileStream, hints: TypeHints | None = None) -> Iterator[Batch]:
         file_format = stream.format_of(path)
         encoding = stream.encoding or self.encoding
         bad_rows = BadRows(path, stream.on_bad_row, stream.max_bad_rows)
@@ -132,11 +134,15 @@ class FilesResource(dg.ConfigurableResource):
             delimiter = "\t" if path.suffix.lower() == ".tsv" and stream.delimiter == "," else stream.delimiter
             return read_csv_columnar(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,
                                      batch_size=stream.batch_size, bad_rows=bad_rows)
+        # Nested records take the record reader (Arrow's parser hands objects and lists to it anyway).
+        tracker = tracker_for(stream.nested, hints) if stream.nested is not None else None
+        if file_format == "jsonl" and tracker is not None:
+            return read_jsonl(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows, tracker=tracker)
         if file_format == "jsonl":
             return read_jsonl_columnar(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows)
         if file_format == "json":
             return read_json(path, encoding=encoding, batch_size=stream.batch_size, bad_rows=bad_rows,
-                             records_path=stream.records_path)
+                             records_path=stream.records_path, tracker=tracker)
         if file_format == "parquet":
             return read_parquet(path, batch_size=stream.batch_size)
         if file_format == "excel":

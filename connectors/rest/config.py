@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.jsonpath import parse_path
+from connectors.nested import NestedData
 from connectors.rest.templates import check_templates
 
 
@@ -113,6 +114,11 @@ class RestStream(_Strict):
         default_factory=dict, description="Columns added to each child record from its parent: {column: parent JSON path}."
     )
     batch_size: int = Field(5000, gt=0, description="Records per batch handed to the destination (pages are combined).")
+    nested: NestedData | None = Field(
+        None,
+        description="Unpack nested JSON: objects into `parent__child` columns, arrays into child tables "
+        "`<table>__<field>` (docs/connectors/nested.md). Unset: each nested value is one JSON text column.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RestStream:

@@ -14,8 +14,9 @@ from pydantic import Field, PrivateAttr
 from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, ConnectorError, HttpRequestError, SourceReadError
 from connectors.jsonpath import find, parse_path
+from connectors.nested import stream_infos, tracker_for
 from connectors.prefetch import prefetch
-from connectors.records import TypeHints, TypeTracker
+from connectors.records import TypeHints
 from connectors.redact import sanitize_url
 from connectors.rest.auth import AuthConfig, Authenticator, NoAuth, auth_from_dict
 from connectors.rest.config import RestStream
@@ -96,17 +97,18 @@ class RestApiResource(dg.ConfigurableResource):
         elapsed = response.elapsed.total_seconds() * 1000
         return f"GET {sanitize_url(url)}: HTTP {response.status_code} in {elapsed:.0f} ms"
 
-    def discover(self, stream: RestStream | None = None) -> list[StreamInfo]:
+    def discover(self, stream: RestStream | None = None, hints: TypeHints | None = None) -> list[StreamInfo]:
         """Columns and types of the stream, inferred from its first page (an API has no catalogue to list,
         so a stream is required)."""
         if stream is None:
             raise ConnectorConfigError(
                 "a rest connection cannot list its streams; discover a stream (declare a source that reads it)"
             )
-        for batch in self._pages(stream, {"cursor": self._start_cursor(stream, None)}, limit_pages=1):
-            batch_info = TypeTracker().from_records(batch)
-            return [StreamInfo(name=stream.path, columns=dict(batch_info.types), detail=self.url(stream.path))]
-        return [StreamInfo(name=stream.path, columns={}, detail="first page was empty")]
+        for page in self._pages(stream, {"cursor": self._start_cursor(stream, None)}, limit_pages=1):
+            # Typed exactly as a load types its first batch: the same tracker, declared types and nesting.
+            batch = tracker_for(stream.nested, hints).from_records(page)
+            return stream_infos(stream.path, batch, self.url(stream.path))
+        return stream_infos(stream.path, None, "first page was empty")
 
     def read(
         self,
@@ -122,7 +124,7 @@ class RestApiResource(dg.ConfigurableResource):
         if window is not None:
             context["window_start"], context["window_end"] = (w.isoformat() for w in window)
         cursor_path = parse_path(stream.incremental.cursor_path) if stream.incremental else None
-        tracker = TypeTracker(hints=hints)
+        tracker = tracker_for(stream.nested, hints)
         newest = cursor
         pending: Page = []
         held: Batch | None = None

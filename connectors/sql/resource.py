@@ -14,6 +14,7 @@ from pydantic import Field
 from connectors.batches import Batch, StreamInfo
 from connectors.egress import check_sql_url
 from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.nested import created_columns
 from connectors.records import TypeHints, TypeTracker
 from connectors.redact import sanitize_url
 from connectors.sql.config import SqlStream
@@ -84,17 +85,20 @@ class SqlResource(dg.ConfigurableResource):
             raise SourceReadError(f"cannot connect to {self.display_url}: {exc.orig}") from exc
         return f"{self.display_url}: connected ({self.engine.dialect.name} {version})".rstrip()
 
-    def discover(self, stream: SqlStream | None = None) -> list[StreamInfo]:
+    def discover(self, stream: SqlStream | None = None, hints: TypeHints | None = None) -> list[StreamInfo]:
         """Columns and portable types of `stream` (its table's declared types, or its query's first chunk),
-        or of every table and view in the default schema if None."""
+        or of every table and view in the default schema if None; the spec's declared types (`hints`) win,
+        as they do in a load."""
         if stream is not None:
             name = stream.table or "query"
             if stream.table is not None:
                 with self.engine.connect() as conn:
                     _, declared = self._statement(conn, stream, None, None)
-                return [StreamInfo(name=name, columns=declared, detail=self.display_url)]
-            batch = next(iter(self.read(stream.model_copy(update={"chunk_size": 1000}))), None)
-            columns = dict(batch.types) if batch is not None else {}
+                overrides = hints.columns if hints is not None else {}
+                columns = {c: overrides.get(c, t) for c, t in declared.items()}
+                return [StreamInfo(name=name, columns=columns, detail=self.display_url)]
+            batch = next(iter(self.read(stream.model_copy(update={"chunk_size": 1000}), hints=hints)), None)
+            columns = created_columns(batch) if batch is not None else {}
             return [StreamInfo(name=name, columns=columns, detail=self.display_url)]
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)

@@ -14,6 +14,7 @@ import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
+from aggregator.destinations.schema import fits
 from aggregator.pipelines.graph import build_graph
 from aggregator.pipelines.load import SpecErrors, load_specs
 from aggregator.pipelines.spec import SourceSpec
@@ -25,6 +26,7 @@ from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.api.worker_client import WORKER_STATUSES
 from aggregator.proxy.policy.rbac import Role
+from connectors.batches import ColumnType
 from connectors.sql.types import portable_type
 
 LAST_SCHEMA = """query AggregatorApiLastSchema($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
@@ -72,6 +74,25 @@ def diff(old: dict[str, str] | None, new: dict[str, str] | None) -> SchemaDiff |
         return None
     return SchemaDiff(added=[c for c in new if c not in old], removed=[c for c in old if c not in new],
                       type_changed={c: [old[c], new[c]] for c in new if c in old and old[c] != new[c]})
+
+
+def load_diff(table: dict[str, str] | None, source: dict[str, str] | None) -> SchemaDiff | None:
+    """What a load of `source` would change in `table`: a source type whose values the column already holds
+    (integer values in a float column, dates in a timestamp column, anything in a text column) changes
+    nothing, so it is no drift (`schema.fits`, the rule the load itself applies)."""
+    found = diff(table, source)
+    if found is None or table is None or source is None:
+        return found
+    found.type_changed = {c: types for c, types in found.type_changed.items()
+                          if not _fits(source[c], table[c])}
+    return found
+
+
+def _fits(value_type: str, column_type: str) -> bool:
+    try:
+        return fits(ColumnType(value_type), ColumnType(column_type))
+    except ValueError:  # not a portable type name: report it
+        return False
 
 
 def portable_name(sql_type: str) -> str:
@@ -137,7 +158,7 @@ def routes(api: ApiState) -> list[Route]:
         dest = await api.services.run_io(_destination, table) if destination == WAREHOUSE else None
         last = await _last(pipeline, source)
         return SchemaComparison(source=discovered, source_error=error, destination=dest, last_materialization=last,
-                                source_vs_destination=diff(dest, discovered),
+                                source_vs_destination=load_diff(dest, discovered),
                                 destination_vs_last_materialization=diff(last, dest))
 
     async def preview_source(req: ApiRequest) -> Preview:
