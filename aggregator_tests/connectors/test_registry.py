@@ -35,7 +35,8 @@ def test_every_connector_is_a_source(name: str) -> None:
     import inspect
 
     params = list(inspect.signature(cls.discover).parameters.values())[1:]
-    assert [p.name for p in params] == ["stream"] and params[0].default is None
+    # `hints`: discovery types columns as a load with the source's declared types does (issue 22).
+    assert [p.name for p in params] == ["stream", "hints"] and all(p.default is None for p in params)
     assert list(inspect.signature(cls.read).parameters)[1:] == ["stream", "state", "window", "hints"]
 
 

@@ -70,3 +70,15 @@ def test_the_longest_prefix_owns_a_table(table: str, owner: str | None) -> None:
 def test_system_names() -> None:
     assert all(is_system_name(n) for n in ("sqlite_master", "SQLITE_SEQUENCE", "pg_class", "information_schema"))
     assert not any(is_system_name(n) for n in ("sales_pg_orders", "information_schema_copy", "sqlitex"))
+
+
+def test_a_table_where_child_tables_go_is_refused(tmp_path: Path) -> None:
+    """`shop_orders__items` belongs to the nested source writing `shop_orders`: another source may not take it."""
+    (tmp_path / "specs.yaml").write_text(
+        "connections:\n  files: {type: files, config: {base_dir: .}}\n"
+        "pipelines:\n  - name: shop\n    sources:\n"
+        "      - {name: orders, connection: files, stream: {type: file, path: o.jsonl, nested: {}}}\n"
+        "      - {name: items, connection: files, stream: {type: file, path: i.csv}, table: shop_orders__items}\n")
+    loaded = load_isolated(tmp_path, load_settings({"AGGREGATOR_HOME": str(tmp_path / "home")}))
+    [error] = loaded.errors
+    assert "child tables of shop/orders" in error.message and error.field == "pipelines[0].sources[1].table"

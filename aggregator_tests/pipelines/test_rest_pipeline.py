@@ -73,3 +73,52 @@ def test_rest_pipeline_merges_incrementally_without_leaking_the_token(instance: 
     for result in (first, second):
         for event in instance.all_logs(result.run_id):
             assert BEARER not in str(event)
+
+
+NESTED_SPEC = """
+connections:
+  local_api: {{type: rest, config: {{base_url: {base_url}}}}}
+pipelines:
+  - name: shop
+    sources:
+      - name: orders
+        connection: local_api
+        stream:
+          type: rest
+          path: incremental
+          params: {{since: "{{cursor}}"}}
+          records_path: "$.data"
+          pagination: {{type: page_number, page_size_param: null}}
+          incremental: {{cursor_path: updated_at}}
+          nested: {{max_depth: 2}}
+        write_mode: merge
+        primary_key: [id]
+"""
+
+
+def order(i: int, skus: list[str], updated: str) -> dict[str, object]:
+    return {"id": i, "updated_at": updated, "customer": {"name": f"c{i}"},
+            "items": [{"sku": s, "qty": n + 1} for n, s in enumerate(skus)]}
+
+
+def test_nested_rest_pipeline_merges_children_incrementally(
+    instance: dg.DagsterInstance, api: LocalApi, spec_dir: Path, warehouse_url: str,
+    compile_specs: Callable[[str], dg.Definitions],
+) -> None:
+    """A spec's `nested:` stream through the Dagster asset: child tables land in the pipeline's namespace, the
+    second (incremental) run replaces an updated order's items and keeps the others', and the
+    materialization lists the rows written per child table."""
+    api.state.items = [order(i, [f"s{i}a", f"s{i}b"], f"2024-01-{i:02d}T00:00:00") for i in range(1, 13)]
+    (spec_dir / "shop.yaml").write_text(NESTED_SPEC.format(base_url=api.url))
+    materialize_all(compile_specs(warehouse_url), instance)
+    assert query(warehouse_url, "SELECT COUNT(*) FROM shop_orders__items") == [(24,)]
+
+    api.state.items[0] = order(1, ["new"], "2024-02-01T00:00:00")
+    second = materialize_all(compile_specs(warehouse_url), instance)
+    metadata = {key_of(e): e.materialization.metadata for e in second.get_asset_materialization_events()}
+    assert metadata["shop/orders"]["rows_read"].value == 1
+    assert metadata["shop/orders"]["child_tables"].value == {"shop_orders__items": 1}
+    assert query(warehouse_url, "SELECT i.sku FROM shop_orders o JOIN shop_orders__items i "
+                                "ON i._dlt_parent_id = o._dlt_id WHERE o.id = 1") == [("new",)]
+    assert query(warehouse_url, "SELECT COUNT(*) FROM shop_orders__items") == [(23,)]
+    assert query(warehouse_url, "SELECT customer__name FROM shop_orders WHERE id = 1") == [("c1",)]
