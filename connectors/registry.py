@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from connectors.files.config import FileStream
 from connectors.rest.config import RestStream
 from connectors.sql.config import SqlStream
+from connectors.streams.config import RedisStream
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ CONNECTOR_TYPES: dict[str, ConnectorType] = {
                       "any SQLAlchemy database (tables, views or a query)"),
         ConnectorType("rest", "rest", RestStream, "connectors.rest.resource:RestApiResource",
                       "an HTTP JSON API: pagination, auth, retries, incremental cursors"),
+        ConnectorType("redis", "redis", RedisStream, "connectors.streams.redis:RedisStreamsResource",
+                      "Redis Streams, read by entry ID: exactly once"),
     )
 }
 

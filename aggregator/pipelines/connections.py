@@ -17,7 +17,7 @@ from connectors.secrets import (
 )
 
 # Spelled out for type checkers and pydantic's messages; the registry is the source, and this must match it.
-ConnectionType = Literal["files", "sql", "rest"]
+ConnectionType = Literal["files", "sql", "rest", "redis"]
 if get_args(ConnectionType) != tuple(CONNECTOR_TYPES):  # pragma: no cover - caught by any import in tests
     raise RuntimeError(f"ConnectionType {get_args(ConnectionType)} differs from the registry {tuple(CONNECTOR_TYPES)}")
 # Which stream `type` a connection of each type reads.
@@ -46,7 +46,7 @@ class Connection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: ConnectionType = Field(description="Connector: files, sql or rest.")
+    type: ConnectionType = Field(description="Connector: files, sql, rest or a message broker (docs/connectors/).")
     description: str | None = Field(None, description="What this connection reaches.")
     config: dict[str, Any] = Field(
         default_factory=dict,

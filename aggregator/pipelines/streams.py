@@ -9,6 +9,7 @@ from pydantic import Field
 from connectors.files.config import FileStream
 from connectors.rest.config import RestStream
 from connectors.sql.config import SqlStream
+from connectors.streams.config import RedisStream
 
-Stream = Annotated[FileStream | SqlStream | RestStream, Field(discriminator="type")]
-STREAM_MODELS = (FileStream, SqlStream, RestStream)
+Stream = Annotated[FileStream | SqlStream | RestStream | RedisStream, Field(discriminator="type")]
+STREAM_MODELS = (FileStream, SqlStream, RestStream, RedisStream)

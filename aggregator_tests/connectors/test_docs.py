@@ -10,16 +10,18 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from aggregator.destinations import SqlDestination
 from connectors.files import FilesResource, FileStream
+from connectors.registry import CONNECTOR_TYPES
 from connectors.rest import RestApiResource, RestStream
-from connectors.sql import SqlResource, SqlStream
+from connectors.sql import SqlResource
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
 BLOCK = re.compile(r"^```(yaml|python)\n(.*?)^```", re.DOTALL | re.MULTILINE)
-RESOURCES = {"files": FilesResource, "sql": SqlResource, "rest": RestApiResource}
-STREAMS: dict[str, type[FileStream | SqlStream | RestStream]] = {"file": FileStream, "sql": SqlStream, "rest": RestStream}
+RESOURCES: dict[str, Any] = {c.name: c.resource_class() for c in CONNECTOR_TYPES.values()}
+STREAMS: dict[str, type[BaseModel]] = {c.stream_type: c.stream_model for c in CONNECTOR_TYPES.values()}
 
 
 def blocks(kind: str) -> list[Any]:
@@ -56,7 +58,7 @@ def test_yaml_example_validates(text: str) -> None:
         assert resource is not None
     if "stream" in doc:
         stream = STREAMS[doc["stream"]["type"]].model_validate(doc["stream"])
-        assert stream.type == doc["stream"]["type"]
+        assert stream.model_dump()["type"] == doc["stream"]["type"]
 
 
 @pytest.mark.parametrize("text", blocks("python"))
