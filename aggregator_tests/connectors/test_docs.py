@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -16,11 +15,12 @@ from aggregator.destinations import SqlDestination
 from connectors.files import FilesResource, FileStream
 from connectors.registry import CONNECTOR_TYPES
 from connectors.rest import RestApiResource, RestStream
+from connectors.secrets import deferred
 from connectors.sql import SqlResource
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
 BLOCK = re.compile(r"^```(yaml|python)\n(.*?)^```", re.DOTALL | re.MULTILINE)
-RESOURCES: dict[str, Any] = {c.name: c.resource_class() for c in CONNECTOR_TYPES.values()}
+RESOURCES = {c.name: c.resource for c in CONNECTOR_TYPES.values()}
 STREAMS: dict[str, type[BaseModel]] = {c.stream_type: c.stream_model for c in CONNECTOR_TYPES.values()}
 
 
@@ -33,12 +33,8 @@ def blocks(kind: str) -> list[Any]:
 
 
 def env_vars(value: Any) -> Any:
-    """{env: NAME} -> dg.EnvVar(NAME), as pipeline specs do."""
-    if isinstance(value, dict):
-        if set(value) == {"env"}:
-            return dg.EnvVar(value["env"])
-        return {k: env_vars(v) for k, v in value.items()}
-    return value
+    """{env: NAME} -> dg.EnvVar(NAME) by the one resolver pipeline specs use."""
+    return deferred(value, "docs example")
 
 
 def test_docs_have_examples() -> None:

@@ -48,11 +48,6 @@ class MessageStream(BaseModel):
         True, description="Add the broker's columns (`_message_id`, `_published_at`, subject/topic…) to each row."
     )
 
-    @property
-    def incremental(self) -> bool:
-        """Always: the broker position (or redelivery record) is committed with the rows."""
-        return True
-
 
 @runtime_checkable
 class Acknowledging(Protocol):
