@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from aggregator.pipelines.cli_format import text_table
 from aggregator.settings import load_settings
 
 
@@ -30,11 +30,6 @@ def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
         _fail(str(exc))
         raise  # unreachable; keeps type checkers calm
 
-
-def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
 
 
 @click.command()
@@ -138,7 +133,7 @@ def connections_discover(name: str) -> None:
             rows.extend((stream_name, column, str(ctype)) for column, ctype in columns.items())
     except (ConnectorError, OSError) as exc:
         _fail(f"discovery on {name!r} failed: {exc}")
-    click.echo(_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
+    click.echo(text_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
 
 
 @connections.command("types")
@@ -148,7 +143,7 @@ def connections_types() -> None:
 
     rows = [(c.name, c.stream_type, c.incremental_by, c.summary, f"docs/connectors/{c.page}")
             for c in CONNECTOR_TYPES.values()]
-    click.echo(_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
+    click.echo(text_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
 
 
 def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
@@ -190,7 +185,7 @@ def pipelines_list() -> None:
          "yes" if p.sensor else "-", str(sf.path))
         for p, sf, _ in loaded.specs.pipelines
     ]
-    click.echo(_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
+    click.echo(text_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
     if loaded.errors:
         click.echo(f"\n{len(loaded.errors)} spec problem(s); pipelines not loaded: "
                    f"{', '.join(loaded.dropped) or 'none'}; `aggregator validate` lists them", err=True)
@@ -221,7 +216,7 @@ def pipelines_show(name: str) -> None:
         deps = ", ".join(u.key.to_user_string() for u in node.upstream.values()) or "-"
         checks = ", ".join(c.name or c.default_name() for c in node.spec.checks) or "-"
         rows.append((node.key.to_user_string(), "source" if node.is_source else "transform", node.table, deps, checks))
-    click.echo(_table(rows, ("asset", "kind", "table", "upstream", "checks")))
+    click.echo(text_table(rows, ("asset", "kind", "table", "upstream", "checks")))
 
 
 @click.command()

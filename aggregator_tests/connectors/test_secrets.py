@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aggregator.alerts.config import SlackChannel
+from aggregator.pipelines.alerts_spec import SlackChannel
 from aggregator.pipelines.connections import Connection, build_resource
 from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.validate import validate
