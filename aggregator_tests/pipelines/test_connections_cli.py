@@ -128,3 +128,16 @@ def test_discover_uses_the_resolved_key_and_declared_types(run: Callable[..., Re
     assert found.exit_code == 0, found.output
     rows = {tuple(line.split()[1:3]) for line in found.output.splitlines()[2:]}
     assert ("id", "text") in rows and ("updated_at", "timestamp") in rows and ("price", "float") in rows
+
+
+def test_connection_types_are_listed_from_the_registry() -> None:
+    """`aggregator connections types` lists what the registry holds: a registered type needs no CLI edit."""
+    from connectors.registry import CONNECTOR_TYPES
+
+    result = CliRunner().invoke(main, ["connections", "types"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["type", "stream", "type", "incremental", "reads", "docs"]
+    for connector in CONNECTOR_TYPES.values():
+        row = next(line for line in lines[2:] if line.split()[0] == connector.name)
+        assert connector.summary in row and f"docs/connectors/{connector.page}" in row

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import dagster as dg
@@ -116,7 +116,7 @@ class SqlResource(dg.ConfigurableResource):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Stream the rows in batches of `chunk_size`. With `cursor_column`, only rows past `state["cursor"]`
         are read (a bound parameter, evaluated by the database); the last batch carries the new cursor."""
         if window is not None and stream.window_column is None:
