@@ -80,7 +80,7 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_source
     from aggregator.pipelines.graph import WAREHOUSE
     from aggregator.pipelines.load import validation_errors
-    from connectors.sql.resource import SqlResource
+    from connectors.sql.resource import SqlResource, WarehouseReader
 
     settings, specs = _load_specs()
     declared = specs.connections.get(name)
@@ -90,11 +90,14 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     try:
         if declared is None:
             url = settings.warehouse_url
-            return specs, SqlResource(url=url) if for_discovery else SqlDestination(url=url)
+            return specs, WarehouseReader(url=url) if for_discovery else SqlDestination(url=url)
         conn, sf = declared
         if name == WAREHOUSE and not for_discovery:
             return specs, build_destination(conn, resolve_as=name)
-        return specs, build_source(conn, name)
+        source = build_source(conn, name)
+        if name == WAREHOUSE and isinstance(source, SqlResource):
+            return specs, WarehouseReader(url=source.url)  # the operator discovers the warehouse itself
+        return specs, source
     except SecretReferenceError as exc:
         _fail(str(exc))
     except ValidationError as exc:
