@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
+from aggregator.pipelines.alerts_spec import AlertsConfig, Duration, PipelineAlerts
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName

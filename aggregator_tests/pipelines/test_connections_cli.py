@@ -66,7 +66,11 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: LocalApi, warehous
     monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("AGG_TEST_KEY", API_KEY)
     monkeypatch.setenv("AGG_TEST_CLIENT_SECRET", CLIENT[1])
-    monkeypatch.setenv("AGG_TEST_DB_URL", warehouse_url)
+    # A SQL source reads a database of its own: the warehouse is refused to sources (connectors/egress.py).
+    source = sa.engine.make_url(warehouse_url)
+    source = source.set(database=str(tmp_path / "source.db")) if source.get_backend_name() == "sqlite" \
+        else source.set(database="postgres")
+    monkeypatch.setenv("AGG_TEST_DB_URL", source.render_as_string(hide_password=False))
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(main, list(args))
