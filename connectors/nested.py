@@ -21,6 +21,7 @@ Every connector that reads JSON (REST, JSON files, message payloads) types its r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -168,9 +169,7 @@ class NestedTracker:
                 tracker = self.children[path] = TypeTracker(
                     hints=TypeHints(detect_timestamps=self.hints.detect_timestamps))
             typed[path] = tracker.from_records(child_rows, origin=origin)
-        return Batch(columns=batch.columns, types=batch.types, rows=batch.rows, origin=batch.origin,
-                     extra=batch.extra, state=batch.state, mixed=batch.mixed, untyped=batch.untyped,
-                     children=typed)
+        return dataclasses.replace(batch, children=typed)
 
 
 def tracker_for(config: NestedData | None, hints: TypeHints | None = None) -> TypeTracker | NestedTracker:
