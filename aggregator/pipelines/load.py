@@ -270,7 +270,7 @@ def resolve_paths(spec: SpecFile, base: Path, sensors: dict[int, str] | None = N
 
     connections: dict[str, Connection] = {}
     for name, conn in spec.connections.items():
-        if conn.type == "files" and isinstance(conn.config.get("base_dir"), str):
+        if conn.type == "files" and isinstance(conn.config.get("base_dir"), str) and "://" not in conn.config["base_dir"]:
             conn = conn.model_copy(update={"config": {**conn.config, "base_dir": absolute(conn.config["base_dir"])}})
         url = conn.config.get("url")
         if conn.type == "sql" and isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
