@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.files.location import Entry
+from connectors.files.entry import Entry
 
 
 @dataclass

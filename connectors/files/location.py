@@ -24,30 +24,13 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from connectors.egress import DATA_ROOTS_ENV, EgressError, check_path, data_roots
 from connectors.errors import ConnectorConfigError
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file of a location: `name` relative to the base (forward slashes), as state and cursors key it."""
-
-    name: str
-    size: int
-    modified: dt.datetime  # timezone-aware UTC
-    version: str = ""  # what else changes with the content (ETag, mtime in ns): part of the fingerprint
-
-    @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix
-
-    def fingerprint(self) -> str:
-        """What identifies one version of a file: a rewritten file (new size, mtime or ETag) counts as new."""
-        return f"{self.size}:{self.version or self.modified.timestamp()}"
+from connectors.files.entry import Entry
+from connectors.files.remote import REMOTE_SCHEMES, RemoteLocation, is_remote
 
 
 class Location(Protocol):
@@ -137,8 +120,6 @@ class LocalLocation:
 
 def open_location(base_dir: str, storage_options: dict[str, Any]) -> Location:
     """The location a connection's `base_dir` names."""
-    from connectors.files.remote import REMOTE_SCHEMES, RemoteLocation, is_remote
-
     if is_remote(base_dir):
         return RemoteLocation(base_dir, storage_options)
     if "://" in base_dir:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from connectors.egress import EgressError, check_address
 from connectors.errors import ConnectorConfigError, SourceReadError
-from connectors.files.location import Entry
+from connectors.files.entry import Entry
 from connectors.redact import MASK, is_secret_key, sanitize_url
 
 # Schemes read through fsspec, and the default endpoint each reaches when `endpoint_url` is not set.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ from connectors.files.arrow_json import read_jsonl_columnar
 from connectors.files.bad_rows import BadRows
 from connectors.files.columnar import read_excel, read_parquet
 from connectors.files.config import FORMAT_BY_SUFFIX, FileStream
+from connectors.files.entry import Entry
 from connectors.files.incremental import Cursor
 from connectors.files.json_reader import read_json
-from connectors.files.location import Entry, Location, check_pattern, open_location
+from connectors.files.location import Location, check_pattern, open_location
 from connectors.prefetch import prefetch
 from connectors.records import TypeHints, apply_hints
 from connectors.strict import reject_unknown
@@ -79,7 +80,7 @@ class FilesResource(dg.ConfigurableResource):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Yield batches from every matched file the stream's `incremental_by` rule says is new, in order.
 
         `state` is the cursor (`incremental.py`). The last batch of each file carries the state including that
