@@ -18,6 +18,7 @@ from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
 from connectors.records import TypeHints
 from connectors.registry import reading
+from connectors.streams.base import MessageStream
 
 Name = Annotated[
     str,
@@ -272,6 +273,12 @@ class PipelineSpec(Strict):
             raise ValueError(f"source and transform names must be unique in a pipeline; repeated: {', '.join(dupes)}")
         if self.partitions and self.sensor:
             raise ValueError("a partitioned pipeline cannot have a file sensor: a new file belongs to no window")
+        streamed = [s.name for s in self.sources if isinstance(s.stream, MessageStream)]
+        if self.partitions and streamed:
+            raise ValueError(
+                f"source {streamed[0]!r}: a message stream is read from its committed position, not by time "
+                "window; load it in a pipeline without `partitions:`"
+            )
         if self.partitions:
             for source in self.sources:
                 if source.write_mode == "replace":
