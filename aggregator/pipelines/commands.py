@@ -11,8 +11,6 @@ from typing import Any, NoReturn
 
 import click
 
-from aggregator.settings import load_settings
-
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
@@ -21,6 +19,7 @@ def _fail(message: str) -> NoReturn:
 def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
     from aggregator.pipelines.compile import build_resources
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -44,6 +43,7 @@ def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
 def validate(path: Path | None, warehouse: bool) -> None:
     """Check every spec under PATH (default AGGREGATOR_PIPELINES) without running anything."""
     from aggregator.pipelines.validate import validate as run_validate
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     # Here, in the pipelines' environment, validation may also say which allowed variables are unset.
@@ -65,6 +65,7 @@ def connections() -> None:
 
 def _load_specs() -> tuple[Any, Any]:
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -168,6 +169,7 @@ def pipelines_list() -> None:
     from aggregator.examples import sales_assets
     from aggregator.pipelines.isolate import load_isolated
     from aggregator.pipelines.python_assets import assets_with_deps_in
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)
@@ -191,6 +193,7 @@ def pipelines_list() -> None:
 def pipelines_show(name: str) -> None:
     """The assets, checks, schedule and sensor compiled from pipeline NAME."""
     from aggregator.pipelines.isolate import load_isolated
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)  # a broken other file does not hide this one
