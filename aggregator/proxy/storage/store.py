@@ -82,6 +82,11 @@ class Store:
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
+
+    def close(self) -> None:
+        """Close the pooled connections (the audit log shares the engine). Left to the garbage collector, a
+        PostgreSQL connection outlives its database in tests and warns (ResourceWarning) wherever GC runs."""
+        self.engine.dispose()
     def _cached(self, key: str) -> tuple[bool, Principal | None]:
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.cache_s:
