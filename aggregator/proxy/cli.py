@@ -113,11 +113,15 @@ def register_commands(main: click.Group) -> None:
     @click.option("--path-prefix", default="", help="The --path-prefix the webserver was started with.")
     def proxy(upstream: str, host: str, port: int, path_prefix: str) -> None:
         """Run the authenticated proxy alone in front of a running webserver."""
-        from aggregator.proxy.config import load_proxy_settings
-        from aggregator.proxy.server import serve
-        from aggregator.settings import load_settings
+        try:
+            from aggregator.proxy.config import load_proxy_settings
+            from aggregator.proxy.server import serve
+            from aggregator.settings import load_settings
 
-        serve(load_proxy_settings(upstream, load_settings().home, path_prefix), host, port)
+            serve(load_proxy_settings(upstream, load_settings().home, path_prefix), host, port)
+        except KeyboardInterrupt:
+            # Ctrl-C (or `aggregator dev` stopping) while still starting: a stop, not click's "Aborted!".
+            sys.exit(130)
 
     @main.group()
     def users() -> None:
