@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
+from aggregator.pipelines.alerts_spec import AlertsConfig, Duration, PipelineAlerts
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
@@ -17,6 +17,8 @@ from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
 from connectors.records import TypeHints
+from connectors.registry import reading
+from connectors.streams.base import MessageStream
 
 Name = Annotated[
     str,
@@ -170,7 +172,7 @@ class SourceSpec(Strict):
     def _merge_needs_key(self) -> SourceSpec:
         if self.write_mode == "merge" and not self.primary_key:
             raise ValueError("write_mode 'merge' needs `primary_key` (the columns to upsert on)")
-        if self.write_mode == "replace" and has_cursor(self.stream):
+        if self.write_mode == "replace" and reading(self.stream).cursor(self.stream):
             raise ValueError(
                 "an incremental cursor with write_mode 'replace' would replace the table with only the new rows; "
                 "use 'merge' (with primary_key) or 'append'"
@@ -192,14 +194,8 @@ class SourceSpec(Strict):
 
     @property
     def incremental(self) -> bool:
-        """Whether loads keep state between runs: a cursor (sql, rest) or file tracking, never for replace."""
-        if self.write_mode == "replace":
-            return False
-        return self.stream.type == "file" or has_cursor(self.stream)
-
-
-def has_cursor(stream: Any) -> bool:
-    return bool(getattr(stream, "cursor_column", None) or getattr(stream, "incremental", None))
+        """Whether loads keep state between runs (a cursor, or state the connector tracks), never for replace."""
+        return reading(self.stream).incremental(self.stream, self.write_mode)
 
 
 class TransformSpec(Strict):
@@ -289,6 +285,12 @@ class PipelineSpec(Strict):
             raise ValueError(f"source and transform names must be unique in a pipeline; repeated: {', '.join(dupes)}")
         if self.partitions and self.sensor:
             raise ValueError("a partitioned pipeline cannot have a file sensor: a new file belongs to no window")
+        streamed = [s.name for s in self.sources if isinstance(s.stream, MessageStream)]
+        if self.partitions and streamed:
+            raise ValueError(
+                f"source {streamed[0]!r}: a message stream is read from its committed position, not by time "
+                "window; load it in a pipeline without `partitions:`"
+            )
         if self.partitions:
             for source in self.sources:
                 if source.write_mode == "replace":
