@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -50,7 +51,7 @@ class LocationWatch:
             return False
         return True
 
-    def _entries(self) -> list[dict[str, object]] | None:
+    def _entries(self) -> list[dict[str, Any]] | None:
         try:
             body = requests.post(f"{self.url}/graphql", json={"query": STATUS}, timeout=10).json()
             return list(body["data"]["workspaceOrError"]["locationEntries"])
