@@ -47,12 +47,13 @@ def test_a_registered_type_is_everywhere_a_spec_can_name_it() -> None:
         assert type(TypeAdapter(Stream).validate_python(_minimal_stream(connector))) is connector.stream_model
 
 
-def _minimal_stream(connector: ConnectorType) -> dict[str, str]:
-    return {"files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
+def _minimal_stream(connector: ConnectorType) -> dict[str, object]:
+    minimal: dict[str, dict[str, object]] = {"files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
             "rest": {"type": "rest", "path": "/x"}, "redis": {"type": "redis", "stream": "s"},
             "rabbitmq": {"type": "rabbitmq", "queue": "q"}, "nats": {"type": "nats", "stream": "s"},
             "mqtt": {"type": "mqtt", "topics": ["t/#"], "client_id": "c"},
-            }.get(connector.name, {"type": connector.stream_type})
+            }
+    return minimal.get(connector.name, {"type": connector.stream_type})
 
 
 @pytest.mark.parametrize(("stream", "mode", "incremental"), [
