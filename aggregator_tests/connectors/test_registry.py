@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 import jsonschema
 import pytest
@@ -47,9 +47,8 @@ def test_a_registered_type_is_everywhere_a_spec_can_name_it() -> None:
         assert type(TypeAdapter(Stream).validate_python(_minimal_stream(connector))) is connector.stream_model
 
 
-def _minimal_stream(connector: ConnectorType) -> dict[str, Any]:
-    minimal: dict[str, dict[str, Any]] = {
-            "files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
+def _minimal_stream(connector: ConnectorType) -> dict[str, object]:
+    minimal: dict[str, dict[str, object]] = {"files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
             "rest": {"type": "rest", "path": "/x"}, "redis": {"type": "redis", "stream": "s"},
             "rabbitmq": {"type": "rabbitmq", "queue": "q"}, "nats": {"type": "nats", "stream": "s"},
             "mqtt": {"type": "mqtt", "topics": ["t/#"], "client_id": "c"},

@@ -155,4 +155,4 @@ class MqttBroker(Broker):
         client.disconnect()
 
 
-BROKERS: dict[str, type[Broker]] = {b.type: b for b in (RedisBroker, RabbitMqBroker)}
+BROKERS: dict[str, type[Broker]] = {b.type: b for b in (RedisBroker, NatsBroker, RabbitMqBroker, MqttBroker)}

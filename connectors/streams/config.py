@@ -48,18 +48,20 @@ class RabbitMqStream(MessageStream):
 
 
 class MqttStream(MessageStream):
-    """Messages of MQTT topics, queued by the broker in a persistent session between runs and acknowledged
-    (PUBACK) only after the load that holds them committed."""
+    """Messages of MQTT topics (subscribed with QoS 1), queued by the broker in a persistent session between
+    runs and acknowledged (PUBACK) only after the load that holds them committed."""
 
     type: Literal["mqtt"] = "mqtt"
     topics: list[str] = Field(min_length=1, description="Topic filters to subscribe to, e.g. ['sensors/+/temp'].")
     client_id: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
         description="The persistent session's client ID: the broker queues messages for it between runs. Unique "
-        "per source; the session exists from the first run or `connections check` on (messages published "
-        "before that are not queued).",
+        "per source; the session exists from the first run on (messages published before it are not queued).",
     )
-    qos: Literal[1, 2] = Field(1, description="Subscription QoS (1 or 2; QoS 0 messages are never queued).")
+    session_expiry_seconds: int = Field(
+        7 * 24 * 3600, gt=0, le=4_294_967_294,
+        description="How long the broker keeps the session (and its queued messages) between runs.",
+    )
     idle_seconds: float = Field(
         1.0, gt=0, description="A run stops when no message arrived for this long (MQTT cannot say how many wait)."
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.connector_type import ConnectorType
-from connectors.streams.config import RabbitMqStream, RedisStream
+from connectors.streams.config import MqttStream, NatsStream, RabbitMqStream, RedisStream
+from connectors.streams.mqtt import MqttResource
+from connectors.streams.nats import JetStreamResource
 from connectors.streams.rabbitmq import RabbitMqResource
 from connectors.streams.redis import RedisStreamsResource
 
@@ -26,4 +28,12 @@ RABBITMQ = ConnectorType(
     name="rabbitmq", resource=RabbitMqResource, stream_model=RabbitMqStream, cursor=_position,
     summary="RabbitMQ queues, acknowledged after the commit: at least once, exactly once by message_id",
 )
-CONNECTORS: tuple[ConnectorType, ...] = (REDIS, RABBITMQ)
+NATS = ConnectorType(
+    name="nats", resource=JetStreamResource, stream_model=NatsStream, cursor=_position,
+    summary="NATS JetStream streams, resumed by stream sequence: exactly once",
+)
+MQTT = ConnectorType(
+    name="mqtt", resource=MqttResource, stream_model=MqttStream, cursor=_position,
+    summary="MQTT v5 topics in a persistent session, acknowledged after the commit: at least once",
+)
+CONNECTORS: tuple[ConnectorType, ...] = (REDIS, NATS, RABBITMQ, MQTT)
