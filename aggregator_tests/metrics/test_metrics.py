@@ -80,3 +80,34 @@ def test_proxy_counters_parse() -> None:
     assert parsed[("aggregator_proxy_requests_total", (("method", "POST"), ("route", "/graphql"), ("status", "200")))] >= 1
     assert parsed[("aggregator_proxy_auth_failures_total", (("reason", "unauthenticated"),))] >= 1
     assert ("aggregator_proxy_request_duration_seconds_count", (("route", "/graphql"),)) in parsed
+
+
+@dg.op
+def failing_op() -> None:
+    raise RuntimeError("a failure the metrics must count once")
+
+
+@dg.job(tags={"aggregator/pipeline": "restarts"})
+def failing_job() -> None:
+    failing_op()
+
+
+def test_a_restarted_collector_never_shows_a_lower_count(instance: dg.DagsterInstance,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 19, minor 8): a restarted `metrics serve` counted the history in batches, one per scrape,
+    so its first scrapes showed counts below the previous process's: Prometheus read the drop as a reset and
+    `increase()` counted old failures as new. `catch_up()` (run before the port opens) reads all of it first.
+    Batches of 1 here, so three runs need several reads."""
+    from aggregator.metrics import dagster_collector
+
+    for _ in range(3):
+        assert not failing_job.execute_in_process(instance=instance, raise_on_error=False).success
+    key = ("aggregator_runs_total", (("pipeline", "restarts"), ("status", "failure")))
+    assert samples(Exposition(instance).render())[key] == 3, "the previous process, caught up"
+
+    monkeypatch.setattr(dagster_collector, "BATCH", 1)
+    partial = Exposition(instance)
+    assert samples(partial.render())[key] < 3, "served part-way, the count drops (the defect)"
+    restarted = Exposition(instance)
+    restarted.collector.catch_up()
+    assert samples(restarted.render())[key] == 3
