@@ -56,28 +56,28 @@ class DagsterCollector(Collector):
         self.instance = instance
         self.state = State()
         self._lock = threading.Lock()
-        self._behind = False
+        self._read = 0
 
     def _records(self, event_type: DagsterEventType) -> list[dg.EventLogRecord]:
         cursor = self.state.cursors.setdefault(event_type.value, FeedCursor())
         records = read_new(self.instance, [event_type], cursor, BATCH)
-        self._behind = self._behind or len(records) >= BATCH
+        self._read += len(records)
         return records
 
-    def refresh(self) -> bool:
-        """Fold in events since the last call; bounded by BATCH per event type. True when nothing is left."""
+    def refresh(self) -> int:
+        """Fold in events since the last call; bounded by BATCH per event type. Returns how many were read."""
         with self._lock:
-            self._behind = False
+            self._read = 0
             self._refresh_runs()
             self._refresh_materializations()
             self._refresh_checks()
-            return not self._behind
+            return self._read
 
     def catch_up(self) -> None:
         """Read the whole history before the first scrape is answered. Served part-way, a restarted process
         exposed counters below the previous process's values: Prometheus reads a drop as a reset, and
         `increase()` then counted the history read so far as new failures."""
-        while not self.refresh():
+        while self.refresh():
             pass
 
     def _refresh_runs(self) -> None:
