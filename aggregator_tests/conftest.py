@@ -12,11 +12,16 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
+from aggregator_tests.s3_server import S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Test directories where an engine, client or file left open fails the test that leaked it (issue 20.7).
-LEAK_FREE = ("connectors", "destinations", "pipelines", "metrics")
+LEAK_FREE = ("connectors", "destinations", "pipelines", "metrics", "alerts", "logs", "worker",
+             "proxy/test_store.py", "proxy/test_shared_state.py", "proxy/test_login_throttle.py", "proxy/test_cli.py",
+             "proxy/test_sessions_and_ws.py", "proxy/test_graphql_schema_file.py", "proxy/api/test_access_matrix.py",
+             "proxy/api/test_api_pipelines.py", "proxy/api/test_api_export.py", "proxy/api/test_api_query.py",
+             "test_dev.py", "test_schedule_catch_up.py", "test_operations_docs.py", "test_postgres_instance.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,6 +78,14 @@ def mysql_url() -> Iterator[str]:
     except sa_exc.OperationalError as exc:
         pytest.fail(f"MariaDB/MySQL is required (AGGREGATOR_TEST_MYSQL_URL or 127.0.0.1:3306): {exc.orig}",
                     pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's, a subprocess on loopback) with authentication on; stopped at the
+    end of the session. Tests take a fresh bucket each (`s3_server.new_bucket()`)."""
+    with running_s3_server(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
 
 
 @pytest.fixture
