@@ -22,6 +22,7 @@ from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.routes.console import BASE_HREF, CONSOLE_DIST, IMMUTABLE
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
+from scripts.console_fixtures import FIXTURE, connector_types_json
 
 INITIAL_JS_BUDGET = 500 * 1024  # gzipped bytes of the JavaScript the first page loads (issue 21)
 
@@ -129,6 +130,27 @@ def test_me_says_what_the_caller_may_do_and_why_not(stack: Stack) -> None:
     assert refused.status_code == 403
 
 
+def test_alert_history_is_fenced_to_a_scoped_grants_pipelines(stack: Stack, tmp_path: Path) -> None:
+    from aggregator.alerts.history import AlertStore, alerts_db_url
+
+    alerts = AlertStore(alerts_db_url(tmp_path))
+    try:
+        alerts.record(status="sent", kind="run_failure", subject="run:sales", title="sales failed", pipeline="sales",
+                      run_id="r1", channel="ops")
+        alerts.record(status="sent", kind="run_failure", subject="run:shop", title="shop failed", pipeline="shop")
+        alerts.record(status="held", kind="platform", subject="spec_errors", title="specs broken")
+    finally:
+        alerts.dispose()
+    everything = stack.get("/api/alerts/history", _bearer(stack.viewer_token)).json()
+    assert [a["title"] for a in everything] == ["specs broken", "shop failed", "sales failed"]
+    scoped = stack.get("/api/alerts/history", _bearer(stack.token)).json()  # ana: editor of sales only
+    assert [(a["title"], a["run_id"]) for a in scoped] == [("sales failed", "r1")]
+    outside = stack.get("/api/alerts/history?pipeline=shop", _bearer(stack.token))
+    assert outside.status_code == 403 and outside.json()["missing_permission"] == "viewer:alert_history on shop"
+    held = stack.get("/api/alerts/history?status=held", _bearer(stack.viewer_token)).json()
+    assert [a["kind"] for a in held] == ["platform"]
+
+
 def test_shipped_build_is_complete_and_its_initial_javascript_is_under_budget() -> None:
     """What the first page loads (the entry script and its modulepreloads), gzipped, stays under 500 KB; every
     page is its own chunk, loaded when visited."""
@@ -145,3 +167,9 @@ def test_shipped_build_is_complete_and_its_initial_javascript_is_under_budget() 
         assert page in chunks, f"page {page} is not a chunk of its own: {sorted(chunks)}"
     for page in chunks & {"Overview", "Analytics", "ConnectionEdit"}:
         assert not any(name.startswith(f"assets/{page}-") for name in initial), "a page is in the initial load"
+
+
+def test_connector_type_fixture_is_current() -> None:
+    """The form tests render every connector type from this file: it must be what the API serves now."""
+    assert FIXTURE.read_text(encoding="utf-8") == connector_types_json(), (
+        "aggregator/console/src/test/connector-types.json is stale: run `python scripts/console_fixtures.py`")

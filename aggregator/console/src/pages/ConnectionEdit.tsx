@@ -58,9 +58,20 @@ export default function ConnectionEdit() {
   const test = useMutation({
     mutationFn: () => getJson<CheckResult>(`api/connections/${encodeURIComponent(name!)}/check`, { method: "POST" }),
   });
+  const [stream, setStream] = useState("");
   const discovered = useMutation({
-    mutationFn: () => getJson<StreamInfo[]>(`api/connections/${encodeURIComponent(name!)}/discover`, {
-      method: "POST", body: {} }),
+    mutationFn: () => {
+      let parsed: unknown = null;
+      if (stream.trim()) {
+        try {
+          parsed = JSON.parse(stream);
+        } catch (err) {
+          throw new Error(`the stream is not JSON: ${(err as Error).message}`);
+        }
+      }
+      return getJson<StreamInfo[]>(`api/connections/${encodeURIComponent(name!)}/discover`, {
+        method: "POST", body: parsed === null ? {} : { stream: parsed } });
+    },
   });
 
   if (!isNew && doc.isPending) return <p role="status">Loading connection…</p>;
@@ -119,6 +130,14 @@ export default function ConnectionEdit() {
         <div className="card">
           <h2>Test and discover</h2>
           <p className="note">Both run in the worker with the pipelines' environment; nothing is written.</p>
+          {discover.allowed ? (
+            <label style={{ display: "block", marginBottom: ".5rem" }}>
+              Stream to discover (optional; JSON as a source's <code>stream:</code>, e.g.{" "}
+              <code>{type === "rest" ? '{"path": "items"}' : type === "sql" ? '{"table": "orders"}' : '{"path": "orders.csv"}'}</code>;
+              empty: every stream the connection can list)
+              <textarea rows={2} value={stream} onChange={(e) => setStream(e.target.value)} spellCheck={false} />
+            </label>
+          ) : null}
           <div className="row">
             {check.allowed ? (
               <button type="button" onClick={() => test.mutate()} disabled={test.isPending}>
