@@ -46,7 +46,7 @@ def test_channel(channel: str) -> None:
     from aggregator.alerts.deliver import deliver
     from aggregator.alerts.history import AlertStore, alerts_db_url
     from aggregator.alerts.message import AlertMessage
-    from aggregator.alerts.setup import build_alert_setup
+    from aggregator.pipelines.alert_setup import build_alert_setup
     from aggregator.pipelines.load import SpecErrors, load_specs
 
     settings = load_settings()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from aggregator.pipelines.cli_format import text_table
 from aggregator.settings import load_settings
 
 
@@ -30,11 +30,6 @@ def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
         _fail(str(exc))
         raise  # unreachable; keeps type checkers calm
 
-
-def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
 
 
 @click.command()
@@ -82,10 +77,10 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     from pydantic import ValidationError
 
     from aggregator.destinations.sql import SqlDestination
-    from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_resource
+    from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_source
     from aggregator.pipelines.graph import WAREHOUSE
     from aggregator.pipelines.load import validation_errors
-    from connectors.sql.resource import SqlResource
+    from connectors.sql.resource import SqlResource, WarehouseReader
 
     settings, specs = _load_specs()
     declared = specs.connections.get(name)
@@ -95,11 +90,14 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     try:
         if declared is None:
             url = settings.warehouse_url
-            return specs, SqlResource(url=url) if for_discovery else SqlDestination(url=url)
+            return specs, WarehouseReader(url=url) if for_discovery else SqlDestination(url=url)
         conn, sf = declared
         if name == WAREHOUSE and not for_discovery:
             return specs, build_destination(conn, resolve_as=name)
-        return specs, build_resource(conn, resolve_as=name)
+        source = build_source(conn, name)
+        if name == WAREHOUSE and isinstance(source, SqlResource):
+            return specs, WarehouseReader(url=source.url)  # the operator discovers the warehouse itself
+        return specs, source
     except SecretReferenceError as exc:
         _fail(str(exc))
     except ValidationError as exc:
@@ -138,7 +136,17 @@ def connections_discover(name: str) -> None:
             rows.extend((stream_name, column, str(ctype)) for column, ctype in columns.items())
     except (ConnectorError, OSError) as exc:
         _fail(f"discovery on {name!r} failed: {exc}")
-    click.echo(_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
+    click.echo(text_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
+
+
+@connections.command("types")
+def connections_types() -> None:
+    """List the registered connector types: what `type:` a connection may say and what its sources read."""
+    from connectors.registry import CONNECTOR_TYPES
+
+    rows = [(c.name, c.stream_type, c.incremental_by, c.summary, f"docs/connectors/{c.page}")
+            for c in CONNECTOR_TYPES.values()]
+    click.echo(text_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
 
 
 def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
@@ -180,7 +188,7 @@ def pipelines_list() -> None:
          "yes" if p.sensor else "-", str(sf.path))
         for p, sf, _ in loaded.specs.pipelines
     ]
-    click.echo(_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
+    click.echo(text_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
     if loaded.errors:
         click.echo(f"\n{len(loaded.errors)} spec problem(s); pipelines not loaded: "
                    f"{', '.join(loaded.dropped) or 'none'}; `aggregator validate` lists them", err=True)
@@ -211,7 +219,7 @@ def pipelines_show(name: str) -> None:
         deps = ", ".join(u.key.to_user_string() for u in node.upstream.values()) or "-"
         checks = ", ".join(c.name or c.default_name() for c in node.spec.checks) or "-"
         rows.append((node.key.to_user_string(), "source" if node.is_source else "transform", node.table, deps, checks))
-    click.echo(_table(rows, ("asset", "kind", "table", "upstream", "checks")))
+    click.echo(text_table(rows, ("asset", "kind", "table", "upstream", "checks")))
 
 
 @click.command()
