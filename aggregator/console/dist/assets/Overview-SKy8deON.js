@@ -1,4 +1,4 @@
-import{u as h,j as e}from"./react-Dlje40EZ.js";import{p as c,g as m,a as y}from"./index-CmGkriAJ.js";import{E as x}from"./Unavailable-p41SFSTC.js";import{R as g,B as C,C as E,X as v,Y as N,T as k,L as w,a as f}from"./BarChart-RmmSgW1U.js";import"./_baseAssignValue-NdvgS3lG.js";const d=14,I=`query ConsoleRuns($after: Float) {
+import{u as h,j as e}from"./react-CBCOYrW_.js";import{p as c,g as m,a as y}from"./index-B4QPzGVx.js";import{E as x}from"./Unavailable-DohBy2E-.js";import{R as g,B as C,C as E,X as v,Y as N,T as k,L as w,a as f}from"./charts-BVY0ZELY.js";import"./vendor-o3rFD05H.js";const d=14,I=`query ConsoleRuns($after: Float) {
   runsOrError(filter: {createdAfter: $after}, limit: 1000) {
     __typename
     ... on Runs { results { runId jobName status startTime creationTime } }
