@@ -42,8 +42,8 @@ describe.each(TYPES.map((t) => [t.name, t.config_schema] as const))("the %s conn
     const { container } = render(<ConnectionForm schema={schema} value={{}} onSubmit={() => {}} />);
     const required = new Set((schema.required as string[]) ?? []);
     for (const [key, prop] of Object.entries(props(rendered))) {
-      if (prop.type === "object" || prop.oneOf || prop.anyOf) {
-        // An object (auth, headers, a secret reference) is a fieldset titled like the option.
+      if (prop.type === "object" || prop.type === "array" || prop.oneOf || prop.anyOf) {
+        // An object or list (auth, headers, servers, a secret reference) is a fieldset of its own.
         expect(container.querySelector(`#root_${key}`) ?? container.querySelector(`[id^="root_${key}"]`), key)
           .not.toBeNull();
         continue;
