@@ -11,7 +11,6 @@ from typing import Any, NoReturn
 import click
 
 from aggregator.pipelines.cli_format import text_table
-from aggregator.settings import load_settings
 
 
 def _fail(message: str) -> NoReturn:
@@ -21,6 +20,7 @@ def _fail(message: str) -> NoReturn:
 def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
     from aggregator.pipelines.compile import build_resources
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -39,6 +39,7 @@ def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
 def validate(path: Path | None, warehouse: bool) -> None:
     """Check every spec under PATH (default AGGREGATOR_PIPELINES) without running anything."""
     from aggregator.pipelines.validate import validate as run_validate
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     # Here, in the pipelines' environment, validation may also say which allowed variables are unset.
@@ -60,6 +61,7 @@ def connections() -> None:
 
 def _load_specs() -> tuple[Any, Any]:
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -176,6 +178,7 @@ def pipelines_list() -> None:
     from aggregator.examples import sales_assets
     from aggregator.pipelines.isolate import load_isolated
     from aggregator.pipelines.python_assets import assets_with_deps_in
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)
@@ -199,6 +202,7 @@ def pipelines_list() -> None:
 def pipelines_show(name: str) -> None:
     """The assets, checks, schedule and sensor compiled from pipeline NAME."""
     from aggregator.pipelines.isolate import load_isolated
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)  # a broken other file does not hide this one

@@ -17,8 +17,6 @@ import os
 import time
 from pathlib import Path
 
-from aggregator.pipelines.load import spec_paths
-
 SNAPSHOT_ENV = "AGGREGATOR_SPEC_SNAPSHOT"
 log = logging.getLogger(__name__)
 
@@ -40,6 +38,8 @@ def _ancestors() -> set[int]:
 
 def read_texts(root: Path) -> dict[Path, str]:
     """The spec files under `root` as text; an unreadable file is left for the loader to report."""
+    from aggregator.pipelines.load import spec_paths  # heavy; `aggregator dev` needs only SNAPSHOT_ENV
+
     texts: dict[Path, str] = {}
     for path in spec_paths(root):
         try:

@@ -37,6 +37,18 @@ class Schedule(Strict):
     cron: str = Field(description="Cron expression, e.g. '0 6 * * *'.")
     timezone: str = Field("UTC", description="IANA timezone the cron expression is evaluated in.")
     enabled: bool = Field(True, description="Whether the schedule starts running when the platform starts.")
+    catch_up: Literal["latest", "skip"] = Field(
+        "latest",
+        description="Ticks missed while the daemon or code server was down (docs/operations.md): `latest` runs "
+        "the newest missed tick once when the platform is back; `skip` runs none of them (the next regular "
+        "tick runs). For a partitioned pipeline the newest missed tick loads the latest complete window; missed "
+        "windows are backfilled from the UI.",
+    )
+    late_after_s: int = Field(
+        300, gt=0,
+        description="With `catch_up: skip`: a tick evaluated this many seconds after its scheduled time counts as "
+        "missed and is skipped.",
+    )
 
     @field_validator("cron")
     @classmethod

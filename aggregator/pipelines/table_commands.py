@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from aggregator.pipelines.cli_format import text_table
-from aggregator.settings import load_settings
 
 
 @click.group()
@@ -22,6 +21,7 @@ def tables_preview(asset: str, limit: int) -> None:
     from aggregator.pipelines.graph import destination_key
     from aggregator.pipelines.isolate import load_isolated
     from aggregator.pipelines.preview import sample
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)
