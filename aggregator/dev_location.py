@@ -1,9 +1,7 @@
-"""Is the code location loaded in the private webserver? `aggregator dev` starts the webserver together with the
-code server (its import overlaps the pipelines' loading, issue 20's start-up goal) and waits here until the
-webserver holds the loaded location.
-
-A webserver that asked before the code server listened has the location as "unreachable"; Dagster's watch thread
-recovers it by itself within ~10 s, and a reload sent here as soon as the code server listens makes that at once.
+"""Is the code location loaded in the private webserver? `aggregator dev` says "up" only once it is: the
+webserver answers before the location has loaded, and a webserver (re)started while the code server was not
+answering holds it as "unreachable" (Dagster's watch thread recovers that within ~10 s; a reload sent here as soon
+as the code server listens does it at once).
 A location that fails for another reason (a broken definitions module) counts as settled: the UI shows the
 error, and waiting would never end.
 """

@@ -33,9 +33,10 @@ class ChildSpec:
     argv: Sequence[str]
     env: dict[str, str]
     cwd: Path
-    # When to start it: "start" at once; "up" once the platform answers (the daemon and the worker: nothing of
-    # the start-up waits for them, so they do not compete for CPU with it).
-    after: Literal["start", "up"] = "start"
+    # When to start it: "start" at once; "code" once the code server listens (the webserver); "up" once the
+    # platform answers (the daemon and the worker: nothing of the start-up waits for them, so they do not compete
+    # for CPU with it).
+    after: Literal["start", "code", "up"] = "start"
     # Where its stdout and stderr go (appended); None: the terminal of `aggregator dev`.
     log: Path | None = None
 
