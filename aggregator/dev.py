@@ -24,8 +24,8 @@ import yaml
 
 from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopted, supervisor_token
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
+from aggregator.dev_specs import SpecWatcher, apply_directory
 from aggregator.dev_supervisor import ChildSpec, Supervisor
-from aggregator.pipelines.snapshot import SNAPSHOT_ENV
 from aggregator.settings import PACKAGE_DIR, Settings
 
 LOCATION_NAME = "aggregator.definitions"  # the name `dagster dev -m aggregator.definitions` gave it
@@ -72,8 +72,6 @@ PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", 
 
 def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
-    # A spec snapshot inherited from whatever started us must not pin the platform's own code servers.
-    env.pop(SNAPSHOT_ENV, None)
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -81,6 +79,8 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
         DAGSTER_HOME=str(dagster_home),
         # Byte-code caches would otherwise land beside the sources, outside AGGREGATOR_HOME.
         PYTHONPYCACHEPREFIX=str(settings.home / "pycache"),
+        # Every child reads the specs from the spec store (the proxy's database unless set apart).
+        AGGREGATOR_SPECS_DB_URL=settings.spec_store_url,
     )
     return env
 
@@ -194,6 +194,7 @@ def wait_for(ready: Callable[[], bool], what: str, supervisor: Supervisor, say: 
 def run_dev(settings: Settings, host: str, port: int) -> int:
     ensure_port_free(host, port)
     prepare_home(settings)
+    say_specs = apply_directory(settings)
     code_port, webserver_port = internal_port(), internal_port()
 
     def say(message: str) -> None:
@@ -230,9 +231,12 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
                  "the webserver", supervisor, say)
         start("up")
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
+        say(say_specs)
+        watcher = SpecWatcher(settings, f"{upstream}/graphql", say)
         while True:
             supervisor.check()
             reap_adopted(supervisor.pids())
+            watcher.poll()
             time.sleep(0.5)
     except KeyboardInterrupt:
         return shut_down(supervisor, upstream)

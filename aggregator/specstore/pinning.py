@@ -1,0 +1,64 @@
+"""Pin a run to the spec revision its code location was loaded at, with Dagster's own mechanism.
+
+The code server records the store revision and the digest of its files in the Definitions' reconstruction
+metadata; Dagster keeps that with each run's execution plan and hands it to every process that reconstructs
+the code location for the run (run worker, step process, Kubernetes run or step pod). Those load exactly that
+revision from the store and refuse to run anything else (the digest must match), whichever machine they are on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Not re-exported at the top level of dagster 1.13; this is the module Dagster's own state-backed loaders use.
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
+
+from aggregator.settings import Settings
+from aggregator.specstore.current import current_snapshot, local_directory, open_spec_db
+from aggregator.specstore.store import Snapshot
+
+REVISION_KEY = "aggregator/spec_revision"
+DIGEST_KEY = "aggregator/spec_digest"
+
+
+class PinnedSpecsError(RuntimeError):
+    """The revision a run was launched with cannot be loaded as it was."""
+
+
+def pinned_texts(settings: Settings) -> tuple[dict[Path, str] | None, dict[str, str]]:
+    """The spec texts to load in this process, and the reconstruction metadata that pins them."""
+    context = DefinitionsLoadContext.get()
+    if context.load_type == DefinitionsLoadType.RECONSTRUCTION:
+        recorded = context.reconstruction_metadata
+        if REVISION_KEY in recorded:
+            revision, digest = int(recorded[REVISION_KEY]), str(recorded[DIGEST_KEY])
+            pinned = load_revision(settings, revision, digest)
+            return pinned.texts(settings.pipelines_dir), {REVISION_KEY: str(revision), DIGEST_KEY: digest}
+        if recorded.get(DIGEST_KEY) == "files":
+            return None, dict(recorded)  # the code server read a spec file named directly; so does the run
+    snap = current_snapshot(settings)
+    if snap is None:
+        return None, {DIGEST_KEY: "files"}
+    return snap.texts(settings.pipelines_dir), {REVISION_KEY: str(snap.revision), DIGEST_KEY: snap.digest}
+
+
+def load_revision(settings: Settings, revision: int, digest: str) -> Snapshot:
+    """Revision `revision` of the store, verified against the digest the code server recorded."""
+    try:
+        snap = open_spec_db(settings).snapshot(revision)
+    except LookupError as exc:
+        raise PinnedSpecsError(f"this run was launched with spec store revision {revision}, which the store at "
+                               f"{_where(settings)} does not have: {exc}") from exc
+    if snap.digest != digest:
+        raise PinnedSpecsError(f"spec store revision {revision} at {_where(settings)} is not the one this run was "
+                               f"launched with (digest {snap.digest[:12]}, expected {digest[:12]}): the run "
+                               "reads a different spec store than its code server (AGGREGATOR_SPECS_DB_URL)")
+    return snap
+
+
+def _where(settings: Settings) -> str:
+    url = settings.spec_store_url
+    return url.split("@")[-1] if "@" in url else url  # never the credentials
+
+
+__all__ = ["DIGEST_KEY", "REVISION_KEY", "PinnedSpecsError", "load_revision", "local_directory", "pinned_texts"]
