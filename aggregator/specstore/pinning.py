@@ -26,8 +26,17 @@ class PinnedSpecsError(RuntimeError):
 
 
 def pinned_texts(settings: Settings) -> tuple[dict[Path, str] | None, dict[str, str]]:
-    """The spec texts to load in this process, and the reconstruction metadata that pins them."""
+    """The spec texts to load in this process, and the reconstruction metadata that pins them (also handed to
+    the load context: Dagster records the context's pending metadata with the repository, and that is what
+    a run's execution plan carries to its run worker)."""
     context = DefinitionsLoadContext.get()
+    texts, pin = _pinned(settings, context)
+    for key, value in pin.items():
+        context.add_to_pending_reconstruction_metadata(key, value)
+    return texts, pin
+
+
+def _pinned(settings: Settings, context: DefinitionsLoadContext) -> tuple[dict[Path, str] | None, dict[str, str]]:
     if context.load_type == DefinitionsLoadType.RECONSTRUCTION:
         recorded = context.reconstruction_metadata
         if REVISION_KEY in recorded:
