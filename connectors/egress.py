@@ -7,7 +7,9 @@ HTTP addresses. Enforced inside the connectors, so a run, the worker and the CLI
   `$AGGREGATOR_PIPELINES/data` and the bundled samples' `data` directory.
 * **SQL**: never the platform's own databases: those in `AGGREGATOR_PROTECTED_DATABASES` (comma-separated
   SQLAlchemy URLs, credentials not needed) and the proxy, platform and Dagster storage URLs when this process
-  knows them (`AGGREGATOR_PROXY_DB_URL`, `AGGREGATOR_PLATFORM_DB_URL`, `DAGSTER_PG_URL`). A database is the
+  knows them (`AGGREGATOR_PROXY_DB_URL`, `AGGREGATOR_PLATFORM_DB_URL`, `DAGSTER_PG_URL`). A SQL *source*
+  may not read the platform's warehouse (`AGGREGATOR_WAREHOUSE_URL`) either: its tables belong to pipelines,
+  and a pipeline reads another's tables only through a ref, which the grant check sees. A database is the
   same when host (by resolved address), port and database name match. SQLite files must be under a data
   root, which keeps out every SQLite file of the platform (`proxy.db`, Dagster's storage, the warehouse).
 * **HTTP** (REST connections, OAuth2 token endpoints, redirects): the address each socket actually
@@ -37,6 +39,8 @@ PROTECTED_SERVICES_ENV = "AGGREGATOR_PROTECTED_SERVICES"
 # Platform databases a process may know of by these variables (the proxy's are never in a pipeline's
 # environment; AGGREGATOR_PROTECTED_DATABASES carries them there).
 PLATFORM_DB_ENVS = ("AGGREGATOR_PROXY_DB_URL", "AGGREGATOR_PLATFORM_DB_URL", "DAGSTER_PG_URL")
+# The warehouse: pipelines write it, so destinations may open it; sources may not.
+WAREHOUSE_ENV = "AGGREGATOR_WAREHOUSE_URL"
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -113,11 +117,11 @@ def _identity(url: str) -> _DbIdentity | None:
                        parsed.database or "")
 
 
-def protected_databases(environ: Mapping[str, str] | None = None) -> list[str]:
-    """URLs of the platform's own databases known to this process."""
+def protected_databases(environ: Mapping[str, str] | None = None, source: bool = False) -> list[str]:
+    """URLs of the platform's own databases known to this process; for a source, the warehouse too."""
     env = os.environ if environ is None else environ
     urls = _split(env.get(PROTECTED_DATABASES_ENV, ""))
-    urls += [env[name] for name in PLATFORM_DB_ENVS if env.get(name)]
+    urls += [env[name] for name in (*PLATFORM_DB_ENVS, *((WAREHOUSE_ENV,) if source else ())) if env.get(name)]
     return urls
 
 
@@ -134,21 +138,31 @@ def sqlite_database(url: Any) -> str | None:
     return "" if database in ("", ":memory:") else database
 
 
-def check_sql_url(url: str, field: str, environ: Mapping[str, str] | None = None) -> None:
-    """EgressError naming `field` if `url` is one of the platform's databases or a SQLite file outside the
-    data roots."""
+_WAREHOUSE_REFUSAL = (f"{{field}}: this is the platform's warehouse ({WAREHOUSE_ENV}); a pipeline reads another "
+                      "pipeline's tables through a ref in a transform, not with a SQL source")
+
+
+def check_sql_url(url: str, field: str, environ: Mapping[str, str] | None = None, source: bool = False) -> None:
+    """EgressError naming `field` if `url` is one of the platform's databases (for a `source`, the warehouse
+    included) or a SQLite file outside the data roots."""
+    env = os.environ if environ is None else environ
     database = sqlite_database(url)
     if database is not None:
         if database:
-            check_path(database, f"{field} (SQLite file)", environ)
+            real = check_path(database, f"{field} (SQLite file)", env)
+            warehouse = sqlite_database(env.get(WAREHOUSE_ENV) or "sqlite://") if source else None
+            if warehouse and real == Path(os.path.realpath(Path(warehouse).expanduser())):
+                raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
         return
     target = _identity(url)
     if target is None:
         return
-    for protected in protected_databases(environ):
+    for protected in protected_databases(env, source):
         other = _identity(protected)
         if (other is not None and other.backend == target.backend and other.port == target.port
                 and other.database == target.database and other.addresses & target.addresses):
+            if source and env.get(WAREHOUSE_ENV) == protected:
+                raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
             raise EgressError(f"{field}: this is one of the platform's own databases, which connectors may "
                               f"never read ({PROTECTED_DATABASES_ENV})")
 

@@ -1,46 +1,51 @@
-"""The one list of connector types. Connection `type` literals, stream types, resource classes and the
-per-type JSON Schema of connection configs are all derived from it, so a new connector is one entry here."""
+"""The one list of connector types. A connector is declared once, in its package's `connector.py`
+(`ConnectorType`: resource, stream model, hooks, summary), and registered here with one line; the spec's
+connection-type literal and stream union, the JSON Schema, the resource a connection builds, docs/connectors/
+and `aggregator connections types` are all derived from this list (docs/connectors/write-a-connector.md)."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel
+from pydantic import Field
 
-from connectors.files.config import FileStream
-from connectors.rest.config import RestStream
-from connectors.sql.config import SqlStream
+from connectors.connector_type import ConnectorType, StreamModel, as_source
+from connectors.files.connector import CONNECTOR as FILES
+from connectors.rest.connector import CONNECTOR as REST
+from connectors.sql.connector import CONNECTOR as SQL
 
-
-@dataclass(frozen=True)
-class ConnectorType:
-    """One kind of connection: what `type:` says, what its sources' `stream.type` says, what it reads."""
-
-    name: str  # `connections.<name>.type`
-    stream_type: str  # `sources[].stream.type` of sources reading it
-    stream_model: type[BaseModel]
-    resource_path: str  # "module:Class", imported on first use so loading specs stays light
-    summary: str
-
-    def resource_class(self) -> Any:
-        """The Dagster resource class (a `Source`) that a connection of this type builds."""
-        module, _, name = self.resource_path.partition(":")
-        return getattr(importlib.import_module(module), name)
+_DECLARED: tuple[ConnectorType, ...] = (FILES, SQL, REST)
 
 
-CONNECTOR_TYPES: dict[str, ConnectorType] = {
-    c.name: c
-    for c in (
-        ConnectorType("files", "file", FileStream, "connectors.files.resource:FilesResource",
-                      "CSV, JSON, JSON Lines, Parquet and Excel files below a directory"),
-        ConnectorType("sql", "sql", SqlStream, "connectors.sql.resource:SqlResource",
-                      "any SQLAlchemy database (tables, views or a query)"),
-        ConnectorType("rest", "rest", RestStream, "connectors.rest.resource:RestApiResource",
-                      "an HTTP JSON API: pagination, auth, retries, incremental cursors"),
-    )
-}
+def _registry(declared: tuple[ConnectorType, ...]) -> dict[str, ConnectorType]:
+    """By name; two connectors may share neither a name nor a stream type (the stream union's tag)."""
+    by_name: dict[str, ConnectorType] = {}
+    stream_types: dict[str, str] = {}
+    for connector in declared:
+        if connector.name in by_name:
+            raise ValueError(f"connector type {connector.name!r} is registered twice")
+        if connector.stream_type in stream_types:
+            raise ValueError(f"connectors {stream_types[connector.stream_type]!r} and {connector.name!r} both "
+                             f"declare stream type {connector.stream_type!r}")
+        by_name[connector.name] = connector
+        stream_types[connector.stream_type] = connector.name
+    return by_name
+
+
+CONNECTOR_TYPES: dict[str, ConnectorType] = _registry(_DECLARED)
+# Which stream `type` a connection of each type reads.
+STREAM_TYPE_OF: dict[str, str] = {c.name: c.stream_type for c in CONNECTOR_TYPES.values()}
+STREAM_MODELS: tuple[type[Any], ...] = tuple(c.stream_model for c in CONNECTOR_TYPES.values())
+
+if TYPE_CHECKING:
+    # Type checkers cannot see a Literal or union built at run time; they see the shapes code may rely on.
+    ConnectionType = str
+    Stream = StreamModel
+else:
+    ConnectionType = Literal[tuple(CONNECTOR_TYPES)]
+    # pydantic takes a discriminator on a union only (one registered type: the model itself).
+    Stream = (Annotated[Union[STREAM_MODELS], Field(discriminator="type")]  # noqa: UP007 (a runtime tuple)
+              if len(STREAM_MODELS) > 1 else STREAM_MODELS[0])
 
 
 def connector_type(name: str) -> ConnectorType:
@@ -51,3 +56,14 @@ def connector_type(name: str) -> ConnectorType:
         raise ValueError(
             f"unknown connection type {name!r}; allowed: {', '.join(CONNECTOR_TYPES)}"
         ) from None
+
+
+def reading(stream: StreamModel) -> ConnectorType:
+    """The connector whose sources read `stream` (by its `type` tag)."""
+    return _BY_STREAM_TYPE[stream.type]
+
+
+_BY_STREAM_TYPE: dict[str, ConnectorType] = {c.stream_type: c for c in CONNECTOR_TYPES.values()}
+
+__all__ = ["CONNECTOR_TYPES", "STREAM_MODELS", "STREAM_TYPE_OF", "ConnectionType", "ConnectorType", "Stream",
+           "as_source", "connector_type", "reading"]

@@ -20,6 +20,8 @@ Messages name the variable and the rule, never a value.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -172,12 +174,39 @@ class Resolver:
     def redact(self, text: str, mask: str = "***") -> str:
         """`text` with every value this resolver handed out replaced by `mask`, longest first (so a value
         containing another is masked whole). Values under 4 characters are not secrets worth the noise."""
-        # As given, and as it looks inside a URL (percent-encoded), where connectors put credentials too.
-        forms = {form for value in self.values if len(value) >= 4
-                 for form in (value, quote(value, safe=""), quote_plus(value))}
+        forms = {form for value in self.values if len(value) >= 4 for form in encoded_forms(value)}
         for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, mask)
         return text
+
+
+# Shorter base64 cores than this are not masked: they would mask innocent text and reveal too little.
+_MIN_CORE = 6
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """The base64 characters that depend only on `raw`, wherever `raw` sits in a longer encoded value (HTTP
+    Basic credentials `user:secret`, a token in a JSON document, ...): one core per alignment, in the standard
+    and the URL-safe alphabet. Prefix bytes share the first character(s) of their group with `raw` and
+    following bytes its last, so those characters are dropped."""
+    cores: set[str] = set()
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode().rstrip("=")
+        start = (0, 2, 3)[shift]  # the first character computed from `raw`'s bytes alone
+        end = len(encoded) - (1 if (shift + len(raw)) % 3 else 0)  # the last one may mix with what follows
+        core = encoded[start:end]
+        if len(core) >= _MIN_CORE:
+            cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return cores
+
+
+def encoded_forms(value: str) -> set[str]:
+    """The ways a resolved secret shows up in text a connector sends back: as given, percent-encoded (URLs),
+    JSON-escaped (an echoed document), hex, and base64 at any alignment (Basic auth, tokens in payloads)."""
+    raw = value.encode()
+    forms = {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
+             raw.hex(), raw.hex().upper(), *_base64_cores(raw)}
+    return {form for form in forms if form}
 
 
 def resolve(tree: Any, where: str, environ: Mapping[str, str] | None = None, prefix: Path = ()) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from connectors.batches import Batch, StreamInfo
@@ -32,7 +32,8 @@ class Source(Protocol[StreamT_contra]):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Batches of `stream`'s records: only those past `state` (incremental), inside `window`
-        (partitions), typed as `hints` declare."""
+        (partitions), typed as `hints` declare. A generator: closing it early (a preview's row limit, a run
+        that stops) stops reading and releases what it holds (cursors, connections, prefetch threads)."""
         ...

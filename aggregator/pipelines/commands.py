@@ -82,10 +82,10 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     from pydantic import ValidationError
 
     from aggregator.destinations.sql import SqlDestination
-    from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_resource
+    from aggregator.pipelines.connections import SecretReferenceError, build_destination, build_source
     from aggregator.pipelines.graph import WAREHOUSE
     from aggregator.pipelines.load import validation_errors
-    from connectors.sql.resource import SqlResource
+    from connectors.sql.resource import SqlResource, WarehouseReader
 
     settings, specs = _load_specs()
     declared = specs.connections.get(name)
@@ -95,11 +95,14 @@ def _connection(name: str, *, for_discovery: bool = False) -> tuple[Any, Any]:
     try:
         if declared is None:
             url = settings.warehouse_url
-            return specs, SqlResource(url=url) if for_discovery else SqlDestination(url=url)
+            return specs, WarehouseReader(url=url) if for_discovery else SqlDestination(url=url)
         conn, sf = declared
         if name == WAREHOUSE and not for_discovery:
             return specs, build_destination(conn, resolve_as=name)
-        return specs, build_resource(conn, resolve_as=name)
+        source = build_source(conn, name)
+        if name == WAREHOUSE and isinstance(source, SqlResource):
+            return specs, WarehouseReader(url=source.url)  # the operator discovers the warehouse itself
+        return specs, source
     except SecretReferenceError as exc:
         _fail(str(exc))
     except ValidationError as exc:
@@ -139,6 +142,16 @@ def connections_discover(name: str) -> None:
     except (ConnectorError, OSError) as exc:
         _fail(f"discovery on {name!r} failed: {exc}")
     click.echo(_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
+
+
+@connections.command("types")
+def connections_types() -> None:
+    """List the registered connector types: what `type:` a connection may say and what its sources read."""
+    from connectors.registry import CONNECTOR_TYPES
+
+    rows = [(c.name, c.stream_type, c.incremental_by, c.summary, f"docs/connectors/{c.page}")
+            for c in CONNECTOR_TYPES.values()]
+    click.echo(_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
 
 
 def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:

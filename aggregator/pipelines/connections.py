@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.registry import CONNECTOR_TYPES, connector_type
+from connectors.connector_type import as_source
+from connectors.registry import CONNECTOR_TYPES, STREAM_TYPE_OF, ConnectionType, connector_type
 from connectors.secrets import (
     MissingSecretError,
     Resolver,
@@ -15,13 +16,7 @@ from connectors.secrets import (
     SecretPolicy,
     SecretReferenceError,
 )
-
-# Spelled out for type checkers and pydantic's messages; the registry is the source, and this must match it.
-ConnectionType = Literal["files", "sql", "rest"]
-if get_args(ConnectionType) != tuple(CONNECTOR_TYPES):  # pragma: no cover - caught by any import in tests
-    raise RuntimeError(f"ConnectionType {get_args(ConnectionType)} differs from the registry {tuple(CONNECTOR_TYPES)}")
-# Which stream `type` a connection of each type reads.
-STREAM_TYPE_OF: dict[str, str] = {c.name: c.stream_type for c in CONNECTOR_TYPES.values()}
+from connectors.source import Source
 
 
 class EnvRef(BaseModel):
@@ -46,7 +41,7 @@ class Connection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: ConnectionType = Field(description="Connector: files, sql or rest.")
+    type: ConnectionType = Field(description=f"Connector type: {', '.join(CONNECTOR_TYPES)} (docs/connectors/).")
     description: str | None = Field(None, description="What this connection reaches.")
     config: dict[str, Any] = Field(
         default_factory=dict,
@@ -55,9 +50,8 @@ class Connection(BaseModel):
 
 
 def resource_class(conn_type: str) -> type[dg.ConfigurableResource]:
-    """The resource class of a connection type (imported on first use)."""
-    cls: type[dg.ConfigurableResource] = connector_type(conn_type).resource_class()
-    return cls
+    """The resource class of a connection type."""
+    return connector_type(conn_type).resource
 
 
 def _secrets(value: Any, path: tuple[str, ...], resolve_as: str | None, resolver: Resolver | None) -> Any:
@@ -75,7 +69,13 @@ def build_resource(conn: Connection, *, resolve_as: str | None = None,
 
     Secrets stay `dg.EnvVar`s, resolved when a run starts; with `resolve_as` (the connection's name) they are
     resolved now, for use outside a run (by `resolver`, which remembers the values for redaction)."""
-    return resource_class(conn.type)(**_secrets(conn.config, ("config",), resolve_as, resolver))
+    return connector_type(conn.type).build(_secrets(conn.config, ("config",), resolve_as, resolver))
+
+
+def build_source(conn: Connection, name: str, resolver: Resolver | None = None) -> Source[Any]:
+    """The connection `name` as a `Source` with its secrets resolved now (the CLI, the worker), by `resolver`
+    (which remembers the values for redaction); the same errors as `build_resource`."""
+    return as_source(build_resource(conn, resolve_as=name, resolver=resolver), name)
 
 
 def build_destination(conn: Connection, *, resolve_as: str | None = None,
@@ -89,4 +89,4 @@ def build_destination(conn: Connection, *, resolve_as: str | None = None,
                           declared_in_spec=True)
 
 
-__all__ = ["MissingSecretError", "SecretNameError", "SecretReferenceError"]
+__all__ = ["STREAM_TYPE_OF", "MissingSecretError", "SecretNameError", "SecretReferenceError"]

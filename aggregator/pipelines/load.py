@@ -16,6 +16,7 @@ from aggregator.pipelines.sensor_dirs import default_uploads_root, resolve_senso
 from aggregator.pipelines.spec import Name, PipelineSpec, SpecFile, Template, TemplateUse
 from aggregator.pipelines.templates import TemplateError, instantiate
 from aggregator.pipelines.yaml_lines import Loc, dotted, line_of, load_with_lines
+from connectors.registry import connector_type
 
 
 class SpecError(ValueError):
@@ -270,14 +271,8 @@ def resolve_paths(spec: SpecFile, base: Path, sensors: dict[int, str] | None = N
 
     connections: dict[str, Connection] = {}
     for name, conn in spec.connections.items():
-        if conn.type == "files" and isinstance(conn.config.get("base_dir"), str):
-            conn = conn.model_copy(update={"config": {**conn.config, "base_dir": absolute(conn.config["base_dir"])}})
-        url = conn.config.get("url")
-        if conn.type == "sql" and isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            database = url.removeprefix("sqlite:///")
-            if database and not database.startswith((":memory:", "file:")):
-                conn = conn.model_copy(update={"config": {**conn.config, "url": f"sqlite:///{absolute(database)}"}})
-        connections[name] = conn
+        config = connector_type(conn.type).resolve_paths(conn.config, absolute)
+        connections[name] = conn if config == conn.config else conn.model_copy(update={"config": config})
     pipelines: list[PipelineSpec] = []
     for index, pipeline in enumerate(spec.pipelines):
         if pipeline.sensor and sensors is not None and index in sensors:

@@ -17,6 +17,7 @@ from aggregator.pipelines.preview import preview_metadata
 from aggregator.pipelines.progress import with_progress
 from aggregator.pipelines.run_tags import tag_run
 from connectors.batches import Batch
+from connectors.connector_type import as_source
 
 
 def state_key(node: Node) -> str:
@@ -52,7 +53,7 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
     )
     def _load(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         tag_run(context, node.pipeline.name)
-        reader = getattr(context.resources, source.connection)
+        reader = as_source(getattr(context.resources, source.connection), source.connection)
         destination: SqlDestination = getattr(context.resources, dest_key)
         key = state_key(node) if incremental else None
         window = _window(context)

@@ -17,6 +17,7 @@ from aggregator.pipelines.steps import Step
 from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
 from connectors.records import TypeHints
+from connectors.registry import reading
 
 Name = Annotated[
     str,
@@ -158,7 +159,7 @@ class SourceSpec(Strict):
     def _merge_needs_key(self) -> SourceSpec:
         if self.write_mode == "merge" and not self.primary_key:
             raise ValueError("write_mode 'merge' needs `primary_key` (the columns to upsert on)")
-        if self.write_mode == "replace" and has_cursor(self.stream):
+        if self.write_mode == "replace" and reading(self.stream).cursor(self.stream):
             raise ValueError(
                 "an incremental cursor with write_mode 'replace' would replace the table with only the new rows; "
                 "use 'merge' (with primary_key) or 'append'"
@@ -180,14 +181,8 @@ class SourceSpec(Strict):
 
     @property
     def incremental(self) -> bool:
-        """Whether loads keep state between runs: a cursor (sql, rest) or file tracking, never for replace."""
-        if self.write_mode == "replace":
-            return False
-        return self.stream.type == "file" or has_cursor(self.stream)
-
-
-def has_cursor(stream: Any) -> bool:
-    return bool(getattr(stream, "cursor_column", None) or getattr(stream, "incremental", None))
+        """Whether loads keep state between runs (a cursor, or state the connector tracks), never for replace."""
+        return reading(self.stream).incremental(self.stream, self.write_mode)
 
 
 class TransformSpec(Strict):

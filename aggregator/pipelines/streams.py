@@ -1,14 +1,7 @@
-"""The stream union: what a source can read, one config model per connector type."""
+"""The stream union: what a source can read, one model per registered connector type (connectors/registry.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from connectors.registry import STREAM_MODELS, Stream
 
-from pydantic import Field
-
-from connectors.files.config import FileStream
-from connectors.rest.config import RestStream
-from connectors.sql.config import SqlStream
-
-Stream = Annotated[FileStream | SqlStream | RestStream, Field(discriminator="type")]
-STREAM_MODELS = (FileStream, SqlStream, RestStream)
+__all__ = ["STREAM_MODELS", "Stream"]

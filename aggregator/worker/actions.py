@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aggregator.pipelines.connections import Connection, build_resource
+from aggregator.pipelines.connections import Connection, build_source
 from aggregator.pipelines.graph import Graph, Node
 from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.load import Specs
@@ -27,6 +27,7 @@ from aggregator.settings import load_settings
 from aggregator.specstore.current import current_texts
 from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
+from connectors.source import Source
 from connectors.sql.engines import deny_attach
 from connectors.values import json_value
 
@@ -86,9 +87,9 @@ def _not_loaded(what: str, name: str) -> CallError:
     return CallError(404, f"no {what} {name!r} in the specs")
 
 
-def _resource(conn: Connection, name: str, resolver: Resolver) -> Any:
+def _resource(conn: Connection, name: str, resolver: Resolver) -> Source[Any]:
     try:
-        return build_resource(conn, resolve_as=name, resolver=resolver)
+        return build_source(conn, name, resolver)
     except (ValidationError, ValueError) as exc:
         # Secret errors name the field and the variable, never a value; egress errors name the rule.
         raise CallError(409, f"connection {name!r} cannot be built: {first_line(exc)}") from None

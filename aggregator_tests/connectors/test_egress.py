@@ -117,6 +117,33 @@ def test_the_platforms_postgres_databases_are_refused(
     assert "connected" in SqlResource(url=other).check()
 
 
+def test_a_sql_source_may_not_read_the_warehouse_but_its_destination_writes_it(
+        roots: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables in the warehouse belong to pipelines; another pipeline reads them through a ref (grant-checked),
+    never through a SQL source pointed at the warehouse, whatever the URL's spelling."""
+    url = sa.engine.make_url(pg_db.sqlalchemy_url)
+    monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", url.render_as_string(hide_password=False))
+    respelled = url.set(host="localhost", port=url.port or 5432).render_as_string(hide_password=False)
+    for source_url in (pg_db.sqlalchemy_url, respelled):
+        message = _refused(SqlResource(url=source_url).check, "url", "platform's warehouse", "ref")
+        assert pg_db.sqlalchemy_url not in message
+    destination = SqlDestination(url=pg_db.sqlalchemy_url, declared_in_spec=True)
+    with destination.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    other = url.set(database="postgres").render_as_string(hide_password=False)
+    assert "connected" in SqlResource(url=other).check()  # another database on the same server is a source
+
+
+def test_a_sqlite_warehouse_inside_a_data_root_is_still_not_a_source(roots: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where an operator's data roots happen to hold the warehouse file, the warehouse rule still keeps sources
+    out of it (through a symlink too); other SQLite files there stay readable."""
+    monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", _sqlite(roots / "warehouse.db"))
+    (roots / "alias.db").symlink_to(roots / "warehouse.db")
+    for path in ("warehouse.db", "alias.db"):
+        _refused(SqlResource(url=f"sqlite:///{roots / path}").check, "url", "platform's warehouse")
+    assert "connected" in SqlResource(url=_sqlite(roots / "shop.db")).check()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     redirect_to: str | None = None
     seen: ClassVar[list[str]] = []

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.alerts.config import SlackChannel
 from aggregator.pipelines.connections import Connection, build_resource
@@ -65,6 +72,59 @@ def test_resolving_remembers_values_for_redaction_and_refuses_before_reading() -
     assert "admin-canary-99" not in str(refused.value) and "admin-canary-99" not in resolver.values
     with pytest.raises(MissingSecretError, match="config.url reads environment variable UNSET_X, which is not set"):
         resolver.resolve({"url": {"env": "UNSET_X"}}, "connection 'db'", ("config",))
+
+
+def _decodings(text: str) -> list[bytes]:
+    """Every base64 reading (both alphabets, each of the 4 character alignments) of each run of base64
+    characters in `text`: what someone holding the redacted text could decode."""
+    found: list[bytes] = []
+    for run in re.findall(r"[A-Za-z0-9+/_-]{4,}", text):
+        for start in range(4):
+            part = run[start:]
+            part = part[: len(part) - len(part) % 4]
+            for alphabet in (part, part.replace("-", "+").replace("_", "/")):
+                try:
+                    found.append(base64.b64decode(alphabet, validate=True))
+                except (binascii.Error, ValueError):
+                    pass
+    return found
+
+
+# Where a connector may echo a secret: raw, in a URL, in a JSON document, hex, base64 (Basic auth, payloads).
+ENCODINGS = {
+    "raw": lambda b: b.decode(),
+    "percent": lambda b: quote(b.decode(), safe=""),
+    "json": lambda b: json.dumps(b.decode()),
+    "hex": lambda b: b.hex(),
+    "base64": lambda b: base64.b64encode(b).decode(),
+    "base64url": lambda b: base64.urlsafe_b64encode(b).decode(),
+}
+printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=0, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=8, max_size=40),
+       before=printable, after=printable, encoding=st.sampled_from(sorted(ENCODINGS)))
+def test_redaction_hides_a_secret_in_every_encoding_and_alignment(secret: str, before: str, after: str,
+                                                                  encoding: str) -> None:
+    """Generated: a resolved secret inside any text (e.g. `user:<secret>` of HTTP Basic auth), encoded as
+    connectors and echoing peers encode it, cannot be read back from the redacted text by any decoding."""
+    resolver = Resolver({"TOKEN": secret})
+    resolver.resolve({"token": {"env": "TOKEN"}}, "connection 'api'")
+    shown = resolver.redact(ENCODINGS[encoding]((before + secret + after).encode()))
+    assert "***" in shown
+    assert secret not in shown and secret.encode().hex() not in shown.lower()
+    assert json.dumps(secret)[1:-1] not in shown
+    assert not any(secret.encode() in decoded for decoded in _decodings(shown))
+
+
+def test_basic_auth_credentials_are_redacted_in_an_echoed_header() -> None:
+    """The reported case: an echoing endpoint returns `Authorization: Basic base64(user:secret)`."""
+    resolver = Resolver({"API_PASSWORD": "s3cret-canary-42"})
+    resolver.resolve({"password": {"env": "API_PASSWORD"}}, "connection 'api'")
+    header = "Basic " + base64.b64encode(b"reporter:s3cret-canary-42").decode()
+    shown = resolver.redact(json.dumps({"headers": {"Authorization": header}}))
+    assert "***" in shown and not any(b"s3cret-canary-42" in d for d in _decodings(shown))
 
 
 def test_deferred_references_become_env_vars_after_the_name_check() -> None:

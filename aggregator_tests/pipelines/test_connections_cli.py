@@ -66,7 +66,11 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: LocalApi, warehous
     monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("AGG_TEST_KEY", API_KEY)
     monkeypatch.setenv("AGG_TEST_CLIENT_SECRET", CLIENT[1])
-    monkeypatch.setenv("AGG_TEST_DB_URL", warehouse_url)
+    # A SQL source reads a database of its own: the warehouse is refused to sources (connectors/egress.py).
+    source = sa.engine.make_url(warehouse_url)
+    source = source.set(database=str(tmp_path / "source.db")) if source.get_backend_name() == "sqlite" \
+        else source.set(database="postgres")
+    monkeypatch.setenv("AGG_TEST_DB_URL", source.render_as_string(hide_password=False))
 
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(main, list(args))
@@ -124,3 +128,16 @@ def test_discover_uses_the_resolved_key_and_declared_types(run: Callable[..., Re
     assert found.exit_code == 0, found.output
     rows = {tuple(line.split()[1:3]) for line in found.output.splitlines()[2:]}
     assert ("id", "text") in rows and ("updated_at", "timestamp") in rows and ("price", "float") in rows
+
+
+def test_connection_types_are_listed_from_the_registry() -> None:
+    """`aggregator connections types` lists what the registry holds: a registered type needs no CLI edit."""
+    from connectors.registry import CONNECTOR_TYPES
+
+    result = CliRunner().invoke(main, ["connections", "types"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["type", "stream", "type", "incremental", "reads", "docs"]
+    for connector in CONNECTOR_TYPES.values():
+        row = next(line for line in lines[2:] if line.split()[0] == connector.name)
+        assert connector.summary in row and f"docs/connectors/{connector.page}" in row

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ class FilesResource(dg.ConfigurableResource):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Yield batches from every matched file not already in `state`, in path order.
 
         `state` is {"files": {relative path: fingerprint}}. The last batch of each file carries the state

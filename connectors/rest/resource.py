@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import dagster as dg
@@ -114,7 +114,7 @@ class RestApiResource(dg.ConfigurableResource):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Yield batches of up to `batch_size` records. With `incremental`, {cursor} in params/headers/body
         is the saved cursor, and the last batch carries the largest cursor seen as the new state."""
         cursor = self._start_cursor(stream, state)

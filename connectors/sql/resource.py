@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import dagster as dg
@@ -67,7 +67,8 @@ class SqlResource(dg.ConfigurableResource):
 
     @property
     def engine(self) -> sa.Engine:
-        check_sql_url(self.url, "url")  # never the platform's databases, SQLite only under the data roots
+        # Never the platform's databases or its warehouse, SQLite only under the data roots.
+        check_sql_url(self.url, "url", source=True)
         return engine_for(self.url)
 
     @property
@@ -115,7 +116,7 @@ class SqlResource(dg.ConfigurableResource):
         state: dict[str, Any] | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         hints: TypeHints | None = None,
-    ) -> Iterator[Batch]:
+    ) -> Generator[Batch, None, None]:
         """Stream the rows in batches of `chunk_size`. With `cursor_column`, only rows past `state["cursor"]`
         are read (a bound parameter, evaluated by the database); the last batch carries the new cursor."""
         if window is not None and stream.window_column is None:
@@ -204,3 +205,14 @@ class SqlResource(dg.ConfigurableResource):
             predicates.append((stream.window_column, operator.ge, window[0]))
             predicates.append((stream.window_column, operator.lt, window[1]))
         return predicates
+
+
+class WarehouseReader(SqlResource):
+    """The platform's own warehouse read as a source by the operator's CLI (`connections discover warehouse`):
+    the platform-database rule still holds, the rule that keeps sources out of the warehouse does not. Specs
+    cannot name this class: connection types map to `SqlResource`."""
+
+    @property
+    def engine(self) -> sa.Engine:
+        check_sql_url(self.url, "url")
+        return engine_for(self.url)

@@ -8,6 +8,9 @@ added without a row here fails `test_every_route_has_a_row`, so no endpoint can 
 
 Outcomes are the access layer's: 401 (who are you?), 403 naming the missing permission, or "passed" (anything
 else: the handler's own answer, e.g. 412 for a stale If-Match, which keeps the allowed writes harmless).
+
+Every principal asks twice: with an API token (machine clients) and with a session cookie from our own origin
+(the browser, the Console), since the two reach the front door by different paths (bearer vs cookie + CSRF).
 """
 
 from __future__ import annotations
@@ -198,24 +201,37 @@ def client(api_stack: ApiStack) -> Iterator[httpx.Client]:
         yield c
 
 
-CASES = [(key, i, who) for key, samples in rows().items() for i in range(len(samples)) for who in PRINCIPALS]
+Credential = Literal["token", "session"]
+CASES = [(key, i, who, via) for key, samples in rows().items() for i in range(len(samples)) for who in PRINCIPALS
+         for via in (("token",) if who == "anonymous" else ("token", "session"))]
 
 
-@pytest.mark.parametrize(("key", "index", "who"), CASES,
-                         ids=[f"{m} {rows()[(m, p)][i].path} {who}" for (m, p), i, who in CASES])
+def session_cookie(api_stack: ApiStack, who: str) -> str:
+    """A fresh browser session of `who`, as the sign-in form makes it (one per request: the matrix's
+    `/_auth/logout` row ends the session it is sent with)."""
+    store = api_stack.proxy.store
+    user = store.get_user(who)
+    assert user is not None
+    return f"{api_stack.proxy.settings.cookie_name}={store.create_session(user, 3600)}"
+
+
+@pytest.mark.parametrize(("key", "index", "who", "via"), CASES,
+                         ids=[f"{m} {rows()[(m, p)][i].path} {who} {via}" for (m, p), i, who, via in CASES])
 def test_access_matrix(api_stack: ApiStack, tokens: dict[str, str], client: httpx.Client,
-                       key: tuple[str, str], index: int, who: str) -> None:
+                       key: tuple[str, str], index: int, who: str, via: Credential) -> None:
     sample = rows()[key][index]
     needed = table(api_stack)[key]
     want = expected(needed, sample, who)
     headers = {"Origin": api_stack.url, **sample.headers}
-    if who != "anonymous":
+    if who != "anonymous" and via == "token":
         headers["Authorization"] = f"Bearer {tokens[who]}"
+    elif who != "anonymous":
+        headers["Cookie"] = session_cookie(api_stack, who)
     client.cookies.clear()
     response = client.request(key[0], sample.path, headers=headers, json=sample.json, content=sample.content,
                               data=sample.form)
     got: Outcome = response.status_code if response.status_code in (401, 403) else "passed"  # type: ignore[assignment]
-    assert got == want, f"{key[0]} {sample.path} as {who}: {response.status_code} {response.text[:300]}"
+    assert got == want, f"{key[0]} {sample.path} as {who} ({via}): {response.status_code} {response.text[:300]}"
     if got == 403:
         assert response.json().get("missing_permission"), response.text
 

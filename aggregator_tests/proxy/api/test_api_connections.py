@@ -9,12 +9,13 @@ import pytest
 
 from aggregator.proxy.api.secrets_check import inline_secrets, masked
 from aggregator_tests.proxy.api.conftest import ApiStack
+from connectors.registry import CONNECTOR_TYPES
 
 
 def test_connector_types_carry_their_config_schema(api_stack: ApiStack) -> None:
     with api_stack.client("viewer") as c:
         types = {t["name"]: t for t in c.get("/api/connector-types").json()}
-    assert set(types) == {"files", "sql", "rest"}
+    assert list(types) == list(CONNECTOR_TYPES)
     sql = types["sql"]["config_schema"]
     jsonschema.validate({"url": {"env": "DB_URL"}}, sql)
     with pytest.raises(jsonschema.ValidationError):

@@ -1,0 +1,20 @@
+"""The REST connector's declaration (see connectors/connector_type.py)."""
+
+from __future__ import annotations
+
+from connectors.connector_type import ConnectorType
+from connectors.rest.config import RestStream
+from connectors.rest.resource import RestApiResource
+
+
+def _cursor(stream: RestStream) -> bool:
+    return stream.incremental is not None
+
+
+CONNECTOR = ConnectorType(
+    name="rest",
+    resource=RestApiResource,
+    stream_model=RestStream,
+    summary="an HTTP JSON API: pagination, auth, retries, incremental cursors",
+    cursor=_cursor,
+)
