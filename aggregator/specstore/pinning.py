@@ -8,15 +8,19 @@ revision from the store and refuse to run anything else (the digest must match),
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 # Not re-exported at the top level of dagster 1.13; this is the module Dagster's own state-backed loaders use.
 from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
+from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.settings import Settings
 from aggregator.specstore.current import current_snapshot, local_directory, open_spec_db
-from aggregator.specstore.store import Snapshot
+from aggregator.specstore.directory import read_directory
+from aggregator.specstore.store import Snapshot, digest_of
 
+log = logging.getLogger(__name__)
 REVISION_KEY = "aggregator/spec_revision"
 DIGEST_KEY = "aggregator/spec_digest"
 
@@ -41,11 +45,26 @@ def _pinned(settings: Settings, context: DefinitionsLoadContext) -> tuple[dict[P
         recorded = context.reconstruction_metadata
         if REVISION_KEY in recorded:
             revision, digest = int(recorded[REVISION_KEY]), str(recorded[DIGEST_KEY])
+            root = local_directory(settings)
+            if root is not None and root.is_dir() and digest_of(read_directory(root)) == digest:
+                # This process's own specs directory holds exactly the pinned files (a run pod with the
+                # specs mounted as its code server had them): verified by digest, no database needed.
+                return (Snapshot(revision, read_directory(root)).texts(settings.pipelines_dir),
+                        {REVISION_KEY: str(revision), DIGEST_KEY: digest})
             pinned = load_revision(settings, revision, digest)
             return pinned.texts(settings.pipelines_dir), {REVISION_KEY: str(revision), DIGEST_KEY: digest}
         if recorded.get(DIGEST_KEY) == "files":
             return None, dict(recorded)  # the code server read a spec file named directly; so does the run
-    snap = current_snapshot(settings)
+    try:
+        snap = current_snapshot(settings)
+    except (OSError, SQLAlchemyError) as exc:
+        root = local_directory(settings)
+        if root is None or not root.is_dir():
+            raise
+        # No reachable store (a read-only pod with no AGGREGATOR_SPECS_DB_URL): the mounted directory, pinned
+        # by its digest; a run pod with the same mount loads it and verifies the digest.
+        log.warning("spec store unavailable (%s); loading the specs directory %s", type(exc).__name__, root)
+        snap = Snapshot(0, read_directory(root))
     if snap is None:
         return None, {DIGEST_KEY: "files"}
     return snap.texts(settings.pipelines_dir), {REVISION_KEY: str(snap.revision), DIGEST_KEY: snap.digest}
