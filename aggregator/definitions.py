@@ -22,7 +22,9 @@ def defs() -> dg.Definitions:
     digest) in the reconstruction metadata; every process that reconstructs this location for a run loads
     exactly that revision (specstore/pinning.py), so a spec written mid-run never changes or fails the run."""
     settings = load_settings()
-    texts, pin = pinned_texts(settings)
+    # The pin (revision + digest) goes into the load context's reconstruction metadata, which Dagster stores
+    # with every run's plan (`Definitions.with_reconstruction_metadata` would add the same, as a preview API).
+    texts, _pin = pinned_texts(settings)
     # A broken spec file drops only its own pipelines (as Airflow drops a DAG file with an import error); every
     # problem stays visible as platform/spec_errors and in `aggregator validate`.
     loaded = load_isolated(settings.pipelines_dir, settings, texts)
@@ -41,4 +43,4 @@ def defs() -> dg.Definitions:
         # The samples' Python assets load only with the pipeline they read (sales), so any other pipelines
         # directory materializes with `--select '*'`.
         dg.Definitions(assets=assets_with_deps_in(dg.load_assets_from_modules([sales_assets]), loaded.graph)),
-    ).with_reconstruction_metadata(pin)
+    )

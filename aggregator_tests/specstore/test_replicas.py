@@ -29,7 +29,7 @@ from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 PASSWORD = "replica-test-password-long"
 SPEC = """\
 pipelines:
