@@ -1,4 +1,8 @@
-"""The `aggregator` command."""
+"""The `aggregator` command.
+
+Every command imports what it needs inside its function: `aggregator --help` and the light commands must not
+pay for pydantic, SQLAlchemy, argon2 or Dagster (seconds on a busy machine, newcomer review 14).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from aggregator.logs.cli import register_commands as register_log_commands
 from aggregator.metrics.cli import register_commands as register_metrics_commands
 from aggregator.pipelines.commands import register_commands as register_spec_commands
 from aggregator.proxy.cli import register_commands as register_proxy_commands
-from aggregator.settings import load_settings
 from aggregator.specstore.commands import register_specs_commands
 
 
@@ -29,6 +32,7 @@ def main() -> None:
 def dev(host: str, port: int) -> None:
     """Run the platform locally: Dagster webserver and daemon with the sample pipelines."""
     from aggregator.dev import PortInUseError, run_dev
+    from aggregator.settings import load_settings
 
     try:
         code = run_dev(load_settings(), host, port)

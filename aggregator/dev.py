@@ -23,8 +23,8 @@ import requests
 import yaml
 
 from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopted, supervisor_token
+from aggregator.dev_location import LocationWatch
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
-from aggregator.dev_specs import SpecWatcher, apply_directory
 from aggregator.dev_supervisor import ChildSpec, Supervisor
 from aggregator.settings import PACKAGE_DIR, Settings
 
@@ -130,9 +130,15 @@ def worker_child(settings: Settings, pipelines_env: dict[str, str],
     databases = [proxy.get("AGGREGATOR_PROXY_DB_URL") or f"sqlite:///{settings.home / 'proxy.db'}",
                  proxy.get("AGGREGATOR_PLATFORM_DB_URL", "")]
     env = worker_env(pipelines_env, token, [*services, f"127.0.0.1:{port}"], databases)
+    # Started once the platform is up: nothing of the start-up needs it (the API's checks and previews do), and
+    # importing every connector competed for the two cores the webserver and code server start on.
     spec = ChildSpec("worker", [sys.executable, "-m", "aggregator.cli", "worker", "--host", "127.0.0.1",
-                                "--port", str(port)], env, settings.home)
+                                "--port", str(port)], env, settings.home, after="up")
     return spec, {URL_ENV: f"http://127.0.0.1:{port}", TOKEN_ENV: token}
+
+
+def code_server_log(settings: Settings) -> Path:
+    return settings.home / "logs" / "code-server.log"
 
 
 def platform_children(settings: Settings, host: str, port: int, code_port: int, webserver_port: int,
@@ -152,12 +158,18 @@ def platform_children(settings: Settings, host: str, port: int, code_port: int, 
         worker,
         # No --heartbeat: under load a missed heartbeat made Dagster's code server shut itself down for good;
         # its lifetime is the supervisor's business (PDEATHSIG + watchdog), not a timer's.
+        # Its output goes to a file: the run workers it starts print every Dagster DEBUG event (~45 lines per
+        # run) and, when Ctrl-C cancels them, interruption tracebacks (newcomer review 6). The UI has the runs.
         ChildSpec("code server", [py, "-m", "dagster", "code-server", "start", "-m", LOCATION_NAME,
                                   "--location-name", LOCATION_NAME, "--host", "127.0.0.1",
-                                  "--port", str(code_port), "--log-level", "warning"], env, home),
+                                  "--port", str(code_port), "--log-level", "warning"], env, home,
+                  log=code_server_log(settings)),
+        # Started once the code server listens, as `dagster dev` does: started with it (measured, bench/README.md)
+        # it only competed for the same two cores and was slower to "up" under load.
         ChildSpec("webserver", [py, "-m", "dagster_webserver", "-w", workspace, "--host", "127.0.0.1",
                                 "--port", str(webserver_port), "--dagster-log-level", "warning",
-                                "--uvicorn-log-level", "warning"], env, home, after="code"),
+                                "--uvicorn-log-level", "warning"], env, home, after="code",
+                  log=home / "logs" / "webserver.log"),
         ChildSpec("daemon", [py, "-m", "dagster._daemon", "run", "-w", workspace, "--log-level", "warning"],
                   env, home, after="up"),
     ]
@@ -194,7 +206,10 @@ def wait_for(ready: Callable[[], bool], what: str, supervisor: Supervisor, say: 
 def run_dev(settings: Settings, host: str, port: int) -> int:
     ensure_port_free(host, port)
     prepare_home(settings)
-    say_specs = apply_directory(settings)
+    # Imported here: the store needs SQLAlchemy, which `aggregator --help` should not pay for.
+    from aggregator.dev_specs import SpecWatcher, apply_directory
+
+    specs_line = apply_directory(settings)
     code_port, webserver_port = internal_port(), internal_port()
 
     def say(message: str) -> None:
@@ -220,18 +235,28 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
                 if spec.after == stage:
                     supervisor.start(spec)
 
-        # The proxy at once: it answers "starting" while the code location loads.
+        began = time.monotonic()
+
+        def progress(message: str) -> None:
+            say(f"[{time.monotonic() - began:5.1f} s] {message}")
+
+        # The proxy at once (it answers "starting" until the platform is up) and the code server.
         start("start")
+        progress(f"starting: the UI on {url} (a starting page until the platform is up) and the code server "
+                 f"(loading the pipelines of {settings.pipelines_dir}); then the webserver")
         wait_for(lambda: _port_open(code_port), "the code location (the pipelines) to load", supervisor, say)
         start("code")
-        # The webserver on its private port (the proxy's /server_info needs a signed-in viewer), then the proxy's
-        # own public health check.
-        wait_for(lambda: _answers(f"http://127.0.0.1:{webserver_port}") and _answers(f"http://127.0.0.1:{port}",
-                                                                                        "/healthz"),
+        progress("code server listening; starting the webserver")
+        # The webserver on its private port holding the loaded location (the proxy's /server_info needs a
+        # signed-in viewer), then the proxy's own public health check.
+        location = LocationWatch(upstream, LOCATION_NAME)
+        wait_for(lambda: location.settled(_port_open(code_port)) and _answers(f"http://127.0.0.1:{port}", "/healthz"),
                  "the webserver", supervisor, say)
         start("up")
-        print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n", flush=True)
-        say(say_specs)
+        progress("webserver answering; starting the daemon (schedules, sensors, the run queue) and the worker")
+        print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n"
+              f"Run output and code-server messages: {code_server_log(settings)}\n", flush=True)
+        say(specs_line)
         watcher = SpecWatcher(settings, f"{upstream}/graphql", say)
         while True:
             supervisor.check()

@@ -42,7 +42,9 @@ def cancel_runs(upstream: str, say: Say, grace_s: float = CANCEL_GRACE_S) -> lis
     try:
         runs = in_flight(upstream)
     except (requests.RequestException, ValueError) as exc:
-        say(f"could not list in-flight runs ({exc}); their processes will be stopped")
+        # The exception's text holds the webserver's private address, which is never shown (it bypasses sign-in).
+        reason = "the webserver is not answering" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
+        say(f"could not list in-flight runs ({reason}); their processes will be stopped")
         return []
     if not runs:
         return []

@@ -33,10 +33,12 @@ class ChildSpec:
     argv: Sequence[str]
     env: dict[str, str]
     cwd: Path
-    # When to start it: "start" at once; "code" once the code server listens (a webserver started before
-    # logs a page of "code server unreachable" tracebacks, then recovers by itself); "up" once the platform
-    # answers (the daemon: nothing waits for it, so it does not compete for CPU with the webserver's start).
+    # When to start it: "start" at once; "code" once the code server listens (the webserver); "up" once the
+    # platform answers (the daemon and the worker: nothing of the start-up waits for them, so they do not compete
+    # for CPU with it).
     after: Literal["start", "code", "up"] = "start"
+    # Where its stdout and stderr go (appended); None: the terminal of `aggregator dev`.
+    log: Path | None = None
 
 
 @dataclass
@@ -69,10 +71,19 @@ class Supervisor:
         # Own session: a terminal Ctrl-C reaches only the supervisor, which stops the children in order.
         # preexec_fn is safe here: the supervisor runs no threads, and PDEATHSIG needs the forking thread
         # to be the long-lived main one anyway.
-        child.proc = subprocess.Popen(  # noqa: S603 (argv list, no shell: our interpreter and modules)
-            list(spec.argv), env=spec.env, cwd=spec.cwd, start_new_session=True,
-            preexec_fn=die_with_parent(),  # noqa: PLW1509
-        )
+        output = None
+        if spec.log is not None:
+            spec.log.parent.mkdir(parents=True, exist_ok=True)
+            output = spec.log.open("ab")
+        try:
+            child.proc = subprocess.Popen(  # noqa: S603 (argv list, no shell: our interpreter and modules)
+                list(spec.argv), env=spec.env, cwd=spec.cwd, start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509
+                stdout=output, stderr=subprocess.STDOUT if output is not None else None,
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child holds its own copy of the descriptor
         child.started_at, child.restart_at = time.monotonic(), None
 
     def pids(self) -> set[int]:

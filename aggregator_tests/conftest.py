@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
+from aggregator_tests.s3_server import S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,14 @@ def mysql_url() -> Iterator[str]:
     except sa_exc.OperationalError as exc:
         pytest.fail(f"MariaDB/MySQL is required (AGGREGATOR_TEST_MYSQL_URL or 127.0.0.1:3306): {exc.orig}",
                     pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's, a subprocess on loopback) with authentication on; stopped at the
+    end of the session. Tests take a fresh bucket each (`s3_server.new_bucket()`)."""
+    with running_s3_server(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
 
 
 @pytest.fixture

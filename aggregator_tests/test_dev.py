@@ -39,10 +39,11 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
 
     def _read() -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Data Aggregator is up" in line:
-                up.set()
+        with proc.stdout:  # closed at EOF: a pipe left to GC warns (ResourceWarning)
+            for line in proc.stdout:
+                lines.append(line)
+                if "Data Aggregator is up" in line:
+                    up.set()
 
     reader = threading.Thread(target=_read, daemon=True)
     reader.start()
@@ -87,6 +88,11 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
     # stdout is a pipe here, not a terminal: no password is generated (it would land in a log); the
     # operator is told to set AGGREGATOR_ADMIN_PASSWORD instead.
     assert "password:" not in output and "Set AGGREGATOR_ADMIN_PASSWORD" in output, output
+    # Newcomer review 6: the start says what it is doing, stage by stage, never a private address; the code
+    # server's output (and so every run worker's DEBUG events) goes to a file the "is up" line names.
+    assert "starting: the UI on" in output and "starting the webserver" in output, output
+    assert str(home / "logs" / "code-server.log") in output, output
+    assert (home / "logs" / "code-server.log").exists()
     _gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"left running: {alive}"
     # Nothing written outside AGGREGATOR_HOME: the working directory stays empty.

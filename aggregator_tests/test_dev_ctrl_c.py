@@ -38,10 +38,14 @@ class Output:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
+        try:
+            for line in self.proc.stdout:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+        finally:
+            # Read to the end: the pipe is ours to close (left to GC it warns, ResourceWarning).
+            self.proc.stdout.close()
         with self._changed:
             self._changed.notify_all()
 
@@ -117,6 +121,10 @@ def test_ctrl_c_cancels_the_running_run_and_leaves_no_process(tmp_path: Path, fr
     assert proc.returncode == 0, text[-4000:]
     assert f"canceling 1 in-flight run(s): gated_job {run_id[:8]}" in text
     assert "shutting down" in text
+    # Newcomer review 6: neither the run's DEBUG events nor the interrupted run's tracebacks reach the terminal;
+    # they are in the code server's log file.
+    assert "STEP_START" not in text and "Traceback" not in text, text[-4000:]
+    assert "STEP_START" in (home / "logs" / "code-server.log").read_text()
     left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, [p.cmdline() for p in left]
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:

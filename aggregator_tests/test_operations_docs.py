@@ -11,8 +11,8 @@ import yaml
 from dagster._core.scheduler import DagsterDaemonScheduler
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregator.alerts.setup import build_alert_setup
 from aggregator.metrics.exposition import Exposition
+from aggregator.pipelines.alert_setup import build_alert_setup
 from aggregator.pipelines.load import SpecErrors, load_specs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "operations.md"

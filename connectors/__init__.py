@@ -8,7 +8,17 @@ from connectors.errors import (
     HttpRequestError,
     SourceReadError,
 )
-from connectors.files.resource import FilesResource
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: the files resource pulls in Dagster, pandas and pyarrow (seconds), and every
+    # `connectors.*` import runs this file, `aggregator dev` (connectors.egress) and the CLI included.
+    if name == "FilesResource":
+        from connectors.files.resource import FilesResource
+
+        return FilesResource
+    raise AttributeError(f"module 'connectors' has no attribute {name!r}")
+
 
 __all__ = [
     "AuthError",

@@ -13,8 +13,9 @@ from connectors.connector_type import ConnectorType, StreamModel, as_source
 from connectors.files.connector import CONNECTOR as FILES
 from connectors.rest.connector import CONNECTOR as REST
 from connectors.sql.connector import CONNECTOR as SQL
+from connectors.streams.connector import CONNECTORS as MESSAGE_STREAMS
 
-_DECLARED: tuple[ConnectorType, ...] = (FILES, SQL, REST)
+_DECLARED: tuple[ConnectorType, ...] = (FILES, SQL, REST, *MESSAGE_STREAMS)
 
 
 def _registry(declared: tuple[ConnectorType, ...]) -> dict[str, ConnectorType]:

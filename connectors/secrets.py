@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 SECRET_NAMES_ENV = "AGGREGATOR_SECRET_NAMES"  # noqa: S105 (a variable name, not a secret)
 RESERVED_PREFIXES = ("AGGREGATOR_", "DAGSTER_", "POSTGRES_")
 RESERVED_NAMES = frozenset({"PROXY_DB_PASSWORD", "DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD", "BACKUP_DB_PASSWORD"})
@@ -106,6 +108,24 @@ class SecretPolicy:
         reason = self.refusal(name)
         if reason is not None:
             raise SecretNameError(f"{where}: {_field(path)}{reason}", path, reason)
+
+
+
+class EnvRef(BaseModel):
+    """A value read from an environment variable when it is used: `{env: NAME}`. Never stored resolved; the
+    name must be one specs may read (connectors/secrets.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable name.")
+
+    @field_validator("env")
+    @classmethod
+    def _allowed(cls, name: str) -> str:
+        reason = SecretPolicy.from_env().refusal(name)
+        if reason is not None:
+            raise ValueError(reason)
+        return name
 
 
 def _field(path: Path) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from aggregator.settings import load_settings
-
 
 def register_commands(main: click.Group) -> None:
     main.add_command(alerts)
@@ -24,6 +22,7 @@ def alerts() -> None:
 def list_alerts(limit: int, pipeline: str | None, status: str | None) -> None:
     """List the alert history, newest first."""
     from aggregator.alerts.history import AlertStore, alerts_db_url
+    from aggregator.settings import load_settings
 
     store = AlertStore(alerts_db_url(load_settings().home))
     try:
@@ -46,8 +45,9 @@ def test_channel(channel: str) -> None:
     from aggregator.alerts.deliver import deliver
     from aggregator.alerts.history import AlertStore, alerts_db_url
     from aggregator.alerts.message import AlertMessage
-    from aggregator.alerts.setup import build_alert_setup
+    from aggregator.pipelines.alert_setup import build_alert_setup
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from aggregator.alerts.sensors import build_alert_sensors
-from aggregator.alerts.setup import alert_setup_partial
+from aggregator.pipelines.alert_setup import alert_setup_partial
 from aggregator.pipelines.load import SpecError, Specs
 from aggregator.settings import Settings
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from aggregator.alerts.config import Channel, Delivery, EmailChannel, SlackChannel, WebhookChannel
 from aggregator.alerts.message import AlertMessage
-from aggregator.pipelines.connections import EnvRef
+from aggregator.pipelines.alerts_spec import Channel, Delivery, EmailChannel, SlackChannel, WebhookChannel
 from connectors import secrets
 from connectors.redact import sanitize_url
+from connectors.secrets import EnvRef
 
 log = logging.getLogger(__name__)
 

@@ -5,35 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from aggregator.alerts.config import AlertRule, AlertsConfig
 from aggregator.alerts.deliver import deliver
 from aggregator.alerts.history import AlertStore, now
 from aggregator.alerts.message import AlertMessage
+from aggregator.pipelines.alerts_spec import AlertRule, AlertSetup
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AlertSetup:
-    """The global config plus each pipeline's own rules, validated against each other."""
-
-    config: AlertsConfig = field(default_factory=lambda: AlertsConfig())
-    pipeline_rules: dict[str, tuple[list[AlertRule], bool]] = field(default_factory=dict)  # name -> (rules, inherit)
-    freshness: dict[str, tuple[str, dt.timedelta]] = field(default_factory=dict)  # asset key path -> (pipeline, max age)
-
-    def rules_for(self, kind: str, pipeline: str | None, severity: str | None = None) -> list[AlertRule]:
-        own, inherit = self.pipeline_rules.get(pipeline or "", ([], True))
-        rules = list(own) + ([r for r in self.config.rules if r.covers(pipeline)] if inherit else [])
-        out = [r for r in rules if r.when == kind]
-        if kind == "check_failure":
-            out = [r for r in out if r.severity == "WARN" or severity == "ERROR"]
-        return out
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.config.rules) or any(rules for rules, _ in self.pipeline_rules.values())
 
 
 def _channels(rules: list[AlertRule]) -> list[str]:

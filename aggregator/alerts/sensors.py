@@ -12,8 +12,9 @@ from dagster._core.events import DagsterEventType
 
 from aggregator.alerts.history import AlertStore, alerts_db_url
 from aggregator.alerts.message import AlertMessage, summarize
-from aggregator.alerts.router import AlertRouter, AlertSetup
+from aggregator.alerts.router import AlertRouter
 from aggregator.event_feed import FeedCursor, read_new
+from aggregator.pipelines.alerts_spec import AlertSetup
 from aggregator.pipelines.platform_assets import SPEC_ERRORS_KEY
 from aggregator.settings import Settings
 

@@ -29,6 +29,8 @@ def serve(host: str, port: int) -> None:
 
     instance = open_instance()
     exposition = Exposition(instance, include_proxy=False)
+    # Before the port opens: a scrape never sees a count below the previous process's (docs/operations.md).
+    exposition.collector.catch_up()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

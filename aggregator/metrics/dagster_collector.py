@@ -56,17 +56,29 @@ class DagsterCollector(Collector):
         self.instance = instance
         self.state = State()
         self._lock = threading.Lock()
+        self._read = 0
 
     def _records(self, event_type: DagsterEventType) -> list[dg.EventLogRecord]:
         cursor = self.state.cursors.setdefault(event_type.value, FeedCursor())
-        return read_new(self.instance, [event_type], cursor, BATCH)
+        records = read_new(self.instance, [event_type], cursor, BATCH)
+        self._read += len(records)
+        return records
 
-    def refresh(self) -> None:
-        """Fold in events since the last call; bounded by BATCH per event type."""
+    def refresh(self) -> int:
+        """Fold in events since the last call; bounded by BATCH per event type. Returns how many were read."""
         with self._lock:
+            self._read = 0
             self._refresh_runs()
             self._refresh_materializations()
             self._refresh_checks()
+            return self._read
+
+    def catch_up(self) -> None:
+        """Read the whole history before the first scrape is answered. Served part-way, a restarted process
+        exposed counters below the previous process's values: Prometheus reads a drop as a reset, and
+        `increase()` then counted the history read so far as new failures."""
+        while self.refresh():
+            pass
 
     def _refresh_runs(self) -> None:
         records = [(r, TERMINAL[event_type]) for event_type in TERMINAL for r in self._records(event_type)]

@@ -3,13 +3,14 @@
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from aggregator.pipelines.executors import executor_def
-from aggregator.pipelines.spec import Partitions, PipelineSpec
+from aggregator.pipelines.spec import Partitions, PipelineSpec, Schedule
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -42,6 +43,19 @@ def _status(enabled: bool) -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if enabled else dg.DefaultScheduleStatus.STOPPED
 
 
+def missed_tick(context: dg.ScheduleEvaluationContext, schedule: Schedule) -> dg.SkipReason | None:
+    """With `catch_up: skip`, a tick evaluated `late_after_s` after its time is one the daemon missed (it or the
+    code server was down) and is skipped. Dagster itself evaluates only the newest missed tick of a schedule
+    (docs/operations.md), so `latest` needs nothing here."""
+    if schedule.catch_up != "skip" or context.scheduled_execution_time is None:
+        return None
+    late = time.time() - context.scheduled_execution_time.timestamp()
+    if late < schedule.late_after_s:
+        return None
+    return dg.SkipReason(f"missed tick of {context.scheduled_execution_time.isoformat()} evaluated {late:.0f} s late "
+                         f"(the platform was down); catch_up: skip, so the next regular tick runs")
+
+
 def pipeline_schedule(
     pipeline: PipelineSpec, job: "UnresolvedAssetJobDefinition", partitions_def: dg.TimeWindowPartitionsDefinition | None
 ) -> dg.ScheduleDefinition | None:
@@ -49,11 +63,16 @@ def pipeline_schedule(
     if schedule is None:
         return None
     if partitions_def is None:
-        return dg.ScheduleDefinition(
+        @dg.schedule(
             name=f"{pipeline.name}_schedule", job=job, cron_schedule=schedule.cron,
             execution_timezone=schedule.timezone, default_status=_status(schedule.enabled),
-            description=f"Runs the {pipeline.name} pipeline on '{schedule.cron}' ({schedule.timezone}).",
+            description=f"Runs the {pipeline.name} pipeline on '{schedule.cron}' ({schedule.timezone}); missed "
+                        f"ticks: {schedule.catch_up}.",
         )
+        def _plain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+            return missed_tick(context, schedule) or dg.RunRequest()
+
+        return _plain
 
     @dg.schedule(
         name=f"{pipeline.name}_schedule", job=job, cron_schedule=schedule.cron,
@@ -61,6 +80,9 @@ def pipeline_schedule(
         description=f"Loads the latest complete window of {pipeline.name} on '{schedule.cron}'.",
     )
     def _partitioned(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        skipped = missed_tick(context, schedule)
+        if skipped is not None:
+            return skipped
         window = partitions_def.get_prev_partition_window(context.scheduled_execution_time)
         if window is None:
             return dg.SkipReason("no complete partition yet")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from aggregator.settings import load_settings
+from aggregator.pipelines.cli_format import text_table
 
 
 def _fail(message: str) -> NoReturn:
@@ -21,6 +20,7 @@ def _fail(message: str) -> NoReturn:
 def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
     from aggregator.pipelines.compile import build_resources
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -31,11 +31,6 @@ def _specs_and_resources() -> tuple[Any, dict[str, Any]]:
         raise  # unreachable; keeps type checkers calm
 
 
-def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in rows)])
-
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
@@ -44,6 +39,7 @@ def _table(rows: Sequence[tuple[Any, ...]], headers: tuple[str, ...]) -> str:
 def validate(path: Path | None, warehouse: bool) -> None:
     """Check every spec under PATH (default AGGREGATOR_PIPELINES) without running anything."""
     from aggregator.pipelines.validate import validate as run_validate
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     # Here, in the pipelines' environment, validation may also say which allowed variables are unset.
@@ -65,6 +61,7 @@ def connections() -> None:
 
 def _load_specs() -> tuple[Any, Any]:
     from aggregator.pipelines.load import SpecErrors, load_specs
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     try:
@@ -141,7 +138,7 @@ def connections_discover(name: str) -> None:
             rows.extend((stream_name, column, str(ctype)) for column, ctype in columns.items())
     except (ConnectorError, OSError) as exc:
         _fail(f"discovery on {name!r} failed: {exc}")
-    click.echo(_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
+    click.echo(text_table(rows, ("stream", "column", "type")) if rows else "nothing discovered")
 
 
 @connections.command("types")
@@ -151,7 +148,7 @@ def connections_types() -> None:
 
     rows = [(c.name, c.stream_type, c.incremental_by, c.summary, f"docs/connectors/{c.page}")
             for c in CONNECTOR_TYPES.values()]
-    click.echo(_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
+    click.echo(text_table(rows, ("type", "stream type", "incremental", "reads", "docs")))
 
 
 def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
@@ -181,6 +178,7 @@ def pipelines_list() -> None:
     from aggregator.examples import sales_assets
     from aggregator.pipelines.isolate import load_isolated
     from aggregator.pipelines.python_assets import assets_with_deps_in
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)
@@ -193,7 +191,7 @@ def pipelines_list() -> None:
          "yes" if p.sensor else "-", str(sf.path))
         for p, sf, _ in loaded.specs.pipelines
     ]
-    click.echo(_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
+    click.echo(text_table(rows, ("pipeline", "assets", "schedule", "sensor", "file")))
     if loaded.errors:
         click.echo(f"\n{len(loaded.errors)} spec problem(s); pipelines not loaded: "
                    f"{', '.join(loaded.dropped) or 'none'}; `aggregator validate` lists them", err=True)
@@ -204,6 +202,7 @@ def pipelines_list() -> None:
 def pipelines_show(name: str) -> None:
     """The assets, checks, schedule and sensor compiled from pipeline NAME."""
     from aggregator.pipelines.isolate import load_isolated
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)  # a broken other file does not hide this one
@@ -224,7 +223,7 @@ def pipelines_show(name: str) -> None:
         deps = ", ".join(u.key.to_user_string() for u in node.upstream.values()) or "-"
         checks = ", ".join(c.name or c.default_name() for c in node.spec.checks) or "-"
         rows.append((node.key.to_user_string(), "source" if node.is_source else "transform", node.table, deps, checks))
-    click.echo(_table(rows, ("asset", "kind", "table", "upstream", "checks")))
+    click.echo(text_table(rows, ("asset", "kind", "table", "upstream", "checks")))
 
 
 @click.command()

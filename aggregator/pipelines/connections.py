@@ -5,35 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.connector_type import as_source
 from connectors.registry import CONNECTOR_TYPES, STREAM_TYPE_OF, ConnectionType, connector_type
 from connectors.secrets import (
+    EnvRef,
     MissingSecretError,
     Resolver,
     SecretNameError,
-    SecretPolicy,
     SecretReferenceError,
 )
 from connectors.source import Source
-
-
-class EnvRef(BaseModel):
-    """A value read from an environment variable when it is used: `{env: NAME}`. Never stored resolved; the
-    name must be one specs may read (connectors/secrets.py)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable name.")
-
-    @field_validator("env")
-    @classmethod
-    def _allowed(cls, name: str) -> str:
-        reason = SecretPolicy.from_env().refusal(name)
-        if reason is not None:
-            raise ValueError(reason)
-        return name
 
 
 class Connection(BaseModel):
@@ -89,4 +72,4 @@ def build_destination(conn: Connection, *, resolve_as: str | None = None,
                           declared_in_spec=True)
 
 
-__all__ = ["STREAM_TYPE_OF", "MissingSecretError", "SecretNameError", "SecretReferenceError"]
+__all__ = ["STREAM_TYPE_OF", "EnvRef", "MissingSecretError", "SecretNameError", "SecretReferenceError"]

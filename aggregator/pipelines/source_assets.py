@@ -18,6 +18,7 @@ from aggregator.pipelines.progress import with_progress
 from aggregator.pipelines.run_tags import tag_run
 from connectors.batches import Batch
 from connectors.connector_type import as_source
+from connectors.streams.base import Acknowledging
 
 
 def state_key(node: Node) -> str:
@@ -76,6 +77,10 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
             state_key=key,
             missing_columns=rules.missing_columns,
         )
+        if isinstance(reader, Acknowledging):
+            # Only now are the rows and the broker position durable: a broker that hands a message out until
+            # it is acknowledged (RabbitMQ, MQTT) may forget it now, never before.
+            reader.acknowledge(result.state_after)
         context.log.info(
             f"{node.key.to_user_string()}: read {result.rows_read} rows, wrote {result.rows_written} into "
             f"{node.table} ({destination.display_url})"

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from aggregator.alerts.config import AlertsConfig, Duration, PipelineAlerts
 from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
+from aggregator.pipelines.alerts_spec import AlertsConfig, Duration, PipelineAlerts
 from aggregator.pipelines.checks_spec import Check
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
@@ -18,6 +18,7 @@ from aggregator.pipelines.streams import Stream
 from connectors.batches import ColumnType
 from connectors.records import TypeHints
 from connectors.registry import reading
+from connectors.streams.base import MessageStream
 
 Name = Annotated[
     str,
@@ -36,6 +37,18 @@ class Schedule(Strict):
     cron: str = Field(description="Cron expression, e.g. '0 6 * * *'.")
     timezone: str = Field("UTC", description="IANA timezone the cron expression is evaluated in.")
     enabled: bool = Field(True, description="Whether the schedule starts running when the platform starts.")
+    catch_up: Literal["latest", "skip"] = Field(
+        "latest",
+        description="Ticks missed while the daemon or code server was down (docs/operations.md): `latest` runs "
+        "the newest missed tick once when the platform is back; `skip` runs none of them (the next regular "
+        "tick runs). For a partitioned pipeline the newest missed tick loads the latest complete window; missed "
+        "windows are backfilled from the UI.",
+    )
+    late_after_s: int = Field(
+        300, gt=0,
+        description="With `catch_up: skip`: a tick evaluated this many seconds after its scheduled time counts as "
+        "missed and is skipped.",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -272,6 +285,12 @@ class PipelineSpec(Strict):
             raise ValueError(f"source and transform names must be unique in a pipeline; repeated: {', '.join(dupes)}")
         if self.partitions and self.sensor:
             raise ValueError("a partitioned pipeline cannot have a file sensor: a new file belongs to no window")
+        streamed = [s.name for s in self.sources if isinstance(s.stream, MessageStream)]
+        if self.partitions and streamed:
+            raise ValueError(
+                f"source {streamed[0]!r}: a message stream is read from its committed position, not by time "
+                "window; load it in a pipeline without `partitions:`"
+            )
         if self.partitions:
             for source in self.sources:
                 if source.write_mode == "replace":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from aggregator.alerts.config import CHANNEL_TYPES
+from aggregator.pipelines.alerts_spec import CHANNEL_TYPES
 from aggregator.pipelines.checks_spec import CHECK_TYPES
 from aggregator.pipelines.steps import STEP_NAMES
 from aggregator.pipelines.streams import STREAM_MODELS

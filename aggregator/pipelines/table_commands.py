@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aggregator.settings import load_settings
+from aggregator.pipelines.cli_format import text_table
 
 
 @click.group()
@@ -18,10 +18,10 @@ def tables() -> None:
 def tables_preview(asset: str, limit: int) -> None:
     """The first rows of ASSET's table (ASSET as `pipeline/name`); columns the spec declares as
     `sensitive_columns` are masked."""
-    from aggregator.pipelines.commands import _table
     from aggregator.pipelines.graph import destination_key
     from aggregator.pipelines.isolate import load_isolated
     from aggregator.pipelines.preview import sample
+    from aggregator.settings import load_settings
 
     settings = load_settings()
     loaded = load_isolated(settings.pipelines_dir, settings)
@@ -43,4 +43,4 @@ def tables_preview(asset: str, limit: int) -> None:
     if not rows:
         click.echo(f"{node.table} is empty")
         return
-    click.echo(_table([tuple("NULL" if v is None else v for v in row) for row in rows], tuple(columns)))
+    click.echo(text_table([tuple("NULL" if v is None else v for v in row) for row in rows], tuple(columns)))

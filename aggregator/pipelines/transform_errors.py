@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.load import SpecError
+from aggregator.pipelines.transform_sql import transform_sql
 
 Probe = Callable[[str], None]  # raises when the database cannot prepare the SELECT
 
@@ -48,8 +49,6 @@ def locate(
 ) -> tuple[SpecError, str]:
     """The spec location of a failing transform (its first failing step, found by preparing ever longer
     prefixes of the steps) and the SQL fragment to show."""
-    from aggregator.pipelines.transform_assets import transform_sql
-
     spec = node.transform
     message = database_message(exc)
     if spec.sql is not None:

@@ -10,7 +10,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from aggregator.alerts.setup import alert_setup_partial
+from aggregator.pipelines.alert_setup import alert_setup_partial
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.load import SpecError, Specs

@@ -13,6 +13,7 @@ from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Graph, Node, destination_key
 from aggregator.pipelines.load import SpecError
 from aggregator.pipelines.transform_errors import Probe, database_message, explain_probe, locate
+from aggregator.pipelines.transform_sql import transform_sql
 from connectors.sql.engines import engine_for
 
 
@@ -96,7 +97,6 @@ def _check_nodes(
                                                  "the transforms reading it can be checked"))
                 unavailable.add(id(node))
             continue
-        from aggregator.pipelines.transform_assets import transform_sql
 
         try:
             sql = transform_sql(node, destination, conn=conn)

@@ -26,6 +26,7 @@ from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
+from aggregator.proxy.identity.account import FAVICON_PATHS, account_page, favicon
 from aggregator.proxy.identity.authenticate import unauthenticated
 from aggregator.proxy.identity.frontdoor import Refusal, admission, identify_request
 from aggregator.proxy.identity.login import LoginHandler
@@ -61,13 +62,16 @@ SAFE_METHODS = ("GET", "HEAD")
 # Routes anyone may reach besides the typed public ones (/healthz, /api/openapi.json); the front door still
 # applies its CSRF rule to the sign-in/out forms. Dagster's /server_info is not among them: it is forwarded
 # like any UI read, for a principal; health checks use the proxy's own /healthz.
-_PUBLIC_AUTH = {"/_auth/login": ("GET", "POST"), "/_auth/logout": ("POST",)}
+_PUBLIC_AUTH = {"/_auth/login": ("GET", "POST"), "/_auth/logout": ("GET", "POST")}
 
 # Endpoints served outside the typed router, for the OpenAPI document and the access matrix (role None: public).
 FORWARDED: tuple[Documented, ...] = (
     Documented("GET", "/_auth/login", "Sign-in page", None, "HTML form of the local sign-in."),
     Documented("POST", "/_auth/login", "Sign in", None, "Form post (same origin only); sets the session cookie."),
+    Documented("GET", "/_auth/logout", "Account and sign-out page", None,
+               "Who is signed in (user, role, pipelines) with a Sign out button; open it in the browser."),
     Documented("POST", "/_auth/logout", "Sign out", None, "Form post (same origin only); ends the session."),
+    Documented("GET", "/favicon.ico", "Icon", None, "The proxy's own icon (also /favicon.svg); never forwarded."),
     Documented("GET", "/_auth/oidc/login", "Sign in with SSO", None, "Redirect to the identity provider."),
     Documented("GET", "/_auth/oidc/callback", "SSO callback", None, "The identity provider's redirect back."),
     Documented("POST", "/graphql", "Dagster GraphQL", Role.viewer,
@@ -167,6 +171,8 @@ class ProxyApp:
                 self.login.close()
                 self.ops.close()
                 self.services.close()
+                # Requests are over: close the database's pooled connections rather than leave them to GC.
+                self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -176,6 +182,9 @@ class ProxyApp:
             # CORS preflight, answered here; never forwarded.
             ok = origin_allowed(scope, self.settings)
             return await Response(status_code=204 if ok else 403)(scope, receive, send)
+        if rel in FAVICON_PATHS and method in SAFE_METHODS:
+            # Public and not audited: browsers ask for it on every page, the sign-in page included.
+            return await favicon()(scope, receive, send)
         refused = admission(ctx, self.settings, public=is_form(rel, method) or self.api.is_public(method, rel))
         if refused is not None and refused.status == 403 and rel == "/graphql":
             # Decided here; the GraphQL route only answers it, so the audit row names the operation carried.
@@ -248,6 +257,8 @@ class ProxyApp:
         response: Response
         if rel == "/_auth/login" and request.method in ("GET", "POST"):
             response = await self.login.login(request, ctx)
+        elif rel == "/_auth/logout" and request.method == "GET":
+            response = account_page(self.settings, ctx.principal)
         elif rel == "/_auth/logout" and request.method == "POST":
             response = await self.login.logout(request, ctx)
         elif rel.startswith("/_auth/oidc/") and self.oidc is not None:

@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 import click
 
 from aggregator.proxy.policy.rbac import Role
-from aggregator.proxy.storage.audit import AuditQuery
-from aggregator.proxy.storage.store import StoreError
 
 ROLE = click.Choice([r.name for r in Role])
 
@@ -37,6 +35,9 @@ def _store():  # type: ignore[no-untyped-def]
 @contextmanager
 def _store_errors_as_cli_errors() -> Iterator[None]:
     """A StoreError is the operator's mistake (unknown user, weak password): one line, no traceback."""
+    # Imported here, like everything heavy: `aggregator --help` must not pay for SQLAlchemy and argon2.
+    from aggregator.proxy.storage.store import StoreError
+
     try:
         yield
     except StoreError as exc:
@@ -112,11 +113,15 @@ def register_commands(main: click.Group) -> None:
     @click.option("--path-prefix", default="", help="The --path-prefix the webserver was started with.")
     def proxy(upstream: str, host: str, port: int, path_prefix: str) -> None:
         """Run the authenticated proxy alone in front of a running webserver."""
-        from aggregator.proxy.config import load_proxy_settings
-        from aggregator.proxy.server import serve
-        from aggregator.settings import load_settings
+        try:
+            from aggregator.proxy.config import load_proxy_settings
+            from aggregator.proxy.server import serve
+            from aggregator.settings import load_settings
 
-        serve(load_proxy_settings(upstream, load_settings().home, path_prefix), host, port)
+            serve(load_proxy_settings(upstream, load_settings().home, path_prefix), host, port)
+        except KeyboardInterrupt:
+            # Ctrl-C (or `aggregator dev` stopping) while still starting: a stop, not click's "Aborted!".
+            sys.exit(130)
 
     @main.group()
     def users() -> None:
@@ -199,6 +204,8 @@ def register_commands(main: click.Group) -> None:
     def tokens_create(username: str, role: str | None, scope: tuple[str, ...], expires: str | None,
                       description: str) -> None:
         """Create a token; the secret is printed once and stored only as a hash."""
+        from aggregator.proxy.storage.store import StoreError
+
         store, _ = _store()
         with _store_errors_as_cli_errors():
             if store.get_user(username) is None:
@@ -246,6 +253,8 @@ def register_commands(main: click.Group) -> None:
     def audit(username: str | None, event: str | None, decision: str | None, operation: str | None,
               since: float | None, limit: int, as_json: bool) -> None:
         """Query the proxy's audit log, newest first (ISO times; --json for one object per line)."""
+        from aggregator.proxy.storage.audit import AuditQuery
+
         _, log = _store()
         query = AuditQuery(username=username, event=event, decision=decision, operation=operation, since=since,
                            limit=limit)

@@ -6,6 +6,8 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -20,9 +22,19 @@ log = logging.getLogger(__name__)
 
 
 def open_store(db_url: str) -> tuple[Store, AuditLog]:
+    """The proxy database, migrated; the caller closes it (`Store.close`) or uses `opened_store`."""
     engine = make_engine(db_url)
     migrate(engine)
     return Store(engine), AuditLog(engine)
+
+
+@contextmanager
+def opened_store(db_url: str) -> Iterator[tuple[Store, AuditLog]]:
+    store, audit = open_store(db_url)
+    try:
+        yield store, audit
+    finally:
+        store.close()
 
 
 NO_TTY_HINT = ("No users yet and no terminal to show a generated password on (stdout is not a TTY, so it would "

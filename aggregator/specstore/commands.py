@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from aggregator.settings import load_settings
-
 
 def _user() -> str:
     try:
@@ -32,6 +30,7 @@ def register_specs_commands(main: click.Group) -> None:
         """Make the store hold exactly DIRECTORY's spec files: validated as `aggregator validate` does, the
         unified diff printed, one new revision (none when nothing changed), recorded with your user name."""
         from aggregator.pipelines.validate import validate
+        from aggregator.settings import load_settings
         from aggregator.specstore.current import open_spec_db
         from aggregator.specstore.directory import read_directory
         from aggregator.specstore.store import unified_diff
@@ -73,6 +72,7 @@ def register_specs_commands(main: click.Group) -> None:
     @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
     def export(directory: Path) -> None:
         """Write the store's newest spec files into DIRECTORY (made if missing)."""
+        from aggregator.settings import load_settings
         from aggregator.specstore.current import open_spec_db
         from aggregator.specstore.directory import write_file
 

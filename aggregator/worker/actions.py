@@ -220,7 +220,7 @@ def preview_transform(call: TransformCall, resolver: Resolver) -> dict[str, Any]
     temporary directory; nothing touches the warehouse. Columns any upstream or the transform marks
     sensitive are masked in the result."""
     from aggregator.destinations.sql import SqlDestination
-    from aggregator.pipelines.transform_assets import transform_sql
+    from aggregator.pipelines.transform_sql import transform_sql
     from connectors.batches import type_of
 
     specs, graph = _specs()

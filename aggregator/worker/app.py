@@ -27,6 +27,9 @@ from aggregator.worker.sandbox import CallLimits, run_call, warm_up
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "AGGREGATOR_WORKER_TOKEN"  # noqa: S105 (a variable name, not a secret)
+# Accepted besides the token while it is rotated: the worker rolls first with both, then the proxy with the new
+# one, and no call in between is refused (docs/deploy.md, "Rotate secrets").
+PREVIOUS_TOKEN_ENV = "AGGREGATOR_WORKER_TOKEN_PREVIOUS"  # noqa: S105 (a variable name, not a secret)
 MAX_BODY = 1 << 20
 
 
@@ -36,6 +39,8 @@ class WorkerSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     token: SecretStr = Field(description="AGGREGATOR_WORKER_TOKEN: the bearer token the proxy sends.")
+    previous_token: SecretStr | None = Field(
+        None, description="AGGREGATOR_WORKER_TOKEN_PREVIOUS: also accepted, only while the token is rotated.")
     call_timeout_s: float = Field(60.0, gt=0, description="AGGREGATOR_WORKER_CALL_TIMEOUT_S: deadline per call.")
     call_memory_mb: int = Field(
         1024, gt=0, description="AGGREGATOR_WORKER_CALL_MEMORY_MB: address space a call may add (RLIMIT_AS).")
@@ -49,6 +54,11 @@ class WorkerSettings(BaseModel):
             raise ValueError(f"{TOKEN_ENV} must be set to a random value of at least 16 characters "
                              "(the proxy sends it as a bearer token)")
         values: dict[str, object] = {"token": token}
+        previous = env.get(PREVIOUS_TOKEN_ENV, "")
+        if previous:
+            if len(previous) < 16:
+                raise ValueError(f"{PREVIOUS_TOKEN_ENV} must be the previous token (at least 16 characters) or unset")
+            values["previous_token"] = previous
         for name, key in (("call_timeout_s", "AGGREGATOR_WORKER_CALL_TIMEOUT_S"),
                           ("call_memory_mb", "AGGREGATOR_WORKER_CALL_MEMORY_MB"),
                           ("concurrency", "AGGREGATOR_WORKER_CONCURRENCY")):
@@ -64,14 +74,16 @@ def _error(status: int, detail: str) -> JSONResponse:
 def build_app(settings: WorkerSettings) -> Starlette:
     limits = CallLimits(settings.call_timeout_s, settings.call_memory_mb)
     limiter = anyio.CapacityLimiter(settings.concurrency)
-    expected = f"Bearer {settings.token.get_secret_value()}".encode()
+    accepted = [f"Bearer {token.get_secret_value()}".encode()
+                for token in (settings.token, settings.previous_token) if token is not None]
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def call(request: Request) -> Response:
         given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        # Every accepted token is compared (no early exit): the time taken says nothing about which one matched.
+        if not [expected for expected in accepted if hmac.compare_digest(given, expected)]:
             return _error(401, "a valid worker token is required (Authorization: Bearer …)")
         name = request.path_params["action"]
         if name not in ACTIONS:
@@ -109,6 +121,7 @@ def serve(host: str, port: int) -> None:
 
     settings = WorkerSettings.from_env()
     os.environ.pop(TOKEN_ENV, None)
+    os.environ.pop(PREVIOUS_TOKEN_ENV, None)
     # glibc gives each thread a 64 MB malloc arena; under RLIMIT_AS that address space would count against
     # every call's cap. Set before the fork server starts, which reads it at start-up.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")

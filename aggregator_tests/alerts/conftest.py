@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from aggregator.alerts.history import AlertStore, alerts_db_url
-from aggregator.alerts.setup import build_alert_setup
+from aggregator.pipelines.alert_setup import build_alert_setup
 from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.settings import Settings, load_settings

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.alerts.config import AlertRule, AlertsConfig, QuietHours, WebhookChannel
 from aggregator.alerts.history import AlertStore, alerts_db_url
 from aggregator.alerts.message import AlertMessage
-from aggregator.alerts.router import AlertRouter, AlertSetup
+from aggregator.alerts.router import AlertRouter
+from aggregator.pipelines.alerts_spec import AlertRule, AlertsConfig, AlertSetup, QuietHours, WebhookChannel
 from aggregator_tests.alerts.receivers import HttpReceiver
 
 

@@ -85,9 +85,9 @@ def test_quiet_hours_hold_the_alert_until_they_end(
     """Inside quiet hours an alert is held (recorded, not sent) and sent once they end if still open."""
     import datetime as dt
 
-    from aggregator.alerts.config import QuietHours
     from aggregator.alerts.message import AlertMessage
     from aggregator.alerts.router import AlertRouter
+    from aggregator.pipelines.alerts_spec import QuietHours
 
     setup = platform.setup()
     quiet = QuietHours(start=dt.time(22), end=dt.time(7), timezone="Europe/Berlin")

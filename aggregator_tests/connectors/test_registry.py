@@ -47,9 +47,13 @@ def test_a_registered_type_is_everywhere_a_spec_can_name_it() -> None:
         assert type(TypeAdapter(Stream).validate_python(_minimal_stream(connector))) is connector.stream_model
 
 
-def _minimal_stream(connector: ConnectorType) -> dict[str, str]:
-    return {"files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
-            "rest": {"type": "rest", "path": "/x"}}.get(connector.name, {"type": connector.stream_type})
+def _minimal_stream(connector: ConnectorType) -> dict[str, object]:
+    minimal: dict[str, dict[str, object]] = {"files": {"type": "file", "path": "*.csv"}, "sql": {"type": "sql", "table": "t"},
+            "rest": {"type": "rest", "path": "/x"}, "redis": {"type": "redis", "stream": "s"},
+            "rabbitmq": {"type": "rabbitmq", "queue": "q"}, "nats": {"type": "nats", "stream": "s"},
+            "mqtt": {"type": "mqtt", "topics": ["t/#"], "client_id": "c"},
+            }
+    return minimal.get(connector.name, {"type": connector.stream_type})
 
 
 @pytest.mark.parametrize(("stream", "mode", "incremental"), [
@@ -58,6 +62,8 @@ def _minimal_stream(connector: ConnectorType) -> dict[str, str]:
     ({"type": "sql", "table": "t"}, "append", False),
     ({"type": "sql", "table": "t", "cursor_column": "id"}, "append", True),
     ({"type": "rest", "path": "/x", "incremental": {"cursor_path": "id"}}, "append", True),
+    ({"type": "redis", "stream": "s"}, "append", True),  # message streams: the broker position is the cursor
+    ({"type": "rabbitmq", "queue": "q"}, "append", True),
 ])
 def test_incremental_comes_from_the_connector(stream: dict[str, object], mode: str, incremental: bool) -> None:
     source = SourceSpec.model_validate({"name": "s", "connection": "c", "stream": stream, "write_mode": mode})

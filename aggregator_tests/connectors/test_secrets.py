@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.alerts.config import SlackChannel
+from aggregator.pipelines.alerts_spec import SlackChannel
 from aggregator.pipelines.connections import Connection, build_resource
 from aggregator.pipelines.isolate import load_isolated
 from aggregator.pipelines.validate import validate

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ PLATFORM_SERVICES = {"code-server", "webserver", "daemon", "proxy"}
 DAGSTER_SERVICES = {"code-server", "webserver", "daemon"}
 
 
-def run_config(tmp_path: Path, *, env_file: Path | None) -> subprocess.CompletedProcess[str]:
+def run_config(tmp_path: Path, *, env_file: Path | None,
+               profiles: tuple[str, ...] = ("maintenance",)) -> subprocess.CompletedProcess[str]:
     try:
         prefix, extra_env = compose_command(tmp_path)
     except FileNotFoundError as exc:
@@ -34,7 +36,9 @@ def run_config(tmp_path: Path, *, env_file: Path | None) -> subprocess.Completed
     if env_file is not None:
         env["AGGREGATOR_ENV_FILE"] = str(env_file)
         args += ["--env-file", str(env_file)]
-    return subprocess.run([*args, "--profile", "maintenance", "config", "--format", "json"], capture_output=True, text=True, env=env,
+    for profile in profiles:
+        args += ["--profile", profile]
+    return subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120, check=False)
 
 
@@ -246,7 +250,9 @@ def test_proxy_settings_load_from_the_environment_compose_gives_it(config: dict,
 def test_compose_worker_has_the_pipelines_environment_not_the_proxys(config: dict) -> None:
     services = config["services"]
     worker = services["worker"]
-    assert worker["command"] == WORKER_COMMAND
+    # Behind wait_for.py (no dependency check: it refuses placeholder secrets, test_placeholder_secrets.py).
+    assert worker["command"][:3] == ["python", "/opt/dagster/bin/wait_for.py", "--"]
+    assert worker["command"][3:] == WORKER_COMMAND
     assert "ports" not in worker, "only the proxy publishes a port"
     assert not PROXY_SECRETS & set(worker["environment"])
     assert worker["environment"]["AGGREGATOR_WORKER_TOKEN"] == services["proxy"]["environment"]["AGGREGATOR_WORKER_TOKEN"]
@@ -260,3 +266,48 @@ def test_code_server_stop_waits_for_runs_in_flight(config: dict) -> None:
     seconds = {"s": 1, "m": 60, "h": 3600}
     total = sum(int(n) * seconds[u] for n, u in re.findall(r"(\d+)([smh])", grace))
     assert total >= 600, grace
+
+
+def duration_s(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text))
+
+
+def check_start_up_s(test: list[str]) -> float:
+    """What a health check costs before it checks anything, measured here and now: a `python -c` check's imports,
+    a CLI's `--help` (the same imports)."""
+    import time
+
+    if test[1:3] == ["python", "-c"]:
+        imports = ";".join(s for s in test[3].split(";") if s.strip().startswith("import "))
+        argv = [sys.executable, "-c", imports]
+    elif test[0] == "CMD-SHELL":
+        return 0.0  # pg_isready: a C program
+    else:
+        argv = [str(Path(sys.executable).with_name(test[1])), "--help"]
+    started = time.monotonic()
+    subprocess.run(argv, capture_output=True, check=True, timeout=300)
+    return time.monotonic() - started
+
+
+def test_health_checks_have_room_under_load(config: dict) -> None:
+    """Regression (issue 19, minor 5): the code server's and the daemon's checks were `dagster` CLI launches that
+    exceeded their 10 s and 30 s timeouts on a loaded host, failing `depends_on: service_healthy`. Checks that
+    something waits on are light (an import of grpc, urllib or socket); each check's timeout is at least three
+    times its start-up as measured on this machine now, at least 10 s, and no longer than its interval."""
+    import os
+
+    load = os.getloadavg()[0]
+    for name, svc in config["services"].items():
+        check = svc.get("healthcheck", {})
+        if check.get("disable") or "test" not in check:
+            continue
+        timeout, interval = duration_s(check["timeout"]), duration_s(check["interval"])
+        assert 10 <= timeout <= interval, name
+        cost = check_start_up_s(check["test"])
+        assert 3 * cost < timeout, f"{name}: start-up {cost:.1f}s (load {load:.0f}) vs timeout {timeout:.0f}s"
+        waited_on = any(dep.get("condition") == "service_healthy" and dep_name == name
+                        for other in config["services"].values()
+                        for dep_name, dep in (other.get("depends_on") or {}).items())
+        if waited_on and name != "postgres":
+            assert check["test"][1:3] == ["python", "-c"], f"{name} gates other services: keep its check light"

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,21 +151,32 @@ def test_backup_and_restore_round_trip(pg_db: PgDatabase, tmp_path: Path) -> Non
     assert not list((tmp_path / "backups").rglob("*.partial"))
 
     target = f"restore_{uuid.uuid4().hex[:12]}"
+    backup_role, other_role = f"backup_{target}", f"other_{target}"
     postgres = admin_dsn(pg_db.dsn, "postgres")
     with psycopg.connect(postgres, autocommit=True) as conn:
+        # As an operator who skipped the documented REVOKE: CREATE DATABASE opens it to every role (PUBLIC).
         conn.execute(f'CREATE DATABASE "{target}"')
+        conn.execute(f'CREATE ROLE "{backup_role}" LOGIN')
+        conn.execute(f'CREATE ROLE "{other_role}" LOGIN')
     try:
         restore = subprocess.run(["sh", str(FILES / "restore.sh"), str(dump), target], capture_output=True,
-                                 text=True, env=libpq_env(pg_db.dsn), timeout=300, check=False)
+                                 text=True, env={**libpq_env(pg_db.dsn), "BACKUP_ROLE": backup_role},
+                                 timeout=300, check=False)
         assert restore.returncode == 0, restore.stderr
         with psycopg.connect(admin_dsn(pg_db.dsn, target)) as conn:
             assert conn.execute("SELECT count(*), sum(amount) FROM orders").fetchone() == (500, 187875)
+            # Regression (issue 19, minor 3): the restored database stayed open to every role.
+            check = "SELECT has_database_privilege(%s, %s, 'CONNECT')"
+            assert conn.execute(check, (other_role, target)).fetchone() == (False,)
+            assert conn.execute(check, (backup_role, target)).fetchone() == (True,)
         again = subprocess.run(["sh", str(FILES / "restore.sh"), str(dump), target], capture_output=True,
                                text=True, env=libpq_env(pg_db.dsn), timeout=300, check=False)
         assert again.returncode != 0, "restoring over existing tables stops at the first error"
     finally:
         with psycopg.connect(postgres, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+            for role in (backup_role, other_role):
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture
@@ -270,11 +282,78 @@ def test_documented_restore_leaves_the_database_closed_to_other_roles(pg_admin_u
                 conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
-def test_a_failed_dump_leaves_no_partial_file(pg_db: PgDatabase, tmp_path: Path) -> None:
-    """Regression (issue 19, minor 12): a failed pg_dump left `*.dump.partial` files that pruning never removed."""
-    env = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "backups"),
-           "BACKUP_DATABASES": f"no_such_database_{uuid.uuid4().hex[:8]}", "BACKUP_KEEP": "3"}
-    backup = subprocess.run(["sh", str(FILES / "backup.sh")], capture_output=True, text=True, env=env,
-                            timeout=300, check=False)
+def run_backup(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(FILES / "backup.sh")], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+
+
+def test_a_failed_dump_leaves_no_partial_file(pg_db: PgDatabase, pg_admin_url: str, tmp_path: Path) -> None:
+    """Regression (issue 19, minor 12): a failed pg_dump left `*.dump.partial` files that pruning never removed.
+    pg_dump creates its output file before it reads anything, so each failure below leaves one behind unless the
+    script removes it: a database that does not exist, and a role that may not read one of the tables."""
+    missing = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "missing"),
+               "BACKUP_DATABASES": f"no_such_database_{uuid.uuid4().hex[:8]}", "BACKUP_KEEP": "3"}
+    backup = run_backup(missing)
     assert backup.returncode != 0 and "failed" in backup.stderr
-    assert not list((tmp_path / "backups").rglob("*.partial"))
+    assert not list((tmp_path / "missing").rglob("*.partial"))
+
+    role = f"nobackup_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE readable (x int)")
+        conn.execute("CREATE TABLE secret (x int)")
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
+            conn.execute(f'GRANT CONNECT ON DATABASE "{pg_db.name}" TO {role}')
+            conn.execute(f"GRANT SELECT ON readable TO {role}")
+        denied = {**libpq_env(pg_db.dsn), "PGUSER": role, "BACKUP_DIR": str(tmp_path / "denied"),
+                  "BACKUP_DATABASES": pg_db.name, "BACKUP_KEEP": "3"}
+        backup = run_backup(denied)
+        assert backup.returncode != 0 and "permission denied" in backup.stderr, backup.stderr
+        assert (tmp_path / "denied" / pg_db.name).is_dir(), "the dump was under way"
+        assert list((tmp_path / "denied").rglob("*")) == [tmp_path / "denied" / pg_db.name]
+    finally:
+        with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON readable FROM {role}")
+            conn.execute(f'REVOKE ALL ON DATABASE "{pg_db.name}" FROM {role}')
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_backups_are_copied_and_shipped_off_the_host(pg_db: PgDatabase, tmp_path: Path) -> None:
+    """Regression (issue 19, minor 12): backups stayed on the host (or cluster) they protect. After each complete
+    dump, backup.sh copies it to a second volume (BACKUP_COPY_DIR, pruned to the same count) and hands it to a
+    ship command (object storage: `aws s3 cp "$1" "s3://…/$2"`); a failing ship fails the backup and keeps the
+    local dump."""
+    with psycopg.connect(pg_db.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO orders SELECT generate_series(1, 100)")
+    shipped = tmp_path / "bucket"
+    shipped.mkdir()
+    env = {**libpq_env(pg_db.dsn), "BACKUP_DIR": str(tmp_path / "local"), "BACKUP_DATABASES": pg_db.name,
+           "BACKUP_KEEP": "1", "BACKUP_COPY_DIR": str(tmp_path / "second-volume"),
+           # What `aws s3 cp "$1" "s3://bucket/$2"` receives: the dump's path and its name in the bucket.
+           "BACKUP_SHIP_COMMAND": f'mkdir -p "{shipped}/$(dirname "$2")" && cp "$1" "{shipped}/$2"'}
+    for _ in range(2):  # two runs with different timestamps: BACKUP_KEEP=1 prunes the first on both volumes
+        backup = run_backup(env)
+        assert backup.returncode == 0, backup.stderr
+        (local,) = (tmp_path / "local" / pg_db.name).glob("*.dump")
+        while local.name == f"{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}.dump":
+            time.sleep(0.05)  # the next run's timestamp (seconds) must differ
+    (copied,) = (tmp_path / "second-volume" / pg_db.name).glob("*.dump")
+    assert copied.name == local.name and copied.read_bytes() == local.read_bytes()
+    assert (shipped / pg_db.name / local.name).read_bytes() == local.read_bytes()
+    assert len(list((shipped / pg_db.name).glob("*.dump"))) == 2, "the bucket keeps its own history"
+
+    failing = {**env, "BACKUP_SHIP_COMMAND": "echo 'upload refused' >&2; exit 7"}
+    backup = run_backup(failing)
+    assert backup.returncode != 0
+    assert "BACKUP_SHIP_COMMAND failed" in backup.stderr and "upload refused" in backup.stderr
+    assert list((tmp_path / "local" / pg_db.name).glob("*.dump")), "the local dump is kept"
+    not_a_directory = tmp_path / "not-a-directory"
+    not_a_directory.write_text("")
+    broken_copy = {**env, "BACKUP_SHIP_COMMAND": "", "BACKUP_COPY_DIR": str(not_a_directory)}
+    backup = run_backup(broken_copy)
+    assert backup.returncode != 0 and "copying" in backup.stderr
+    assert not list(tmp_path.rglob("*.partial"))

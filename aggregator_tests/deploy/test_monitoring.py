@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -114,6 +115,17 @@ def test_dashboard_is_valid_and_uses_only_exposed_metrics(exposed: set[str]) -> 
     titles = " ".join(p["title"].lower() for p in data["panels"])
     for topic in ("runs", "failed", "duration", "rows loaded", "last load", "proxy"):
         assert topic in titles
+
+
+def test_count_panels_show_zero_rather_than_no_data() -> None:
+    """Regression (issue 19, minor 7): "Failed runs (24h)" showed "No data" when nothing had failed, because an
+    increase over series that do not exist is empty. Every stat panel (a single number) falls back to 0."""
+    data = json.loads(DASHBOARD.read_text())
+    stats = [p for p in data["panels"] if p["type"] == "stat"]
+    assert "Failed runs (24h)" in {p["title"] for p in stats}
+    for panel in stats:
+        for target in panel["targets"]:
+            assert re.search(r"\bor\s+vector\(0\)\s*$", target["expr"]), f"{panel['title']}: add `or vector(0)`"
 
 
 @pytest.mark.parametrize("path", RULES, ids=lambda p: p.name)
@@ -230,3 +242,23 @@ def test_prometheus_may_scrape_metrics_and_proxy(helm: Path, tmp_path: Path) -> 
     assert allowed(policies, prometheus, pod("aggregator-metrics", "10.1.0.40"), 9464)
     assert allowed(policies, prometheus, pod("aggregator-proxy", "10.1.0.41"), 3000)
     assert not allowed(policies, stranger, pod("aggregator-metrics", "10.1.0.40"), 9464)
+
+
+@needs_promtool
+def test_failure_alert_pages_on_a_failure_and_not_on_a_restart_after_retention(tmp_path: Path) -> None:
+    """Regression (issue 19, minor 8): counters are counted from the run history when `metrics serve` starts, so
+    after retention deleted failed runs a restart shows a lower count; Prometheus reads the drop as a reset and
+    `increase()` counted the whole history as new failures, paging. `promtool test rules` on the shipped rules:
+    a new failure pages, the drop does not; and without the `unless … resets` guard the drop would page."""
+    cases = (DEPLOY.parent / "aggregator_tests" / "deploy" / "alert_rules_test.yml").read_text()
+    rules = DEPLOY / "prometheus" / "rules" / "aggregator.yml"
+    assert rules.read_text() == (DEPLOY / "helm" / "aggregator" / "files" / "prometheus-rules.yml").read_text()
+    (tmp_path / "rules.yml").write_text(rules.read_text())
+    (tmp_path / "test.yml").write_text(cases.replace("RULES", "rules.yml"))
+    result = promtool("test", "rules", str(tmp_path / "test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    unguarded = re.sub(r"\n\s*unless on \(pipeline\)[^\n]*", "", rules.read_text())
+    assert unguarded != rules.read_text()
+    (tmp_path / "rules.yml").write_text(unguarded)
+    result = promtool("test", "rules", str(tmp_path / "test.yml"))
+    assert result.returncode != 0 and "shop" in result.stdout + result.stderr, "the test has teeth"

@@ -180,3 +180,37 @@ def test_only_the_daemon_and_webserver_reach_the_api_server(policies, endpoints)
     for port in (443, 6443):
         reaching = {n for n, e in endpoints.items() if e.namespace == NAMESPACE and allowed(rules, e, api, port)}
         assert reaching == {"daemon", "webserver"}, port
+
+
+def test_backups_leave_the_cluster_only_where_configured(helm: Path, tmp_path: Path) -> None:
+    """Issue 19, minor 12: backups stayed on a volume in the cluster they protect. With `backup.copy.claimName` the
+    Job copies each dump to a second claim; with `backup.ship.command` it ships it, reaching the object store's
+    addresses (`backup.ship.egressCidrs`) and nothing else. Without them the backup pod reaches PostgreSQL only."""
+    store = Endpoint("object-store", {}, "52.219.0.10", namespace=None)
+    default = render(helm, tmp_path / "default")
+    backup_labels = next(o for o in default if o["kind"] == "CronJob" and o["metadata"]["name"] == "aggregator-backup"
+                         )["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    backup = Endpoint("backup", backup_labels, "10.1.0.9")
+    internet = Endpoint("internet", {}, "93.184.216.34", namespace=None)
+    rules = [o for o in default if o["kind"] == "NetworkPolicy"]
+    assert not allowed(rules, backup, store, 443)
+
+    objects = render(helm, tmp_path / "shipping", "--set", "backup.copy.claimName=backups-other-zone",
+                     "--set", 'backup.ship.command=aws s3 cp "$1" "s3://example-backups/aggregator/$2"',
+                     "--set", "backup.ship.serviceAccountName=aggregator-backup-shipper",
+                     "--set", "backup.ship.envFromSecret=aggregator-backup-ship",
+                     "--set", "backup.image=registry.example.com/postgres-awscli:16",
+                     "--set", "backup.ship.egressCidrs={52.219.0.0/16}")
+    (cronjob,) = [o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"] == "aggregator-backup"]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["BACKUP_SHIP_COMMAND"] == 'aws s3 cp "$1" "s3://example-backups/aggregator/$2"'
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
+    assert claims[mounts[env["BACKUP_COPY_DIR"]]] == "backups-other-zone"
+    assert {"secretRef": {"name": "aggregator-backup-ship"}} in container["envFrom"]
+    assert pod["serviceAccountName"] == "aggregator-backup-shipper" and pod["automountServiceAccountToken"] is False
+    rules = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert allowed(rules, backup, store, 443)
+    assert not allowed(rules, backup, internet, 443) and not allowed(rules, backup, store, 80)

@@ -6,6 +6,7 @@ Secrets (and keys) the charts read."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,30 @@ def test_network_policies_are_enforced_and_backups_get_a_volume(modules: list[di
     (claim,) = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
     assert created["metadata"]["name"] == claim["spec"]["storageClassName"] == storage_class
     assert created["provisioner"] == provisioner and created["reclaimPolicy"] == "Retain"
+
+
+def test_state_is_remote_encrypted_and_locked(modules: list[dict]) -> None:
+    """Regression (issue 19, minor 1): no backend, so every generated role and admin password sat in a local
+    terraform.tfstate, unlocked. The S3 backend encrypts and locks it (use_lockfile, Terraform 1.10+); bucket, key
+    and region come from the documented backend.hcl (partial configuration), so no account is hard-coded."""
+    (settings,) = [block for module in modules for block in module.get("terraform", [])]
+    (backend,) = settings["backend"]
+    ((kind, body),) = backend.items()
+    assert unquote(kind) == "s3"
+    assert body["encrypt"] is True and body["use_lockfile"] is True
+    assert not {"bucket", "key", "region"} & set(body), "partial configuration: these come from backend.hcl"
+    minimum = re.fullmatch(r">=\s*(\d+)\.(\d+)", unquote(settings["required_version"]))
+    assert minimum and (int(minimum[1]), int(minimum[2])) >= (1, 10), "use_lockfile needs Terraform 1.10"
+
+    example = parse((TERRAFORM / "backend.hcl.example").read_text())
+    assert {"bucket", "key", "region"} <= set(example)
+    docs = (DEPLOY.parent / "docs" / "deploy.md").read_text()
+    assert "cp backend.hcl.example backend.hcl" in docs and "terraform init -backend-config=backend.hcl" in docs
+    assert "put-bucket-versioning" in docs
+
+
+@pytest.mark.parametrize("name", ["backend.hcl", "terraform.tfstate", "terraform.tfstate.backup", ".terraform/x"])
+def test_state_and_backend_settings_cannot_be_committed(name: str) -> None:
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", str(TERRAFORM / name)],
+                             cwd=DEPLOY, check=False)
+    assert ignored.returncode == 0, f"deploy/terraform/aws/{name} is not git-ignored"

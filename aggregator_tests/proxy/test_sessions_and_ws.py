@@ -66,6 +66,32 @@ def test_logout_really_ends_the_session(proxy: RunningProxy) -> None:
         assert replay.status_code == 401
 
 
+def test_favicon_is_public_and_not_audited(proxy: RunningProxy) -> None:
+    """Newcomer review 11: the sign-in page's `/favicon.ico` answered 401 and wrote an audit `deny` row on every
+    page load. It is the proxy's own icon now, for anyone, with no audit row."""
+    before = len(proxy.audit.query(AuditQuery(decision="deny", limit=10_000)))
+    for path in ("/favicon.ico", "/favicon.svg"):
+        resp = httpx.get(f"{proxy.url}{path}")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("image/svg+xml"), resp
+        assert resp.content.startswith(b"<svg")
+    assert 'rel="icon"' in httpx.get(f"{proxy.url}/_auth/login").text
+    assert len(proxy.audit.query(AuditQuery(decision="deny", limit=10_000))) == before
+
+
+def test_account_page_names_the_user_and_signs_out(proxy: RunningProxy) -> None:
+    """Newcomer review 11: the Dagster UI shows no signed-in user and no sign-out; `/_auth/logout` opened in
+    the browser is the documented place for both."""
+    assert "not signed in" in httpx.get(f"{proxy.url}/_auth/logout").text
+    proxy.store.add_user("ana-account", PASSWORD, Role.launcher, ["sales"])
+    with login(proxy, "ana-account") as client:
+        page = client.get("/_auth/logout")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        for shown in ("ana-account", "launcher", "sales", 'action="/_auth/logout"', "Sign out"):
+            assert shown in page.text, (shown, page.text)
+        assert client.post("/_auth/logout").status_code == 303
+        assert "not signed in" in client.get("/_auth/logout").text
+
+
 def test_cookie_writes_need_same_origin(proxy: RunningProxy) -> None:
     with login(proxy, "editor") as client:
         variables = {"s": SCHEDULE_SELECTOR}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,29 @@ import sqlalchemy as sa
 
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import bootstrap_admin, open_store
-from aggregator.proxy.storage.audit import AuditQuery, AuditRecord
+from aggregator.proxy.storage.audit import AuditLog, AuditQuery, AuditRecord
 from aggregator.proxy.storage.db import MIGRATIONS, make_engine, migrate
 from aggregator.proxy.storage.store import Store, StoreError
 from aggregator_tests.postgres import PgDatabase
 
 PASSWORD = "a long enough password"
+OpenDb = Callable[[str], tuple[Store, AuditLog]]
+
+
+@pytest.fixture
+def open_db() -> Iterator[OpenDb]:
+    """`open_store` whose engines are disposed after the test: a pooled PostgreSQL connection left to the
+    garbage collector outlives its dropped database and warns (ResourceWarning) in whichever test GC runs."""
+    opened: list[Store] = []
+
+    def _open(url: str) -> tuple[Store, AuditLog]:
+        store, audit = open_store(url)
+        opened.append(store)
+        return store, audit
+
+    yield _open
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -26,8 +44,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.sqlalchemy_url
 
 
-def test_users_sessions_tokens_round_trip(db_url: str) -> None:
-    _, audit = open_store(db_url)
+def test_users_sessions_tokens_round_trip(db_url: str, open_db: OpenDb) -> None:
+    _, audit = open_db(db_url)
     store = Store(audit.engine, cache_s=0)  # every lookup reads the database: expiry is checked exactly
     store.add_user("ana", PASSWORD, Role.launcher, ["finance"])
     with pytest.raises(StoreError, match="already exists"):
@@ -68,27 +86,30 @@ def test_users_sessions_tokens_round_trip(db_url: str) -> None:
 
 def test_migrations_are_idempotent_and_recorded(db_url: str) -> None:
     engine = make_engine(db_url)
-    assert migrate(engine) == len(MIGRATIONS)
-    assert migrate(engine) == len(MIGRATIONS)
-    with engine.connect() as conn:
-        versions = [r[0] for r in conn.execute(sa.text("select version from proxy_schema_version order by 1"))]
+    try:
+        assert migrate(engine) == len(MIGRATIONS)
+        assert migrate(engine) == len(MIGRATIONS)
+        with engine.connect() as conn:
+            versions = [r[0] for r in conn.execute(sa.text("select version from proxy_schema_version order by 1"))]
+    finally:
+        engine.dispose()
     assert versions == list(range(1, len(MIGRATIONS) + 1))
 
 
-def test_first_admin_is_bootstrapped_once(tmp_path: Path) -> None:
-    store, audit = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_first_admin_is_bootstrapped_once(tmp_path: Path, open_db: OpenDb) -> None:
+    store, audit = open_db(f"sqlite:///{tmp_path / 'p.db'}")
     generated = bootstrap_admin(store, audit, environ={}, interactive=True)
     assert generated and store.verify_password("admin", generated) is not None
     assert bootstrap_admin(store, audit, environ={"AGGREGATOR_ADMIN_PASSWORD": "x" * 20}) is None
     assert store.verify_password("admin", "x" * 20) is None  # the variable cannot reset an existing admin
-    other, other_audit = open_store(f"sqlite:///{tmp_path / 'q.db'}")
+    other, other_audit = open_db(f"sqlite:///{tmp_path / 'q.db'}")
     assert bootstrap_admin(other, other_audit, environ={"AGGREGATOR_ADMIN_USER": "root",
                                                         "AGGREGATOR_ADMIN_PASSWORD": "y" * 20}) is None
     assert other.verify_password("root", "y" * 20).role is Role.admin  # type: ignore[union-attr]
 
 
-def test_lookup_cache_is_cleared_by_changes_through_the_store(tmp_path: Path) -> None:
-    store, _ = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+def test_lookup_cache_is_cleared_by_changes_through_the_store(tmp_path: Path, open_db: OpenDb) -> None:
+    store, _ = open_db(f"sqlite:///{tmp_path / 'p.db'}")
     store.add_user("bo", PASSWORD, Role.editor)
     secret, info = store.create_token("bo")
     assert store.token_principal(secret) is not None
@@ -97,22 +118,22 @@ def test_lookup_cache_is_cleared_by_changes_through_the_store(tmp_path: Path) ->
     assert store.token_principal(secret) is None
 
 
-def test_generated_admin_password_is_never_printed_without_a_terminal(tmp_path: Path) -> None:
+def test_generated_admin_password_is_never_printed_without_a_terminal(tmp_path: Path, open_db: OpenDb) -> None:
     """Finding (issue 15.4): the generated password went to stdout, which is the container log. Without a
     TTY no password is generated; the operator is told to set AGGREGATOR_ADMIN_PASSWORD."""
-    store, audit = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    store, audit = open_db(f"sqlite:///{tmp_path / 'p.db'}")
     assert bootstrap_admin(store, audit, environ={}, interactive=False) is None
     assert store.count_users() == 0
     assert bootstrap_admin(store, audit, environ={"AGGREGATOR_ADMIN_PASSWORD": "z" * 20}, interactive=False) is None
     assert store.verify_password("admin", "z" * 20) is not None
 
 
-def test_two_replicas_bootstrapping_an_empty_postgres_create_one_admin(pg_db: PgDatabase) -> None:
+def test_two_replicas_bootstrapping_an_empty_postgres_create_one_admin(pg_db: PgDatabase, open_db: OpenDb) -> None:
     """Finding (issue 15.4): two proxy replicas starting on an empty database both saw zero users; one
     crashed on the duplicate key or, with different AGGREGATOR_ADMIN_USER values, two admins appeared."""
     import threading
 
-    stores = [open_store(pg_db.sqlalchemy_url) for _ in range(2)]
+    stores = [open_db(pg_db.sqlalchemy_url) for _ in range(2)]
     barrier = threading.Barrier(2)
     results: list[object] = [None, None]
 

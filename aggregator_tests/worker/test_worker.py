@@ -231,3 +231,26 @@ def test_unknown_names_and_bad_bodies(worker: Worker) -> None:
     assert worker.call("check", {"connection": "nope"}).status_code == 404
     assert worker.call("check", {"connection": 1}).status_code == 400
     assert worker.call("run-anything", {}).status_code == 404
+
+
+def test_a_rotated_token_is_accepted_alongside_the_previous_one(specs_root: Path) -> None:
+    """Issue 19, minor 4 (secret rotation broke work in flight): the worker rolls first with the new token and
+    AGGREGATOR_WORKER_TOKEN_PREVIOUS, so proxies still on the old token keep being answered until they roll too.
+    Any other token is refused."""
+    previous = new_token()
+    rotating = _start(specs_root, AGGREGATOR_WORKER_TOKEN_PREVIOUS=previous)
+    try:
+        assert rotating.call("check", {"connection": "local"}).json()["ok"] is True
+        assert rotating.call("check", {"connection": "local"}, token=previous).json()["ok"] is True
+        assert rotating.call("check", {"connection": "local"}, token=new_token()).status_code == 401
+    finally:
+        stop_process(rotating.proc)
+
+
+def test_a_short_previous_token_is_refused() -> None:
+    from aggregator.worker.app import WorkerSettings
+
+    with pytest.raises(ValueError, match="AGGREGATOR_WORKER_TOKEN_PREVIOUS must be the previous token"):
+        WorkerSettings.from_env({"AGGREGATOR_WORKER_TOKEN": new_token(), "AGGREGATOR_WORKER_TOKEN_PREVIOUS": "short"})
+    settings = WorkerSettings.from_env({"AGGREGATOR_WORKER_TOKEN": new_token()})
+    assert settings.previous_token is None

@@ -30,7 +30,14 @@ class FileStream(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["file"] = "file"
-    path: str = Field(description="File path or glob (e.g. 'exports/*.csv', '**/*.jsonl'), relative to `base_dir`.")
+    path: str = Field(description="File path or glob (e.g. 'exports/*.csv', '**/*.jsonl'), relative to `base_dir` "
+                      "(a directory, or an s3://, gs://, az:// or sftp:// location).")
+    incremental_by: Literal["files", "modified", "name"] = Field(
+        "files",
+        description="Which files a load reads: 'files' every file not loaded before in this version (size and "
+        "modification time or ETag; a rewritten file loads again); 'modified' files modified after the newest "
+        "one loaded; 'name' files whose name sorts after the last one loaded (date-stamped names). The cursor "
+        "is committed with the rows of each file.")
     format: FileFormat | None = Field(
         None, description="csv, json, jsonl, parquet or excel; by default chosen from each file's extension."
     )
@@ -51,5 +58,5 @@ class FileStream(BaseModel):
         None, ge=0, description="With on_bad_row 'skip': fail anyway once more rows than this were skipped."
     )
 
-    def format_of(self, path: PurePath) -> FileFormat | None:
-        return self.format or FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    def format_of(self, path: PurePath | str) -> FileFormat | None:
+        return self.format or FORMAT_BY_SUFFIX.get(PurePath(path).suffix.lower())

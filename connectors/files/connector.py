@@ -11,14 +11,16 @@ from connectors.files.resource import FilesResource
 
 def _paths(config: dict[str, Any], absolute: Absolute) -> dict[str, Any]:
     base_dir = config.get("base_dir")
-    return {**config, "base_dir": absolute(base_dir)} if isinstance(base_dir, str) else config
+    if not isinstance(base_dir, str) or "://" in base_dir:  # s3://, sftp://…: not a path on this machine
+        return config
+    return {**config, "base_dir": absolute(base_dir)}
 
 
 CONNECTOR = ConnectorType(
     name="files",
     resource=FilesResource,
     stream_model=FileStream,
-    summary="CSV, JSON, JSON Lines, Parquet and Excel files below a directory",
+    summary="CSV, JSON, JSON Lines, Parquet and Excel files below a directory or in object storage / SFTP",
     tracks_state=True,  # each file version is loaded once: state lists what was loaded
     resolve_paths=_paths,
 )

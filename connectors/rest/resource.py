@@ -188,9 +188,11 @@ class RestApiResource(dg.ConfigurableResource):
         try:
             return json.loads(response.content)
         except ValueError as exc:
+            # Say what arrived, never its bytes: a body may echo the request's credentials or hold personal data.
+            kind = response.headers.get("content-type") or "no content type"
             raise SourceReadError(
-                f"GET {self.client.display(url, params)}: response is not valid JSON ({exc}); "
-                f"it starts with {response.content[:80]!r}"
+                f"{response.request.method or 'GET'} {self.client.display(url, params)}: response is not valid "
+                f"JSON ({exc}); it is {len(response.content):,} bytes of {kind}"
             ) from exc
 
     def _records(self, document: Any, path: tuple[str | int, ...], shown: str, url: str, params: dict[str, Any]) -> Page:

@@ -9,12 +9,17 @@ Checks (any number, in order):
   --schema ENV     ... and wait until the Dagster schema exists there (`dagster instance migrate` has run)
   --tcp HOST:PORT  a TCP connection succeeds
   --http URL       a GET returns 2xx
+
+Before any check it refuses to start when a secret in its environment is a placeholder (`change-me…`, see
+PLACEHOLDER): an old `.env` copied from an example would otherwise bring a stack up with a published password.
+Compose's `${VAR:?}` only catches empty values; this catches the known fake ones, naming the variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import time
@@ -25,6 +30,36 @@ from urllib.parse import urlsplit
 # Tables the last storage of `dagster instance migrate` creates (schedule storage comes after run and event log
 # storage): their presence means the whole schema is there.
 SCHEMA_TABLES = ("runs", "event_logs", "jobs", "job_ticks", "instigators", "alembic_version")
+
+
+# Values that example files and tutorials put where a secret goes. postgres-init/00-refuse-placeholders.sh refuses the same ones
+# before PostgreSQL creates the roles (aggregator_tests/deploy/test_placeholder_secrets.py runs both on one corpus).
+PLACEHOLDER = re.compile(r"(change|replace|fill)[-_ ]?me.*|password|secret|placeholder", re.IGNORECASE)
+# Variables that hold a secret: by name, or a URL whose password part is one.
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET")
+
+
+def placeholder_secrets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Names of the variables in `environ` whose secret is a placeholder (never their values)."""
+    found = []
+    for name, value in sorted(environ.items()):
+        if SECRET_NAME.search(name):
+            secret = value
+        elif "://" in value:
+            secret = urlsplit(value).password or ""
+        else:
+            continue
+        if secret and PLACEHOLDER.fullmatch(secret.strip()):
+            found.append(name)
+    return found
+
+
+def refuse_placeholders(environ: dict[str, str] | os._Environ[str]) -> None:
+    names = placeholder_secrets(environ)
+    if names:
+        raise SystemExit(f"wait_for: refusing to start: {', '.join(names)} hold(s) a placeholder secret "
+                         "(change-me…): set a real value (e.g. `openssl rand -hex 24`) in deploy/.env or the "
+                         "Kubernetes Secret, and for a database role also ALTER ROLE … PASSWORD")
 
 
 def log(message: str) -> None:
@@ -134,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     command = argv[split + 1:]
     if not command:
         raise SystemExit("wait_for: no command after `--`")
+    refuse_placeholders(os.environ)
     checks = ([postgres_ready(e) for e in args.postgres] + [schema_ready(e) for e in args.schema]
               + [tcp_ready(t) for t in args.tcp] + [http_ready(u) for u in args.http])
     for name, check in checks:

@@ -29,6 +29,7 @@ def safe_next(value: str | None, settings: ProxySettings) -> str:
 
 
 LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sign in — Data Aggregator</title>
+<link rel="icon" href="{prefix}/favicon.ico">
 <style>body{{font-family:sans-serif;max-width:22rem;margin:6rem auto}}input,button{{width:100%;margin:.3rem 0;
 padding:.5rem}}.err{{color:#b00}}</style></head><body><h1>Data Aggregator</h1>{error}
 <form method="post" action="{prefix}/_auth/login"><input type="hidden" name="next" value="{next}">

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -24,8 +25,13 @@ TOKEN_PREFIX = "agg_"  # noqa: S105 (a public prefix that makes leaked tokens gr
 BOOTSTRAP_LOCK_KEY = 0x61676772  # "aggr": the advisory lock serializing first-admin creation across replicas
 # argon2id, memory-hard. Defaults of argon2-cffi (64 MiB, t=3) follow RFC 9106's second recommendation.
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so a login for an unknown name costs as much as a real one.
-_DUMMY_HASH = _hasher.hash("not a password " + secrets.token_hex(8))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so a login for an unknown name costs as much as a real
+    one. Made on first use: an argon2 hash costs ~0.3-1 s, which every CLI call importing this module paid."""
+    return _hasher.hash("not a password " + secrets.token_hex(8))
 
 
 class StoreError(ValueError):
@@ -76,6 +82,11 @@ class Store:
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
+
+    def close(self) -> None:
+        """Close the pooled connections (the audit log shares the engine). Left to the garbage collector, a
+        PostgreSQL connection outlives its database in tests and warns (ResourceWarning) wherever GC runs."""
+        self.engine.dispose()
     def _cached(self, key: str) -> tuple[bool, Principal | None]:
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.cache_s:
@@ -177,7 +188,7 @@ class Store:
         """The user if the password matches and the account is enabled; same cost either way."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.users).where(db.users.c.username == username)).first()
-        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else _dummy_hash()
         try:
             ok: bool = _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):

@@ -135,7 +135,9 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         # Served outside the typed router (ApiApp.documented).
         ("GET", "/_auth/login"): [Sample("/_auth/login", "public")],
         ("POST", "/_auth/login"): [Sample("/_auth/login", "public", form={"username": "viewer", "password": PASSWORD})],
+        ("GET", "/_auth/logout"): [Sample("/_auth/logout", "public")],
         ("POST", "/_auth/logout"): [Sample("/_auth/logout", "public")],
+        ("GET", "/favicon.ico"): [Sample("/favicon.ico", "public")],
         ("GET", "/_auth/oidc/login"): [Sample("/_auth/oidc/login", "public")],
         ("GET", "/_auth/oidc/callback"): [Sample("/_auth/oidc/callback", "public")],
         ("POST", "/graphql"): [Sample("/graphql", "grant", json={"query": "{ version }"})],

@@ -189,33 +189,38 @@ def test_two_replicas_on_postgres_one_write_wins(pg_db: PgDatabase, tmp_path: Pa
     specs = tmp_path / "specs"
     shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
     settings = Settings(home=tmp_path, pipelines_dir=specs, warehouse_url=f"sqlite:///{tmp_path / 'w.db'}")
-    replicas = [SpecStore(sa.create_engine(pg_db.sqlalchemy_url), settings) for _ in range(2)]
-    base = replicas[0].write("api_pg", "api_pg.yaml", demo("api_pg"), "editor", "create", None)
-    etag = etag_of(base.content)
-    for attempt in range(5):  # several rounds: the interleaving differs from round to round
-        outcomes: list[int] = []
-        barrier = threading.Barrier(2)
+    engines = [sa.create_engine(pg_db.sqlalchemy_url) for _ in range(2)]
+    replicas = [SpecStore(engine, settings) for engine in engines]
+    try:
+        base = replicas[0].write("api_pg", "api_pg.yaml", demo("api_pg"), "editor", "create", None)
+        etag = etag_of(base.content)
+        for attempt in range(5):  # several rounds: the interleaving differs from round to round
+            outcomes: list[int] = []
+            barrier = threading.Barrier(2)
 
-        def write(store: SpecStore, text: str, outcomes: list[int] = outcomes,
-                  barrier: threading.Barrier = barrier, etag: str = etag) -> None:
-            barrier.wait()
-            try:
-                store.write("api_pg", "api_pg.yaml", demo("api_pg", text), "editor", "update", etag)
-                outcomes.append(200)
-            except ApiError as exc:
-                outcomes.append(exc.status)
+            def write(store: SpecStore, text: str, outcomes: list[int] = outcomes,
+                      barrier: threading.Barrier = barrier, etag: str = etag) -> None:
+                barrier.wait()
+                try:
+                    store.write("api_pg", "api_pg.yaml", demo("api_pg", text), "editor", "update", etag)
+                    outcomes.append(200)
+                except ApiError as exc:
+                    outcomes.append(exc.status)
 
-        threads = [threading.Thread(target=write, args=(r, f"Replica {i} round {attempt}."))
-                   for i, r in enumerate(replicas)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert sorted(outcomes) == [200, 412], outcomes
-        etag = etag_of((specs / "api_pg.yaml").read_text())
-    history = replicas[1].history("api_pg")
-    assert [v.version for v in history] == list(range(6, 0, -1))
-    assert (specs / "api_pg.yaml").read_text() == history[0].content
+            threads = [threading.Thread(target=write, args=(r, f"Replica {i} round {attempt}."))
+                       for i, r in enumerate(replicas)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            assert sorted(outcomes) == [200, 412], outcomes
+            etag = etag_of((specs / "api_pg.yaml").read_text())
+        history = replicas[1].history("api_pg")
+        assert [v.version for v in history] == list(range(6, 0, -1))
+        assert (specs / "api_pg.yaml").read_text() == history[0].content
+    finally:
+        for engine in engines:  # pooled psycopg connections must not outlive the test's database
+            engine.dispose()
 
 
 def test_inline_secrets_are_neither_accepted_nor_served(api_stack: ApiStack) -> None:

@@ -3,7 +3,18 @@
 # Not planned or applied in this repository's tests (no terraform binary or providers offline): the tests parse
 # every file and check that names line up.
 terraform {
-  required_version = ">= 1.6"
+  # 1.10: the S3 backend locks state with a lock object in the bucket itself (use_lockfile), no DynamoDB table.
+  required_version = ">= 1.10"
+
+  # Remote state. The state holds every generated role and admin password (random_password), so it must not sit
+  # in a local terraform.tfstate: it lives in a versioned, encrypted bucket of your own, locked while a plan or
+  # apply runs. Partial configuration: bucket, key and region come from a file you keep beside the deployment,
+  #   terraform init -backend-config=backend.hcl        (copy backend.hcl.example; docs/deploy.md)
+  backend "s3" {
+    encrypt      = true
+    use_lockfile = true
+  }
+
   required_providers {
     aws = {
       source  = "hashicorp/aws"

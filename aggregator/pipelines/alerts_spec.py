@@ -1,9 +1,12 @@
-"""Alert channels and rules as written in spec files: a global `alerts:` block and per-pipeline `alerts:`."""
+"""Alert channels and rules as written in spec files (part of the spec language): a global `alerts:` block and
+per-pipeline `alerts:`, and `AlertSetup`, the two assembled. The alert runtime (aggregator/alerts/) reads these;
+nothing here imports it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,11 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from aggregator.pipelines.connections import EnvRef
+from connectors.secrets import EnvRef
 
 AlertKind = Literal["run_failure", "run_success", "check_failure", "freshness", "spec_error", "schema_change"]
-ALERT_KINDS: tuple[str, ...] = ("run_failure", "run_success", "check_failure", "freshness", "spec_error",
-                                "schema_change")
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -171,3 +172,24 @@ class PipelineAlerts(Strict):
 
     rules: list[AlertRule] = Field(default_factory=list, description="Rules for this pipeline.")
     inherit: bool = Field(default=True, description="Also apply the global default rules to this pipeline.")
+
+
+@dataclass(frozen=True)
+class AlertSetup:
+    """The global config plus each pipeline's own rules, validated against each other."""
+
+    config: AlertsConfig = field(default_factory=lambda: AlertsConfig())
+    pipeline_rules: dict[str, tuple[list[AlertRule], bool]] = field(default_factory=dict)  # name -> (rules, inherit)
+    freshness: dict[str, tuple[str, dt.timedelta]] = field(default_factory=dict)  # asset key path -> (pipeline, max age)
+
+    def rules_for(self, kind: str, pipeline: str | None, severity: str | None = None) -> list[AlertRule]:
+        own, inherit = self.pipeline_rules.get(pipeline or "", ([], True))
+        rules = list(own) + ([r for r in self.config.rules if r.covers(pipeline)] if inherit else [])
+        out = [r for r in rules if r.when == kind]
+        if kind == "check_failure":
+            out = [r for r in out if r.severity == "WARN" or severity == "ERROR"]
+        return out
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config.rules) or any(rules for rules, _ in self.pipeline_rules.values())

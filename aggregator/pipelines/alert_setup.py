@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aggregator.alerts.config import AlertsConfig
-from aggregator.alerts.router import AlertSetup
+from aggregator.pipelines.alerts_spec import AlertsConfig, AlertSetup
 from aggregator.pipelines.load import SourceFile, SpecError, SpecErrors, Specs
 from aggregator.pipelines.spec import SourceSpec, TransformSpec
 

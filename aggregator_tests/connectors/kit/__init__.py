@@ -1,0 +1,48 @@
+"""The connector conformance kit: what every connector type proves (test_conformance.py runs it).
+
+A connector type takes part by providing one module here named for it (`kit/<type>.py`, the declared hook)
+with a `source(tmp_path, rows)` context manager that starts a real system on loopback (a server, files, a
+database) holding `rows` kit rows, and yields a `KitSource`. A registered type without one fails
+`test_every_registered_type_has_a_kit`; see docs/connectors/write-a-connector.md."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+def kit_row(i: int) -> dict[str, Any]:
+    """Row `i` of every kit source: an integer key and a text column (the columns the kit checks)."""
+    return {"id": i, "name": f"row {i}"}
+
+
+@dataclass
+class KitSource:
+    """A live source of kit rows for one connector type."""
+
+    config: dict[str, Any]  # the connection's `config:`; credentials as {env: NAME}, never inline
+    stream: dict[str, Any]  # a `stream:` reading every row (kit_row columns: id, name)
+    incremental_stream: dict[str, Any]  # a stream whose loads keep state: a second load reads only new rows
+    add_rows: Callable[[range], None]  # append kit rows with these ids to the source
+    environ: dict[str, str] = field(default_factory=dict)  # the variables the {env: NAME}s read
+    secrets: list[str] = field(default_factory=list)  # credential values (and parts of them) no error may hold
+    # Connection configs (credentials still in use) that reach nothing, or the wrong thing: check/read fail.
+    failing: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Kit(Protocol):
+    def __call__(self, tmp_path: Path, rows: int) -> AbstractContextManager[KitSource]: ...
+
+
+def kit_for(connector: str) -> Kit:
+    """The `source` hook of `kit/<connector>.py`; ModuleNotFoundError when the type has no kit."""
+    module = importlib.import_module(f"{__name__}.{connector}")
+    hook: Kit = module.source
+    return hook
+
+
+__all__ = ["Iterator", "Kit", "KitSource", "kit_for", "kit_row"]

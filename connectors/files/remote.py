@@ -1,0 +1,273 @@
+"""Files in object storage and on SFTP servers, read through fsspec.
+
+`s3://bucket/prefix` uses Arrow's S3 client (C++, in the pyarrow wheel the readers already need) behind
+fsspec's `ArrowFSWrapper`: no second HTTP stack, and listing and downloading run outside the GIL. Every other
+scheme (`gs://`, `az://`, `sftp://`, …) is opened by fsspec's own registry with the connection's
+`storage_options`, so installing gcsfs, adlfs or paramiko is all a deployment needs for those.
+
+A listing is one recursive walk of the base (for S3 one paginated ListObjectsV2), matched against the glob
+with fsspec's `glob_translate` (pathlib's rules: `*` stays in one directory, `**` crosses any number). Errors
+of the walk are raised, never skipped: a refused credential must fail the load, not look like an empty bucket.
+
+The endpoint must be one the platform lets connectors reach (connectors/egress.py): the host of
+`endpoint_url`, the SFTP server or the cloud's default endpoint, every address it resolves to. Messages never
+contain credentials: every text from the storage library goes through `mask`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from connectors.egress import EgressError, check_address
+from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.files.entry import Entry
+from connectors.redact import MASK, is_secret_key, sanitize_url
+
+# Schemes read through fsspec, and the default endpoint each reaches when `endpoint_url` is not set.
+REMOTE_SCHEMES: dict[str, str | None] = {
+    "s3": "s3.amazonaws.com", "s3a": "s3.amazonaws.com",
+    "gs": "storage.googleapis.com", "gcs": "storage.googleapis.com",
+    "az": None, "abfs": None,  # <account_name>.blob.core.windows.net
+    "sftp": None,  # the URL's host
+}
+S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anon")
+_DEFAULT_PORTS = {"http": 80, "https": 443, "sftp": 22}
+COPY_BYTES = 8 << 20  # a download moves this much at a time: memory stays flat whatever the object's size
+
+
+def is_remote(base: str) -> bool:
+    """True for a `scheme://` location read through fsspec."""
+    scheme, sep, _ = base.partition("://")
+    return bool(sep) and scheme.lower() in REMOTE_SCHEMES
+
+
+def mask(text: str, options: dict[str, Any]) -> str:
+    """`text` with the value of every credential option (secrets, and key ids and user names, which are half
+    of one) replaced by `***`."""
+    values = [str(v) for k, v in options.items()
+              if (is_secret_key(k) or "key" in k.lower() or "user" in k.lower()) and len(str(v)) >= 4]
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def _endpoint(scheme: str, base: str, options: dict[str, Any]) -> tuple[str, int] | None:
+    """(host, port) the storage library will connect to, as far as the options tell."""
+    url = options.get("endpoint_url")
+    if url:
+        parts = urlsplit(str(url))
+        if not parts.hostname or parts.scheme not in ("http", "https"):
+            raise ConnectorConfigError(f"storage_options.endpoint_url {url!r} is not an http(s) URL "
+                                       "(e.g. https://s3.example.com)")
+        return parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme]
+    if scheme == "sftp":
+        parts = urlsplit(base)
+        if not parts.hostname:
+            raise ConnectorConfigError(f"base_dir {sanitize_url(base)!r}: an sftp:// location names its server, "
+                                       "e.g. sftp://user@sftp.example.com/exports")
+        return parts.hostname, parts.port or int(options.get("port") or 22)
+    if scheme in ("az", "abfs") and options.get("account_name"):
+        return f"{options['account_name']}.blob.core.windows.net", 443
+    default = REMOTE_SCHEMES.get(scheme)
+    return (default, 443) if default else None
+
+
+def check_endpoint(scheme: str, base: str, options: dict[str, Any]) -> None:
+    """EgressError unless every address of the endpoint is one connectors may reach (egress.py)."""
+    target = _endpoint(scheme, base, options)
+    if target is None:
+        return
+    host, port = target
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SourceReadError(f"base_dir: cannot resolve the storage endpoint {host!r}: {exc}") from exc
+    for info in infos:
+        try:
+            check_address(str(info[4][0]), port)
+        except EgressError as exc:
+            raise EgressError(f"base_dir: storage endpoint {host}:{port}: {exc}") from None
+
+
+def _s3(options: dict[str, Any]) -> Any:
+    """Arrow's S3 client for fsspec-style options (the names s3fs takes)."""
+    import pyarrow.fs as pafs
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    unknown = sorted(set(options) - set(S3_OPTIONS))
+    if unknown:
+        raise ConnectorConfigError(f"storage_options: {', '.join(unknown)} not understood for s3:// locations; "
+                                   f"allowed: {', '.join(S3_OPTIONS)}")
+    kwargs: dict[str, Any] = {"connect_timeout": 10, "request_timeout": 60}
+    if options.get("endpoint_url"):
+        parts = urlsplit(str(options["endpoint_url"]))
+        kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme)
+        kwargs["region"] = options.get("region") or "us-east-1"  # S3-compatible servers mostly ignore it
+    elif options.get("region"):
+        kwargs["region"] = options["region"]
+    if str(options.get("anon", "")).lower() in ("1", "true", "yes"):
+        kwargs["anonymous"] = True
+    elif options.get("key") or options.get("secret"):
+        if not (options.get("key") and options.get("secret")):
+            raise ConnectorConfigError("storage_options: key and secret go together (an access key id and its "
+                                       "secret access key)")
+        kwargs.update(access_key=options["key"], secret_key=options["secret"])
+        if options.get("token"):
+            kwargs["session_token"] = options["token"]
+    return ArrowFSWrapper(pafs.S3FileSystem(**kwargs))
+
+
+def _modified(info: dict[str, Any]) -> dt.datetime:
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created", "creation_time"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        try:
+            parsed = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            continue
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(0, tz=dt.UTC)  # a store that tells no time: name and size still decide
+
+
+class RemoteLocation:
+    """Objects under `scheme://bucket/prefix` (or files under `sftp://host/path`), through fsspec."""
+
+    def __init__(self, base: str, options: dict[str, Any]) -> None:
+        self.base = base.rstrip("/")
+        self.scheme = base.partition("://")[0].lower()
+        self.options = dict(options)
+        self._fs: Any = None
+        self._root = ""
+
+    @property
+    def display(self) -> str:
+        return sanitize_url(self.base)
+
+    def _fail(self, what: str, exc: BaseException) -> SourceReadError:
+        text = mask(f"{exc}", self.options)
+        if isinstance(exc, PermissionError) or re.search(
+                r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|SIGNATURE_DOES_NOT_MATCH|"
+                r"SignatureDoesNotMatch|Forbidden|Authentication failed", text):
+            return SourceReadError(f"{self.display}: {what}: access denied: the storage refused the credentials in "
+                                   f"storage_options ({text}); check the key and secret the connection names")
+        return SourceReadError(f"{self.display}: {what}: {text}")
+
+    def fs(self) -> Any:
+        """The fsspec filesystem, opened on first use (after the egress check)."""
+        if self._fs is None:
+            check_endpoint(self.scheme, self.base, self.options)
+            if self.scheme in ("s3", "s3a"):
+                self._fs, self._root = _s3(self.options), self.base.partition("://")[2]
+            else:
+                import fsspec
+
+                # A fresh instance: fsspec caches filesystems (and their listings) per options, and a sensor
+                # or a second load in the same process must see files written since.
+                try:
+                    self._fs, self._root = fsspec.core.url_to_fs(self.base, skip_instance_cache=True,
+                                                                 **self.options)
+                except ImportError as exc:
+                    raise ConnectorConfigError(f"{self.display}: no fsspec implementation for {self.scheme}:// "
+                                               f"is installed ({exc})") from exc
+                except (TypeError, ValueError) as exc:
+                    raise ConnectorConfigError(mask(f"{self.display}: storage_options: {exc}",
+                                                    self.options)) from exc
+            self._root = self._root.rstrip("/")
+        return self._fs
+
+    def _walk(self) -> dict[str, dict[str, Any]]:
+        """Every file under the base: path -> info (size, modification time)."""
+        from fsspec.implementations.arrow import ArrowFSWrapper
+
+        fs = self.fs()
+        try:
+            if isinstance(fs, ArrowFSWrapper):
+                import pyarrow.fs as pafs
+
+                selector = pafs.FileSelector(self._root, recursive=True, allow_not_found=True)
+                return {info.path: {"size": info.size, "mtime": info.mtime}
+                        for info in fs.fs.get_file_info(selector) if info.type == pafs.FileType.File}
+            fs.invalidate_cache()
+            found: dict[str, dict[str, Any]] = fs.find(self._root, detail=True, on_error="raise")
+            return found
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise self._fail("listing", exc) from exc
+
+    def _entries(self, pattern: str | None) -> list[Entry]:
+        from fsspec.utils import glob_translate
+
+        listing = self._walk()  # opens the filesystem, which sets the root
+        prefix = self._root + "/" if self._root else ""
+        matcher = re.compile(glob_translate(prefix + pattern)) if pattern is not None else None
+        out = []
+        for path, info in listing.items():
+            path = path.lstrip("/") if not self._root.startswith("/") else path
+            if info.get("type") == "directory" or not path.startswith(prefix):
+                continue
+            if matcher is not None and not matcher.fullmatch(path):
+                continue
+            version = str(info.get("ETag") or info.get("etag") or "").strip('"')
+            out.append(Entry(name=path[len(prefix):], size=int(info.get("size") or 0), modified=_modified(info),
+                             version=version))
+        return sorted(out, key=lambda e: e.name)
+
+    def entries(self, pattern: str) -> list[Entry]:
+        return self._entries(pattern)
+
+    def all_entries(self) -> list[Entry]:
+        return self._entries(None)
+
+    def shown(self, entry: Entry) -> str:
+        return f"{self.display}/{entry.name}"
+
+    def _copy_to(self, entry: Entry, local: Path) -> None:
+        from fsspec.implementations.arrow import ArrowFSWrapper
+
+        fs, source = self.fs(), f"{self._root}/{entry.name}"
+        with open(local, "wb") as out:
+            if isinstance(fs, ArrowFSWrapper):  # one streaming GET instead of ranged reads
+                with fs.fs.open_input_stream(source, buffer_size=COPY_BYTES) as stream:
+                    while chunk := stream.read(COPY_BYTES):
+                        out.write(chunk)
+                return
+            with fs.open(source, "rb", block_size=COPY_BYTES) as src:
+                shutil.copyfileobj(src, out, COPY_BYTES)
+
+    @contextmanager
+    def local_path(self, entry: Entry) -> Iterator[Path]:
+        """The object's bytes in a private temporary file named like the object (its suffix picks the format),
+        removed afterwards whatever happens. Readers then run exactly as on local files; their messages name
+        the object's URL, not the copy."""
+        scratch = Path(tempfile.mkdtemp(prefix="aggregator-files-"))
+        try:
+            local = scratch / PurePosixPath(entry.name).name
+            try:
+                self._copy_to(entry, local)
+            except Exception as exc:
+                raise self._fail(f"reading {entry.name}", exc) from exc
+            try:
+                yield local
+            except SourceReadError as exc:
+                raise SourceReadError(str(exc).replace(str(local), self.shown(entry))) from exc.__cause__
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def check(self) -> str:
+        count = len(self._entries(None))
+        return f"{self.display}: readable, {count} files"
