@@ -17,7 +17,11 @@ from aggregator_tests.s3_server import S3Server, running_s3_server
 REPO = Path(__file__).resolve().parents[1]
 
 # Test directories where an engine, client or file left open fails the test that leaked it (issue 20.7).
-LEAK_FREE = ("connectors", "destinations", "pipelines", "metrics")
+LEAK_FREE = ("connectors", "destinations", "pipelines", "metrics", "alerts", "logs", "worker",
+             "proxy/test_store.py", "proxy/test_shared_state.py", "proxy/test_login_throttle.py", "proxy/test_cli.py",
+             "proxy/test_sessions_and_ws.py", "proxy/test_graphql_schema_file.py", "proxy/api/test_access_matrix.py",
+             "proxy/api/test_api_pipelines.py", "proxy/api/test_api_export.py", "proxy/api/test_api_query.py",
+             "test_dev.py", "test_schedule_catch_up.py", "test_operations_docs.py", "test_postgres_instance.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,6 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from aggregator.pipelines import bounded_yaml
-from aggregator.proxy.api.access import require_unscoped
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict, WriteResult
 from aggregator.proxy.api.reload import reload_locations
@@ -121,7 +120,6 @@ def routes(api: ApiState) -> list[Route]:
     async def create_connection(req: ApiRequest) -> JSONResponse:
         """Create `connections/<name>.yaml`; secrets only as environment references."""
         body = req.body_as(ConnectionCreate)
-        require_unscoped(req.principal, Role.editor, "create_connection")
         _check_secrets(body)
         if await api.services.run_io(_find, body.name) is not None:
             raise ApiError(409, f"connection {body.name!r} already exists")
@@ -134,7 +132,6 @@ def routes(api: ApiState) -> list[Route]:
     async def update_connection(req: ApiRequest) -> WriteResult:
         """Replace a connection's type and config (If-Match required)."""
         name, body = req.params["name"], req.body_as(ConnectionBody)
-        require_unscoped(req.principal, Role.editor, "update_connection")
         _check_secrets(body)
         path = await _own_file(name)
         if_match = req.header("if-match")
@@ -148,7 +145,6 @@ def routes(api: ApiState) -> list[Route]:
     async def delete_connection(req: ApiRequest) -> WriteResult:
         """Delete a connection (If-Match required); refused (422) while a pipeline still uses it."""
         name = req.params["name"]
-        require_unscoped(req.principal, Role.editor, "delete_connection")
         path = await _own_file(name)
         if_match = req.header("if-match")
         if not if_match:
@@ -158,12 +154,12 @@ def routes(api: ApiState) -> list[Route]:
         return await _result(req, name, version)
 
     return [
-        Route("POST", "/api/connections", create_connection, "Create a connection", Role.editor,
+        Route("POST", "/api/connections", create_connection, "Create a connection", Role.editor, unscoped=True,
               body=ConnectionCreate, response=WriteResult, statuses=(409, 412, 415, 422)),
         Route("GET", "/api/connections/{name}", get_connection, "Get a connection", response=ConnectionDocument),
-        Route("PUT", "/api/connections/{name}", update_connection, "Update a connection", Role.editor,
+        Route("PUT", "/api/connections/{name}", update_connection, "Update a connection", Role.editor, unscoped=True,
               body=ConnectionBody, response=WriteResult, statuses=(409, 412, 415, 422, 428),
               headers_in=("If-Match",)),
-        Route("DELETE", "/api/connections/{name}", delete_connection, "Delete a connection", Role.editor,
+        Route("DELETE", "/api/connections/{name}", delete_connection, "Delete a connection", Role.editor, unscoped=True,
               response=WriteResult, statuses=(409, 412, 422, 428), headers_in=("If-Match",)),
     ]
