@@ -39,6 +39,17 @@ from connectors.sql.reflect import reflect_columns
 
 # Dialects whose loads keep the table's row count (row_counts.py) instead of running COUNT(*) after each load.
 COUNTING_DIALECTS = ("postgresql", "sqlite")
+# Dialects whose DDL commits the open transaction (MySQL, MariaDB): a column added or widened mid-load would
+# commit the rows written before it without their cursor, so a failed or killed load could not roll back and a
+# rerun would load those rows twice. Loads into them are refused until the load stages rows and applies DDL
+# before the one transaction that moves rows and state (see docs/connectors/destinations.md).
+NON_TRANSACTIONAL_DDL = ("mysql", "mariadb")
+MYSQL_REFUSAL = (
+    "table {table}: {url} is MySQL/MariaDB, which commits DDL (CREATE/ALTER/RENAME) implicitly, so a load that "
+    "adds a column mid-stream and then fails would leave rows committed without their cursor; loads into it are "
+    "refused rather than risk duplicates. Use PostgreSQL or SQLite as the warehouse; MySQL/MariaDB is supported "
+    "as a source"
+)
 
 SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.INTEGER: sa.BigInteger(),
@@ -141,6 +152,8 @@ class SqlDestination(dg.ConfigurableResource):
         fails rather than erase the column), `fail` (nothing is committed), or `accept` (append and merge as
         `keep`; replace drops the column)."""
         check_identifier(table, "table name")
+        if self.dialect in NON_TRANSACTIONAL_DDL:
+            raise DestinationError(MYSQL_REFUSAL.format(table=table, url=self.display_url))
         if mode not in WRITE_MODES:
             raise ValueError(f"unknown write mode {mode!r}; allowed: {', '.join(WRITE_MODES)}")
         if schema_policy not in SCHEMA_POLICIES:

@@ -19,6 +19,7 @@ from aggregator.pipelines.connections import build_destination, build_resource
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, executor_def
 from aggregator.pipelines.graph import WAREHOUSE, Graph, build_graph, destination_key
 from aggregator.pipelines.load import SpecError, SpecErrors, Specs, validation_errors
+from aggregator.pipelines.message_sensor import message_sensor
 from aggregator.pipelines.source_assets import source_asset
 from aggregator.pipelines.transform_assets import transform_asset
 from aggregator.settings import Settings
@@ -80,6 +81,9 @@ def compile_graph(graph: Graph, resources: dict[str, Any]) -> dg.Definitions:
             schedules.append(schedule)
         if sensor := file_sensor(pipeline, job):
             sensors.append(sensor)
+        if (watch := pipeline.message_sensor) is not None:
+            watched = next(n for n in graph.pipeline_nodes(pipeline.name) if n.name == watch.source)
+            sensors.append(message_sensor(pipeline, watch, job, watched))
     return dg.Definitions(
         assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources,
         # Runs that are not a pipeline's own job (UI "Materialize", `dagster asset materialize`) use the

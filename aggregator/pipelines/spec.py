@@ -85,6 +85,20 @@ class FileSensor(Strict):
     enabled: bool = Field(True, description="Whether the sensor starts running when the platform starts.")
 
 
+class MessageSensor(Strict):
+    """Run the pipeline when messages wait in one of its message-stream sources: batched (a run waits for
+    `min_messages` or `max_wait_seconds`) and back-pressured (never while a run of the pipeline is queued or in
+    progress; each run loads at most the stream's `max_messages`)."""
+
+    source: Name = Field(description="The pipeline's source (a message stream) whose broker is watched.")
+    interval_seconds: int = Field(10, ge=1, description="How often the sensor asks the broker.")
+    min_messages: int = Field(1, ge=1, description="Start a run once this many messages wait…")
+    max_wait_seconds: int = Field(
+        60, ge=0, description="…or once the first waiting message was seen this long ago, however few wait."
+    )
+    enabled: bool = Field(True, description="Whether the sensor starts running when the platform starts.")
+
+
 class Partitions(Strict):
     """Time partitions: each run loads one window, so backfills load exactly the chosen windows."""
 
@@ -253,6 +267,9 @@ class PipelineSpec(Strict):
     destination: str = Field("warehouse", description="Connection the tables land in (default: the warehouse).")
     schedule: Schedule | None = Field(None, description="Cron schedule; omit for manual runs only.")
     sensor: FileSensor | None = Field(None, description="Run when new files appear in a directory.")
+    message_sensor: MessageSensor | None = Field(
+        None, description="Run when messages wait in a message-stream source (docs/connectors/streams.md)."
+    )
     automation: Literal["none", "eager"] = Field(
         "none",
         description="`eager`: transforms rebuild on their own when an upstream table is updated "
@@ -290,6 +307,11 @@ class PipelineSpec(Strict):
             raise ValueError(
                 f"source {streamed[0]!r}: a message stream is read from its committed position, not by time "
                 "window; load it in a pipeline without `partitions:`"
+            )
+        if self.message_sensor and self.message_sensor.source not in streamed:
+            raise ValueError(
+                f"message_sensor.source {self.message_sensor.source!r} must name a source of this pipeline that "
+                f"reads a message stream; those are: {', '.join(streamed) or 'none'}"
             )
         if self.partitions:
             for source in self.sources:
@@ -337,7 +359,7 @@ class SpecFile(Strict):
 
 
 __all__ = [
-    "ColumnHint", "Connection", "EnvRef", "FileSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SchemaRules",
+    "ColumnHint", "Connection", "EnvRef", "FileSensor", "MessageSensor", "Name", "Partitions", "PipelineSpec", "Schedule", "SchemaRules",
     "SourceSpec",
     "SpecFile", "Template", "TemplateUse", "TransformSpec",
 ]

@@ -34,6 +34,7 @@ from aggregator.proxy.identity.oidc import OidcClient
 from aggregator.proxy.policy.catalog import ScopeResolver
 from aggregator.proxy.policy.rbac import REPORT_ROLE, REPORT_ROUTES, Role
 from aggregator.proxy.refusals import refusal
+from aggregator.proxy.routes.console import CONSOLE_CSP, ConsoleFiles, is_console
 from aggregator.proxy.routes.graphql import GraphQLRoute, query_params
 from aggregator.proxy.routes.ops import DagsterOps
 from aggregator.proxy.storage.audit import AuditLog
@@ -82,6 +83,9 @@ FORWARDED: tuple[Documented, ...] = (
                             "session cookie."),
     Documented("POST", "/report_asset_materialization/{asset_key}", "Report an asset event", REPORT_ROLE,
                "Also /report_asset_check and /report_asset_observation; within the grant's assets."),
+    Documented("GET", "/console/{page}", "The Console (web app)", Role.viewer,
+               "The Console's pages and hashed assets (docs/console.md); a browser without a session is sent "
+               "to the sign-in page and back. What each page may do is the API's decision."),
     Documented("GET", "/{ui_path}", "Dagster UI and its static files (also /server_info)", Role.viewer,
                "Every other GET is forwarded to the Dagster webserver for a principal; other methods are refused."),
 )
@@ -109,6 +113,7 @@ class ProxyApp:
         self.ops = DagsterOps(self.services, self.client, os.environ.get("DAGSTER_HOME"))
         # The management API (docs/api.md); `platform` says where specs and the warehouse are (default: env).
         self.api = ApiApp(self.services, self.client, platform, api_limits, self.ops, FORWARDED)
+        self.console = ConsoleFiles(settings)
 
     @property
     def inspector(self) -> GraphQLInspector:
@@ -146,6 +151,9 @@ class ProxyApp:
                 return await send_with_headers({"type": "websocket.close", "code": 4400, "reason": str(exc)})
             return await refusal(400, str(exc))(scope, receive, send_with_headers)
         ctx.rel = relative_path(scope, self.settings)
+        if is_console(ctx.rel):
+            # The Console's pages get its own full policy in place of the frame-ancestors-only one.
+            extra[:] = [(k, CONSOLE_CSP.encode() if k == b"content-security-policy" else v) for k, v in extra]
         # The one authentication of this request, for every path and transport (identity/frontdoor.py).
         await identify_request(self.services, ctx)
         if scope["type"] == "websocket":
@@ -205,6 +213,8 @@ class ProxyApp:
         report = _REPORT.match(rel or "")
         if report and method == "POST":
             return await self._report(ctx, receive, send, report.group("key"))
+        if method in SAFE_METHODS and is_console(rel):
+            return await self.console(ctx.scope, receive, send, rel or "")
         if method in SAFE_METHODS:
             return await self._forward(ctx, receive, send)
         # Deny by default: a write endpoint the proxy does not know is a write it cannot authorize.

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
+import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -77,6 +78,9 @@ class MqttResource(dg.ConfigurableResource):
             connected.set()
 
         client.on_connect = on_connect
+        # Set once DISCONNECT is written, i.e. after every PUBACK queued before it (see `_leave`).
+        client.user_data_set({"disconnected": threading.Event()})
+        client.on_disconnect = lambda _c, userdata, *_: userdata["disconnected"].set()
         client.on_message = lambda _c, _u, message: inbox.put(message)
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0 if clean else expiry
@@ -89,17 +93,25 @@ class MqttResource(dg.ConfigurableResource):
             raise SourceReadError(f"{self.where}: cannot connect: {exc.strerror or type(exc).__name__}") from None
         client.loop_start()
         if not connected.wait(self.timeout_seconds) or outcome["reason"].is_failure:
-            client.loop_stop()
-            client.disconnect()
+            self._leave(client)
             raise SourceReadError(f"{self.where}: the broker refused the connection: {outcome.get('reason', 'timeout')}")
         return client, inbox, outcome["session"]
+
+    def _leave(self, client: Any) -> None:
+        """Disconnect once everything queued before (PUBACKs) is written: stopping paho's network thread
+        right after `disconnect()` would drop them, and the broker would resend acknowledged messages."""
+        deadline = time.monotonic() + self.timeout_seconds
+        while client._out_packet and time.monotonic() < deadline:  # paho has no public "flushed" signal
+            time.sleep(0.005)
+        client.disconnect()
+        client.user_data_get()["disconnected"].wait(self.timeout_seconds)
+        client.loop_stop()
 
     def check(self) -> str:
         import uuid
 
         client, _, _ = self._connect(f"aggregator-check-{uuid.uuid4().hex[:8]}", clean=True, receive_maximum=1)
-        client.disconnect()
-        client.loop_stop()
+        self._leave(client)
         return f"{self.where}: connected (MQTT v5)"
 
     def discover(self, stream: MqttStream | None = None) -> list[StreamInfo]:
@@ -147,8 +159,35 @@ class MqttResource(dg.ConfigurableResource):
             total += 1
             if len(batcher) >= stream.batch_size:
                 yield batcher.flush(None)
-        final = redelivery.state(total)
+        final = {**redelivery.state(total), "more": handled >= stream.max_messages}
         yield batcher.flush(final) if len(batcher) else Batch(columns=(), types={}, rows=[], state=final)
+
+    # `waiting` counts arrivals since it was last asked, not what waits: the sensor adds them up.
+    waiting_counts_arrivals: ClassVar[bool] = True
+
+    def waiting(self, stream: MqttStream, state: dict[str, Any] | None, limit: int) -> int:
+        """Messages that arrived since the last call, seen through a watch session of its own
+        (`<client_id>.sensor`, same topics): MQTT cannot look into the load's session without taking its
+        messages. Each is acknowledged at once; only the count matters. A last load that stopped at
+        `max_messages` left messages behind: at least `limit` then, so the next run starts at once."""
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        client, inbox, session = self._connect(f"{stream.client_id}.sensor", clean=False, receive_maximum=65_535,
+                                               expiry=stream.session_expiry_seconds)
+        try:
+            if not session:
+                options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+                client.subscribe([(topic, options) for topic in stream.topics])
+            arrived = 0
+            while True:
+                try:
+                    message = inbox.get(timeout=min(stream.idle_seconds, 0.5))
+                except queue.Empty:
+                    return max(arrived, limit) if (state or {}).get("more") else arrived
+                client.ack(message.mid, 1)
+                arrived += 1
+        finally:
+            self._leave(client)
 
     def acknowledge(self, state: dict[str, Any] | None) -> None:
         """PUBACK every message of the committed read, then leave the session (the broker keeps it)."""
@@ -163,8 +202,7 @@ class MqttResource(dg.ConfigurableResource):
         client, self._client = self._client, None
         self._unacked = []
         if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            self._leave(client)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()

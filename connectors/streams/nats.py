@@ -144,6 +144,33 @@ class JetStreamResource(dg.ConfigurableResource):
             finally:
                 loop.close()
 
+    def waiting(self, stream: NatsStream, state: dict[str, Any] | None, limit: int) -> int:
+        """Messages past the committed sequence (the message sensor's question), from a consumer that only
+        reports its pending count and is deleted at once."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        committed = (state or {}).get("last_seq")
+        start = int(committed) + 1 if committed is not None else stream.start_sequence
+
+        async def pending() -> int:
+            nc = await self._connect()
+            try:
+                js = nc.jetstream()
+                config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                                        ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+                                        filter_subject=stream.subject or None)
+                info = await js.add_consumer(stream.stream, config=config)
+                await js.delete_consumer(stream.stream, info.name)
+                return int(info.num_pending or 0)
+            finally:
+                await nc.close()
+
+        loop = asyncio.new_event_loop()
+        try:
+            return min(self._run(loop, f"stream {stream.stream}", pending()), limit)
+        finally:
+            loop.close()
+
     def _record(self, stream: NatsStream, message: Any) -> dict[str, Any]:
         meta = message.metadata
         record = decode(message.data, stream.format,

@@ -147,6 +147,13 @@ class RabbitMqResource(dg.ConfigurableResource):
         final = redelivery.state(total)
         yield batcher.flush(final) if len(batcher) else Batch(columns=(), types={}, rows=[], state=final)
 
+    def waiting(self, stream: RabbitMqStream, state: dict[str, Any] | None, limit: int) -> int:
+        """Messages ready in the queue (the message sensor's question)."""
+        try:
+            return min(self._count(stream.queue), limit)
+        finally:
+            self.close()
+
     def _record(self, stream: RabbitMqStream, method: Any, props: Any, body: bytes) -> dict[str, Any]:
         where = f"{self.where} queue {stream.queue} message {props.message_id or method.delivery_tag}"
         record = decode(body, stream.format, where)

@@ -124,6 +124,15 @@ class RedisStreamsResource(dg.ConfigurableResource):
             if last == end:
                 break
 
+    def waiting(self, stream: RedisStream, state: dict[str, Any] | None, limit: int) -> int:
+        """Entries after the committed ID, counted up to `limit` (the message sensor's question)."""
+        last = (state or {}).get("last_id") or stream.start_id
+        if last == "$":
+            return 1  # a first run is needed to record where "now" is
+        entries = self._call(f"XRANGE {stream.stream}", self.client.xrange, stream.stream, min=f"({last}",
+                             max="+", count=limit)
+        return len(entries)
+
     def _record(self, stream: RedisStream, entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
         where = f"{self.where} stream {stream.stream} entry {entry_id}"
         if stream.format == "fields":

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api import (
+    alert_routes,
     connection_routes,
     connection_write_routes,
     data_routes,
@@ -30,6 +31,7 @@ from aggregator.proxy.api import (
     template_routes,
     upload_routes,
 )
+from aggregator.proxy.api.access import require_unscoped
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import (
     ApiRequest,
@@ -66,10 +68,10 @@ class ApiApp:
                                     *connection_routes.routes(self.state),
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
                                     *upload_routes.routes(self.state),
-                                    *template_routes.routes(self.state),
+                                    *template_routes.routes(self.state), *alert_routes.routes(self.state),
                                     *preview_transform.routes(self.state),
                                     *run_routes.routes(ops or DagsterOps(services, client)),
-                                    *own_routes.routes(services),
+                                    *own_routes.routes(services, lambda: self.routes),
                                     Route("GET", OPENAPI_PATH, self.openapi_json, "This document", public=True,
                                           media=("application/json",))]
         self.documented = documented
@@ -123,6 +125,8 @@ class ApiApp:
             if not principal.may(route.role):
                 raise ApiError(403, f"{route.operation_id} needs role {route.role.name}; {principal.user} has "
                                f"{principal.role.name}", f"{route.role.name}:{route.operation_id}")
+            if route.unscoped:
+                require_unscoped(principal, route.role, route.operation_id)
             request = Request(ctx.scope)
             raw = b""
             if method not in ("GET", "HEAD", "DELETE"):

@@ -15,7 +15,6 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from aggregator.pipelines import bounded_yaml
-from aggregator.proxy.api.access import require_unscoped
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.models import Strict, WriteResult
 from aggregator.proxy.api.reload import reload_locations
@@ -49,15 +48,16 @@ class ConnectionDocument(ConnectionBody):
     etag: str = Field(description="Send as If-Match to update or delete.")
 
 
-def _declared_in(root: Path, name: str) -> tuple[Path, dict[str, Any]] | None:
-    for path in sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")}):
+def _declared_in(texts: dict[Path, str], name: str) -> tuple[Path, dict[str, Any], str] | None:
+    """The file of the spec store declaring connection `name`: path, parsed YAML, text."""
+    for path, text in sorted(texts.items()):
         try:
-            data = bounded_yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = bounded_yaml.safe_load(text)
         except yaml.YAMLError:
             continue
         connections = data.get("connections") if isinstance(data, dict) else None
         if isinstance(connections, dict) and name in connections:
-            return path, data
+            return path, data, text
     return None
 
 
@@ -90,11 +90,14 @@ def routes(api: ApiState) -> list[Route]:
                            etag=etag_of(version.content) if version.content is not None else "",
                            reloaded=not problems and api.limits.reload_after_write, reload_problems=problems)
 
+    def _find(name: str) -> tuple[Path, dict[str, Any], str] | None:
+        return _declared_in(store.texts(), name)
+
     async def _own_file(name: str) -> Path:
-        found = await api.services.run_io(_declared_in, root, name)
+        found = await api.services.run_io(_find, name)
         if found is None:
             raise ApiError(404, f"no connection {name!r} in the specs")
-        path, data = found
+        path, data, _ = found
         if set(data) != {"connections"} or list(data["connections"]) != [name]:
             raise ApiError(409, f"connection {name!r} is declared in {path.relative_to(root)} with other things; "
                            "edit that file through the pipeline endpoints instead")
@@ -103,14 +106,13 @@ def routes(api: ApiState) -> list[Route]:
     async def get_connection(req: ApiRequest) -> JSONResponse:
         """A connection's type and config as written (secrets are `{env: NAME}` references)."""
         name = req.params["name"]
-        found = await api.services.run_io(_declared_in, root, name)
+        found = await api.services.run_io(_find, name)
         if found is None:
             raise ApiError(404, f"no connection {name!r} in the specs")
-        path, data = found
+        path, data, content = found
         entry = data["connections"][name] if isinstance(data["connections"][name], dict) else {}
         # A hand-written file may hold inline secrets; they are never served back.
         config = masked(dict(entry.get("config") or {}))
-        content = path.read_text(encoding="utf-8")
         doc = ConnectionDocument(name=name, type=str(entry.get("type")), description=entry.get("description"),
                                  config=config, file=str(path.relative_to(root)), etag=etag_of(content))
         return JSONResponse(doc.model_dump(), headers={"etag": doc.etag, "cache-control": "no-store"})
@@ -118,9 +120,8 @@ def routes(api: ApiState) -> list[Route]:
     async def create_connection(req: ApiRequest) -> JSONResponse:
         """Create `connections/<name>.yaml`; secrets only as environment references."""
         body = req.body_as(ConnectionCreate)
-        require_unscoped(req.principal, Role.editor, "create_connection")
         _check_secrets(body)
-        if await api.services.run_io(_declared_in, root, body.name) is not None:
+        if await api.services.run_io(_find, body.name) is not None:
             raise ApiError(409, f"connection {body.name!r} already exists")
         version = await api.services.run_io(store.write, f"connection:{body.name}", f"connections/{body.name}.yaml",
                                             _content(body.name, body), req.principal.user, "create", etag_of(None),
@@ -131,7 +132,6 @@ def routes(api: ApiState) -> list[Route]:
     async def update_connection(req: ApiRequest) -> WriteResult:
         """Replace a connection's type and config (If-Match required)."""
         name, body = req.params["name"], req.body_as(ConnectionBody)
-        require_unscoped(req.principal, Role.editor, "update_connection")
         _check_secrets(body)
         path = await _own_file(name)
         if_match = req.header("if-match")
@@ -145,7 +145,6 @@ def routes(api: ApiState) -> list[Route]:
     async def delete_connection(req: ApiRequest) -> WriteResult:
         """Delete a connection (If-Match required); refused (422) while a pipeline still uses it."""
         name = req.params["name"]
-        require_unscoped(req.principal, Role.editor, "delete_connection")
         path = await _own_file(name)
         if_match = req.header("if-match")
         if not if_match:
@@ -155,12 +154,12 @@ def routes(api: ApiState) -> list[Route]:
         return await _result(req, name, version)
 
     return [
-        Route("POST", "/api/connections", create_connection, "Create a connection", Role.editor,
+        Route("POST", "/api/connections", create_connection, "Create a connection", Role.editor, unscoped=True,
               body=ConnectionCreate, response=WriteResult, statuses=(409, 412, 415, 422)),
         Route("GET", "/api/connections/{name}", get_connection, "Get a connection", response=ConnectionDocument),
-        Route("PUT", "/api/connections/{name}", update_connection, "Update a connection", Role.editor,
+        Route("PUT", "/api/connections/{name}", update_connection, "Update a connection", Role.editor, unscoped=True,
               body=ConnectionBody, response=WriteResult, statuses=(409, 412, 415, 422, 428),
               headers_in=("If-Match",)),
-        Route("DELETE", "/api/connections/{name}", delete_connection, "Delete a connection", Role.editor,
+        Route("DELETE", "/api/connections/{name}", delete_connection, "Delete a connection", Role.editor, unscoped=True,
               response=WriteResult, statuses=(409, 412, 422, 428), headers_in=("If-Match",)),
     ]

@@ -90,6 +90,7 @@ class Route:
     public: bool = False  # answered without a principal (health check, the OpenAPI document)
     max_body_bytes: int | None = None  # a smaller byte cap than the proxy's for this route's body
     reads: bool = False  # a POST that changes nothing (queries, validation): no editor role, no write audit
+    unscoped: bool = False  # the role is needed with an unscoped grant (shared things: connections, audit)
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,10 +184,23 @@ def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict
             for name, prop in schema.get("properties", {}).items()]
 
 
-def _role_text(role: Role | None, scoped: bool) -> str:
+def _role_text(role: Role | None, scoped: bool, unscoped: bool = False) -> str:
     if role is None:
         return "Public: no credentials needed."
+    if unscoped:
+        return f"Needs role `{role.name}` with an unscoped grant."
     return f"Needs role `{role.name}`" + (" (within the grant's pipelines when scoped)." if scoped else ".")
+
+
+def ability(principal: Principal, route: Route) -> tuple[bool, str | None]:
+    """Whether the route's role check lets `principal` through, and why not: what the Console shows beside an
+    action it disables. Pipeline scopes are checked per request (they depend on the pipeline named)."""
+    if not principal.may(route.role):
+        return False, f"needs role {route.role.name}; {principal.user} has {principal.role.name}"
+    if route.unscoped and principal.scope is not None:
+        return False, (f"needs an unscoped {route.role.name} grant; {principal.user}'s is limited to "
+                       f"{', '.join(sorted(principal.scope))}")
+    return True, None
 
 
 def openapi_document(routes: list[Route], path_prefix: str,
@@ -201,7 +215,7 @@ def openapi_document(routes: list[Route], path_prefix: str,
         role = None if route.public else route.role
         op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary,
                               "description": f"{(route.handler.__doc__ or '').strip()}\n\n"
-                              + _role_text(role, route.role > Role.viewer or route.write),
+                              + _role_text(role, route.role > Role.viewer or route.write, route.unscoped),
                               "x-role": role.name if role is not None else "public",
                               "security": security if role is not None else []}
         params: list[dict[str, Any]] = [

@@ -25,6 +25,7 @@ from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.api.worker_client import WORKER_STATUSES
 from aggregator.proxy.policy.rbac import Role
+from connectors.sql.engines import engine_for
 from connectors.sql.types import portable_type
 
 LAST_SCHEMA = """query AggregatorApiLastSchema($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
@@ -89,7 +90,7 @@ def routes(api: ApiState) -> list[Route]:
     def _source(pipeline: str, source: str) -> tuple[str, str]:
         """The source's table and destination, from the specs (no connection is built here)."""
         try:
-            specs = load_specs(api.platform.pipelines_dir)
+            specs = load_specs(api.platform.pipelines_dir, api.specs.texts())
             graph = build_graph(specs)
         except SpecErrors as exc:
             raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s))") from None
@@ -99,14 +100,12 @@ def routes(api: ApiState) -> list[Route]:
         return node.table, node.pipeline.destination
 
     def _destination(table: str) -> dict[str, str] | None:
-        engine = sa.create_engine(api.platform.warehouse_url, poolclass=sa.pool.NullPool)
-        try:
-            inspector = sa.inspect(engine)
+        # The process's shared reader engine for the warehouse (connectors/sql/engines.py), not one per request.
+        with engine_for(api.platform.warehouse_url).connect() as conn:
+            inspector = sa.inspect(conn)
             if not inspector.has_table(table):
                 return None
             return {c["name"]: portable_type(c["type"]).value for c in inspector.get_columns(table)}
-        finally:
-            engine.dispose()
 
     async def _last(pipeline: str, source: str) -> dict[str, str] | None:
         try:

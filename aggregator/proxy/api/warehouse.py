@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from aggregator.proxy.api.errors import ApiError
+from connectors.sql.engines import normalize_url
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ class Warehouse:
         # Another backend must not stop the proxy from starting: only the data endpoints refuse (409).
         self.supported = self.backend in ("sqlite", "postgresql")
         self.dialect = "postgres" if self.backend == "postgresql" else "sqlite"
-        self._engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool) if self.backend == "postgresql" else None
+        # psycopg 3 as for loads (`normalize_url`): `postgresql://` would otherwise get psycopg2, which has no
+        # `cancel_safe` for the watchdog below. NullPool: each read is its own short-lived session.
+        self._engine = (sa.create_engine(normalize_url(self.url.render_as_string(hide_password=False)),
+                                         poolclass=sa.pool.NullPool) if self.backend == "postgresql" else None)
 
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'

@@ -46,5 +46,5 @@ def account_page(settings: ProxySettings, principal: Principal | None) -> HTMLRe
         if principal.via == "session":
             body += (f'<form method="post" action="{prefix}/_auth/logout"><button type="submit">Sign out</button>'
                      f'</form>')
-        body += f'<p><a href="{prefix}/">Back to the Dagster UI</a></p>'
+        body += f'<p><a href="{prefix}/">Back to the Dagster UI</a> · <a href="{prefix}/console/">Console</a></p>'
     return HTMLResponse(ACCOUNT_PAGE.format(prefix=prefix, body=body), headers={"cache-control": "no-store"})

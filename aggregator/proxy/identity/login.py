@@ -35,7 +35,9 @@ padding:.5rem}}.err{{color:#b00}}</style></head><body><h1>Data Aggregator</h1>{e
 <form method="post" action="{prefix}/_auth/login"><input type="hidden" name="next" value="{next}">
 <label>User <input name="username" autocomplete="username" required autofocus></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button></form>{oidc}</body></html>"""
+<button type="submit">Sign in</button></form>{oidc}
+<p>The <a href="{prefix}/console/">Console</a> (connections, logs, analytics, uploads) and the
+<a href="{prefix}/">Dagster UI</a> share this sign-in.</p></body></html>"""
 
 
 def login_page(settings: ProxySettings, next_url: str, error: str = "", status: int = 200) -> HTMLResponse:

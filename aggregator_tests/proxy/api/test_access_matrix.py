@@ -87,6 +87,9 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         ("POST", "/api/pipelines/{name}/trigger"): [
             # A refused run config: allowed callers get the trigger's own 422, and nothing is launched.
             Sample(f"/api/pipelines/{p}/trigger", "pipeline", p, {"run_config": {"resources": {}}}) for p in both],
+        ("GET", "/api/alerts/history"): [Sample("/api/alerts/history", "grant"),
+                                         Sample("/api/alerts/history?pipeline=sales", "data", "sales"),
+                                         Sample("/api/alerts/history?pipeline=shop", "data", "shop")],
         ("GET", "/api/logs"): [Sample(f"/api/logs?pipeline={p}", "data", p) for p in both],
         ("GET", "/api/tables"): [Sample("/api/tables", "grant")],
         ("POST", "/api/query"): [Sample("/api/query", "data", "sales", {"sql": "SELECT * FROM sales_orders"}),
@@ -145,6 +148,7 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         ("POST", "/report_asset_materialization/{asset_key}"): [
             Sample("/report_asset_materialization/sales/orders", "pipeline", "sales", {}),
             Sample("/report_asset_materialization/shop/customers", "pipeline", "shop", {})],
+        ("GET", "/console/{page}"): [Sample("/console/", "grant"), Sample("/console/connections", "grant")],
         ("GET", "/{ui_path}"): [Sample("/runs", "grant"), Sample("/server_info", "grant")],
     }
 

@@ -57,6 +57,7 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("POST", "/api/connections/shop_db/discover", {}, ["viewer", "launcher", "sales_editor"], "editor"),
     ("POST", "/api/pipelines/shop/trigger", {"run_config": {"resources": {}}}, ["viewer", "sales_editor"], "launcher"),
     ("GET", "/api/logs", None, ["shop_viewer"], "viewer"),
+    ("GET", "/api/alerts/history", None, [], "shop_viewer"),  # a scoped grant gets its pipelines' rows
 ]
 
 

@@ -127,3 +127,16 @@ def test_postgres_read_only_transaction_and_timeout(pg_warehouse: Warehouse) -> 
     with pytest.raises(QueryTimeout), pg_warehouse.readonly(0.2) as cur:
         cur.execute("SELECT COUNT(*) FROM sales_orders a, sales_orders b, sales_orders c")
         cur.fetchmany(1)
+
+
+def test_a_plain_postgresql_url_reads_through_psycopg_3(pg_warehouse: Warehouse) -> None:
+    """Regression: `postgresql://` gave the API psycopg2 (installed with dagster-postgres) while loads use
+    psycopg 3, and the watchdog's `cancel_safe` exists only in psycopg 3. One driver for the warehouse now."""
+    import sqlalchemy as sa
+
+    plain = sa.engine.make_url(pg_warehouse.url.render_as_string(hide_password=False)).set(drivername="postgresql")
+    warehouse = Warehouse(plain.render_as_string(hide_password=False))
+    with warehouse.readonly(5) as cur:
+        assert type(cur).__module__.split(".")[0] == "psycopg"  # not psycopg2
+        cur.execute(check_query("SELECT COUNT(*) FROM sales_orders", "postgres", {"sales_orders"}))
+        assert cur.fetchmany(1) == [(1000,)]
