@@ -15,6 +15,7 @@ from aggregator.logs.cli import register_commands as register_log_commands
 from aggregator.metrics.cli import register_commands as register_metrics_commands
 from aggregator.pipelines.commands import register_commands as register_spec_commands
 from aggregator.proxy.cli import register_commands as register_proxy_commands
+from aggregator.specstore.commands import register_specs_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +57,7 @@ def worker(host: str, port: int) -> None:
 
 # Command groups live beside what they operate on.
 register_spec_commands(main)
+register_specs_commands(main)
 register_proxy_commands(main)
 register_alert_commands(main)
 register_metrics_commands(main)

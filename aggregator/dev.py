@@ -26,7 +26,6 @@ from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopt
 from aggregator.dev_location import LocationWatch
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
 from aggregator.dev_supervisor import ChildSpec, Supervisor
-from aggregator.pipelines.snapshot import SNAPSHOT_ENV
 from aggregator.settings import PACKAGE_DIR, Settings
 
 LOCATION_NAME = "aggregator.definitions"  # the name `dagster dev -m aggregator.definitions` gave it
@@ -73,8 +72,6 @@ PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", 
 
 def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
-    # A spec snapshot inherited from whatever started us must not pin the platform's own code servers.
-    env.pop(SNAPSHOT_ENV, None)
     env.update(
         AGGREGATOR_HOME=str(settings.home),
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
@@ -82,6 +79,8 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
         DAGSTER_HOME=str(dagster_home),
         # Byte-code caches would otherwise land beside the sources, outside AGGREGATOR_HOME.
         PYTHONPYCACHEPREFIX=str(settings.home / "pycache"),
+        # Every child reads the specs from the spec store (the proxy's database unless set apart).
+        AGGREGATOR_SPECS_DB_URL=settings.spec_store_url,
     )
     return env
 
@@ -207,6 +206,10 @@ def wait_for(ready: Callable[[], bool], what: str, supervisor: Supervisor, say: 
 def run_dev(settings: Settings, host: str, port: int) -> int:
     ensure_port_free(host, port)
     prepare_home(settings)
+    # Imported here: the store needs SQLAlchemy, which `aggregator --help` should not pay for.
+    from aggregator.dev_specs import SpecWatcher, apply_directory
+
+    specs_line = apply_directory(settings)
     code_port, webserver_port = internal_port(), internal_port()
 
     def say(message: str) -> None:
@@ -253,9 +256,12 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
         progress("webserver answering; starting the daemon (schedules, sensors, the run queue) and the worker")
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n"
               f"Run output and code-server messages: {code_server_log(settings)}\n", flush=True)
+        say(specs_line)
+        watcher = SpecWatcher(settings, f"{upstream}/graphql", say)
         while True:
             supervisor.check()
             reap_adopted(supervisor.pids())
+            watcher.poll()
             time.sleep(0.5)
     except KeyboardInterrupt:
         return shut_down(supervisor, upstream)

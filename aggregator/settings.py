@@ -34,6 +34,17 @@ class Settings(BaseModel):
         "watch directories under it only, and uploads are staged in its hidden `.staging` directory.",
     )
 
+    specs_db_url: str | None = Field(
+        None,
+        description="AGGREGATOR_SPECS_DB_URL: SQLAlchemy URL of the spec store (the platform database; default: "
+        "AGGREGATOR_PROXY_DB_URL, else the SQLite file AGGREGATOR_HOME/proxy.db). Code servers, run workers and "
+        "the worker only read it: in production give them a role that may only SELECT the spec store's tables.",
+    )
+
+    @property
+    def spec_store_url(self) -> str:
+        return self.specs_db_url or f"sqlite:///{self.home / 'proxy.db'}"
+
     @property
     def uploads_root(self) -> Path:
         return (self.uploads_dir or self.home / "uploads").resolve()
@@ -50,4 +61,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     pipelines_dir = Path(env.get("AGGREGATOR_PIPELINES") or EXAMPLE_PIPELINES_DIR).expanduser().resolve()
     warehouse_url = env.get("AGGREGATOR_WAREHOUSE_URL") or f"sqlite:///{home / 'warehouse.db'}"
     uploads_dir = Path(env["AGGREGATOR_UPLOADS_DIR"]).expanduser().resolve() if env.get("AGGREGATOR_UPLOADS_DIR") else None
-    return Settings(home=home, pipelines_dir=pipelines_dir, warehouse_url=warehouse_url, uploads_dir=uploads_dir)
+    specs_db_url = env.get("AGGREGATOR_SPECS_DB_URL") or env.get("AGGREGATOR_PROXY_DB_URL") or None
+    return Settings(home=home, pipelines_dir=pipelines_dir, warehouse_url=warehouse_url, uploads_dir=uploads_dir,
+                    specs_db_url=specs_db_url)

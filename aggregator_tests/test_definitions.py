@@ -11,7 +11,7 @@ import aggregator.definitions
 
 
 def load_defs() -> dg.Definitions:
-    return importlib.reload(aggregator.definitions).defs
+    return importlib.reload(aggregator.definitions).defs()
 
 
 def test_definitions_load(aggregator_home: Path) -> None:

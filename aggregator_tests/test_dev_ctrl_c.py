@@ -75,6 +75,7 @@ def _wait_event(event: threading.Event, proc: subprocess.Popen[str], out: Output
             pytest.fail(f"aggregator dev exited before {what}:\n{out.text()[-4000:]}")
 
 
+@pytest.mark.timeout(900)  # start-up, a queued run's launch and a shutdown: minutes each at load 20+
 def test_ctrl_c_cancels_the_running_run_and_leaves_no_process(tmp_path: Path, free_port: int) -> None:
     """The reported case: Ctrl-C exited while the code server (orphaned to PID 1), the run worker and new step
     processes kept running and printing until the run ended."""

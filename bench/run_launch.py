@@ -356,7 +356,7 @@ def bench_sample_pipeline(admin_url: str, runs: int) -> None:
 
         (home / "dagster.yaml").write_text(instance_yaml(1, 5))
         os.environ["DAGSTER_PG_URL"] = dsn
-        job = aggregator_defs.resolve_implicit_global_asset_job_def()
+        job = aggregator_defs().resolve_implicit_global_asset_job_def()
         quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
         with dg.DagsterInstance.from_config(str(home)) as instance, psycopg.connect(dsn, autocommit=True) as conn:
             job.execute_in_process(instance=instance, run_config=quiet)  # migrations, imports: untimed

@@ -42,8 +42,9 @@ TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 IN_PROCESS = """
 import json, sys, time
 import dagster as dg
-from aggregator.definitions import defs
+from aggregator.definitions import defs as load_defs
 job_name = sys.argv[1]
+defs = load_defs()
 job = defs.resolve_implicit_global_asset_job_def() if job_name == "*" else defs.resolve_job_def(job_name)
 with dg.DagsterInstance.get() as instance:
     started = time.perf_counter()

@@ -89,14 +89,15 @@ def load_world(root: Path, texts: dict[Path, str]) -> World:
     )
 
 
-def declarations(root: Path) -> dict[Path, FileDeclares]:
-    """What each spec file under `root` declares now, in file order."""
-    return load_world(root, current_texts(root)).files
+def declarations(root: Path, texts: dict[Path, str] | None = None) -> dict[Path, FileDeclares]:
+    """What each spec file under `root` declares now (or in `texts`, path -> content), in file order."""
+    return load_world(root, current_texts(root) if texts is None else texts).files
 
 
-def impact(root: Path, path: Path, content: str | None) -> Impact:
-    """What writing `content` to `path` (None: deleting it) changes in the specs under `root`."""
-    before_texts = current_texts(root)
+def impact(root: Path, path: Path, content: str | None, texts: dict[Path, str] | None = None) -> Impact:
+    """What writing `content` to `path` (None: deleting it) changes in the specs under `root` (as they are on
+    disk, or as `texts` holds them)."""
+    before_texts = current_texts(root) if texts is None else dict(texts)
     # The same file under the name the directory walk gives it (the caller may have resolved symlinks).
     path = next((p for p in before_texts if p.resolve() == path.resolve()), path)
     after_texts = dict(before_texts)

@@ -68,15 +68,17 @@ def check_sql(node: Node, dialect: str | None) -> list[SpecError]:
 
 
 def validate(
-    path: Path, settings: Settings, environ: Mapping[str, str] | None = None, *, warehouse: bool = False
+    path: Path, settings: Settings, environ: Mapping[str, str] | None = None, *, warehouse: bool = False,
+    texts: dict[Path, str] | None = None,
 ) -> Report:
     """All problems in the specs at `path` in one pass, each naming file, line and field. With `warehouse`,
     every transform is also prepared against the destination's current schema (nothing runs).
 
     With `environ` (the CLI passes the pipelines' environment), an allowed `{env: NAME}` that is not set there
     is reported too. Without it nothing is said about any environment: the proxy validates specs for users
-    who must not learn which variables exist (names the policy refuses are spec errors either way)."""
-    loaded = load_isolated(path, settings)
+    who must not learn which variables exist (names the policy refuses are spec errors either way). `texts`
+    (path under `path` -> content) are validated instead of the files (the API validates the spec store)."""
+    loaded = load_isolated(path, settings, texts)
     specs = loaded.specs
     errors: list[SpecError] = list(loaded.errors)
     errors.extend(alert_setup_partial(specs)[1])

@@ -25,6 +25,7 @@ from aggregator.pipelines.load import Specs
 from aggregator.pipelines.preview import MASK
 from aggregator.pipelines.spec import SourceSpec, TransformSpec
 from aggregator.settings import load_settings
+from aggregator.specstore.current import current_texts
 from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
 from connectors.source import Source
@@ -70,7 +71,7 @@ def first_line(exc: BaseException) -> str:
 def _specs() -> tuple[Specs, Graph]:
     """What loads, as the code location loads it: a broken file drops only its own pipelines and connections."""
     settings = load_settings()
-    loaded = load_isolated(settings.pipelines_dir, settings)
+    loaded = load_isolated(settings.pipelines_dir, settings, current_texts(settings))
     _errors.clear()
     _errors.extend(str(e) for e in loaded.errors)
     return loaded.specs, loaded.graph

@@ -146,7 +146,7 @@ def test_code_location_with_alerts_loads_as_dagster_discovers_it(
     module = importlib.reload(aggregator.definitions)
     targets = loadable_targets_from_loaded_module(module)
     assert [t.attribute for t in targets] == ["defs"]
-    names = {s.name for s in module.defs.sensors or []}
+    names = {s.name for s in module.defs().sensors or []}
     assert {"alerts_run_failure_sensor", "alerts_run_success_sensor", "alerts_watch_sensor"} <= names
 
 

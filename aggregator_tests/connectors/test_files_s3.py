@@ -147,11 +147,24 @@ def test_bad_credentials_fail_clearly_without_the_secret(s3_server: S3Server, bu
         files.check()
 
 
-def test_a_bad_row_names_the_object_not_the_temporary_copy(s3_server: S3Server, bucket: str) -> None:
+def test_a_bad_row_names_the_object_not_the_temporary_copy(
+    s3_server: S3Server, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
     put(s3_server, bucket, "bad.csv", b"id,sku\n1,a\n2,b,extra\n")
     with pytest.raises(SourceReadError, match=rf"s3://{bucket}/exports/bad.csv:3") as failure:
         list(resource(s3_server, bucket).read(FileStream(path="bad.csv")))
     assert "aggregator-files-" not in str(failure.value)
+    skipped = list(resource(s3_server, bucket).read(FileStream(path="bad.csv", on_bad_row="skip")))
+    assert sum(len(b) for b in skipped) == 1
+    assert f"skipped bad row s3://{bucket}/exports/bad.csv:3" in caplog.text
+
+
+def test_check_tells_a_missing_bucket_from_an_empty_prefix(s3_server: S3Server, bucket: str) -> None:
+    assert resource(s3_server, bucket).check() == f"s3://{bucket}/exports: readable, 0 files"
+    missing = FilesResource(base_dir="s3://no-such-bucket-here/x", storage_options={
+        "endpoint_url": s3_server.endpoint, "key": s3_server.access_key, "secret": s3_server.secret_key})
+    with pytest.raises(SourceReadError, match="s3://no-such-bucket-here/x: no such bucket"):
+        missing.check()
 
 
 def test_an_endpoint_outside_the_allowed_networks_is_refused(

@@ -80,7 +80,7 @@ def test_broken_spec_drops_only_its_own_pipelines(instance: dg.DagsterInstance, 
     """The reported case: a broken inventory.yaml made the code location fail, so every other pipeline and its
     schedule vanished. Now the good pipeline loads, materializes and keeps its schedule, and the errors are
     listed by platform/spec_errors, whose check fails naming file, line and field of each."""
-    defs = importlib.reload(aggregator.definitions).defs
+    defs = importlib.reload(aggregator.definitions).defs()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"good/items", "good/total", "platform/spec_errors"} <= keys
@@ -107,7 +107,7 @@ def test_broken_spec_drops_only_its_own_pipelines(instance: dg.DagsterInstance, 
 def test_spec_errors_sensor_records_each_change(pipelines: Path) -> None:
     """Alerting needs a check result, not only a description: the sensor launches platform/spec_errors when
     the set of problems changes, and stays quiet while it does not."""
-    defs = importlib.reload(aggregator.definitions).defs
+    defs = importlib.reload(aggregator.definitions).defs()
     sensor = defs.resolve_sensor_def("platform_spec_errors_sensor")
     with dg.DagsterInstance.ephemeral() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
@@ -116,7 +116,7 @@ def test_spec_errors_sensor_records_each_change(pipelines: Path) -> None:
         assert again.run_requests == []
         (pipelines / "broken.yaml").unlink()
         (pipelines / "orphan.yaml").unlink()
-        fixed = importlib.reload(aggregator.definitions).defs
+        fixed = importlib.reload(aggregator.definitions).defs()
         sensor = fixed.resolve_sensor_def("platform_spec_errors_sensor")
         cleared = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=fixed))
         assert len(cleared.run_requests) == 1  # the check turns green again

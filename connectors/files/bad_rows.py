@@ -12,8 +12,8 @@ LOGGED_PER_FILE = 10  # enough to diagnose, few enough not to flood the run log
 
 
 class BadRows:
-    def __init__(self, path: Path, policy: str, limit: int | None, *, log_skipped: bool = True) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, policy: str, limit: int | None, *, log_skipped: bool = True) -> None:
+        self.path = path  # as messages name it: a local path, or the URL of a remote object read from a copy
         self.policy = policy
         self.limit = limit
         self.log_skipped = log_skipped

@@ -270,4 +270,15 @@ class RemoteLocation:
 
     def check(self) -> str:
         count = len(self._entries(None))
+        if count == 0 and not self._root_exists():
+            raise SourceReadError(f"{self.display}: no such bucket or directory")
         return f"{self.display}: readable, {count} files"
+
+    def _root_exists(self) -> bool:
+        """An empty listing is an empty prefix or a missing bucket; only the latter fails `check`."""
+        fs = self.fs()
+        bucket = self._root.split("/", 1)[0] if self.scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs") else self._root
+        try:
+            return bool(fs.exists(bucket))
+        except Exception as exc:
+            raise self._fail("checking", exc) from exc

@@ -114,16 +114,16 @@ class FilesResource(dg.ConfigurableResource):
     def _read_file(
         self, path: Path, stream: FileStream, origin: str | None = None, hints: TypeHints | None = None
     ) -> Iterator[Batch]:
-        batches = self._parse(path, stream, hints)
+        batches = self._parse(path, stream, origin or str(path), hints)
         if origin is None or origin == str(path):
             return batches
         # A remote object read from its temporary copy: batches name the object.
         return (dataclasses.replace(batch, origin=origin) for batch in batches)
 
-    def _parse(self, path: Path, stream: FileStream, hints: TypeHints | None = None) -> Iterator[Batch]:
+    def _parse(self, path: Path, stream: FileStream, origin: str, hints: TypeHints | None = None) -> Iterator[Batch]:
         file_format = stream.format_of(path)
         encoding = stream.encoding or self.encoding
-        bad_rows = BadRows(path, stream.on_bad_row, stream.max_bad_rows)
+        bad_rows = BadRows(origin, stream.on_bad_row, stream.max_bad_rows)  # skipped rows are logged by name
         if file_format == "csv":
             delimiter = "\t" if path.suffix.lower() == ".tsv" and stream.delimiter == "," else stream.delimiter
             return read_csv_columnar(path, delimiter=delimiter, quotechar=stream.quotechar, encoding=encoding,

@@ -29,10 +29,10 @@ class Catalog:
     used_by: dict[str, list[str]]  # connection -> pipelines reading from or landing in it
 
 
-def read_catalog(root: Path) -> Catalog:
+def read_catalog(root: Path, texts: dict[Path, str] | None = None) -> Catalog:
     """Parse the specs (the same loader as the code location); 503 when they do not load."""
     try:
-        specs = load_specs(root)
+        specs = load_specs(root, texts)
         graph = build_graph(specs)
     except SpecErrors as exc:
         first = exc.errors[0] if exc.errors else None

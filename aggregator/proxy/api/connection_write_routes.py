@@ -48,15 +48,16 @@ class ConnectionDocument(ConnectionBody):
     etag: str = Field(description="Send as If-Match to update or delete.")
 
 
-def _declared_in(root: Path, name: str) -> tuple[Path, dict[str, Any]] | None:
-    for path in sorted({*root.rglob("*.yaml"), *root.rglob("*.yml")}):
+def _declared_in(texts: dict[Path, str], name: str) -> tuple[Path, dict[str, Any], str] | None:
+    """The file of the spec store declaring connection `name`: path, parsed YAML, text."""
+    for path, text in sorted(texts.items()):
         try:
-            data = bounded_yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = bounded_yaml.safe_load(text)
         except yaml.YAMLError:
             continue
         connections = data.get("connections") if isinstance(data, dict) else None
         if isinstance(connections, dict) and name in connections:
-            return path, data
+            return path, data, text
     return None
 
 
@@ -89,11 +90,14 @@ def routes(api: ApiState) -> list[Route]:
                            etag=etag_of(version.content) if version.content is not None else "",
                            reloaded=not problems and api.limits.reload_after_write, reload_problems=problems)
 
+    def _find(name: str) -> tuple[Path, dict[str, Any], str] | None:
+        return _declared_in(store.texts(), name)
+
     async def _own_file(name: str) -> Path:
-        found = await api.services.run_io(_declared_in, root, name)
+        found = await api.services.run_io(_find, name)
         if found is None:
             raise ApiError(404, f"no connection {name!r} in the specs")
-        path, data = found
+        path, data, _ = found
         if set(data) != {"connections"} or list(data["connections"]) != [name]:
             raise ApiError(409, f"connection {name!r} is declared in {path.relative_to(root)} with other things; "
                            "edit that file through the pipeline endpoints instead")
@@ -102,14 +106,13 @@ def routes(api: ApiState) -> list[Route]:
     async def get_connection(req: ApiRequest) -> JSONResponse:
         """A connection's type and config as written (secrets are `{env: NAME}` references)."""
         name = req.params["name"]
-        found = await api.services.run_io(_declared_in, root, name)
+        found = await api.services.run_io(_find, name)
         if found is None:
             raise ApiError(404, f"no connection {name!r} in the specs")
-        path, data = found
+        path, data, content = found
         entry = data["connections"][name] if isinstance(data["connections"][name], dict) else {}
         # A hand-written file may hold inline secrets; they are never served back.
         config = masked(dict(entry.get("config") or {}))
-        content = path.read_text(encoding="utf-8")
         doc = ConnectionDocument(name=name, type=str(entry.get("type")), description=entry.get("description"),
                                  config=config, file=str(path.relative_to(root)), etag=etag_of(content))
         return JSONResponse(doc.model_dump(), headers={"etag": doc.etag, "cache-control": "no-store"})
@@ -118,7 +121,7 @@ def routes(api: ApiState) -> list[Route]:
         """Create `connections/<name>.yaml`; secrets only as environment references."""
         body = req.body_as(ConnectionCreate)
         _check_secrets(body)
-        if await api.services.run_io(_declared_in, root, body.name) is not None:
+        if await api.services.run_io(_find, body.name) is not None:
             raise ApiError(409, f"connection {body.name!r} already exists")
         version = await api.services.run_io(store.write, f"connection:{body.name}", f"connections/{body.name}.yaml",
                                             _content(body.name, body), req.principal.user, "create", etag_of(None),

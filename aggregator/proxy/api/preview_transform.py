@@ -36,7 +36,8 @@ def routes(api: ApiState) -> list[Route]:
         body = req.body_as(TransformPreviewRequest)
         require(req.principal, Role.viewer, "preview_transform", [pipeline])
         # Every pipeline whose rows it reads must be in the previewer's grant (spec_scope.py).
-        await api.services.run_io(require_preview_grant, req.principal, api.platform.pipelines_dir, pipeline, transform)
+        await api.services.run_io(lambda: require_preview_grant(req.principal, api.platform.pipelines_dir, pipeline,
+                                                                transform, api.specs.texts()))
         answer = await api.worker.call("preview-transform", {
             "pipeline": pipeline, "transform": transform, "source_rows": body.source_rows, "limit": body.limit})
         return Preview.model_validate(answer)

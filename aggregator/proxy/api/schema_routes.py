@@ -111,7 +111,7 @@ def routes(api: ApiState) -> list[Route]:
     def _source(pipeline: str, source: str) -> tuple[str, str]:
         """The source's table and destination, from the specs (no connection is built here)."""
         try:
-            specs = load_specs(api.platform.pipelines_dir)
+            specs = load_specs(api.platform.pipelines_dir, api.specs.texts())
             graph = build_graph(specs)
         except SpecErrors as exc:
             raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s))") from None

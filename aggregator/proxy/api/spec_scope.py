@@ -42,10 +42,10 @@ def write_guard(principal: Principal, action: str) -> Callable[[Impact], None]:
     return authorize
 
 
-def preview_reads(root: Path, pipeline: str, transform: str) -> list[str]:
+def preview_reads(root: Path, pipeline: str, transform: str, texts: dict[Path, str] | None = None) -> list[str]:
     """Pipelines whose tables previewing `pipeline/transform` reads (its upstreams, transitively)."""
     try:
-        graph = build_graph(load_specs(root))
+        graph = build_graph(load_specs(root, texts))
     except SpecErrors as exc:
         # Deny by default: without the graph nobody can tell what the preview would read.
         raise ApiError(503, f"the pipeline specs do not load ({len(exc.errors)} problem(s)); fix them with "
@@ -66,10 +66,11 @@ def preview_reads(root: Path, pipeline: str, transform: str) -> list[str]:
     return sorted(found)
 
 
-def require_preview_grant(principal: Principal, root: Path, pipeline: str, transform: str) -> None:
+def require_preview_grant(principal: Principal, root: Path, pipeline: str, transform: str,
+                          texts: dict[Path, str] | None = None) -> None:
     """403 unless every pipeline the preview reads rows of is in the previewer's grant (a cross-pipeline ref
     would otherwise show a `sales` reader the rows of `shop`'s sources)."""
-    reads = preview_reads(root, pipeline, transform)
+    reads = preview_reads(root, pipeline, transform, texts)
     outside = sorted(p for p in reads if not in_scope(principal, p))
     if outside:
         raise ApiError(403, f"previewing {pipeline}/{transform} reads rows of {', '.join(outside)} (a ref to another "

@@ -76,5 +76,6 @@ class ApiState:
         return f"{settings.upstream}{settings.path_prefix}/graphql"
 
     async def catalog(self) -> Catalog:
-        result: Catalog = await self.services.run_io(read_catalog, self.platform.pipelines_dir)
+        result: Catalog = await self.services.run_io(
+            lambda: read_catalog(self.platform.pipelines_dir, self.specs.texts()))
         return result

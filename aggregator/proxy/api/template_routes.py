@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from aggregator.pipelines.load import collect_templates, read_raw, spec_paths
+from aggregator.pipelines.load import collect_templates, read_raw
 from aggregator.pipelines.templates import TemplateError, instantiate
 from aggregator.proxy.api.access import require
 from aggregator.proxy.api.errors import ApiError
@@ -47,9 +47,9 @@ def routes(api: ApiState) -> list[Route]:
 
     def _templates() -> dict[str, tuple[Any, str]]:
         raws = []
-        for path in spec_paths(root):
+        for path, text in api.specs.texts().items():
             try:
-                raws.append(read_raw(path))
+                raws.append(read_raw(path, text))
             except ValueError:
                 continue  # a broken file declares no usable template; `aggregator validate` names it
         found, _ = collect_templates(raws)

@@ -41,7 +41,7 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
             raise ApiError(400, f"file name {filename!r} is not allowed: one name of letters, digits, '_', '.', '-', "
                            "not starting with '.' (no paths)")
         try:
-            specs = load_specs(api.platform.pipelines_dir, uploads_root=uploads.root)
+            specs = load_specs(api.platform.pipelines_dir, api.specs.texts(), uploads_root=uploads.root)
             spec = specs.pipeline(pipeline)
         except SpecErrors:
             raise ApiError(503, "the pipeline specs do not load; fix them with `aggregator validate`") from None

@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from aggregator.specstore import tables as spec_tables
+
 log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
@@ -129,9 +131,13 @@ def _v5_rate_windows(conn: Connection) -> None:
     rate_windows.create(conn, checkfirst=True)
 
 
+def _v6_spec_store(conn: Connection) -> None:
+    spec_tables.create(conn)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
-                                                   _v4_idempotency_keys, _v5_rate_windows]
+                                                   _v4_idempotency_keys, _v5_rate_windows, _v6_spec_store]
 
 
 def make_engine(url: str) -> Engine:

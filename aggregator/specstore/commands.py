@@ -1,0 +1,82 @@
+"""`aggregator specs apply DIR` / `specs export DIR`: the GitOps path into and out of the spec store."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import click
+
+
+def _user() -> str:
+    try:
+        return os.environ.get("AGGREGATOR_SPECS_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def register_specs_commands(main: click.Group) -> None:
+    @main.group()
+    def specs() -> None:
+        """The spec store (the platform database): apply a directory of specs, export it."""
+
+    @specs.command("apply")
+    @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--dry-run", is_flag=True, help="Validate and print the diff; store nothing.")
+    @click.option("--reload-url", default=None, help="Dagster GraphQL URL (the webserver's /graphql) to reload the "
+                  "code location at after a change.")
+    def apply(directory: Path, dry_run: bool, reload_url: str | None) -> None:
+        """Make the store hold exactly DIRECTORY's spec files: validated as `aggregator validate` does, the
+        unified diff printed, one new revision (none when nothing changed), recorded with your user name."""
+        from aggregator.pipelines.validate import validate
+        from aggregator.settings import load_settings
+        from aggregator.specstore.current import open_spec_db
+        from aggregator.specstore.directory import read_directory
+        from aggregator.specstore.store import unified_diff
+
+        settings = load_settings()
+        root = directory.resolve()
+        report = validate(root, settings.model_copy(update={"pipelines_dir": root}), os.environ)
+        if not report.ok:
+            for error in report.errors:
+                click.echo(f"error: {error}", err=True)
+            raise click.ClickException(f"{len(report.errors)} problem(s) found; nothing was applied")
+        db = open_spec_db(settings)
+        wanted = read_directory(root)
+        diff = unified_diff(db.snapshot().files, wanted)
+        click.echo(diff, nl=False)
+        if dry_run:
+            click.echo("dry run: nothing stored" if diff else "no changes")
+            return
+        number, _ = db.replace_all(wanted, _user(), "apply")
+        if number is None:
+            click.echo(f"no changes (spec store revision {db.head()})")
+            return
+        click.echo(f"applied as spec store revision {number}")
+        if reload_url:
+            import asyncio
+
+            import httpx
+
+            from aggregator.proxy.api.reload import reload_locations
+
+            async def _reload() -> list[str]:
+                async with httpx.AsyncClient() as client:
+                    return await reload_locations(client, reload_url, {})
+
+            problems = asyncio.run(_reload())
+            click.echo("code location reloaded" if not problems else f"reload failed: {'; '.join(problems)}")
+
+    @specs.command("export")
+    @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+    def export(directory: Path) -> None:
+        """Write the store's newest spec files into DIRECTORY (made if missing)."""
+        from aggregator.settings import load_settings
+        from aggregator.specstore.current import open_spec_db
+        from aggregator.specstore.directory import write_file
+
+        snap = open_spec_db(load_settings()).snapshot()
+        for rel, content in snap.files.items():
+            write_file(directory, rel, content)
+        click.echo(f"{len(snap.files)} file(s) of spec store revision {snap.revision} written to {directory}")

@@ -1,0 +1,155 @@
+"""Issue 19: a second proxy replica on its own disk shares every piece of state with `aggregator dev`'s.
+
+`aggregator dev` (its proxy, code server, worker, webserver, daemon) and a second `aggregator proxy --upstream
+<dev's webserver>` with its own AGGREGATOR_HOME and no AGGREGATOR_PIPELINES, on one PostgreSQL platform
+database: a spec written through the replica is served by dev's proxy (and written back to dev's directory),
+compiled by the code server and executed by a run; one Idempotency-Key on both launches one run; the login
+throttle counts the failures of both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from aggregator.proxy.policy.rbac import Role
+from aggregator.proxy.server import open_store
+from aggregator.settings import EXAMPLE_PIPELINES_DIR
+from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.process_env import platform_env
+from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+PASSWORD = "replica-test-password-long"
+SPEC = """\
+pipelines:
+  - name: replica
+    transforms:
+      - name: marker
+        sql: "SELECT 'written through the replica' AS marker"
+"""
+RUN_STATUS = 'query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
+
+
+def _start_dev(env: dict[str, str], port: int, cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    up = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Data Aggregator is up" in line:
+                up.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    while proc.poll() is None and not up.wait(timeout=1):
+        pass
+    assert up.is_set(), "".join(lines)
+    return proc, lines
+
+
+def _stop_dev(proc: subprocess.Popen[str]) -> None:
+    tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        for child in [*tree, psutil.Process(proc.pid)]:
+            if child.is_running():
+                child.kill()
+        proc.wait()
+    psutil.wait_procs([c for c in tree if c.is_running()], timeout=30)
+
+
+def _webserver_of(dev: subprocess.Popen[str]) -> str:
+    """The private webserver dev's proxy forwards to (its --upstream): the replica forwards there too."""
+    for child in psutil.Process(dev.pid).children(recursive=True):
+        cmd = child.cmdline()
+        if "proxy" in cmd and "--upstream" in cmd:
+            return cmd[cmd.index("--upstream") + 1]
+    raise AssertionError("dev runs no proxy")
+
+
+def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, pg_db: PgDatabase) -> None:
+    url = pg_db.sqlalchemy_url
+    store, _ = open_store(url)
+    store.add_user("ed", PASSWORD, Role.editor)
+    store.add_user("ana", PASSWORD, Role.viewer)
+    token, _ = store.create_token("ed")
+    store.engine.dispose()
+    specs, home, replica_home = tmp_path / "specs", tmp_path / "home", tmp_path / "replica-home"
+    shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
+    replica_home.mkdir()
+    warehouse = home / "warehouse.db"
+    common = platform_env(AGGREGATOR_PROXY_DB_URL=url, AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
+    dev_port, replica_port = free_tcp_port(), free_tcp_port()
+    dev, lines = _start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)},
+                            dev_port, tmp_path)
+    replica: subprocess.Popen[bytes] | None = None
+    try:
+        upstream = _webserver_of(dev)
+        replica_env = {**common, "AGGREGATOR_HOME": str(replica_home), "DAGSTER_HOME": str(home / "dagster"),
+                       "AGGREGATOR_PROXY_PUBLIC_ORIGIN": f"http://127.0.0.1:{replica_port}"}
+        with open(tmp_path / "replica.log", "wb") as log:
+            replica = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "proxy", "--upstream", upstream,
+                                        "--port", str(replica_port)], cwd=replica_home, env=replica_env,
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        a, b = f"http://127.0.0.1:{dev_port}", f"http://127.0.0.1:{replica_port}"
+        wait_http(f"{b}/healthz", replica)
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(headers=auth, timeout=300) as client:
+            # Written through the replica (no specs directory of its own) ...
+            created = client.post(f"{b}/api/pipelines", json={"name": "replica", "yaml": SPEC})
+            assert created.status_code == 201, created.text
+            assert created.json()["reloaded"] is True, created.text
+            # ... served by dev's proxy, and written back to dev's directory for editor and git.
+            served = client.get(f"{a}/api/pipelines/replica")
+            assert served.status_code == 200 and served.json()["yaml"] == SPEC, served.text
+            assert (specs / "replica.yaml").read_text() == SPEC
+            # Compiled by the code server.
+            nodes = client.post(f"{a}/graphql", json={"query": "{ assetNodes { assetKey { path } } }"}).json()
+            assert ["replica", "marker"] in [n["assetKey"]["path"] for n in nodes["data"]["assetNodes"]], nodes
+            # One Idempotency-Key on both replicas: one run.
+            key = {"Idempotency-Key": "replica-test-1"}
+            first = client.post(f"{b}/api/pipelines/replica/trigger", json={}, headers=key)
+            second = client.post(f"{a}/api/pipelines/replica/trigger", json={}, headers=key)
+            assert first.status_code == 201, first.text
+            assert second.status_code == 200 and second.json()["replayed"] is True, second.text
+            run_id = first.json()["run_id"]
+            assert second.json()["run_id"] == run_id
+            deadline = time.monotonic() + 600
+            status = ""
+            while time.monotonic() < deadline and status not in ("SUCCESS", "FAILURE", "CANCELED"):
+                body = client.post(f"{a}/graphql", json={"query": RUN_STATUS, "variables": {"id": run_id}}).json()
+                status = body["data"]["runOrError"].get("status", "")
+                time.sleep(1)
+            assert status == "SUCCESS", (status, "".join(lines)[-3000:])
+        with sqlite3.connect(warehouse) as conn:
+            assert conn.execute("SELECT marker FROM replica_marker").fetchall() == [("written through the replica",)]
+
+        # The login throttle: failures alternate between the replicas and count once.
+        def attempt(base: str, password: str) -> int:
+            with httpx.Client(timeout=120, follow_redirects=False) as c:
+                return c.post(f"{base}/_auth/login", data={"username": "ana", "password": password},
+                              headers={"origin": base}).status_code
+
+        codes = [attempt((a, b)[i % 2], f"wrong guess {i}") for i in range(5)]
+        assert codes == [401] * 5, codes
+        assert [attempt(a, PASSWORD), attempt(b, PASSWORD)] == [429, 429]
+    finally:
+        if replica is not None:
+            stop_process(replica)
+        _stop_dev(dev)
