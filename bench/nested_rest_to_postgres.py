@@ -14,9 +14,12 @@ stream's `nested: {}`).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 
 import common
+
+os.environ.setdefault("AGGREGATOR_ALLOWED_NETWORKS", "127.0.0.0/8")  # the benchmark API is on loopback
 
 PAGE = 1000
 
