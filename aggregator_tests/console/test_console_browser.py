@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
+from aggregator_tests.dev_process import start_dev
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import PASSWORD, free_tcp_port
 from aggregator_tests.tools import needs_tool
@@ -86,25 +83,6 @@ class Platform:
     run_id: str
 
 
-def _wait_up(proc: subprocess.Popen[str], lines: list[str], up: threading.Event) -> None:
-    while proc.poll() is None and not up.wait(timeout=1):
-        pass
-    assert up.is_set(), f"aggregator dev exited with {proc.poll()} before it was up:\n{''.join(lines)}"
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        for child in [*tree, psutil.Process(proc.pid)]:
-            if child.is_running():
-                child.kill()
-        proc.wait()
-    psutil.wait_procs([c for c in tree if c.is_running()], timeout=30)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterator[Platform]:
     """`aggregator dev` over a writable copy of the samples, with a viewer beside the admin, and one finished
@@ -116,23 +94,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterat
     port = free_tcp_port()
     env = platform_env(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs),
                        AGGREGATOR_ADMIN_PASSWORD=PASSWORD, SHOP_API_TOKEN="shop-token")
-    proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    up = threading.Event()
-
-    def _read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Data Aggregator is up" in line:
-                up.set()
-
-    reader = threading.Thread(target=_read, daemon=True)
-    reader.start()
+    dev = start_dev(env, port, root)
     try:
-        _wait_up(proc, lines, up)
-        url = f"http://127.0.0.1:{port}"
+        url = dev.url
         store, _audit = open_store(f"sqlite:///{home / 'proxy.db'}")
         store.add_user("vic", PASSWORD, Role.viewer)
         token, _ = store.create_token("admin")
@@ -144,8 +108,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterat
             _wait_run(client, run_id)
         yield Platform(url, home, token, run_id)
     finally:
-        _stop(proc)
-        reader.join(timeout=30)
+        dev.stop(timeout_s=120)
 
 
 def _wait_run(client: httpx.Client, run_id: str, timeout_s: float = 600) -> None:

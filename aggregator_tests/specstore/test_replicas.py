@@ -10,11 +10,9 @@ throttle counts the failures of both.
 from __future__ import annotations
 
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pytest
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
+from aggregator_tests.dev_process import start_dev
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
@@ -39,39 +38,6 @@ pipelines:
         sql: "SELECT 'written through the replica' AS marker"
 """
 RUN_STATUS = 'query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
-
-
-def _start_dev(env: dict[str, str], port: int, cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    up = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Data Aggregator is up" in line:
-                up.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    while proc.poll() is None and not up.wait(timeout=1):
-        pass
-    assert up.is_set(), "".join(lines)
-    return proc, lines
-
-
-def _stop_dev(proc: subprocess.Popen[str]) -> None:
-    tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        for child in [*tree, psutil.Process(proc.pid)]:
-            if child.is_running():
-                child.kill()
-        proc.wait()
-    psutil.wait_procs([c for c in tree if c.is_running()], timeout=30)
 
 
 def _webserver_of(dev: subprocess.Popen[str]) -> str:
@@ -96,11 +62,10 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
     warehouse = home / "warehouse.db"
     common = platform_env(AGGREGATOR_PROXY_DB_URL=url, AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
     dev_port, replica_port = free_tcp_port(), free_tcp_port()
-    dev, lines = _start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)},
-                            dev_port, tmp_path)
+    dev = start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)}, dev_port, tmp_path)
     replica: subprocess.Popen[bytes] | None = None
     try:
-        upstream = _webserver_of(dev)
+        upstream = _webserver_of(dev.proc)
         replica_env = {**common, "AGGREGATOR_HOME": str(replica_home), "DAGSTER_HOME": str(home / "dagster"),
                        "AGGREGATOR_PROXY_PUBLIC_ORIGIN": f"http://127.0.0.1:{replica_port}"}
         with open(tmp_path / "replica.log", "wb") as log:
@@ -136,7 +101,7 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
                 body = client.post(f"{a}/graphql", json={"query": RUN_STATUS, "variables": {"id": run_id}}).json()
                 status = body["data"]["runOrError"].get("status", "")
                 time.sleep(1)
-            assert status == "SUCCESS", (status, "".join(lines)[-3000:])
+            assert status == "SUCCESS", (status, dev.output[-3000:])
         with sqlite3.connect(warehouse) as conn:
             assert conn.execute("SELECT marker FROM replica_marker").fetchall() == [("written through the replica",)]
 
@@ -152,4 +117,4 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
     finally:
         if replica is not None:
             stop_process(replica)
-        _stop_dev(dev)
+        dev.stop()
