@@ -31,12 +31,12 @@ def main() -> None:
 @click.option("--port", default=3000, show_default=True, type=int, help="Port of the web UI.")
 def dev(host: str, port: int) -> None:
     """Run the platform locally: Dagster webserver and daemon with the sample pipelines."""
-    from aggregator.dev import PortInUseError, run_dev
+    from aggregator.dev import PortInUseError, SpecStoreUrlError, run_dev
     from aggregator.settings import load_settings
 
     try:
         code = run_dev(load_settings(), host, port)
-    except PortInUseError as exc:
+    except (PortInUseError, SpecStoreUrlError) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
@@ -70,6 +70,26 @@ def prepare_home(settings: Settings) -> Path:
 PROXY_ONLY_ENV = ("AGGREGATOR_ADMIN_", "AGGREGATOR_PROXY_", "AGGREGATOR_OIDC_", "AGGREGATOR_TRUSTED_PROXIES")
 
 
+class SpecStoreUrlError(ValueError):
+    """The spec store would reach Dagster processes as the proxy database server's URL (its credentials)."""
+
+
+def children_spec_store_url(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """The spec store's URL for Dagster processes: AGGREGATOR_SPECS_DB_URL when the operator set one (a role that
+    may only read the spec store), else the proxy's SQLite file, which every process on this machine can open
+    anyway. Never a proxy database *server's* URL: its credentials would reach pipeline code."""
+    env = os.environ if environ is None else environ
+    if env.get("AGGREGATOR_SPECS_DB_URL"):
+        return env["AGGREGATOR_SPECS_DB_URL"]
+    url = settings.spec_store_url
+    if not url.startswith("sqlite"):
+        raise SpecStoreUrlError(
+            "AGGREGATOR_PROXY_DB_URL is a database server, and the spec store lives there: set "
+            "AGGREGATOR_SPECS_DB_URL to a URL of that database with a role that may only read the spec store's "
+            "tables (docs/deploy.md), so that the proxy's credentials never reach code servers and runs")
+    return url
+
+
 def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if proxy or not k.startswith(PROXY_ONLY_ENV)}
     env.update(
@@ -80,7 +100,7 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
         # Byte-code caches would otherwise land beside the sources, outside AGGREGATOR_HOME.
         PYTHONPYCACHEPREFIX=str(settings.home / "pycache"),
         # Every child reads the specs from the spec store (the proxy's database unless set apart).
-        AGGREGATOR_SPECS_DB_URL=settings.spec_store_url,
+        AGGREGATOR_SPECS_DB_URL=settings.spec_store_url if proxy else children_spec_store_url(settings),
     )
     return env
 

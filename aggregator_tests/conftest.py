@@ -30,6 +30,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.path.is_relative_to(root) for root in strict):
             item.add_marker(pytest.mark.filterwarnings("error::ResourceWarning"))
+            item.add_marker(pytest.mark.leak_free)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "leak_free: a ResourceWarning fails this test (LEAK_FREE)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A leak-free test answers for its own leaks only: garbage an earlier test of another directory left (an
+    xdist worker runs tests of every directory) is collected first, its warnings not counted here."""
+    if item.get_closest_marker("leak_free") is not None:
+        import gc
+        import sys
+        import warnings
+
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda _unraisable: None  # finalizers of that garbage may raise too
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
+        finally:
+            sys.unraisablehook = hook
 
 
 @pytest.fixture(scope="session", autouse=True)

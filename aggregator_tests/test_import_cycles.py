@@ -21,7 +21,10 @@ KNOWN_CYCLES: dict[int, list[set[str]]] = {
     # connectors/egress.py `data_roots` reads the samples' directory from aggregator.settings (a late import):
     # the platform's default data roots should be handed to connectors, not looked up by them.
     1: [{"aggregator", "connectors"}],
-    2: [],
+    # The spec store opens its database with the proxy's migrations (proxy/storage/db.py) and `specs apply`
+    # reloads locations with the proxy's client, while the proxy's API reads the store: the platform
+    # database's schema and the reload client belong in a package both use (issue 19 follow-up).
+    2: [{"aggregator.proxy", "aggregator.specstore"}],
     # The proxy's named layers do not hold yet (design review 2026-12-07, S4).
     3: [{"aggregator.proxy.context", "aggregator.proxy.identity", "aggregator.proxy.transport"},
         {"aggregator.proxy.api", "aggregator.proxy.uploads"}],

@@ -38,7 +38,8 @@ PROTECTED_DATABASES_ENV = "AGGREGATOR_PROTECTED_DATABASES"
 PROTECTED_SERVICES_ENV = "AGGREGATOR_PROTECTED_SERVICES"
 # Platform databases a process may know of by these variables (the proxy's are never in a pipeline's
 # environment; AGGREGATOR_PROTECTED_DATABASES carries them there).
-PLATFORM_DB_ENVS = ("AGGREGATOR_PROXY_DB_URL", "AGGREGATOR_PLATFORM_DB_URL", "DAGSTER_PG_URL")
+PLATFORM_DB_ENVS = ("AGGREGATOR_PROXY_DB_URL", "AGGREGATOR_PLATFORM_DB_URL", "AGGREGATOR_SPECS_DB_URL",
+                    "DAGSTER_PG_URL")
 # The warehouse: pipelines write it, so destinations may open it; sources may not.
 WAREHOUSE_ENV = "AGGREGATOR_WAREHOUSE_URL"
 

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from aggregator.dev import child_env, proxy_env
+from aggregator.dev import SpecStoreUrlError, child_env, proxy_env
 from aggregator.proxy.config import load_proxy_settings
 from aggregator.proxy.transport.gateway import client_ip
 from aggregator.proxy.transport.paths import PathRejected, encode_path, normalize_path
@@ -94,11 +94,23 @@ def test_admin_password_stays_in_the_environment_of_dagster_processes(tmp_path: 
                  "AGGREGATOR_TRUSTED_PROXIES"):
         monkeypatch.setenv(name, "secret-value")
     settings = load_settings()
+    # The spec store lives in the proxy's database: a server's URL (with its credentials) is never handed to
+    # Dagster processes by default; dev asks for a read-only AGGREGATOR_SPECS_DB_URL instead.
+    with pytest.raises(SpecStoreUrlError, match="AGGREGATOR_SPECS_DB_URL"):
+        child_env(settings, tmp_path / "dagster")
+    monkeypatch.setenv("AGGREGATOR_SPECS_DB_URL", "postgresql://spec_reader@db/platform")
+    settings = load_settings()
     dagster = child_env(settings, tmp_path / "dagster")
     proxy = child_env(settings, tmp_path / "dagster", proxy=True)
     assert "secret-value" not in dagster.values()
+    assert dagster["AGGREGATOR_SPECS_DB_URL"] == "postgresql://spec_reader@db/platform"
     assert proxy["AGGREGATOR_ADMIN_PASSWORD"] == "secret-value"
     assert dagster["DAGSTER_HOME"] == proxy["DAGSTER_HOME"]
+    # The default, one machine: the proxy's SQLite file, which every process here can open anyway.
+    monkeypatch.delenv("AGGREGATOR_SPECS_DB_URL")
+    monkeypatch.delenv("AGGREGATOR_PROXY_DB_URL")
+    dagster = child_env(load_settings(), tmp_path / "dagster")
+    assert "secret-value" not in dagster.values() and dagster["AGGREGATOR_SPECS_DB_URL"].startswith("sqlite:///")
 
 
 @pytest.mark.parametrize(("host", "origin"), [("127.0.0.1", "http://127.0.0.1:3000"),

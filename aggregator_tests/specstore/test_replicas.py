@@ -60,7 +60,9 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
     shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
     replica_home.mkdir()
     warehouse = home / "warehouse.db"
-    common = platform_env(AGGREGATOR_PROXY_DB_URL=url, AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
+    # The spec store in the same database, named explicitly: dev never hands a server's proxy URL to Dagster.
+    common = platform_env(AGGREGATOR_PROXY_DB_URL=url, AGGREGATOR_SPECS_DB_URL=url,
+                          AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
     dev_port, replica_port = free_tcp_port(), free_tcp_port()
     dev = start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)}, dev_port, tmp_path)
     replica: subprocess.Popen[bytes] | None = None

@@ -53,7 +53,9 @@ def test_sensor_batches_a_burst_into_bounded_runs_with_back_pressure(
     cursor = result.cursor
 
     broker.publish(range(10, 500))  # the burst
-    runs, bound = 0, 4 if broker.type == "mqtt" else 3
+    # MQTT: Mosquitto may resend acknowledged messages to the next runs (a known, documented defect, issue 22):
+    # each resend can cost a short extra run, seen up to two in CI. Batching still bounds the runs.
+    runs, bound = 0, 5 if broker.type == "mqtt" else 3
     while True:
         result = evaluate(defs, instance, cursor)
         cursor = result.cursor
