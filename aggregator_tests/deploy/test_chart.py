@@ -260,7 +260,12 @@ def test_specs_reach_the_store_through_the_apply_hook_and_no_pod_mounts_them(hel
     weight = {o["metadata"]["name"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in (
         specs, job, named(objects, "Job", "aggregator-migrate"))}
     assert weight["aggregator-pipelines"] < weight["aggregator-migrate"] < weight["aggregator-specs-apply"]
-    for hook in (specs, job):
+    # Its NetworkPolicy is a hook too: an ordinary object is updated only after pre-upgrade hooks ran, so on the
+    # first upgrade that brings the Job the default deny would keep it from the database.
+    policy = named(objects, "NetworkPolicy", "aggregator-specs-apply")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert int(policy["metadata"]["annotations"]["helm.sh/hook-weight"]) < weight["aggregator-specs-apply"]
+    for hook in (specs, job, policy):
         assert set(hook["metadata"]["annotations"]["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     (container,) = job["spec"]["template"]["spec"]["containers"]
     command = container["command"]
