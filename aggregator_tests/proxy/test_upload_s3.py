@@ -6,6 +6,7 @@ and PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import tracemalloc
@@ -25,7 +26,6 @@ from aggregator.proxy.uploads.s3 import S3Uploads
 from aggregator.proxy.uploads.s3_compose import PART_BYTES
 from aggregator.proxy.uploads.store import Chunk
 from aggregator.uploads_s3 import STAGING, S3Root
-from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.s3_server import S3Server
 
 LIMITS = UploadLimits(max_file_bytes=1 << 30, user_quota_bytes=1000, total_quota_bytes=3000, staged_ttl_s=3600)
@@ -215,13 +215,15 @@ def test_compose_streams_small_chunks_and_copies_large_ones(s3_server: S3Server,
     memory while composing 48 MiB of 1 MiB chunks stays far below the file's size."""
     big = LIMITS.model_copy(update={"user_quota_bytes": 1 << 30, "total_quota_bytes": 1 << 31})
     area = make_area(s3_server, engine, tmp_path, big)
-    mixed = bytes(range(256)) * ((6 << 20) // 256)  # 6 MiB: copied
-    payload = b"id\n" + mixed + mixed + b"x\n" * 1000
-    cuts = [0, 3 + len(mixed), 3 + 2 * len(mixed), len(payload)]
-    cuts.insert(1, 3)  # a tiny first chunk, then the rest of the first 6 MiB
-    for first, end in zip(cuts, cuts[1:], strict=False):
-        status = area.put("ann", "mixed.csv", payload[first:end], first, len(payload))
-    assert status.complete is True and area.object("inbox/mixed.csv") == payload
+    mixed = bytes(range(256)) * ((6 << 20) // 256)  # 6 MiB: copied by the server
+    payload = mixed + mixed + b"x\n" * 1000
+    cuts = [0, len(mixed), 2 * len(mixed), 2 * len(mixed) + 3, len(payload)]  # two large, then two small
+    for first, end in itertools.pairwise(cuts):
+        status = area.put("ann", "mixed.bin", payload[first:end], first, len(payload), directory="raw")
+    assert status.complete is True and area.object("raw/mixed.bin") == payload
+    # Two copied parts and one buffered part (streaming all of it would have made two parts of 8 MiB + rest).
+    etag = area.client.head_object(Bucket=area.bucket, Key="uploads/raw/mixed.bin")["ETag"]
+    assert etag.strip('"').endswith("-3"), etag
 
     step = 1 << 20
     many = b"id\n" + b"1\n" * ((48 << 20) // 2)
