@@ -22,7 +22,6 @@ from aggregator.pipelines.load import SpecError, SpecErrors, Specs, validation_e
 from aggregator.pipelines.message_sensor import message_sensor
 from aggregator.pipelines.source_assets import source_asset
 from aggregator.pipelines.transform_assets import transform_asset
-from aggregator.pipelines.uploads_objects import uploads_files_config
 from aggregator.settings import Settings
 from connectors.secrets import SecretReferenceError
 
@@ -36,9 +35,7 @@ def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str,
     for name, (conn, sf) in specs.connections.items():
         try:
             if name != WAREHOUSE:
-                if conn.type == "files":  # a base_dir under the uploads root follows the uploads into S3
-                    conn = conn.model_copy(update={"config": uploads_files_config(conn.config, settings)})
-                resources[name] = build_resource(conn)
+                resources[name] = build_resource(conn, settings=settings)
             if name in destinations or name == WAREHOUSE:
                 resources[destination_key(name)] = build_destination(conn)
         except ValidationError as exc:

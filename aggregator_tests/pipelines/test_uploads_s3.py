@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from aggregator.pipelines.compile import build_definitions
+from aggregator.pipelines.connections import build_source
 from aggregator.pipelines.load import load_specs
 from aggregator.proxy.storage.db import make_engine, migrate
 from aggregator.proxy.uploads.limits import UploadLimits
@@ -73,3 +74,7 @@ def test_sensor_and_run_see_uploads_delivered_to_object_storage(tmp_path: Path, 
     assert sorted(query(f"sqlite:///{tmp_path / 'w.db'}", "SELECT id, kind FROM ingest_events")) == [
         (1, "click"), (2, "view"), (3, "click")]
     assert not (settings.uploads_root / "inbox").exists()  # nothing on the local disk
+    # Checks and previews (the worker, the CLI) build the connection the same way: they see the bucket too.
+    specs_loaded = load_specs(specs, uploads_root=settings.uploads_root)
+    conn, _ = specs_loaded.connections["drop"]
+    assert build_source(conn, "drop").check() == f"s3://{bucket}/up/inbox: readable, 1 files"
