@@ -240,3 +240,26 @@ def test_compose_streams_small_chunks_and_copies_large_ones(s3_server: S3Server,
     assert peak < 3 * PART_BYTES < len(many) / 2, peak
     got = area.client.get_object(Bucket=area.bucket, Key="uploads/inbox/many.csv")["Body"].read()
     assert got == many
+
+
+def test_a_delivery_whose_replica_died_is_finished_by_the_next_request(area: Area) -> None:
+    """A replica accepted the last chunk (so it claimed the delivery) and died before composing: once the claim
+    is stale, the next request touching the upload, on any replica, delivers it, once."""
+    payload = csv(300)
+    area.put("ann", "orphan.csv", payload[:200], 0, 300)
+    row = area.store.rows.get("inbox", "orphan.csv")
+    assert row is not None
+    key = f"uploads/{STAGING}/{row.id}/{200:015d}-dead"
+    area.client.put_object(Bucket=area.bucket, Key=key, Body=payload[200:])
+    claimed = area.store.rows.accept(row, 200, 100, key)  # what the dead replica did before it died
+    assert claimed is not None and claimed.state == "delivering"
+    fresh = area.store.status("inbox", "orphan.csv", area.final("orphan.csv"))
+    assert (fresh.received, fresh.complete) == (300, False)  # a live claim is left alone
+    with area.store.rows.engine.begin() as conn:
+        conn.execute(sa.update(uploads).where(uploads.c.id == row.id).values(claimed_at=time.time() - 3600))
+    done = area.store.status("inbox", "orphan.csv", area.final("orphan.csv"))
+    assert (done.received, done.complete) == (300, True)
+    assert area.object("inbox/orphan.csv") == payload
+    assert area.staged() == [] and area.store.rows.get("inbox", "orphan.csv") is None
+    # The client of the dead replica retries its last chunk: answered as delivered.
+    assert area.put("ann", "orphan.csv", payload[200:], 200, 300).complete is True

@@ -167,6 +167,9 @@ class S3Uploads:
         claim: list[Row] = [row]
 
         def keep_claim() -> bool:
+            """Renew the claim now and then (a quarter of CLAIM_S), not once per chunk of a large upload."""
+            if time.time() - (claim[0].claimed_at or 0) < CLAIM_S / 4:
+                return True
             renewed = self.rows.renew(claim[0])
             if renewed is not None:
                 claim[0] = renewed
@@ -176,8 +179,10 @@ class S3Uploads:
             self._finish(row)  # composed before a crash; only the bookkeeping was left
             return
         chunks = self.rows.chunks(row.id)
-        if sum(c.size for c in chunks) != row.total or any(
-                c.first != sum(p.size for p in chunks[:i]) for i, c in enumerate(chunks)):
+        ends = [0]
+        for c in chunks:
+            ends.append(ends[-1] + c.size)
+        if ends[-1] != row.total or any(c.first != end for c, end in zip(chunks, ends, strict=False)):
             log.error("upload %s: staged chunks do not add up to %d bytes; removed", row.id, row.total)
             self.rows.remove(row)
             self._drop_objects(row.id)
