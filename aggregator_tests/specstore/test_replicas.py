@@ -131,10 +131,10 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
         payload = b"id,name\n" + b"".join(f"{i},row {i}\n".encode() for i in range(20_000))
         step = 32 << 10
         with httpx.Client(headers=auth, timeout=300) as client:
-            for n, first in enumerate(range(0, len(payload), step)):
-                chunk = payload[first:first + step]
+            for n, offset in enumerate(range(0, len(payload), step)):
+                chunk = payload[offset:offset + step]
                 put = client.put(f"{(a, b)[n % 2]}/api/uploads/dropbox/drop.csv", content=chunk, headers={
-                    "Content-Range": f"bytes {first}-{first + len(chunk) - 1}/{len(payload)}"})
+                    "Content-Range": f"bytes {offset}-{offset + len(chunk) - 1}/{len(payload)}"})
                 assert put.status_code == 200, put.text
             assert put.json()["complete"] is True
         landed = s3_server.client().get_object(Bucket=bucket, Key="uploads/inbox/drop.csv")["Body"].read()
