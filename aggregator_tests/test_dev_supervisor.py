@@ -50,7 +50,11 @@ class Platform:
 
     def child(self, name: str) -> psutil.Process:
         for child in psutil.Process(self.proc.pid).children():
-            if CHILDREN[name] in " ".join(child.cmdline()):
+            try:
+                cmdline = " ".join(child.cmdline())
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a killed child not yet reaped
+                continue
+            if CHILDREN[name] in cmdline:
                 return child
         raise AssertionError(f"no {name} child of aggregator dev")
 

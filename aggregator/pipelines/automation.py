@@ -11,6 +11,8 @@ import dagster as dg
 
 from aggregator.pipelines.executors import executor_def
 from aggregator.pipelines.spec import Partitions, PipelineSpec, Schedule
+from aggregator.pipelines.uploads_objects import listed_objects
+from aggregator.settings import load_settings
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -97,20 +99,26 @@ def file_sensor(pipeline: PipelineSpec, job: "UnresolvedAssetJobDefinition") -> 
     if spec is None:
         return None
     directory = Path(spec.directory)
+    uploads = load_settings().uploads_s3  # the code server's settings: the ones runs and the proxy share
+    objects = uploads if uploads is not None and directory.is_relative_to(uploads.local_root) else None
 
     @dg.sensor(
         name=f"{pipeline.name}_files_sensor", job=job, minimum_interval_seconds=spec.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING if spec.enabled else dg.DefaultSensorStatus.STOPPED,
-        description=f"Runs {pipeline.name} when files matching '{spec.pattern}' appear or change in {directory}.",
+        description=f"Runs {pipeline.name} when files matching '{spec.pattern}' appear or change in "
+        f"{directory if objects is None else 's3://' + objects.bucket + '/' + objects.key_of(directory)}.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        if not directory.is_dir():
-            return dg.SkipReason(f"{directory} does not exist")
         seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-        # Hidden names are never a delivered file: uploads and copies in flight use them (pathlib's glob,
-        # unlike the shell's, matches them with `*`).
-        current = {p.name: p.stat().st_mtime for p in sorted(directory.glob(spec.pattern))
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)}
+        if objects is not None:  # uploads live in object storage: the directory names a key prefix there
+            current = listed_objects(objects, directory, spec.pattern)
+        elif not directory.is_dir():
+            return dg.SkipReason(f"{directory} does not exist")
+        else:
+            # Hidden names are never a delivered file: uploads and copies in flight use them (pathlib's glob,
+            # unlike the shell's, matches them with `*`).
+            current = {p.name: p.stat().st_mtime for p in sorted(directory.glob(spec.pattern))
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)}
         changed = sorted(name for name, mtime in current.items() if seen.get(name) != mtime)
         if not changed:
             return dg.SkipReason(f"no new or changed files in {directory}")

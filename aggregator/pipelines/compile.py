@@ -35,7 +35,7 @@ def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str,
     for name, (conn, sf) in specs.connections.items():
         try:
             if name != WAREHOUSE:
-                resources[name] = build_resource(conn)
+                resources[name] = build_resource(conn, settings=settings)
             if name in destinations or name == WAREHOUSE:
                 resources[destination_key(name)] = build_destination(conn)
         except ValidationError as exc:

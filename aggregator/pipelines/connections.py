@@ -7,6 +7,8 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field
 
+from aggregator.pipelines.uploads_objects import uploads_files_config
+from aggregator.settings import Settings, load_settings
 from connectors.connector_type import as_source
 from connectors.registry import CONNECTOR_TYPES, STREAM_TYPE_OF, ConnectionType, connector_type
 from connectors.secrets import (
@@ -45,14 +47,19 @@ def _secrets(value: Any, path: tuple[str, ...], resolve_as: str | None, resolver
     return resolver.resolve(value, f"connection {resolve_as!r}", path)
 
 
-def build_resource(conn: Connection, *, resolve_as: str | None = None,
-                   resolver: Resolver | None = None) -> dg.ConfigurableResource:
+def build_resource(conn: Connection, *, resolve_as: str | None = None, resolver: Resolver | None = None,
+                   settings: Settings | None = None) -> dg.ConfigurableResource:
     """The Dagster resource for a connection; raises pydantic's ValidationError on bad config, and
     SecretReferenceError (a ValueError with the field's path) for a `{env: NAME}` it may not read.
 
     Secrets stay `dg.EnvVar`s, resolved when a run starts; with `resolve_as` (the connection's name) they are
-    resolved now, for use outside a run (by `resolver`, which remembers the values for redaction)."""
-    return connector_type(conn.type).build(_secrets(conn.config, ("config",), resolve_as, resolver))
+    resolved now, for use outside a run (by `resolver`, which remembers the values for redaction). A files
+    `base_dir` under the uploads root follows the uploads into object storage when `settings` (default: this
+    process's) put them there, so runs, checks and previews all read what the proxy delivered."""
+    config = conn.config
+    if conn.type == "files":
+        config = uploads_files_config(config, settings or load_settings())
+    return connector_type(conn.type).build(_secrets(config, ("config",), resolve_as, resolver))
 
 
 def build_source(conn: Connection, name: str, resolver: Resolver | None = None) -> Source[Any]:

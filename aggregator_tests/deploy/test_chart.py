@@ -18,7 +18,9 @@ from aggregator_tests.deploy.paths import DEPLOY, KUBERNETES_VERSION
 
 SAMPLE_SPEC = DEPLOY.parent / "aggregator" / "examples" / "pipelines" / "sales.yaml"
 VARIANTS = {"defaults": (), "pgbouncer": ("--set", "pgbouncer.enabled=true"),
-            "specs": ("--set-file", f"pipelines.specs.sales={SAMPLE_SPEC}")}
+            "specs": ("--set-file", f"pipelines.specs.sales={SAMPLE_SPEC}"),
+            "uploads": ("--set", "uploads.url=s3://aggregator-uploads/prod", "--set",
+                        "uploads.s3.endpointUrl=https://minio.storage.svc:9000")}
 # The Dagster components whose token reaches the API server (they create and delete run Jobs).
 API_CLIENTS = {"Deployment/aggregator-webserver", "Deployment/aggregator-daemon"}
 
@@ -303,3 +305,29 @@ def test_without_specs_the_job_only_grants_the_reader_and_both_empty_is_refused(
     assert command[command.index("--") + 1:] == ["aggregator", "specs", "grant-read", "aggregator_specs_reader"]
     result = run_helm(helm, "template", "dagster", str(CHART), "--set", "specStore.readerRole=", home=helm_home)
     assert result.returncode != 0 and "pipelines.specs and specStore.readerRole are both empty" in result.stderr
+
+
+def test_uploads_in_object_storage_reach_every_replica_and_the_pipelines(helm: Path, helm_home: Path) -> None:
+    """Issue 19: with `uploads.url` every proxy replica stages in the bucket (not its own emptyDir) and may reach it;
+    the code server, the worker and run pods get the same location and the bucket's credentials."""
+    objects = render(helm, helm_home, *VARIANTS["uploads"])
+    want = {"AGGREGATOR_UPLOADS_URL": "s3://aggregator-uploads/prod",
+            "AGGREGATOR_UPLOADS_S3_ENDPOINT_URL": "https://minio.storage.svc:9000"}
+    for name in ("aggregator-proxy", "aggregator-code-server", "aggregator-worker"):
+        (container, *_) = named(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: env.get(k) for k in want} == want, name
+        assert {"secretRef": {"name": "aggregator-uploads", "optional": True}} in container["envFrom"], name
+    instance = yaml.safe_load(named(objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"])
+    launcher = instance["run_launcher"]["config"]
+    assert "aggregator-uploads" in launcher["env_secrets"]
+    assert {f"{k}={v}" for k, v in want.items()} <= set(launcher["env_vars"])
+    proxy_egress = named(objects, "NetworkPolicy", "aggregator-proxy")["spec"]["egress"]
+    assert any(rule["ports"] == [{"protocol": "TCP", "port": 443}] for rule in proxy_egress)
+    # Without it nothing changes: no uploads variables, no bucket secret, no egress to object storage.
+    default = render(helm, helm_home)
+    proxy = named(default, "Deployment", "aggregator-proxy")["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith("AGGREGATOR_UPLOADS") for e in proxy["env"]) and "envFrom" not in proxy
+    bad = run_helm(helm, "template", "aggregator", str(CHART), "--set", "uploads.url=s3://key:secret@bucket/x",
+                   home=helm_home)
+    assert bad.returncode != 0 and "s3://bucket/prefix" in bad.stderr and "secret@" not in bad.stderr

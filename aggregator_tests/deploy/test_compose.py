@@ -169,7 +169,8 @@ def test_each_service_gets_only_its_own_secrets(config: dict) -> None:
         assert "POSTGRES_SUPERUSER_PASSWORD" not in holds or name == "postgres", name
     for name, svc in config["services"].items():
         for env_file in svc.get("env_file", []):
-            assert name in ("code-server", "worker") and env_file["path"].endswith("connectors.env"), name
+            assert (name in ("code-server", "worker") and env_file["path"].endswith("connectors.env")
+                    or name in ("proxy", "code-server", "worker") and env_file["path"].endswith("uploads.env")), name
     # No service but postgres itself connects as the superuser.
     for name, values in env.items():
         for value in values.values():
@@ -339,3 +340,24 @@ def test_health_checks_have_room_under_load(config: dict) -> None:
                         for dep_name, dep in (other.get("depends_on") or {}).items())
         if waited_on and name != "postgres":
             assert check["test"][1:3] == ["python", "-c"], f"{name} gates other services: keep its check light"
+
+
+def test_uploads_in_object_storage_reach_the_proxy_and_the_pipelines(tmp_path: Path) -> None:
+    """Issue 19: AGGREGATOR_UPLOADS_URL in deploy/.env puts uploads in a bucket for the proxy, the code server
+    (sensors, runs) and the worker alike; the bucket's keys come from deploy/uploads.env, to those three only."""
+    env_file = filled_env_file(tmp_path)
+    with open(env_file, "a") as out:
+        out.write("AGGREGATOR_UPLOADS_URL=s3://uploads/prod\nAGGREGATOR_UPLOADS_S3_ENDPOINT_URL=http://minio:9000\n")
+    result = run_config(tmp_path, env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in ("proxy", "code-server", "worker"):
+        env = services[name]["environment"]
+        assert env["AGGREGATOR_UPLOADS_URL"] == "s3://uploads/prod", name
+        assert env["AGGREGATOR_UPLOADS_S3_ENDPOINT_URL"] == "http://minio:9000", name
+    others = {n for n, svc in services.items() if "AGGREGATOR_UPLOADS_URL" in svc.get("environment", {})}
+    assert others == {"proxy", "code-server", "worker"}
+    from aggregator.settings import load_settings
+
+    settings = load_settings({k: str(v) for k, v in services["proxy"]["environment"].items()})
+    assert settings.uploads_s3 is not None and settings.uploads_s3.url == "s3://uploads/prod"

@@ -4,7 +4,8 @@
 <dev's webserver>` with its own AGGREGATOR_HOME and no AGGREGATOR_PIPELINES, on one PostgreSQL platform
 database: a spec written through the replica is served by dev's proxy (and written back to dev's directory),
 compiled by the code server and executed by a run; one Idempotency-Key on both launches one run; the login
-throttle counts the failures of both.
+throttle counts the failures of both; an upload whose chunks alternate between the two lands byte-identical in
+the uploads bucket (a real S3-compatible server), where dev's file sensor sees it and a run loads it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aggregator_tests.dev_process import start_dev
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+from aggregator_tests.s3_server import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 PASSWORD = "replica-test-password-long"
@@ -36,6 +38,17 @@ pipelines:
     transforms:
       - name: marker
         sql: "SELECT 'written through the replica' AS marker"
+"""
+DROPBOX = """\
+pipelines:
+  - name: dropbox
+    sensor: {{directory: inbox, pattern: "*.csv", interval_seconds: 5}}
+    sources:
+      - {{name: rows, connection: dropbox_files, stream: {{type: file, path: "*.csv"}}, write_mode: replace}}
+connections:
+  dropbox_files:
+    type: files
+    config: {{base_dir: {inbox}}}
 """
 RUN_STATUS = 'query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
 
@@ -49,7 +62,8 @@ def _webserver_of(dev: subprocess.Popen[str]) -> str:
     raise AssertionError("dev runs no proxy")
 
 
-def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, pg_db: PgDatabase) -> None:
+def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, pg_db: PgDatabase,
+                                                              s3_server: S3Server) -> None:
     url = pg_db.sqlalchemy_url
     store, _ = open_store(url)
     store.add_user("ed", PASSWORD, Role.editor)
@@ -58,11 +72,17 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
     store.engine.dispose()
     specs, home, replica_home = tmp_path / "specs", tmp_path / "home", tmp_path / "replica-home"
     shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
+    (specs / "dropbox.yaml").write_text(DROPBOX.format(inbox=home / "uploads" / "inbox"))
     replica_home.mkdir()
     warehouse = home / "warehouse.db"
+    bucket = s3_server.new_bucket("replicas")
     # The spec store in the same database, named explicitly: dev never hands a server's proxy URL to Dagster.
+    # Uploads in one bucket for both proxies and dev's code server; the keys only in the AWS environment.
     common = platform_env(AGGREGATOR_PROXY_DB_URL=url, AGGREGATOR_SPECS_DB_URL=url,
-                          AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
+                          AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}",
+                          AGGREGATOR_UPLOADS_URL=f"s3://{bucket}/uploads",
+                          AGGREGATOR_UPLOADS_S3_ENDPOINT_URL=s3_server.endpoint,
+                          AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key)
     dev_port, replica_port = free_tcp_port(), free_tcp_port()
     dev = start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)}, dev_port, tmp_path)
     replica: subprocess.Popen[bytes] | None = None
@@ -106,6 +126,28 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
             assert status == "SUCCESS", (status, dev.output[-3000:])
         with sqlite3.connect(warehouse) as conn:
             assert conn.execute("SELECT marker FROM replica_marker").fetchall() == [("written through the replica",)]
+
+        # An upload whose chunks alternate between the replicas lands whole in the bucket; dev's sensor runs it.
+        payload = b"id,name\n" + b"".join(f"{i},row {i}\n".encode() for i in range(20_000))
+        step = 32 << 10
+        with httpx.Client(headers=auth, timeout=300) as client:
+            for n, offset in enumerate(range(0, len(payload), step)):
+                chunk = payload[offset:offset + step]
+                put = client.put(f"{(a, b)[n % 2]}/api/uploads/dropbox/drop.csv", content=chunk, headers={
+                    "Content-Range": f"bytes {offset}-{offset + len(chunk) - 1}/{len(payload)}"})
+                assert put.status_code == 200, put.text
+            assert put.json()["complete"] is True
+        landed = s3_server.client().get_object(Bucket=bucket, Key="uploads/inbox/drop.csv")["Body"].read()
+        assert landed == payload
+        deadline = time.monotonic() + 600
+        loaded = None
+        while time.monotonic() < deadline and loaded is None:
+            try:
+                with sqlite3.connect(warehouse) as conn:
+                    loaded = conn.execute("SELECT COUNT(*), MAX(id) FROM dropbox_rows").fetchone()
+            except sqlite3.OperationalError:  # no table before the sensor's run wrote it
+                time.sleep(2)
+        assert loaded == (20_000, 19_999), (loaded, dev.output[-3000:])
 
         # The login throttle: failures alternate between the replicas and count once.
         def attempt(base: str, password: str) -> int:

@@ -5,7 +5,8 @@ chunk; `GET` on the same path says how many bytes arrived, so an interrupted upl
 `DELETE` cancels a staged upload (its uploader, or an editor of the pipeline). Sensor directories are under
 the uploads root (the spec loader refuses others); chunks are staged in its hidden `.staging` directory and
 the whole file is linked into place (`uploads/deliver.py`), so the sensor never sees half a file and a crash
-at any point ends with the file delivered once. Everything about a request is checked before anything is
+at any point ends with the file delivered once. With `AGGREGATOR_UPLOADS_URL=s3://...` the same happens in
+object storage shared by every replica (`uploads/s3.py`). Everything about a request is checked before anything is
 written: the name, the pipeline and its sensor, the range, the size, the first bytes, the quotas.
 """
 
@@ -23,6 +24,7 @@ from aggregator.proxy.api.state import ApiState
 from aggregator.proxy.policy.rbac import Principal, Role
 from aggregator.proxy.uploads.limits import UploadLimits
 from aggregator.proxy.uploads.local import LocalUploads
+from aggregator.proxy.uploads.s3 import S3Uploads
 from aggregator.proxy.uploads.sniff import sniff
 from aggregator.proxy.uploads.store import Chunk, UploadDeleted, UploadStatus, UploadStore
 
@@ -30,10 +32,17 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
+def open_upload_store(api: ApiState, limits: UploadLimits) -> UploadStore:
+    """Object storage when AGGREGATOR_UPLOADS_URL names it (several replicas), else the local uploads root."""
+    s3 = api.platform.uploads_s3
+    if s3 is not None:
+        return S3Uploads(s3, api.services.store.engine, limits)
+    return LocalUploads(api.platform.uploads_root, limits)  # finishes deliveries a crash interrupted
+
+
 def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
     limits = limits or UploadLimits.from_env()
-    uploads = LocalUploads(api.platform.uploads_root, limits)  # finishes deliveries a crash interrupted
-    store: UploadStore = uploads
+    store = open_upload_store(api, limits)
 
     def _target(pipeline: str, filename: str) -> Path:
         """The final path for `filename`, from the pipeline's spec; nothing is written here."""
@@ -41,7 +50,7 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
             raise ApiError(400, f"file name {filename!r} is not allowed: one name of letters, digits, '_', '.', '-', "
                            "not starting with '.' (no paths)")
         try:
-            specs = load_specs(api.platform.pipelines_dir, api.specs.texts(), uploads_root=uploads.root)
+            specs = load_specs(api.platform.pipelines_dir, api.specs.texts(), uploads_root=store.root)
             spec = specs.pipeline(pipeline)
         except SpecErrors:
             raise ApiError(503, "the pipeline specs do not load; fix them with `aggregator validate`") from None
@@ -51,7 +60,7 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
             raise ApiError(409, f"pipeline {pipeline!r} has no file sensor, so no directory takes uploads")
         directory = Path(spec.sensor.directory).resolve()
         final = (directory / filename).resolve()
-        root = uploads.root.resolve()
+        root = store.root.resolve()
         if final.parent != directory or not directory.is_relative_to(root) or directory == root:
             raise ApiError(400, f"file name {filename!r} leaves the sensor's directory")
         return final

@@ -108,6 +108,47 @@ rate_windows = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
 )
 
+# Uploads staged in object storage (proxy/uploads/s3.py): one row per upload in progress, one per accepted chunk,
+# one per delivered file still counting against its uploader, and a one-row table whose UPDATE serializes
+# admissions (a row lock on PostgreSQL, the write lock on SQLite) so two replicas cannot overbook a quota.
+uploads = sa.Table(
+    "proxy_uploads", metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("filename", sa.String(200), primary_key=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("final_key", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("last_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),  # staging | delivering
+    sa.Column("claimed_at", sa.Float, nullable=True),  # delivering: when the deliverer last renewed its claim
+)
+
+upload_chunks = sa.Table(
+    "proxy_upload_chunks", metadata,
+    sa.Column("upload_id", sa.String(32), primary_key=True),
+    sa.Column("first", sa.BigInteger, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+)
+
+uploads_delivered = sa.Table(
+    "proxy_uploads_delivered", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("final_key", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=False),
+)
+
+upload_admissions = sa.Table(
+    "proxy_upload_admissions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
@@ -135,9 +176,16 @@ def _v6_spec_store(conn: Connection) -> None:
     spec_tables.create(conn)
 
 
+def _v7_object_uploads(conn: Connection) -> None:
+    for table in (uploads, upload_chunks, uploads_delivered, upload_admissions):
+        table.create(conn, checkfirst=True)
+    conn.execute(upload_admissions.insert().values(id=1, seq=0))
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
-                                                   _v4_idempotency_keys, _v5_rate_windows, _v6_spec_store]
+                                                   _v4_idempotency_keys, _v5_rate_windows, _v6_spec_store,
+                                                   _v7_object_uploads]
 
 
 def make_engine(url: str) -> Engine:

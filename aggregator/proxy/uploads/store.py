@@ -1,7 +1,8 @@
-"""What the upload routes need from wherever uploads are staged: the seam for a shared object store later.
+"""What the upload routes need from wherever uploads are staged.
 
-`LocalUploads` (local.py) stages on a directory every process serving uploads shares; an S3-compatible store
-for several replicas (issue 19) would implement the same three calls. Names, the target path, sizes, first
+`LocalUploads` (local.py) stages on a directory every process serving uploads shares (one replica, `aggregator
+dev`); `S3Uploads` (s3.py) stages in S3-compatible object storage with its state in the platform database, so
+any replica takes any chunk. Names, the target path, sizes, first
 bytes and roles are checked by the route before any of these runs; refusals are `ApiError`s.
 """
 
@@ -42,6 +43,11 @@ class Chunk:
 
 
 class UploadStore(Protocol):
+    @property
+    def root(self) -> Path:
+        """The local uploads root sensor directories are resolved against (with S3, it names the prefix)."""
+        ...
+
     def status(self, pipeline: str, filename: str, final: Path) -> UploadStatus:
         """Where the upload stands (finishing a delivery a crash interrupted first)."""
         ...

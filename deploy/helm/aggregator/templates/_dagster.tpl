@@ -17,6 +17,23 @@ AGGREGATOR_PIPELINES: they read the spec store (secret `specs`), and a run loads
 with whichever pod runs it. */}}
 {{- define "aggregator.userCodeEnv" -}}
 - AGGREGATOR_HOME=/tmp/aggregator
+{{- include "aggregator.uploadsEnv" . }}
+{{- end }}
+
+{{/* Where uploads live (uploads.url), as NAME=value lines: the proxy, the code server, run pods, the worker. */}}
+{{- define "aggregator.uploadsEnv" -}}
+{{- with .Values.uploads.url }}
+{{- if not (regexMatch "^s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[A-Za-z0-9_./-]*)?$" .) }}
+{{- fail (printf "uploads.url must be an s3://bucket/prefix URL (not shown: it may hold credentials; they go in secret %s, never the URL)" $.Values.secrets.uploads) }}
+{{- end }}
+- AGGREGATOR_UPLOADS_URL={{ . }}
+{{- with $.Values.uploads.s3.endpointUrl }}
+- AGGREGATOR_UPLOADS_S3_ENDPOINT_URL={{ . }}
+{{- end }}
+{{- with $.Values.uploads.s3.region }}
+- AGGREGATOR_UPLOADS_S3_REGION={{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The spec store's read-only URL (secret `specs`) as a container env entry. */}}
@@ -69,6 +86,9 @@ run_launcher:
       - {{ .Values.secrets.computeLogs }}
       # AGGREGATOR_SPECS_DB_URL, read-only: the pod loads the spec revision its run was launched with.
       - {{ .Values.secrets.specs }}
+      {{- if .Values.uploads.url }}
+      - {{ .Values.secrets.uploads }}
+      {{- end }}
     env_vars:
       {{- include "aggregator.userCodeEnv" . | nindent 6 }}
     resources:
