@@ -1,8 +1,10 @@
-"""Write the connector types as the API serves them into the Console's test fixture.
+"""Write the Console's test fixtures: the connector types as the API serves them, and the sample spec files.
 
-The Console's form tests (aggregator/console/src/*.test.tsx) render a form from every connector type's schema;
-they read this file so they run without a proxy. `aggregator_tests/console/test_console_build.py` fails when it
-is stale: run `python scripts/console_fixtures.py` after changing a connector's config.
+The Console's form tests (aggregator/console/src/*.test.tsx) render a form from every connector type's schema,
+and its builder tests round-trip every sample spec (aggregator/examples/) through the graph; they read these
+files so they run without a proxy and from a copy of the Console's sources.
+`aggregator_tests/console/test_console_serving.py` fails when they are stale: run
+`python scripts/console_fixtures.py` after changing a connector's config or a sample spec.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 from aggregator.proxy.api.connection_routes import _type_info
 from connectors.registry import CONNECTOR_TYPES
 
-FIXTURE = Path(__file__).resolve().parents[1] / "aggregator" / "console" / "src" / "test" / "connector-types.json"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "aggregator" / "console" / "src" / "test" / "connector-types.json"
+SPECS_FIXTURE = FIXTURE.parent / "example-specs.json"
+EXAMPLES = ROOT / "aggregator" / "examples"
 
 
 def connector_types_json() -> str:
@@ -21,7 +26,15 @@ def connector_types_json() -> str:
                       sort_keys=True) + "\n"
 
 
+def example_specs_json() -> str:
+    """Every sample spec file under aggregator/examples/, by path relative to it, with its exact text."""
+    files = sorted(p for p in EXAMPLES.rglob("*.yaml") if "data" not in p.relative_to(EXAMPLES).parts)
+    return json.dumps({p.relative_to(EXAMPLES).as_posix(): p.read_text(encoding="utf-8") for p in files},
+                      indent=1, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(connector_types_json(), encoding="utf-8")
-    print(f"wrote {FIXTURE}")
+    SPECS_FIXTURE.write_text(example_specs_json(), encoding="utf-8")
+    print(f"wrote {FIXTURE} and {SPECS_FIXTURE}")

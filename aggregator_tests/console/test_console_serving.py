@@ -22,7 +22,7 @@ from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.routes.console import BASE_HREF, CONSOLE_DIST, IMMUTABLE
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
-from scripts.console_fixtures import FIXTURE, connector_types_json
+from scripts.console_fixtures import FIXTURE, SPECS_FIXTURE, connector_types_json, example_specs_json
 
 INITIAL_JS_BUDGET = 500 * 1024  # gzipped bytes of the JavaScript the first page loads (issue 21)
 
@@ -173,3 +173,9 @@ def test_connector_type_fixture_is_current() -> None:
     """The form tests render every connector type from this file: it must be what the API serves now."""
     assert FIXTURE.read_text(encoding="utf-8") == connector_types_json(), (
         "aggregator/console/src/test/connector-types.json is stale: run `python scripts/console_fixtures.py`")
+
+
+def test_example_specs_fixture_is_current() -> None:
+    """The builder's round-trip tests run over every sample spec from this file: it must hold them as they are."""
+    assert SPECS_FIXTURE.read_text(encoding="utf-8") == example_specs_json(), (
+        "aggregator/console/src/test/example-specs.json is stale: run `python scripts/console_fixtures.py`")
