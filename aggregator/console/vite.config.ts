@@ -28,6 +28,12 @@ export default defineConfig({
           const pkg = found[1];
           if (/^(react|react-dom|scheduler|react-router|react-router-dom|@remix-run\/router|@tanstack\/.*)$/.test(pkg))
             return "react";
+          // d3's colour and interpolation modules serve both the charts and the graph: a chunk of their own, or
+          // the two lazy chunks would import each other.
+          if (/^(d3-color|d3-interpolate)$/.test(pkg)) return "d3";
+          // The builder's graph (React Flow and the d3 modules only it uses) and its YAML library: loaded with it.
+          if (/^(@xyflow\/.*|classcat|zustand|d3-(drag|zoom|selection|transition|dispatch|ease|timer)|yaml)$/.test(pkg))
+            return "flow";
           if (/^(recharts|recharts-scale|react-smooth|victory-vendor|d3-.*|internmap|decimal\.js-light|eventemitter3|fast-equals|react-transition-group|dom-helpers|tiny-invariant)$/.test(pkg))
             return "charts";
           return "vendor"; // the form library, its validator, lodash and the small helpers everyone shares

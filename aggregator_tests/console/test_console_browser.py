@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
               needs_tool(shutil.which(CHROMIUM), "Chromium at /usr/bin/chromium drives the Console"),
               needs_tool(shutil.which("npm"), "npm installs axe-core for the accessibility check")]
 
-PAGES = ("overview", "connections", "connections/new", "builder", "uploads", "logs", "alerts", "analytics", "admin")
+PAGES = ("overview", "connections", "connections/new", "builder", "builder/shop", "uploads", "logs", "alerts", "analytics", "admin")
 
 
 class _Api(BaseHTTPRequestHandler):
@@ -99,6 +99,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterat
         url = dev.url
         store, _audit = open_store(f"sqlite:///{home / 'proxy.db'}")
         store.add_user("vic", PASSWORD, Role.viewer)
+        store.add_user("eddie", PASSWORD, Role.editor)
         token, _ = store.create_token("admin")
         store.engine.dispose()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
@@ -238,6 +239,70 @@ def test_a_viewer_sees_no_create_or_edit_and_a_forbidden_call_is_refused(browser
     }""")
     assert answer["status"] == 403, answer
     assert answer["body"]["missing_permission"] == "editor:create_connection"
+    page.context.close()
+
+
+def _graph_node(page: Any, label: str) -> Any:
+    """A node of the builder's graph by its exact label (`<kind>: <name>`)."""
+    return page.locator(".react-flow__node").filter(has_text=re.compile(rf"^{re.escape(label)}$"))
+
+
+def test_an_editor_adds_a_transform_in_the_builder_saves_and_a_stale_save_is_a_conflict(
+        browser: Any, platform: Platform, artifacts_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = _signed_in(browser, platform, "eddie", "builder/sales")
+    _graph_node(page, "source: orders").click()
+    page.get_by_test_id("node-panel").get_by_role("heading", name="Source orders").wait_for()
+    page.get_by_role("button", name="Add transform").click()
+    # The new node is selected, reads the selected source, and the YAML view follows the graph.
+    _graph_node(page, "transform: new_transform").wait_for()
+    assert "{{ ref('orders') }}" in page.get_by_label("SQL").input_value()
+    assert "- name: new_transform" in page.get_by_test_id("yaml-view").input_value()
+    page.get_by_role("status").filter(has_text="The spec is valid.").wait_for()  # live validation by the API
+    page.get_by_role("button", name="Save").click()
+    page.get_by_test_id("save-result").wait_for()
+    with httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_token}"},
+                      timeout=120) as client:
+        answer = client.get("/api/pipelines/sales")
+        assert answer.status_code == 200, answer.text
+        saved = answer.json()["yaml"]
+        assert "- name: new_transform" in saved and "{{ ref('orders') }}" in saved
+        # What the graph does not model is still there: the file's comments, the schedule, the other checks.
+        assert saved.startswith("# Sample pipeline") and "# relative to this file" in saved
+        assert 'cron: "0 6 * * *"' in saved and "accepted_values" in saved
+        # Someone else saves next: the page's next save carries a stale ETag and is shown as a conflict.
+        changed = client.put("/api/pipelines/sales", json={"yaml": saved + "# edited elsewhere\n"},
+                             headers={"If-Match": answer.headers["etag"]})
+        assert changed.status_code == 200, changed.text
+    checks = _graph_node(page, "check: row_count")
+    before = checks.count()
+    page.get_by_role("button", name="Add check").click()
+    expect(checks).to_have_count(before + 1)
+    page.get_by_role("button", name="Save").click()
+    conflict = page.get_by_test_id("save-conflict")
+    conflict.wait_for()
+    assert "412" in conflict.inner_text()
+    page.screenshot(path=str(artifacts_dir / "builder-conflict.png"), full_page=True)
+    page.context.close()
+
+
+def test_a_viewer_sees_the_builder_graph_read_only_with_the_reason(browser: Any, platform: Platform) -> None:
+    page = _signed_in(browser, platform, "vic", "builder/shop")
+    _graph_node(page, "transform: revenue_by_country").wait_for()
+    note = page.get_by_role("note").filter(has_text="Editing this pipeline is not available to you")
+    assert "needs role editor; vic has viewer" in note.inner_text()
+    assert page.get_by_role("button", name="Add transform").count() == 0
+    assert page.get_by_role("button", name="Save").count() == 0
+    assert page.get_by_test_id("yaml-view").get_attribute("readonly") is not None
+    _graph_node(page, "source: customers").click()
+    assert page.get_by_test_id("node-panel").get_by_label("Name", exact=True).is_disabled()
+    answer = page.evaluate("""async () => {
+        const r = await fetch('/api/pipelines/shop', {method: 'PUT',
+            headers: {'content-type': 'application/json', 'if-match': '"x"'}, body: JSON.stringify({yaml: 'pipelines: []'})});
+        return {status: r.status, body: await r.json()};
+    }""")
+    assert answer["status"] == 403, answer
     page.context.close()
 
 
