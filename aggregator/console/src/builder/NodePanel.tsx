@@ -3,7 +3,7 @@
 import Form from "@rjsf/core";
 import type { RJSFSchema } from "@rjsf/utils";
 import validator from "@rjsf/validator-ajv8";
-import { useEffect, useId, useState } from "react";
+import { useEffect, useId, useMemo, useState } from "react";
 
 import type { ConnectorType } from "../api";
 import { pruneEmpty } from "../formSchema";
@@ -128,6 +128,9 @@ function SourceFields({ value, connections, types, readOnly, onChange }: { value
   const connection = typeof value.connection === "string" ? value.connection : "";
   const type = types?.find((t) => t.name === connections[connection]);
   const stream = (value.stream && typeof value.stream === "object" ? value.stream : {}) as Obj;
+  // The stream schema as served, not passed through formSchema(): that rewrite (made for connection configs)
+  // sends the form into a loop on the REST stream's discriminated pagination union.
+  const schema = useMemo(() => (type ? (type.stream_schema as RJSFSchema) : undefined), [type]);
   return (
     <>
       <label className="field">
@@ -146,11 +149,11 @@ function SourceFields({ value, connections, types, readOnly, onChange }: { value
         </select>
       </label>
       <h3>Stream</h3>
-      {type ? (
+      {type && schema ? (
         <Form
           key={`${connection}:${JSON.stringify(stream)}`}
           className="rjsf"
-          schema={type.stream_schema as RJSFSchema}
+          schema={schema}
           formData={stream}
           validator={validator}
           disabled={readOnly}
