@@ -94,9 +94,12 @@ def _refuse_unpinned(display: str, fingerprints: frozenset[str]) -> Any:
 
 def sftp_filesystem(base: str, options: dict[str, Any]) -> tuple[Any, str]:
     """(fsspec filesystem, root path) for `sftp://[user@]host[:port]/path` with pinned host keys."""
-    from fsspec.implementations.sftp import SFTPFileSystem
-
     display = sanitize_url(base)
+    try:
+        from fsspec.implementations.sftp import SFTPFileSystem
+    except ImportError as exc:
+        raise ConnectorConfigError(f"{display}: sftp:// locations need paramiko: install "
+                                   "data-aggregator[sftp]") from exc
     parts = urlsplit(base)
     if parts.password is not None:
         raise ConnectorConfigError(f"base_dir {display!r}: put the password in storage_options.password as "
