@@ -26,23 +26,36 @@ def register_specs_commands(main: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="Validate and print the diff; store nothing.")
     @click.option("--reload-url", default=None, help="Dagster GraphQL URL (the webserver's /graphql) to reload the "
                   "code location at after a change.")
-    def apply(directory: Path, dry_run: bool, reload_url: str | None) -> None:
+    @click.option("--grant-read", "readers", multiple=True, metavar="ROLE",
+                  help="PostgreSQL role to give SELECT on the spec store's tables (and nothing else), so code "
+                  "servers, run pods and the worker read the store without write access; repeatable, idempotent.")
+    @click.option("--env-check/--no-env-check", default=True, show_default=True,
+                  help="Report `{env: NAME}` variables that are not set here. Off in a deploy job, whose "
+                  "environment is not the one the pipelines run in.")
+    def apply(directory: Path, dry_run: bool, reload_url: str | None, readers: tuple[str, ...],
+              env_check: bool) -> None:
         """Make the store hold exactly DIRECTORY's spec files: validated as `aggregator validate` does, the
         unified diff printed, one new revision (none when nothing changed), recorded with your user name."""
         from aggregator.pipelines.validate import validate
         from aggregator.settings import load_settings
         from aggregator.specstore.current import open_spec_db
         from aggregator.specstore.directory import read_directory
+        from aggregator.specstore.grants import GrantError, check_reader, grant_read
         from aggregator.specstore.store import unified_diff
 
         settings = load_settings()
         root = directory.resolve()
-        report = validate(root, settings.model_copy(update={"pipelines_dir": root}), os.environ)
+        report = validate(root, settings.model_copy(update={"pipelines_dir": root}), os.environ if env_check else None)
         if not report.ok:
             for error in report.errors:
                 click.echo(f"error: {error}", err=True)
             raise click.ClickException(f"{len(report.errors)} problem(s) found; nothing was applied")
         db = open_spec_db(settings)
+        try:
+            for role in readers:  # before anything is stored: a typo must not leave half a deploy behind
+                check_reader(db.engine, role)
+        except GrantError as exc:
+            raise click.ClickException(str(exc)) from exc
         wanted = read_directory(root)
         diff = unified_diff(db.snapshot().files, wanted)
         click.echo(diff, nl=False)
@@ -50,6 +63,12 @@ def register_specs_commands(main: click.Group) -> None:
             click.echo("dry run: nothing stored" if diff else "no changes")
             return
         number, _ = db.replace_all(wanted, _user(), "apply")
+        for role in readers:
+            try:
+                grant_read(db.engine, role)
+            except GrantError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"role {role} may read the spec store")
         if number is None:
             click.echo(f"no changes (spec store revision {db.head()})")
             return
@@ -67,6 +86,24 @@ def register_specs_commands(main: click.Group) -> None:
 
             problems = asyncio.run(_reload())
             click.echo("code location reloaded" if not problems else f"reload failed: {'; '.join(problems)}")
+
+    @specs.command("grant-read")
+    @click.argument("roles", nargs=-1, required=True)
+    def grant_read_command(roles: tuple[str, ...]) -> None:
+        """Give ROLES SELECT on the spec store's tables and nothing else (PostgreSQL; idempotent), bringing the
+        platform database's schema forward first: what `apply --grant-read` does, for a store whose specs are
+        managed through the API."""
+        from aggregator.settings import load_settings
+        from aggregator.specstore.current import open_spec_db
+        from aggregator.specstore.grants import GrantError, grant_read
+
+        db = open_spec_db(load_settings())
+        for role in roles:
+            try:
+                grant_read(db.engine, role)
+            except GrantError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"role {role} may read the spec store (revision {db.head()})")
 
     @specs.command("export")
     @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))

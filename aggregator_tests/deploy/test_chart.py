@@ -6,6 +6,7 @@ another chart's values."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -186,13 +187,19 @@ def test_one_secret_per_component(default_objects: list[dict]) -> None:
               # The pipelines' environment: where pipeline code runs and where the worker opens connections.
               "aggregator-runs": {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"},
               # The proxy's credential for the worker: the two ends of that one connection.
-              "aggregator-worker-token": {"Deployment/aggregator-proxy", "Deployment/aggregator-worker"}}
+              "aggregator-worker-token": {"Deployment/aggregator-proxy", "Deployment/aggregator-worker"},
+              # The spec store as the read-only role: everything that loads specs besides the proxy.
+              "aggregator-specs": {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"},
+              # The apply Job writes the spec store as its owner: that one key of the proxy's secret (below).
+              "aggregator-proxy": {"Deployment/aggregator-proxy", "Job/aggregator-specs-apply"}}
     for name, users in owners.items():
         assert users == shared.get(name, users) and (name in shared or len(users) == 1), f"{name}: {sorted(users)}"
-    assert owners["aggregator-proxy"] == {"Deployment/aggregator-proxy"}
+    (job,) = pod_specs(default_objects)["Job/aggregator-specs-apply"]["spec"]["containers"]
+    assert not job.get("envFrom")
+    assert {e["valueFrom"]["secretKeyRef"]["key"] for e in job["env"] if "valueFrom" in e} == {"AGGREGATOR_PROXY_DB_URL"}
     instance = yaml.safe_load(named(default_objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"])
     run_secrets = set(instance["run_launcher"]["config"]["env_secrets"])
-    assert run_secrets == {"aggregator-dagster-db", "aggregator-runs", "aggregator-compute-logs"}
+    assert run_secrets == {"aggregator-dagster-db", "aggregator-runs", "aggregator-compute-logs", "aggregator-specs"}
 
 
 def test_backup_and_retention_are_scheduled(default_objects: list[dict]) -> None:
@@ -242,6 +249,62 @@ def test_upload_chunks_pass_the_ingress_and_fit_the_proxy_disk(default_objects: 
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     mount = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}["tmp"]
     assert env["AGGREGATOR_HOME"].startswith(mount + "/")
+
+
+def test_specs_reach_the_store_through_the_apply_hook_and_no_pod_mounts_them(helm: Path, helm_home: Path) -> None:
+    """Issue 19: pods got AGGREGATOR_PIPELINES and each its own copy of the specs; now the spec store is the one
+    copy. The operator's files reach it through the apply hook (after the migration, before any pod is
+    replaced), and every component that loads specs reads the store: no AGGREGATOR_PIPELINES, no spec mount."""
+    objects = render(helm, helm_home, *VARIANTS["specs"])
+    specs = named(objects, "ConfigMap", "aggregator-pipelines")
+    assert specs["data"] == {"sales.yaml": SAMPLE_SPEC.read_text()}
+    job = named(objects, "Job", "aggregator-specs-apply")
+    weight = {o["metadata"]["name"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in (
+        specs, job, named(objects, "Job", "aggregator-migrate"))}
+    assert weight["aggregator-pipelines"] < weight["aggregator-migrate"] < weight["aggregator-specs-apply"]
+    # Its NetworkPolicy is a hook too: an ordinary object is updated only after pre-upgrade hooks ran, so on the
+    # first upgrade that brings the Job the default deny would keep it from the database.
+    policy = named(objects, "NetworkPolicy", "aggregator-specs-apply")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert int(policy["metadata"]["annotations"]["helm.sh/hook-weight"]) < weight["aggregator-specs-apply"]
+    for hook in (specs, job, policy):
+        assert set(hook["metadata"]["annotations"]["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    apply = command[command.index("--") + 1:]
+    assert apply == ["aggregator", "specs", "apply", "/opt/dagster/pipelines", "--no-env-check",
+                     "--grant-read", "aggregator_specs_reader"]
+    assert [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "pipelines"] == [
+        "/opt/dagster/pipelines/sales.yaml"]
+
+    readers = {"Deployment/aggregator-code-server", "Deployment/aggregator-worker"}
+    for where, template in pod_specs(objects).items():
+        (main,) = template["spec"]["containers"]
+        env = {e["name"]: e for e in main.get("env", [])}
+        assert "AGGREGATOR_PIPELINES" not in env, where
+        if where != "Job/aggregator-specs-apply":
+            assert not any(v.get("configMap", {}).get("name") == "aggregator-pipelines"
+                           for v in template["spec"].get("volumes", [])), where
+        if where in readers:
+            assert env["AGGREGATOR_SPECS_DB_URL"]["valueFrom"]["secretKeyRef"] == {
+                "name": "aggregator-specs", "key": "AGGREGATOR_SPECS_DB_URL"}, where
+    instance = yaml.safe_load(named(objects, "ConfigMap", "aggregator-dagster-instance")["data"]["dagster.yaml"])
+    launcher = instance["run_launcher"]["config"]
+    assert "aggregator-specs" in launcher["env_secrets"]
+    assert not any(v.startswith("AGGREGATOR_PIPELINES=") for v in launcher["env_vars"])
+    assert "pipelines" not in json.dumps(launcher["run_k8s_config"])
+
+
+def test_without_specs_the_job_only_grants_the_reader_and_both_empty_is_refused(
+        default_objects: list[dict], helm: Path, helm_home: Path) -> None:
+    """Specs managed through the API: applying an empty directory would delete them all, so the Job only grants
+    the read-only role. With neither specs nor a role it would do nothing: the render says so."""
+    assert not [o for o in default_objects if o["metadata"]["name"] == "aggregator-pipelines"]
+    (container,) = named(default_objects, "Job", "aggregator-specs-apply")["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--") + 1:] == ["aggregator", "specs", "grant-read", "aggregator_specs_reader"]
+    result = run_helm(helm, "template", "dagster", str(CHART), "--set", "specStore.readerRole=", home=helm_home)
+    assert result.returncode != 0 and "pipelines.specs and specStore.readerRole are both empty" in result.stderr
 
 
 def test_uploads_in_object_storage_reach_every_replica_and_the_pipelines(helm: Path, helm_home: Path) -> None:

@@ -43,7 +43,7 @@ def run_config(tmp_path: Path, *, env_file: Path | None,
 
 
 PASSWORDS = ("POSTGRES_SUPERUSER_PASSWORD", "DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD", "PROXY_DB_PASSWORD",
-             "BACKUP_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN")
+             "BACKUP_DB_PASSWORD", "SPECS_READER_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN")
 
 
 # Distinct values, none a substring of another, so a test can tell which secret reached which container.
@@ -82,7 +82,8 @@ def test_the_example_env_file_as_shipped_is_refused(tmp_path: Path) -> None:
 
 
 def test_config_resolves_with_the_example_env_file(config: dict) -> None:
-    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres", "migrate", "backup", "retention", "worker"}
+    assert set(config["services"]) == PLATFORM_SERVICES | {"postgres", "migrate", "specs", "backup", "retention",
+                                                          "worker"}
 
 
 def test_config_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
@@ -103,7 +104,7 @@ def test_only_the_proxy_publishes_a_port(config: dict) -> None:
     assert port["target"] == 3000 and port["host_ip"] == "127.0.0.1"
     # The webserver and PostgreSQL are only on the internal network.
     assert config["networks"]["backend"]["internal"] is True
-    for name in ("webserver", "daemon", "postgres", "migrate", "backup", "retention"):
+    for name in ("webserver", "daemon", "postgres", "migrate", "specs", "backup", "retention"):
         assert set(config["services"][name]["networks"]) == {"backend"}, name
 
 
@@ -119,11 +120,13 @@ def test_services_wait_for_their_dependencies_themselves(config: dict) -> None:
     converged through restarts. Every platform service's command starts with deploy/bin/wait_for.py, checking
     each service it depends on (PostgreSQL through its own URL, the migrated schema, the code server, the
     webserver)."""
-    for name in PLATFORM_SERVICES | {"migrate", "retention"}:
+    for name in PLATFORM_SERVICES | {"migrate", "specs", "retention"}:
         command = config["services"][name]["command"]
         assert command[:2] == ["python", "/opt/dagster/bin/wait_for.py"], name
         checks = command[2:command.index("--")]
         for dependency in config["services"][name].get("depends_on", {}):
+            if dependency == "specs":
+                continue  # not a dependency to wait on: a store without the specs yet is read as it is (empty)
             expected = {"postgres": ("--postgres", "--schema"), "migrate": ("--schema",),
                         "code-server": ("--tcp",), "webserver": ("--http",)}[dependency]
             assert any(flag in checks for flag in expected), f"{name} does not check {dependency} itself"
@@ -157,8 +160,10 @@ def test_each_service_gets_only_its_own_secrets(config: dict) -> None:
         holds = {k for k, v in passwords.items() if v in text}
         allowed = {"postgres": set(passwords) - {"AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
                    "proxy": {"PROXY_DB_PASSWORD", "AGGREGATOR_ADMIN_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
-                   "code-server": {"DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD"},
-                   "worker": {"WAREHOUSE_DB_PASSWORD", "AGGREGATOR_WORKER_TOKEN"},
+                   "code-server": {"DAGSTER_DB_PASSWORD", "WAREHOUSE_DB_PASSWORD", "SPECS_READER_DB_PASSWORD"},
+                   "worker": {"WAREHOUSE_DB_PASSWORD", "AGGREGATOR_WORKER_TOKEN", "SPECS_READER_DB_PASSWORD"},
+                   # The spec store's owner: the proxy's role, and nothing of the Dagster database.
+                   "specs": {"PROXY_DB_PASSWORD"},
                    "backup": {"BACKUP_DB_PASSWORD"}}.get(name, {"DAGSTER_DB_PASSWORD"})
         assert holds <= allowed, f"{name} gets {sorted(holds - allowed)}"
         assert "POSTGRES_SUPERUSER_PASSWORD" not in holds or name == "postgres", name
@@ -259,6 +264,29 @@ def test_compose_worker_has_the_pipelines_environment_not_the_proxys(config: dic
     assert worker["environment"]["AGGREGATOR_WORKER_TOKEN"] == services["proxy"]["environment"]["AGGREGATOR_WORKER_TOKEN"]
     assert services["proxy"]["environment"]["AGGREGATOR_WORKER_URL"] == "http://worker:8081"
     assert "AGGREGATOR_WAREHOUSE_URL" in worker["environment"]
+
+
+def test_specs_reach_the_store_once_and_everything_else_reads_it(config: dict) -> None:
+    """Issue 19: every container mounted the specs directory and kept its own copy. Now the `specs` service
+    applies it into the spec store (as the proxy's role, which owns the tables) before the code server, worker
+    and proxy start, and grants the read-only role that the code server (and its runs) and the worker use."""
+    services = config["services"]
+    specs = services["specs"]
+    command = specs["command"]
+    assert command[command.index("--") + 1:] == ["aggregator", "specs", "apply", "/opt/dagster/pipelines",
+                                                 "--no-env-check", "--grant-read", "aggregator_specs_reader"]
+    assert specs["restart"] == "no" and specs["read_only"] is True
+    assert specs["environment"]["AGGREGATOR_SPECS_DB_URL"] == services["proxy"]["environment"]["AGGREGATOR_PROXY_DB_URL"]
+    assert [v["target"] for v in specs["volumes"]] == ["/opt/dagster/pipelines"]
+    for name in ("code-server", "worker", "proxy"):
+        assert services[name]["depends_on"]["specs"]["condition"] == "service_completed_successfully", name
+    for name in ("code-server", "worker"):
+        url = services[name]["environment"]["AGGREGATOR_SPECS_DB_URL"]
+        assert url.startswith("postgresql+psycopg://aggregator_specs_reader:") and url.endswith("/aggregator_proxy")
+    for name, svc in services.items():
+        assert "AGGREGATOR_PIPELINES" not in svc.get("environment", {}), name
+        if name != "specs":
+            assert not any(v.get("target") == "/opt/dagster/pipelines" for v in svc.get("volumes", [])), name
 
 
 def test_code_server_stop_waits_for_runs_in_flight(config: dict) -> None:

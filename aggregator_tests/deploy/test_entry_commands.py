@@ -74,7 +74,7 @@ def test_the_commands_the_brief_names_are_covered() -> None:
     firsts = {tuple(cmd[:2]) for cmd in COMMANDS.values()}
     assert {("aggregator", "proxy"), ("dagster", "code-server"), ("dagster-webserver", "-h"),
             ("dagster-daemon", "run"), ("dagster", "api"), ("dagster-webserver", "--host"),
-            ("aggregator", "worker"), ("aggregator", "metrics")} <= firsts
+            ("aggregator", "worker"), ("aggregator", "metrics"), ("aggregator", "specs")} <= firsts
 
 
 @pytest.mark.parametrize("where", sorted(COMMANDS))

@@ -123,7 +123,8 @@ def test_k8s_run_launcher_config_passes_its_schema() -> None:
     config = result.value
     assert config is not None
     assert config["load_incluster_config"] is True
-    assert config["env_secrets"] == ["aggregator-dagster-db", "aggregator-runs", "aggregator-compute-logs"]
+    assert config["env_secrets"] == ["aggregator-dagster-db", "aggregator-runs", "aggregator-compute-logs",
+                                     "aggregator-specs"]
     assert config["resources"]["requests"] and config["resources"]["limits"]
 
 

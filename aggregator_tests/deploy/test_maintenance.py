@@ -183,7 +183,8 @@ def test_backup_and_restore_round_trip(pg_db: PgDatabase, tmp_path: Path) -> Non
 def roles(pg_db: PgDatabase) -> Iterator[dict[str, tuple[str, str]]]:
     """postgres-init run on the local server with unique names: {component: (role = database, password)}."""
     suffix = uuid.uuid4().hex[:8]
-    made = {p: (f"t{suffix}_{p.lower()}", uuid.uuid4().hex) for p in ("DAGSTER", "WAREHOUSE", "PROXY", "BACKUP")}
+    made = {p: (f"t{suffix}_{p.lower()}", uuid.uuid4().hex)
+            for p in ("DAGSTER", "WAREHOUSE", "PROXY", "BACKUP", "SPECS_READER")}
     env = {**libpq_env(pg_db.dsn), "POSTGRES_USER": urlsplit(pg_db.dsn).username or "postgres",
            "POSTGRES_DB": "postgres", "AGGREGATOR_INIT_DIR": str(DEPLOY / "postgres-init")}
     for prefix, (name, password) in made.items():
@@ -224,6 +225,33 @@ def test_each_role_reaches_only_its_own_database(pg_db: PgDatabase, roles: dict[
         assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO t VALUES (2)")
+
+
+def test_the_specs_reader_reads_the_spec_store_and_nothing_else(pg_db: PgDatabase, roles: dict[str, tuple[str, str]],
+                                                               tmp_path: Path) -> None:
+    """Issue 19: code servers, runs and the worker read specs from the proxy's database. postgres-init gives the
+    reader CONNECT only; `aggregator specs apply --grant-read` (the Compose `specs` service, the chart's hook Job),
+    run as the proxy's role on a fresh database, creates the store and grants SELECT on its tables alone: the
+    reader sees the specs, cannot change them, and cannot read the proxy's users or sessions."""
+    proxy_db, reader = roles["PROXY"][0], roles["SPECS_READER"][0]
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "empty.yaml").write_text("pipelines: []\n")
+    owner_url = role_dsn(pg_db, roles["PROXY"], proxy_db).replace("postgresql://", "postgresql+psycopg://", 1)
+    env = {**os.environ, "AGGREGATOR_HOME": str(tmp_path / "home"), "AGGREGATOR_SPECS_DB_URL": owner_url}
+    apply = subprocess.run([executable("aggregator"), "specs", "apply", str(specs), "--no-env-check",
+                            "--grant-read", reader], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    assert "+++ b/empty.yaml" in apply.stdout and f"role {reader} may read the spec store" in apply.stdout
+    with psycopg.connect(role_dsn(pg_db, roles["SPECS_READER"], proxy_db)) as conn:
+        assert conn.execute("SELECT path FROM spec_store_files").fetchall() == [("empty.yaml",)]
+        for statement in ("DELETE FROM spec_store_files", "SELECT count(*) FROM proxy_users",
+                          "CREATE TABLE t (x int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+            conn.rollback()
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(role_dsn(pg_db, roles["SPECS_READER"], roles["DAGSTER"][0])).close()
 
 
 def test_dagster_runs_on_its_least_privileged_role(pg_db: PgDatabase, roles: dict[str, tuple[str, str]],

@@ -109,6 +109,7 @@ def endpoints(policies, launched_job) -> dict[str, Endpoint]:  # noqa: F811
         "run": Endpoint("run", job["spec"]["template"]["metadata"]["labels"], "10.1.0.7"),
         "migrate": Endpoint("migrate", labels["aggregator-migrate"], "10.1.0.8"),
         "backup": Endpoint("backup", labels["aggregator-backup"], "10.1.0.9"),
+        "specs-apply": Endpoint("specs-apply", labels["aggregator-specs-apply"], "10.1.0.11"),
         "other-pod": Endpoint("other-pod", {"app": "something-else"}, "10.1.0.10"),
         "database": Endpoint("database", {}, DATABASE_IP, namespace=None),
         "internet": Endpoint("internet", {}, "93.184.216.34", namespace=None),
@@ -143,8 +144,18 @@ def test_every_component_reaches_postgres_and_nothing_else_does(policies, endpoi
     rules, _ = policies
     db = endpoints["database"]
     reaching = {n for n, e in endpoints.items() if e.namespace and allowed(rules, e, db, DB_PORT)}
-    assert reaching == {"proxy", "webserver", "daemon", "code-server", "run", "migrate", "backup", "ingress-controller"}
+    assert reaching == {"proxy", "webserver", "daemon", "code-server", "run", "migrate", "backup", "specs-apply",
+                        "ingress-controller"}
     assert "other-pod" not in reaching
+
+
+def test_the_spec_apply_job_reaches_only_the_database(policies, endpoints) -> None:
+    """It holds the owner's URL of the platform database: nothing else, no sources, no API server."""
+    rules, _ = policies
+    job = endpoints["specs-apply"]
+    targets = {n for n, e in endpoints.items() if e is not job and any(allowed(rules, job, e, port) for port in (
+        DB_PORT, 443, 6443, CODE_SERVER_PORT, WEBSERVER_PORT, PROXY_PORT))}
+    assert targets == {"database"}
 
 
 def test_default_deny_and_sources_without_cloud_metadata(policies, endpoints) -> None:

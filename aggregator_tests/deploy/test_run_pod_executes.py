@@ -4,12 +4,18 @@ directory the image lacks, the code server had none and advertised the bundled s
 
 Here the chart is rendered with an operator's spec (`--set-file pipelines.specs.orders=…`), and then, with the
 rendered objects only:
-1. the code server is started with its rendered command, env and mounts (pod_runtime: read-only root, the
-   emptyDirs and ConfigMap files at their mount paths, as UID 10001) and must advertise `orders_job`;
+0. the spec-store apply hook Job is executed in its environment and mounts (pod_runtime: read-only root, the
+   emptyDirs and ConfigMap files at their mount paths, as UID 10001): it stores the spec in the platform
+   database (a real PostgreSQL) as the tables' owner, prints the diff, grants the read-only role, and a second
+   run changes nothing;
+1. the code server is started with its rendered command, env and mounts, reading the store as the read-only
+   role, and must advertise `orders_job`;
 2. a run of it is launched through Dagster's own K8sRunLauncher configured by the rendered instance ConfigMap,
    against a recording API server on loopback: the Job body a cluster would receive;
-3. that Job's container command is executed in that Job's environment and mounts: it must find the job and
-   materialize it into the warehouse, with Dagster's storage in a real PostgreSQL.
+3. that Job's container command is executed in that Job's environment and mounts: it must load the spec
+   revision the run was launched with from the store (no spec file is mounted; a newer revision applied
+   meanwhile does not change the run), find the job and materialize it into the warehouse, with Dagster's
+   storage in a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
@@ -34,6 +42,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import GrpcServerTarget
 from dagster._grpc.client import DagsterGrpcClient
 
+from aggregator.specstore.pinning import REVISION_KEY
 from aggregator_tests.deploy.helm import render
 from aggregator_tests.deploy.kube_api import FakeApiServer
 from aggregator_tests.deploy.paths import BIN, DEPLOY
@@ -84,6 +93,24 @@ def cluster_db(pg_admin_url: str) -> Iterator[PgDatabase]:
     """The warehouse's database (Dagster's storage is `pg_db`)."""
     with temporary_database(pg_admin_url) as db:
         yield db
+
+
+@pytest.fixture
+def spec_store(pg_admin_url: str) -> Iterator[tuple[PgDatabase, str, str]]:
+    """The platform (proxy) database holding the spec store, and a role that may only connect to it; (database,
+    that role's name, its SQLAlchemy URL). The apply Job grants the role SELECT on the store's tables."""
+    role, password = f"t{uuid.uuid4().hex[:8]}_specs_reader", uuid.uuid4().hex
+    try:
+        with temporary_database(pg_admin_url) as db:
+            with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+                conn.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+                conn.execute(f'GRANT CONNECT ON DATABASE "{db.name}" TO "{role}"')
+            url = urlsplit(db.sqlalchemy_url)
+            netloc = f"{role}:{password}@{url.hostname}:{url.port or 5432}"
+            yield db, role, urlunsplit((url.scheme, netloc, url.path, url.query, ""))
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.fixture
@@ -146,14 +173,29 @@ def wait_for_grpc(port: int, proc: subprocess.Popen[bytes], log: Path, deadline_
     pytest.fail(f"code server not answering after {deadline_s}s:\n{log.read_text()[-4000:]}")
 
 
+def apply_specs(objects: list[dict], secrets: dict[str, dict[str, str]], root: Path,
+                api: FakeApiServer) -> subprocess.CompletedProcess[str]:
+    """The rendered spec-store apply hook Job, executed in its environment and mounts (deploy/bin as the image
+    has it at /opt/dagster/bin)."""
+    configmaps = {name: o["data"] for name, o in by_kind(objects, "ConfigMap").items()}
+    pod = by_kind(objects, "Job")["aggregator-specs-apply"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    runtime = materialize(pod, container, configmaps, secrets, root, image_env(api))
+    runtime.binds.append((DEPLOY / "bin", "/opt/dagster/bin", True))
+    return runtime.run(container["command"], timeout=300)
+
+
 def test_rendered_run_pod_finds_and_materializes_the_operators_job(
     helm: Path, tmp_path: Path, pg_db: PgDatabase, cluster_db: PgDatabase, source_db: PgDatabase, free_port: int,
-    in_cluster: FakeApiServer, bucket: tuple[str, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch,
+    in_cluster: FakeApiServer, bucket: tuple[str, dict[str, bytes]], spec_store: tuple[PgDatabase, str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     endpoint, uploaded = bucket
+    store_db, reader, reader_url = spec_store
     spec = tmp_path / "orders.yaml"
     spec.write_text(SPEC)
-    objects = render(helm, tmp_path / "helm", "--set-file", f"pipelines.specs.orders={spec}")
+    chart_args = ("--set-file", f"pipelines.specs.orders={spec}", "--set", f"specStore.readerRole={reader}")
+    objects = render(helm, tmp_path / "helm", *chart_args)
     configmaps = {name: o["data"] for name, o in by_kind(objects, "ConfigMap").items()}
     # The Secrets an operator creates (docs/deploy.md, "Secrets"), with this machine's databases.
     secrets = {
@@ -163,7 +205,26 @@ def test_rendered_run_pod_finds_and_materializes_the_operators_job(
         # An S3-compatible store's endpoint goes in the same secret as its keys (docs/deploy.md).
         "aggregator-compute-logs": {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test-secret",
                                     "AWS_ENDPOINT_URL_S3": endpoint},
+        # The platform database as its owner (the apply Job reads this key alone) and as the read-only role.
+        "aggregator-proxy": {"AGGREGATOR_PROXY_DB_URL": store_db.sqlalchemy_url, "AGGREGATOR_ADMIN_PASSWORD": "x" * 16},
+        "aggregator-specs": {"AGGREGATOR_SPECS_DB_URL": reader_url},
     }
+
+    # 0. The GitOps path: the hook Job stores the operator's spec, with its diff in the log; again: no change.
+    applied = apply_specs(objects, secrets, tmp_path / "apply-1", in_cluster)
+    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
+    assert "+++ b/orders.yaml" in applied.stdout and "applied as spec store revision 1" in applied.stdout
+    assert f"role {reader} may read the spec store" in applied.stdout
+    again = apply_specs(objects, secrets, tmp_path / "apply-2", in_cluster)
+    assert again.returncode == 0 and "no changes (spec store revision 1)" in again.stdout, again.stdout + again.stderr
+    # The role of secret `specs` reads the store and cannot change it.
+    with psycopg.connect(reader_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT max(revision) FROM spec_store_revisions").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM spec_store_files")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM proxy_users")
 
     # 1. The code server, as the chart runs it (host and port localised to loopback).
     deployment = by_kind(objects, "Deployment")["aggregator-code-server"]
@@ -192,11 +253,21 @@ def test_rendered_run_pod_finds_and_materializes_the_operators_job(
             assert "orders_job" in jobs, f"the code server advertises {sorted(jobs)}"
             assert not {"sales_job", "shop_job"} & jobs, "the code server loaded the bundled samples"
             remote = repository.get_full_job("orders_job")
+            # With its execution plan, as the webserver and daemon create runs: the plan carries the spec revision
+            # the code server loaded (the pin) to the run pod.
+            plan = location.get_execution_plan(remote, {}, None, None, instance)
             run = create_run_for_test(instance, job_name="orders_job", job_code_origin=remote.get_python_origin(),
                                       remote_job_origin=remote.get_remote_origin(),
+                                      job_snapshot=remote.job_snapshot,
+                                      execution_plan_snapshot=plan.execution_plan_snapshot,
                                       tags={"aggregator/pipeline": "orders"})
             instance.launch_run(run.run_id, workspace.create_request_context())
         (job,) = in_cluster.created["/apis/batch/v1/namespaces/dagster/jobs"]
+        # The operator changes the spec before the pod starts (an upgrade) to a table that does not exist: the
+        # run must keep revision 1, or it fails.
+        spec.write_text(SPEC.replace("table: orders}", "table: orders_not_there}"))
+        newer = apply_specs(render(helm, tmp_path / "helm", *chart_args), secrets, tmp_path / "apply-3", in_cluster)
+        assert "applied as spec store revision 2" in newer.stdout, newer.stdout + newer.stderr
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -231,5 +302,10 @@ def test_rendered_run_pod_finds_and_materializes_the_operators_job(
     assert count == (25,)
     # Its step logs reached the bucket: they outlive the pod.
     assert any(path.startswith("/aggregator-compute-logs/compute-logs/") for path in uploaded), sorted(uploaded)
-    # The run pod read its specs from the mounted file, not from a directory the image lacks.
-    assert json.dumps(runtime.env).count("/opt/dagster/pipelines") == 1
+    # The run pod read its specs from the store as the read-only role: no specs directory, no spec mount.
+    assert "AGGREGATOR_PIPELINES" not in runtime.env and "/opt/dagster/pipelines" not in json.dumps(run_pod)
+    assert runtime.env["AGGREGATOR_SPECS_DB_URL"] == reader_url
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert run.execution_plan_snapshot_id is not None
+        pinned = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id).repository_load_data
+    assert pinned is not None and pinned.reconstruction_metadata[REVISION_KEY].data == "1"

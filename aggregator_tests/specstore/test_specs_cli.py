@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from aggregator.cli import main
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, load_settings
 from aggregator.specstore.current import open_spec_db
+from aggregator_tests.postgres import PgDatabase
 
 
 @pytest.fixture
@@ -54,3 +55,24 @@ def test_apply_refuses_a_directory_that_does_not_validate(specs: Path) -> None:
     result = CliRunner().invoke(main, ["specs", "apply", str(specs)])
     assert result.exit_code != 0 and "broken.yaml:2" in result.output and "nothing was applied" in result.output
     assert open_spec_db(load_settings()).head() == 0
+
+
+def test_grant_read_is_refused_before_anything_is_stored(specs: Path) -> None:
+    """A read-only role is a PostgreSQL role: a name that is not one, or a SQLite store (which any process that
+    opens the file can write), fails the apply before it stores a revision, saying why."""
+    runner = CliRunner()
+    bad = runner.invoke(main, ["specs", "apply", str(specs), "--grant-read", 'x"; DROP TABLE t; --'])
+    assert bad.exit_code != 0 and "is not a plain PostgreSQL role name" in bad.output, bad.output
+    sqlite = runner.invoke(main, ["specs", "apply", str(specs), "--grant-read", "aggregator_specs_reader"])
+    assert sqlite.exit_code != 0 and "needs the spec store on PostgreSQL, not sqlite" in sqlite.output
+    assert open_spec_db(load_settings()).head() == 0
+
+
+def test_grant_read_names_a_missing_role(specs: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against PostgreSQL: the store is applied, then a role that does not exist is named with the fix, and the
+    command fails (a deploy job must not pass with readers that cannot read)."""
+    monkeypatch.setenv("AGGREGATOR_SPECS_DB_URL", pg_db.sqlalchemy_url)
+    result = CliRunner().invoke(main, ["specs", "grant-read", "no_such_role_for_specs"])
+    assert result.exit_code != 0, result.output
+    assert "could not let role 'no_such_role_for_specs' read the spec store" in result.output
+    assert "create the role first" in result.output

@@ -7,7 +7,8 @@
 # before initdb: a failing init script leaves a data directory PostgreSQL considers initialized, and the
 # roles would never be created. deploy/bin/wait_for.py refuses the same values in every platform container
 # (aggregator_tests/deploy/test_placeholder_secrets.py runs both on one corpus).
-for name in POSTGRES_PASSWORD DAGSTER_DB_PASSWORD WAREHOUSE_DB_PASSWORD PROXY_DB_PASSWORD BACKUP_DB_PASSWORD; do
+for name in POSTGRES_PASSWORD DAGSTER_DB_PASSWORD WAREHOUSE_DB_PASSWORD PROXY_DB_PASSWORD BACKUP_DB_PASSWORD \
+            SPECS_READER_DB_PASSWORD; do
   eval "value=\${$name:-}"
   # shellcheck disable=SC2154 # value is set by the eval above
   case "$(printf %s "$value" | tr '[:upper:]' '[:lower:]')" in

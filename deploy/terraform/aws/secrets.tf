@@ -3,7 +3,7 @@
 # External Secrets Operator or the loop in docs/deploy.md. The roles themselves are created by running
 # roles.psql against the instance (Terraform has no network path into the VPC's database).
 resource "random_password" "db" {
-  for_each = toset(["dagster", "warehouse", "aggregator_proxy", "aggregator_backup"])
+  for_each = toset(["dagster", "warehouse", "aggregator_proxy", "aggregator_backup", "aggregator_specs_reader"])
   length   = 32
   special  = false # the passwords go into URLs
 }
@@ -36,6 +36,10 @@ locals {
     "aggregator-proxy" = {
       AGGREGATOR_PROXY_DB_URL   = replace(local.db_url["aggregator_proxy"], "postgresql://", "postgresql+psycopg://")
       AGGREGATOR_ADMIN_PASSWORD = random_password.admin.result
+    }
+    # The spec store (in the proxy's database) as the role that may only read it: code server, run pods, worker.
+    "aggregator-specs" = {
+      AGGREGATOR_SPECS_DB_URL = "postgresql+psycopg://aggregator_specs_reader:${random_password.db["aggregator_specs_reader"].result}@${aws_db_instance.this.address}:5432/aggregator_proxy?sslmode=require"
     }
     "aggregator-worker-token" = {
       AGGREGATOR_WORKER_TOKEN = random_password.worker.result

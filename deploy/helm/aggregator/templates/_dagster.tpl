@@ -12,12 +12,11 @@
 {{- end }}
 {{- end }}
 
-{{/* The environment pipeline code gets in the code server and in run pods, as NAME=value lines. */}}
+{{/* The environment pipeline code gets in the code server and in run pods, as NAME=value lines. No
+AGGREGATOR_PIPELINES: they read the spec store (secret `specs`), and a run loads the revision it was launched
+with whichever pod runs it. */}}
 {{- define "aggregator.userCodeEnv" -}}
 - AGGREGATOR_HOME=/tmp/aggregator
-{{- if .Values.pipelines.specs }}
-- AGGREGATOR_PIPELINES={{ .Values.pipelines.mountPath }}
-{{- end }}
 {{- include "aggregator.uploadsEnv" . }}
 {{- end }}
 
@@ -37,10 +36,19 @@
 {{- end }}
 {{- end }}
 
+{{/* The spec store's read-only URL (secret `specs`) as a container env entry. */}}
+{{- define "aggregator.specStoreEnv" -}}
+- name: AGGREGATOR_SPECS_DB_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.specs }}
+      key: AGGREGATOR_SPECS_DB_URL
+{{- end }}
+
 {{/*
-The spec files, one subPath mount per file: a whole-ConfigMap mount also holds the kubelet's `..data` and
-`..<timestamp>` directories, and the spec loader reads every `*.yaml` below the directory, so each spec would load
-twice. The code server rolls when a spec changes (checksum), and a run pod starts with the files of its launch.
+The spec files in the apply Job, one subPath mount per file: a whole-ConfigMap mount also holds the kubelet's
+`..data` and `..<timestamp>` directories, and the spec loader reads every `*.yaml` below the directory, so each
+spec would be validated twice.
 */}}
 {{- define "aggregator.specMounts" -}}
 {{- range $name, $_ := .Values.pipelines.specs }}
@@ -76,6 +84,8 @@ run_launcher:
       - {{ .Values.secrets.dagster }}
       - {{ .Values.secrets.runs }}
       - {{ .Values.secrets.computeLogs }}
+      # AGGREGATOR_SPECS_DB_URL, read-only: the pod loads the spec revision its run was launched with.
+      - {{ .Values.secrets.specs }}
       {{- if .Values.uploads.url }}
       - {{ .Values.secrets.uploads }}
       {{- end }}
@@ -106,12 +116,6 @@ run_launcher:
             mount_path: /tmp
           - name: dagster-home
             mount_path: {{ include "aggregator.dagsterHome" . }}
-          {{- range $name, $_ := .Values.pipelines.specs }}
-          - name: pipelines
-            mount_path: {{ $.Values.pipelines.mountPath }}/{{ $name }}.yaml
-            sub_path: {{ $name }}.yaml
-            read_only: true
-          {{- end }}
       pod_spec_config:
         automount_service_account_token: false
         volumes:
@@ -121,11 +125,6 @@ run_launcher:
           - name: dagster-home
             empty_dir:
               size_limit: {{ $r.dagsterHomeSize }}
-          {{- if .Values.pipelines.specs }}
-          - name: pipelines
-            config_map:
-              name: aggregator-pipelines
-          {{- end }}
         security_context:
           fs_group: 10001
           seccomp_profile:
@@ -237,7 +236,8 @@ load_from:
     name: aggregator-dagster-instance
 {{- end }}
 
-{{/* Rolls a pod when the instance, the workspace or the specs change. */}}
+{{/* Rolls a pod when the instance, the workspace or the specs change (the specs: so the code server loads the
+revision the apply Job just stored). */}}
 {{- define "aggregator.configChecksum" -}}
 checksum/instance: {{ include "aggregator.dagsterInstance" . | sha256sum | trunc 16 }}
 checksum/workspace: {{ include "aggregator.workspace" . | sha256sum | trunc 16 }}
