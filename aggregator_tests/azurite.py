@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from aggregator_tests.processes import free_port, stop_group
 
 AZURITE_VERSION = "3.35.0"
 ACCOUNT = "devstoreaccount1"
@@ -79,30 +79,13 @@ def installed_azurite() -> Path:
     return command
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
 def running_azurite(state: Path) -> Iterator[Azurite]:
     """Start Azurite's blob service on a free loopback port with its data in `state`."""
     command = installed_azurite()
-    port = _free_port()
+    port = free_port()
     state.mkdir(parents=True, exist_ok=True)
     with open(state / "azurite.log", "ab") as log:
         proc = subprocess.Popen([str(command), "--blobHost", "127.0.0.1", "--blobPort", str(port),
@@ -124,4 +107,4 @@ def running_azurite(state: Path) -> Iterator[Azurite]:
             time.sleep(0.1)
         yield Azurite(endpoint)
     finally:
-        _stop(proc)
+        stop_group(proc)

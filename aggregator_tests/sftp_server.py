@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aggregator_tests.processes import stop_group
 
 USER = "loader"
 
@@ -45,18 +46,6 @@ class SftpServer:
                 "TEST_SFTP_KEY": self.private_key, "TEST_SFTP_KNOWN_HOSTS": self.known_hosts,
                 "TEST_SFTP_FINGERPRINT": self.fingerprint}
 
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -92,7 +81,7 @@ def running_sftp_server(state: Path) -> Iterator[SftpServer]:
                          known_hosts=f"[127.0.0.1]:{port} {public[0]} {public[1]}",
                          fingerprint=host_key.get_fingerprint("sha256"))
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 async def _serve(root: Path, state: Path) -> None:

@@ -26,6 +26,7 @@ from aggregator.proxy.uploads.s3 import S3Uploads
 from aggregator.proxy.uploads.s3_compose import PART_BYTES
 from aggregator.proxy.uploads.store import Chunk
 from aggregator.uploads_s3 import STAGING, S3Root
+from aggregator_tests.processes import free_port
 from aggregator_tests.s3_server import S3Server
 
 LIMITS = UploadLimits(max_file_bytes=1 << 30, user_quota_bytes=1000, total_quota_bytes=3000, staged_ttl_s=3600)
@@ -290,9 +291,3 @@ def test_storage_that_does_not_answer_is_503_and_accepts_nothing(s3_server: S3Se
     assert area.put("ann", "flaky.csv", csv(300)[100:], 100, 300).complete is True
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
