@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from aggregator_tests.processes import free_port, stop_group
 
 REGION = "us-east-1"
 _POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
@@ -52,23 +52,6 @@ class S3Server:
         return {"TEST_S3_ENDPOINT": self.endpoint, "TEST_S3_KEY": self.access_key, "TEST_S3_SECRET": self.secret_key}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -76,7 +59,7 @@ def running_s3_server(log_dir: Path) -> Iterator[S3Server]:
     """Start moto's S3 server on a free loopback port, create credentials, turn authentication on."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -104,4 +87,4 @@ def running_s3_server(log_dir: Path) -> Iterator[S3Server]:
         httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
         yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
     finally:
-        _stop(proc)
+        stop_group(proc)

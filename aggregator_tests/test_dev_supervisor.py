@@ -22,6 +22,7 @@ from aggregator.proxy.config import proxy_db_url
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator_tests.process_env import platform_env
+from aggregator_tests.processes import free_port
 from aggregator_tests.test_dev_ctrl_c import Output
 from aggregator_tests.test_inflight_run import GATED, Gate
 from aggregator_tests.testapi import serve
@@ -110,7 +111,7 @@ def _start(tmp_path: Path, gate_url: str) -> tuple[subprocess.Popen[str], Output
     store, _ = open_store(proxy_db_url(home, environ={}))
     store.add_user("launcher", "correct horse battery staple", Role.launcher)
     token, _ = store.create_token("launcher")
-    port = _free_port()
+    port = free_port()
     # platform_env keeps the suite's egress grants: the gate API is on 127.0.0.1 (connectors/egress.py).
     env = platform_env(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs))
     proc = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "dev", "--port", str(port)], env=env,
@@ -119,13 +120,6 @@ def _start(tmp_path: Path, gate_url: str) -> tuple[subprocess.Popen[str], Output
     out = Output(proc)
     return proc, out, home, f"http://127.0.0.1:{port}", token
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stop(proc: subprocess.Popen[str], tree: list[psutil.Process]) -> None:

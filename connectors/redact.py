@@ -36,7 +36,8 @@ def sanitize_url(url: str, secret_params: Iterable[str] = ()) -> str:
 # Config options, headers and parameters whose value is a credential: the query-parameter set above, a few
 # option names, and names ending like one (`X-Api-Key`, `x_auth_token`, `db_password`). The API refuses
 # literal values for them and the connector JSON Schemas mark them `writeOnly` / `x-secret` (forms).
-SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret"}
+SECRET_KEYS = SECRET_PARAMS | {"private_key", "credentials", "authorization", "passphrase", "client_secret",
+                               "account_key"}
 SECRET_SUFFIXES = ("_token", "_secret", "_password", "_api_key", "_apikey", "_passphrase", "_credentials")
 
 

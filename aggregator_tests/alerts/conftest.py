@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from aggregator.pipelines.compile import build_definitions
 from aggregator.pipelines.load import load_specs
 from aggregator.settings import Settings, load_settings
 from aggregator_tests.alerts.receivers import HttpReceiver, SmtpReceiver, smtp_controller, start_http_receiver
+from aggregator_tests.processes import free_port
 
 # Secrets the tests look for in logs and history: each must only ever travel to its receiver.
 HOOK_TOKEN = "hook-token-5f1c"
@@ -66,11 +66,6 @@ pipelines:
           - {type: row_count, min: 2}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

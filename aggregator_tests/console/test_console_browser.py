@@ -24,7 +24,7 @@ from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
 from aggregator_tests.dev_process import start_dev
 from aggregator_tests.process_env import platform_env
-from aggregator_tests.proxy.conftest import PASSWORD, free_tcp_port
+from aggregator_tests.proxy.conftest import PASSWORD, free_port
 from aggregator_tests.tools import needs_tool
 
 CHROMIUM = "/usr/bin/chromium"
@@ -91,7 +91,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterat
     specs = root / "specs"
     shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
     home = root / "home"
-    port = free_tcp_port()
+    port = free_port()
     env = platform_env(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs),
                        AGGREGATOR_ADMIN_PASSWORD=PASSWORD, SHOP_API_TOKEN="shop-token")
     dev = start_dev(env, port, root)

@@ -90,12 +90,50 @@ def test_constraints_pin_every_runtime_dependency_at_the_pyproject_versions() ->
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = constraint_pins()
     extras = project["optional-dependencies"]
-    requirements = [Requirement(r) for r in project["dependencies"] + extras["aws"] + extras["test"]
+    requirements = [Requirement(r) for r in project["dependencies"] + extras["test"]
+                    + [r for extra in runtime_extras() for r in extras[extra]]
                     if Requirement(r).name != project["name"]]
     for req in requirements:
         name = normalize(req.name)
         assert name in pins, f"{req.name} is not in constraints.txt: run scripts/lock_constraints.sh"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} violates {req}"
+
+
+# Extras a deployment never runs: the test suite, linters, and the benchmarks' peers.
+NOT_RUNTIME = {"test", "dev", "bench"}
+
+
+def runtime_extras() -> set[str]:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return set(extras) - NOT_RUNTIME
+
+
+def test_image_installs_every_runtime_extra() -> None:
+    """Regression: the image installed `.[aws]` only, so sftp:// and az:// files connections, which the
+    `sftp` and `azure` extras serve, failed in every deployed run. Each extra that is not for tests is
+    installed: adding one to pyproject.toml without the Dockerfile fails here."""
+    build, _ = stages()
+    (install,) = [rest for word, rest in build if word == "RUN" and "pip install" in rest]
+    found = re.search(r"'\.\[([a-z0-9_,-]+)\]'", install)
+    assert found, install
+    assert set(found.group(1).split(",")) == runtime_extras()
+
+
+def test_trimming_keeps_what_the_code_imports() -> None:
+    """Regression: the image deleted pyarrow's S3 filesystem (`_s3fs`, `libarrow_s3`) as unused while files
+    connections read s3:// through `pyarrow.fs.S3FileSystem`. Every pyarrow module the build removes must
+    be one no source file names."""
+    build, _ = stages()
+    (install,) = [rest for word, rest in build if word == "RUN" and "pip install" in rest]
+    removed = re.findall(r"pyarrow/(?:lib)?(?:arrow_)?_?([a-z0-9]+)[.*]", install)
+    uses = {"s3": "S3FileSystem", "s3fs": "S3FileSystem", "flight": "pyarrow.flight", "python": None}
+    sources = "\n".join(path.read_text() for root in ("aggregator", "connectors")
+                        for path in (REPO / root).rglob("*.py"))
+    for name in removed:
+        marker = uses.get(name, f"pyarrow.{name}")
+        assert marker is None or marker not in sources, f"the image removes pyarrow's {name}, which the code uses"
 
 
 def test_multi_stage_with_non_root_runtime() -> None:

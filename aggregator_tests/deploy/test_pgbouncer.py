@@ -16,7 +16,6 @@ import datetime
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from aggregator_tests.deploy.pod_runtime import BWRAP
 from aggregator_tests.deploy.test_chart import named
 from aggregator_tests.deploy.test_network_policies import DATABASE_IP, DB_PORT, Endpoint, allowed
 from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.processes import free_port
 from aggregator_tests.tools import needs_tool
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
@@ -112,11 +112,6 @@ def scram_role(pg_admin_url: str) -> Iterator[tuple[str, str, str]]:
             conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @needs_tool(PGBOUNCER and BWRAP, "needs Debian's pgbouncer and bubblewrap")
 def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_path: Path, pg_db: PgDatabase,
@@ -128,7 +123,7 @@ def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_pat
     line = subprocess.run([sys.executable, str(DEPLOY / "bin" / "scram_verifier.py"), role], input=password,
                           capture_output=True, text=True, check=True, timeout=30).stdout
     (tmp_path / "userlist.txt").write_text(line)
-    port = _free_port()
+    port = free_port()
     dbname = pg_db.dsn.rsplit("/", 1)[1].split("?")[0]
     local = (ini.replace("host=dagster-db.internal.example.com port=5432 dbname=dagster",
                          f"host=127.0.0.1 port=5432 dbname={dbname}")

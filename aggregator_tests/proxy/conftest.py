@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +22,7 @@ from aggregator.proxy.server import open_store
 from aggregator.proxy.storage.audit import AuditLog
 from aggregator.proxy.storage.store import Store
 from aggregator_tests.process_env import platform_env
+from aggregator_tests.processes import free_port, stop_group
 
 # Runs launched through GraphQL start at once in a subprocess: no daemon needed in tests.
 INSTANCE_YAML = """
@@ -35,12 +33,6 @@ telemetry:
   enabled: false
 """
 PASSWORD = "correct horse battery staple"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 180) -> None:
@@ -70,7 +62,7 @@ def start_webserver(home: Path, path_prefix: str = "") -> Upstream:
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
     env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home))
-    port = free_tcp_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "dagster_webserver", "-m", "aggregator.definitions", "-h", "127.0.0.1",
            "-p", str(port)]
     if path_prefix:
@@ -130,16 +122,7 @@ def wait_runs_finished(graphql_url: str, timeout_s: float = 180) -> None:
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """Stop the process and its group (code servers, run workers started by the webserver)."""
-    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_group(proc, grace_s=30.0)
 
 
 @dataclass
@@ -163,7 +146,7 @@ def start_proxy(upstream_url: str, db_url: str, path_prefix: str = "", **overrid
                                    **overrides)
     store, audit = open_store(settings.db_url)
     app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()))
-    port = free_tcp_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            ws="websockets-sansio", lifespan="on", server_header=False,
                                            date_header=False))

@@ -22,7 +22,7 @@ from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import (
     PASSWORD,
     RunningProxy,
-    free_tcp_port,
+    free_port,
     start_proxy,
     wait_http,
     wait_location_loaded,
@@ -93,7 +93,7 @@ def policy_stack(home: Path) -> Iterator[PolicyStack]:
     (dagster_home / "dagster.yaml").write_text(QUEUED_INSTANCE_YAML)
     env = platform_env()
     env.update(AGGREGATOR_HOME=str(home), DAGSTER_HOME=str(dagster_home))
-    port = free_tcp_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(home / "webserver.log", "wb") as log:
         proc = subprocess.Popen(

@@ -15,7 +15,7 @@ import yaml
 from aggregator.proxy.policy.locations import down_locations
 from aggregator.proxy.policy.rbac import Role
 from aggregator_tests.process_env import platform_env
-from aggregator_tests.proxy.conftest import INSTANCE_YAML, free_tcp_port, start_proxy, stop_process, wait_http
+from aggregator_tests.proxy.conftest import INSTANCE_YAML, free_port, start_proxy, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +24,13 @@ def test_trigger_answers_503_naming_the_location_whose_code_server_is_down(tmp_p
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
-    dead = free_tcp_port()  # nothing listens: the code server has died
+    dead = free_port()  # nothing listens: the code server has died
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
         "host": "127.0.0.1", "port": dead, "location_name": "aggregator.definitions"}}]}))
     env = platform_env()
     env.update(AGGREGATOR_HOME=str(tmp_path), DAGSTER_HOME=str(dagster_home))
-    port = free_tcp_port()
+    port = free_port()
     with open(tmp_path / "webserver.log", "wb") as log:
         web = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", str(workspace), "-h", "127.0.0.1",
                                 "-p", str(port)], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,

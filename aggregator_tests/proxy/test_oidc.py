@@ -21,7 +21,7 @@ from aggregator_tests.proxy.conftest import (
     RunningProxy,
     Upstream,
     bearer,
-    free_tcp_port,
+    free_port,
     start_proxy,
     wait_http,
 )
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[oidc_provider.Provider]:
-    port = free_tcp_port()
+    port = free_port()
     prov = oidc_provider.Provider(f"http://127.0.0.1:{port}")
     server = uvicorn.Server(uvicorn.Config(oidc_provider.build_app(prov), host="127.0.0.1", port=port,
                                            log_level="warning"))

@@ -26,6 +26,7 @@ from aggregator.proxy.uploads.s3 import S3Uploads
 from aggregator.proxy.uploads.s3_compose import PART_BYTES
 from aggregator.proxy.uploads.store import Chunk
 from aggregator.uploads_s3 import STAGING, S3Root
+from aggregator_tests.processes import free_port
 from aggregator_tests.s3_server import S3Server
 
 LIMITS = UploadLimits(max_file_bytes=1 << 30, user_quota_bytes=1000, total_quota_bytes=3000, staged_ttl_s=3600)
@@ -263,3 +264,30 @@ def test_a_delivery_whose_replica_died_is_finished_by_the_next_request(area: Are
     assert area.staged() == [] and area.store.rows.get("inbox", "orphan.csv") is None
     # The client of the dead replica retries its last chunk: answered as delivered.
     assert area.put("ann", "orphan.csv", payload[200:], 200, 300).complete is True
+
+
+def test_storage_that_does_not_answer_is_503_and_accepts_nothing(s3_server: S3Server, engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    """The bucket unreachable (or refusing the proxy's key) is the platform's fault: 503 with the reason, the
+    upload's offset unchanged, so the client sends the same chunk again."""
+    import boto3
+    from botocore.config import Config
+
+    area = make_area(s3_server, engine, tmp_path)
+    area.put("ann", "flaky.csv", csv(100), 0, 300)
+    closed = f"http://127.0.0.1:{free_port()}"
+    down = boto3.client("s3", endpoint_url=closed, aws_access_key_id="k", aws_secret_access_key="s",
+                        region_name="us-east-1", config=Config(connect_timeout=2, retries={"max_attempts": 1}))
+    wrong_key = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="AKIAWRONG",
+                             aws_secret_access_key="wrong-secret", region_name="us-east-1")
+    for client, reason in ((down, "EndpointConnectionError"), (wrong_key, "InvalidAccessKeyId")):
+        broken = S3Uploads(S3Root(area.bucket, "uploads", area.root), engine, LIMITS, client=client)
+        with pytest.raises(ApiError) as info:
+            broken.append("inbox", "flaky.csv", area.final("flaky.csv"), "ann", Chunk(100, 199, 300, csv(300)[100:200]))
+        status, detail = info.value.status, str(info.value.detail)
+        assert status == 503 and reason in detail and "wrong-secret" not in detail, detail
+    progress = area.store.status("inbox", "flaky.csv", area.final("flaky.csv"))
+    assert progress.received == 100
+    assert area.put("ann", "flaky.csv", csv(300)[100:], 100, 300).complete is True
+
+

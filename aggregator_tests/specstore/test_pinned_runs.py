@@ -25,6 +25,7 @@ from aggregator.specstore.current import open_spec_db
 from aggregator.specstore.pinning import PinnedSpecsError, load_revision
 from aggregator_tests.deploy.test_run_pod_executes import wait_for_grpc
 from aggregator_tests.process_env import platform_env
+from aggregator_tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = """\
@@ -35,13 +36,6 @@ pipelines:
         sql: "SELECT '{marker}' AS marker"
 """
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_run_loads_the_revision_it_was_launched_with_not_the_newest(tmp_path: Path) -> None:
@@ -56,7 +50,7 @@ def test_a_run_loads_the_revision_it_was_launched_with_not_the_newest(tmp_path: 
     warehouse = home / "warehouse.db"
     env = platform_env(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs), DAGSTER_HOME=str(dagster_home),
                        AGGREGATOR_WAREHOUSE_URL=f"sqlite:///{warehouse}")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "code-server.log"
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "dagster", "code-server", "start", "-m",

@@ -27,7 +27,7 @@ from aggregator.settings import EXAMPLE_PIPELINES_DIR
 from aggregator_tests.dev_process import start_dev
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.process_env import platform_env
-from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+from aggregator_tests.proxy.conftest import free_port, stop_process, wait_http
 from aggregator_tests.s3_server import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -83,7 +83,7 @@ def test_a_second_replica_shares_specs_runs_keys_and_throttles(tmp_path: Path, p
                           AGGREGATOR_UPLOADS_URL=f"s3://{bucket}/uploads",
                           AGGREGATOR_UPLOADS_S3_ENDPOINT_URL=s3_server.endpoint,
                           AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key)
-    dev_port, replica_port = free_tcp_port(), free_tcp_port()
+    dev_port, replica_port = free_port(), free_port()
     dev = start_dev({**common, "AGGREGATOR_HOME": str(home), "AGGREGATOR_PIPELINES": str(specs)}, dev_port, tmp_path)
     replica: subprocess.Popen[bytes] | None = None
     try:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from aggregator.worker.launch import new_token, start_worker, worker_env
-from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+from aggregator_tests.proxy.conftest import free_port, stop_process, wait_http
 
 SECRET = "pipeline-secret-5f1e2d"  # a pipeline's own secret: usable by the connector, never shown
 SPEC = """
@@ -88,7 +88,7 @@ def _start(tmp: Path, **extra: str) -> Worker:
                AGGREGATOR_DATA_ROOTS=str(tmp / "specs" / "data"), AGGREGATOR_ALLOWED_NETWORKS="127.0.0.0/8",
                W_TEST_TOKEN=SECRET, **extra)
     token = new_token()
-    port = free_tcp_port()
+    port = free_port()
     log = tmp / f"worker-{port}.log"
     with open(log, "wb") as out:
         proc = start_worker(worker_env(env, token, [], []), tmp, port, stdout=out, stderr=subprocess.STDOUT)
@@ -160,7 +160,7 @@ def test_calls_need_the_token(worker: Worker) -> None:
 def test_a_worker_without_a_token_does_not_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AGGREGATOR_WORKER_TOKEN"}
     result = subprocess.run(
-        [sys.executable, "-m", "aggregator.cli", "worker", "--port", str(free_tcp_port())],
+        [sys.executable, "-m", "aggregator.cli", "worker", "--port", str(free_port())],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0 and "AGGREGATOR_WORKER_TOKEN must be set" in result.stderr
 

@@ -29,7 +29,9 @@ from urllib.parse import urlsplit
 
 from connectors.egress import EgressError, check_address
 from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.files.azure_blob import AZURE_OPTIONS, azure_filesystem
 from connectors.files.entry import Entry
+from connectors.files.sftp import SFTP_OPTIONS, sftp_filesystem
 from connectors.redact import MASK, is_secret_key, sanitize_url
 
 # Schemes read through fsspec, and the default endpoint each reaches when `endpoint_url` is not set.
@@ -60,6 +62,18 @@ def mask(text: str, options: dict[str, Any]) -> str:
     return text
 
 
+def check_option_names(base: str, options: dict[str, Any]) -> None:
+    """ConnectorConfigError for a storage option the scheme's filesystem does not take (s3, sftp, az; other
+    schemes hand their options to fsspec as given)."""
+    scheme = base.partition("://")[0].lower()
+    allowed = {"s3": S3_OPTIONS, "s3a": S3_OPTIONS, "sftp": SFTP_OPTIONS, "az": AZURE_OPTIONS,
+               "abfs": AZURE_OPTIONS}.get(scheme)
+    unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ConnectorConfigError(f"storage_options: {', '.join(unknown)} not understood for {scheme}:// "
+                                   f"locations; allowed: {', '.join(allowed or ())}")
+
+
 def _endpoint(scheme: str, base: str, options: dict[str, Any]) -> tuple[str, int] | None:
     """(host, port) the storage library will connect to, as far as the options tell."""
     url = options.get("endpoint_url")
@@ -74,7 +88,10 @@ def _endpoint(scheme: str, base: str, options: dict[str, Any]) -> tuple[str, int
         if not parts.hostname:
             raise ConnectorConfigError(f"base_dir {sanitize_url(base)!r}: an sftp:// location names its server, "
                                        "e.g. sftp://user@sftp.example.com/exports")
-        return parts.hostname, parts.port or int(options.get("port") or 22)
+        try:
+            return parts.hostname, parts.port or int(options.get("port") or 22)
+        except ValueError:
+            raise ConnectorConfigError(f"storage_options.port {options.get('port')!r} is not a port number") from None
     if scheme in ("az", "abfs") and options.get("account_name"):
         return f"{options['account_name']}.blob.core.windows.net", 443
     default = REMOTE_SCHEMES.get(scheme)
@@ -103,10 +120,6 @@ def _s3(options: dict[str, Any]) -> Any:
     import pyarrow.fs as pafs
     from fsspec.implementations.arrow import ArrowFSWrapper
 
-    unknown = sorted(set(options) - set(S3_OPTIONS))
-    if unknown:
-        raise ConnectorConfigError(f"storage_options: {', '.join(unknown)} not understood for s3:// locations; "
-                                   f"allowed: {', '.join(S3_OPTIONS)}")
     kwargs: dict[str, Any] = {"connect_timeout": 10, "request_timeout": 60}
     if options.get("endpoint_url"):
         parts = urlsplit(str(options["endpoint_url"]))
@@ -143,6 +156,14 @@ def _modified(info: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromtimestamp(0, tz=dt.UTC)  # a store that tells no time: name and size still decide
 
 
+def _first_line(text: str) -> str:
+    """The storage's own message without the response body some SDKs append (Azure's XML error document),
+    keeping its error code."""
+    code = re.search(r"^ErrorCode:(\S+)", text, re.MULTILINE)
+    first = text.strip().split("\n", 1)[0]
+    return f"{first} ErrorCode:{code.group(1)}" if code and code.group(1) not in first else first
+
+
 class RemoteLocation:
     """Objects under `scheme://bucket/prefix` (or files under `sftp://host/path`), through fsspec."""
 
@@ -158,20 +179,30 @@ class RemoteLocation:
         return sanitize_url(self.base)
 
     def _fail(self, what: str, exc: BaseException) -> SourceReadError:
-        text = mask(f"{exc}", self.options)
+        text = mask(_first_line(f"{exc}"), self.options)
         if isinstance(exc, PermissionError) or re.search(
                 r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|SIGNATURE_DOES_NOT_MATCH|"
-                r"SignatureDoesNotMatch|Forbidden|Authentication failed", text):
+                r"SignatureDoesNotMatch|Forbidden|Authentication failed|AuthenticationFailed|AuthorizationFailure", text):
             return SourceReadError(f"{self.display}: {what}: access denied: the storage refused the credentials in "
-                                   f"storage_options ({text}); check the key and secret the connection names")
+                                   f"storage_options ({text}); check the credentials the connection names")
         return SourceReadError(f"{self.display}: {what}: {text}")
 
     def fs(self) -> Any:
         """The fsspec filesystem, opened on first use (after the egress check)."""
         if self._fs is None:
+            check_option_names(self.base, self.options)
             check_endpoint(self.scheme, self.base, self.options)
             if self.scheme in ("s3", "s3a"):
                 self._fs, self._root = _s3(self.options), self.base.partition("://")[2]
+            elif self.scheme == "sftp":
+                try:
+                    self._fs, self._root = sftp_filesystem(self.base, self.options)
+                except (ConnectorConfigError, SourceReadError):
+                    raise
+                except Exception as exc:  # refused login, no route, timeout: said without the credentials
+                    raise self._fail("connecting", exc) from exc
+            elif self.scheme in ("az", "abfs"):
+                self._fs, self._root = azure_filesystem(self.base, self.options)
             else:
                 import fsspec
 

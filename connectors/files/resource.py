@@ -22,6 +22,7 @@ from connectors.files.entry import Entry
 from connectors.files.incremental import Cursor
 from connectors.files.json_reader import read_json, read_jsonl
 from connectors.files.location import Location, check_pattern, open_location
+from connectors.files.remote import check_option_names, is_remote
 from connectors.nested import stream_infos, tracker_for
 from connectors.prefetch import prefetch
 from connectors.records import TypeHints, apply_hints
@@ -38,11 +39,14 @@ class FilesResource(dg.ConfigurableResource):
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="Remote locations only: options of fsspec's implementation of the scheme, e.g. for s3:// "
-        "endpoint_url, key, secret, region; for sftp:// password. Credentials as {env: NAME}.")
+        "endpoint_url, key, secret, region; for sftp:// password or private_key and known_hosts or "
+        "host_key_fingerprint; for az:// account_name and account_key or sas_token. Credentials as {env: NAME}.")
 
     def __init__(self, **data: Any) -> None:
         reject_unknown(type(self), data)
         super().__init__(**data)
+        if isinstance(self.base_dir, str) and is_remote(self.base_dir):  # names now; values once resolved
+            check_option_names(self.base_dir, dict(self.storage_options))
 
     def location(self) -> Location:
         """Where the files are (local directory or remote prefix), checked against the egress rules."""

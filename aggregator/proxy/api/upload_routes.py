@@ -114,7 +114,8 @@ def routes(api: ApiState, limits: UploadLimits | None = None) -> list[Route]:
         Route("GET", "/api/uploads/{pipeline}/{filename}", upload_status, "Upload progress", Role.launcher,
               response=UploadStatus, statuses=(409, 503)),
         Route("PUT", "/api/uploads/{pipeline}/{filename}", upload_chunk, "Upload a chunk", Role.launcher,
-              response=UploadStatus, raw_body=True, headers_in=("Content-Range",), statuses=(409, 413, 415, 507)),
+              response=UploadStatus, raw_body=True, headers_in=("Content-Range",),
+              statuses=(409, 413, 415, 503, 507)),
         Route("DELETE", "/api/uploads/{pipeline}/{filename}", cancel_upload, "Cancel a staged upload",
-              Role.launcher, response=UploadDeleted, statuses=(404, 409)),
+              Role.launcher, response=UploadDeleted, statuses=(404, 409, 503)),
     ]

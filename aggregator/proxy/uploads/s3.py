@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ from aggregator.uploads_s3 import STAGING, S3Root
 log = logging.getLogger(__name__)
 CLAIM_S = 120.0  # a delivery whose claim was not renewed for this long is taken over
 _WAIT_STEP_S = 0.2
+
+
+@contextmanager
+def _storage_errors(root: S3Root) -> Iterator[None]:
+    """The bucket unreachable or refusing us is the platform's problem, not the client's: 503 (retry the same
+    chunk; nothing was accepted), with the reason logged (no credentials are in botocore's messages)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
+        log.error("uploads bucket %s failed: %s", root.url, exc)
+        raise ApiError(503, f"the uploads storage did not answer ({code}); send the same chunk again "
+                       "(GET this path for the offset)") from exc
 
 
 class S3Uploads:
@@ -61,6 +77,20 @@ class S3Uploads:
     # ------------------------------------------------------------------------------------------ the protocol
 
     def status(self, pipeline: str, filename: str, final: Path) -> UploadStatus:
+        with _storage_errors(self.s3root):
+            return self._status(pipeline, filename, final)
+
+    def append(self, pipeline: str, filename: str, final: Path, user: str, chunk: Chunk) -> UploadStatus:
+        with _storage_errors(self.s3root):
+            return self._append(pipeline, filename, final, user, chunk)
+
+    def cancel(self, pipeline: str, filename: str, authorize: Callable[[str], None]) -> UploadDeleted:
+        with _storage_errors(self.s3root):
+            return self._cancel(pipeline, filename, authorize)
+
+    # ------------------------------------------------------------------------------------------ the work
+
+    def _status(self, pipeline: str, filename: str, final: Path) -> UploadStatus:
         row = self._settle(self.rows.get(pipeline, filename))
         if row is not None:
             return UploadStatus(filename=filename, received=row.received, total=row.total, complete=False)
@@ -69,7 +99,7 @@ class S3Uploads:
             return UploadStatus(filename=filename, received=size, total=size, complete=True)
         return UploadStatus(filename=filename, received=0, total=None, complete=False)
 
-    def append(self, pipeline: str, filename: str, final: Path, user: str, chunk: Chunk) -> UploadStatus:
+    def _append(self, pipeline: str, filename: str, final: Path, user: str, chunk: Chunk) -> UploadStatus:
         key = self.s3root.key_of(final)
         row = self._settle(self.rows.get(pipeline, filename))
         if row is None:
@@ -97,10 +127,10 @@ class S3Uploads:
             return self._not_staged(filename, key, chunk)
         if accepted.state == "delivering":
             self._deliver(accepted)
-            return self.status(pipeline, filename, final)
+            return self._status(pipeline, filename, final)
         return UploadStatus(filename=filename, received=accepted.received, total=accepted.total, complete=False)
 
-    def cancel(self, pipeline: str, filename: str, authorize: Callable[[str], None]) -> UploadDeleted:
+    def _cancel(self, pipeline: str, filename: str, authorize: Callable[[str], None]) -> UploadDeleted:
         row = self._settle(self.rows.get(pipeline, filename))
         if row is None:
             raise ApiError(404, f"no staged upload of {filename!r} for {pipeline!r} (a delivered file is the "

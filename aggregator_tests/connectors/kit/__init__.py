@@ -3,11 +3,14 @@
 A connector type takes part by providing one module here named for it (`kit/<type>.py`, the declared hook)
 with a `source(tmp_path, rows)` context manager that starts a real system on loopback (a server, files, a
 database) holding `rows` kit rows, and yields a `KitSource`. A registered type without one fails
-`test_every_registered_type_has_a_kit`; see docs/connectors/write-a-connector.md."""
+`test_every_registered_type_has_a_kit`; see docs/connectors/write-a-connector.md. A type that reaches several
+kinds of system adds a variant per kind, `kit/<type>__<variant>.py` (the files connector on SFTP and Azure
+Blob Storage), run by the same tests."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -38,11 +41,21 @@ class Kit(Protocol):
     def __call__(self, tmp_path: Path, rows: int) -> AbstractContextManager[KitSource]: ...
 
 
-def kit_for(connector: str) -> Kit:
-    """The `source` hook of `kit/<connector>.py`; ModuleNotFoundError when the type has no kit."""
-    module = importlib.import_module(f"{__name__}.{connector}")
+def kit_for(kit: str) -> Kit:
+    """The `source` hook of `kit/<kit>.py`; ModuleNotFoundError when there is no such kit."""
+    module = importlib.import_module(f"{__name__}.{kit}")
     hook: Kit = module.source
     return hook
 
 
-__all__ = ["Iterator", "Kit", "KitSource", "kit_for", "kit_row"]
+def connector_of(kit: str) -> str:
+    """The connector type a kit runs: `files__sftp` (a variant: the same type on another system) runs `files`."""
+    return kit.split("__", 1)[0]
+
+
+def kit_names() -> list[str]:
+    """Every kit in this package: one per connector type (`<type>.py`) and its variants (`<type>__<variant>.py`)."""
+    return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+
+
+__all__ = ["Iterator", "Kit", "KitSource", "connector_of", "kit_for", "kit_names", "kit_row"]

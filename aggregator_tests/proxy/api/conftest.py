@@ -31,7 +31,7 @@ from aggregator_tests.proxy.conftest import (
     INSTANCE_YAML,
     PASSWORD,
     RunningProxy,
-    free_tcp_port,
+    free_port,
     stop_process,
     wait_http,
     wait_location_loaded,
@@ -74,7 +74,7 @@ def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[st
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
     env = pipelines_env(home, specs, warehouse_url)
-    port = free_tcp_port()
+    port = free_port()
     with open(home / "webserver.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-m", "aggregator.definitions",
                                  "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=home, stdout=log,
@@ -103,7 +103,7 @@ def start_api_worker(home: Path, env: dict[str, str], services: list[str], datab
     token = new_token()
     env = worker_env(env, token, services, databases)
     env.update(extra)
-    port = free_tcp_port()
+    port = free_port()
     with open(home / "worker.log", "ab") as log:
         proc = start_worker(env, home, port, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -126,7 +126,7 @@ def start_api_proxy(upstream_url: str, db_url: str, platform: Settings,
             patch.setenv(URL_ENV, worker[0])
             patch.setenv(TOKEN_ENV, worker[1])
         app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()), platform=platform)
-    port = free_tcp_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                                            ws="websockets-sansio", server_header=False, date_header=False))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -22,7 +22,7 @@ from aggregator.proxy.server import open_store
 from aggregator_tests.postgres import PgDatabase
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.api.upload_stack import SPEC, upstream_app
-from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+from aggregator_tests.proxy.conftest import free_port, stop_process, wait_http
 from aggregator_tests.s3_server import S3Server
 from aggregator_tests.testapi import serve
 
@@ -49,7 +49,7 @@ def test_chunks_alternating_between_replicas_land_byte_identical(tmp_path: Path,
         try:
             bases = []
             for name, own in (("a", {"AGGREGATOR_PIPELINES": str(specs)}), ("b", {})):
-                home, port = tmp_path / f"home-{name}", free_tcp_port()
+                home, port = tmp_path / f"home-{name}", free_port()
                 home.mkdir()
                 with open(tmp_path / f"proxy-{name}.log", "wb") as log:
                     procs.append(subprocess.Popen(

@@ -19,7 +19,7 @@ from aggregator.proxy.config import proxy_db_url
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator_tests.process_env import platform_env
-from aggregator_tests.proxy.conftest import free_tcp_port, stop_process, wait_http
+from aggregator_tests.proxy.conftest import free_port, stop_process, wait_http
 
 SPEC = """pipelines:
   - name: drop
@@ -63,7 +63,7 @@ class UploadStack:
         return self.root / "inbox"
 
     def start(self, **extra_env: str) -> None:
-        port = free_tcp_port()
+        port = free_port()
         env = {**self.env, **extra_env}
         with open(self.home / "proxy.log", "ab") as log:
             self.proc = subprocess.Popen(
