@@ -66,6 +66,8 @@ class DevProcess:
         psutil.wait_procs([c for c in tree if c.is_running()], timeout=30)
         if self.reader is not None:
             self.reader.join(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()  # the pipe's file object; left to the garbage collector it is a ResourceWarning
 
 
 def start_dev(env: Mapping[str, str], port: int, cwd: Path) -> DevProcess:

@@ -160,6 +160,8 @@ def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_the_scram_verifier_script_computes_what_postgresql_stores(scram_role: tuple[str, str, str]) -> None:

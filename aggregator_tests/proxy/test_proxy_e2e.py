@@ -198,7 +198,8 @@ def test_dagster_graphql_client_triggers_a_run_with_a_token(proxy: RunningProxy)
     client = DagsterGraphQLClient(host, port_number=int(port), headers=bearer(proxy.tokens["launcher"]))
     run_id = client.submit_job_execution("sales_job", repository_location_name="aggregator.definitions",
                                          repository_name="__repository__")
-    run = gql(httpx.Client(timeout=30), proxy.url, RUN, {"id": run_id}, bearer(proxy.tokens["viewer"])).json()
+    with httpx.Client(timeout=30) as http:
+        run = gql(http, proxy.url, RUN, {"id": run_id}, bearer(proxy.tokens["viewer"])).json()
     assert {t["key"]: t["value"] for t in run["data"]["runOrError"]["tags"]}["user"] == "launcher"
     with pytest.raises(Exception) as info:
         DagsterGraphQLClient(host, port_number=int(port), headers=bearer(proxy.tokens["viewer"])).submit_job_execution(
