@@ -294,9 +294,13 @@ print(json.dumps({"rows": rows, "peak_kib": peak}))
 
 
 def _peak_rss_kib(connector: str, live: KitSource) -> tuple[int, int]:
+    # The system allocator, one arena: with Arrow's default (jemalloc) pool the peak RSS of the very same read
+    # varied by up to 18 MiB (dirty pages kept for reuse), which hid the growth this measures; with these, the
+    # same files read measured 183/189/190 MiB at 20k/200k/400k rows, 2 MiB apart at most between repeats.
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, json.dumps([connector, live.config, live.stream])],
-        env=platform_env(**live.environ), cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+        env=platform_env(**live.environ, MALLOC_ARENA_MAX="1", ARROW_DEFAULT_MEMORY_POOL="system"), cwd=REPO, capture_output=True, text=True, timeout=600,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])

@@ -35,7 +35,7 @@ from aggregator_tests.deploy.pod_runtime import BWRAP
 from aggregator_tests.deploy.test_chart import named
 from aggregator_tests.deploy.test_network_policies import DATABASE_IP, DB_PORT, Endpoint, allowed
 from aggregator_tests.postgres import PgDatabase
-from aggregator_tests.processes import free_port
+from aggregator_tests.processes import free_port, stop_group
 from aggregator_tests.tools import needs_tool
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
@@ -136,10 +136,13 @@ def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_pat
     (tmp_path / "pgbouncer.ini").write_text(local)
     assert BWRAP is not None and PGBOUNCER is not None
     # PgBouncer refuses to run as root: as the pod's UID, in a user namespace.
-    proc = subprocess.Popen([BWRAP, "--die-with-parent", "--unshare-user", "--uid", "1001", "--gid", "1001",
-                             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run",
-                             "--", PGBOUNCER, str(tmp_path / "pgbouncer.ini")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its log goes to a file: a pipe nobody reads can fill and block PgBouncer's only thread, and then the
+    # SIGTERM below is never handled (CI: the stop timed out). The stop escalates to SIGKILL of the group.
+    with open(tmp_path / "pgbouncer.log", "wb") as log:
+        proc = subprocess.Popen([BWRAP, "--die-with-parent", "--unshare-user", "--uid", "1001", "--gid", "1001",
+                                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run",
+                                 "--", PGBOUNCER, str(tmp_path / "pgbouncer.ini")],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"host=127.0.0.1 port={port} dbname=dagster user={role} password={password} sslmode=require"
         deadline = time.monotonic() + 30
@@ -158,10 +161,7 @@ def test_a_tls_client_logs_in_through_the_rendered_pgbouncer(helm: Path, tmp_pat
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(url.replace(f"password={password}", "password=wrong"), connect_timeout=3).close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop_group(proc)
 
 
 def test_the_scram_verifier_script_computes_what_postgresql_stores(scram_role: tuple[str, str, str]) -> None:
