@@ -5,8 +5,24 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # the CLI imports no SQLAlchemy before a command needs it
+    from sqlalchemy.engine import Engine
+
+
+def _grant_read(engine: Engine, roles: tuple[str, ...], suffix: str) -> None:
+    """SELECT on the spec store for each role (`apply --grant-read` and `grant-read`), said per role."""
+    from aggregator.specstore.grants import GrantError, grant_read
+
+    for role in roles:
+        try:
+            grant_read(engine, role)
+        except GrantError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"role {role} may read the spec store{suffix}")
 
 
 def _user() -> str:
@@ -40,7 +56,7 @@ def register_specs_commands(main: click.Group) -> None:
         from aggregator.settings import load_settings
         from aggregator.specstore.current import open_spec_db
         from aggregator.specstore.directory import read_directory
-        from aggregator.specstore.grants import GrantError, check_reader, grant_read
+        from aggregator.specstore.grants import GrantError, check_reader
         from aggregator.specstore.store import unified_diff
 
         settings = load_settings()
@@ -63,12 +79,7 @@ def register_specs_commands(main: click.Group) -> None:
             click.echo("dry run: nothing stored" if diff else "no changes")
             return
         number, _ = db.replace_all(wanted, _user(), "apply")
-        for role in readers:
-            try:
-                grant_read(db.engine, role)
-            except GrantError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"role {role} may read the spec store")
+        _grant_read(db.engine, readers, "")
         if number is None:
             click.echo(f"no changes (spec store revision {db.head()})")
             return
@@ -95,15 +106,9 @@ def register_specs_commands(main: click.Group) -> None:
         managed through the API."""
         from aggregator.settings import load_settings
         from aggregator.specstore.current import open_spec_db
-        from aggregator.specstore.grants import GrantError, grant_read
 
         db = open_spec_db(load_settings())
-        for role in roles:
-            try:
-                grant_read(db.engine, role)
-            except GrantError as exc:
-                raise click.ClickException(str(exc)) from exc
-            click.echo(f"role {role} may read the spec store (revision {db.head()})")
+        _grant_read(db.engine, roles, f" (revision {db.head()})")
 
     @specs.command("export")
     @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))

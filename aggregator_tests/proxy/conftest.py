@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.engine import Engine
 
 from aggregator.proxy.app import ProxyApp
 from aggregator.proxy.config import ProxySettings, load_proxy_settings
@@ -20,6 +21,7 @@ from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.proxy.storage.audit import AuditLog
+from aggregator.proxy.storage.db import make_engine, migrate
 from aggregator.proxy.storage.store import Store
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.processes import free_port, stop_group
@@ -192,3 +194,16 @@ def inspector() -> GraphQLInspector:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The proxy's platform database, migrated, on SQLite (dev) and on a real PostgreSQL (deployments)."""
+    url = f"sqlite:///{tmp_path / 'proxy.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg_db").sqlalchemy_url
+    eng = make_engine(url)
+    migrate(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()

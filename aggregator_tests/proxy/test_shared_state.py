@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import Engine
 
-from aggregator.proxy.storage.db import make_engine, migrate
 from aggregator.proxy.storage.idempotency import IdempotencyKeys
 from aggregator.proxy.storage.login_failures import SharedLoginFailures
 from aggregator.proxy.storage.rate_windows import SharedRateWindows
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'proxy.db'}" if request.param == "sqlite" else \
-        request.getfixturevalue("pg_db").sqlalchemy_url
-    eng = make_engine(url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def test_rate_window_counts_then_reopens(engine: Engine) -> None:

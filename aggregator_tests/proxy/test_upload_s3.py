@@ -10,7 +10,7 @@ import itertools
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from aggregator.proxy.api.errors import ApiError
-from aggregator.proxy.storage.db import make_engine, migrate, uploads
+from aggregator.proxy.storage.db import uploads
 from aggregator.proxy.uploads.limits import UploadLimits
 from aggregator.proxy.uploads.s3 import S3Uploads
 from aggregator.proxy.uploads.s3_compose import PART_BYTES
@@ -30,20 +30,6 @@ from aggregator_tests.processes import free_port
 from aggregator_tests.s3_server import S3Server
 
 LIMITS = UploadLimits(max_file_bytes=1 << 30, user_quota_bytes=1000, total_quota_bytes=3000, staged_ttl_s=3600)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'proxy.db'}"
-    else:
-        url = request.getfixturevalue("pg_db").sqlalchemy_url
-    eng = make_engine(url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 @dataclass
