@@ -97,8 +97,6 @@ def child_env(settings: Settings, dagster_home: Path, proxy: bool = False) -> di
         AGGREGATOR_PIPELINES=str(settings.pipelines_dir),
         AGGREGATOR_WAREHOUSE_URL=settings.warehouse_url,
         DAGSTER_HOME=str(dagster_home),
-        # Byte-code caches would otherwise land beside the sources, outside AGGREGATOR_HOME.
-        PYTHONPYCACHEPREFIX=str(settings.home / "pycache"),
         # Every child reads the specs from the spec store (the proxy's database unless set apart).
         AGGREGATOR_SPECS_DB_URL=settings.spec_store_url if proxy else children_spec_store_url(settings),
     )
