@@ -1,8 +1,9 @@
 """`aggregator dev`: the whole platform on one machine, kept running by a supervisor.
 
 Four children, one declaration each (`platform_children`): the authenticated proxy on the public port, the
-code server that loads the pipelines, the Dagster webserver and the daemon on private ports. The proxy starts
-at once and answers "starting" until the webserver does; a child that dies is restarted with backoff
+code server that loads the pipelines, the Dagster webserver and the daemon on private ports (and the worker).
+Proxy, code server and webserver start together and the proxy answers "starting" until the platform is up
+(aggregator/dev_startup.py); a child that dies is restarted with backoff
 (aggregator/dev_supervisor.py) and never takes the platform or its runs down; none of them outlives
 `aggregator dev`, even a SIGKILL of it (aggregator/dev_lifeline.py).
 """
@@ -16,7 +17,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -25,11 +27,11 @@ import yaml
 from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopted, supervisor_token
 from aggregator.dev_location import LocationWatch
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
+from aggregator.dev_startup import Readiness, ReadyCheck, bring_up
 from aggregator.dev_supervisor import ChildSpec, Supervisor
 from aggregator.settings import PACKAGE_DIR, Settings
 
 LOCATION_NAME = "aggregator.definitions"  # the name `dagster dev -m aggregator.definitions` gave it
-STILL_WAITING_EVERY_S = 30.0
 # Stopped in this order: no new requests, then no new runs, then the code server that runs them.
 STOP_ORDER = ("proxy", "daemon", "webserver", "code server")
 
@@ -151,7 +153,7 @@ def worker_child(settings: Settings, pipelines_env: dict[str, str],
     # Started once the platform is up: nothing of the start-up needs it (the API's checks and previews do), and
     # importing every connector competed for the two cores the webserver and code server start on.
     spec = ChildSpec("worker", [sys.executable, "-m", "aggregator.cli", "worker", "--host", "127.0.0.1",
-                                "--port", str(port)], env, settings.home, after="up")
+                                "--port", str(port)], env, settings.home, after="up", listens=port)
     return spec, {URL_ENV: f"http://127.0.0.1:{port}", TOKEN_ENV: token}
 
 
@@ -182,11 +184,12 @@ def platform_children(settings: Settings, host: str, port: int, code_port: int, 
                                   "--location-name", LOCATION_NAME, "--host", "127.0.0.1",
                                   "--port", str(code_port), "--log-level", "warning"], env, home,
                   log=code_server_log(settings)),
-        # Started once the code server listens, as `dagster dev` does: started with it (measured, bench/README.md)
-        # it only competed for the same two cores and was slower to "up" under load.
+        # Started with the code server, not after it as `dagster dev` does: its import (seconds) overlaps the code
+        # loading, and Dagster's watch thread refreshes the location the moment the code server answers. (An
+        # earlier try measured slower: its reload made the code server load everything twice; dev_location.py.)
         ChildSpec("webserver", [py, "-m", "dagster_webserver", "-w", workspace, "--host", "127.0.0.1",
                                 "--port", str(webserver_port), "--dagster-log-level", "warning",
-                                "--uvicorn-log-level", "warning"], env, home, after="code",
+                                "--uvicorn-log-level", "warning"], env, home,
                   log=home / "logs" / "webserver.log"),
         ChildSpec("daemon", [py, "-m", "dagster._daemon", "run", "-w", workspace, "--log-level", "warning"],
                   env, home, after="up"),
@@ -208,17 +211,19 @@ def _answers(url: str, path: str = "/server_info") -> bool:
         return False
 
 
-def wait_for(ready: Callable[[], bool], what: str, supervisor: Supervisor, say: Callable[[str], None]) -> None:
-    """Never give up: a loaded machine may take minutes. Crashed children are restarted meanwhile, and the
-    wait is reported by what it waits for, never by a private address."""
-    started = last_said = time.monotonic()
-    while not ready():
-        supervisor.check()
-        if time.monotonic() - last_said >= STILL_WAITING_EVERY_S:
-            say(f"still waiting for {what} ({time.monotonic() - started:.0f} s); the UI shows a starting "
-                f"page meanwhile (Ctrl-C to stop)")
-            last_said = time.monotonic()
-        time.sleep(0.25)
+def startup_checks(host: str, port: int, code_port: int, upstream: str) -> list[ReadyCheck]:
+    """What "up" means, the same as bench/dev_startup.py measures for `dagster dev`: the webserver holds the
+    loaded code location, and the public proxy answers. Its own steps are reported as they pass."""
+    location = LocationWatch(upstream, LOCATION_NAME)
+    local_host = "127.0.0.1" if _unspecified(host) else f"[{host}]" if ":" in host else host
+    return [
+        ReadyCheck("proxy", lambda: _answers(f"http://{local_host}:{port}", "/healthz"),
+                   "proxy answering (the UI shows a starting page)"),
+        ReadyCheck("webserver", lambda: _answers(upstream), "webserver answering"),
+        ReadyCheck("code server", lambda: _port_open(code_port), "code server listening: the pipelines are loaded"),
+        ReadyCheck("code location", lambda: location.settled(_port_open(code_port)),
+                   "code location loaded in the webserver"),
+    ]
 
 
 def run_dev(settings: Settings, host: str, port: int) -> int:
@@ -247,36 +252,25 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
     url = f"http://{host}:{port}"
     try:
         children = platform_children(settings, host, port, code_port, webserver_port, supervisor_token())
-
-        def start(stage: str) -> None:
-            for spec in children:
-                if spec.after == stage:
-                    supervisor.start(spec)
-
         began = time.monotonic()
 
         def progress(message: str) -> None:
             say(f"[{time.monotonic() - began:5.1f} s] {message}")
 
-        # The proxy at once (it answers "starting" until the platform is up) and the code server.
-        start("start")
-        progress(f"starting: the UI on {url} (a starting page until the platform is up) and the code server "
-                 f"(loading the pipelines of {settings.pipelines_dir}); then the webserver")
-        wait_for(lambda: _port_open(code_port), "the code location (the pipelines) to load", supervisor, say)
-        start("code")
-        progress("code server listening; starting the webserver")
-        # The webserver on its private port holding the loaded location (the proxy's /server_info needs a
-        # signed-in viewer), then the proxy's own public health check.
-        location = LocationWatch(upstream, LOCATION_NAME)
-        wait_for(lambda: location.settled(_port_open(code_port)) and _answers(f"http://127.0.0.1:{port}", "/healthz"),
-                 "the webserver", supervisor, say)
-        start("up")
-        progress("webserver answering; starting the daemon (schedules, sensors, the run queue) and the worker")
+        progress(f"starting: the UI on {url} (a starting page until the platform is up), the code server "
+                 f"(loading the pipelines of {settings.pipelines_dir}) and the webserver")
+        bring_up(supervisor, children, startup_checks(host, port, code_port, upstream), progress, say)
+        progress("up; starting the daemon (schedules, sensors, the run queue) and the worker")
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n"
               f"Run output and code-server messages: {code_server_log(settings)}\n", flush=True)
         say(specs_line)
         watcher = SpecWatcher(settings, f"{upstream}/graphql", say)
+        # Reported as they come, like the start-up's steps; nothing waits for them.
+        after_up = Readiness([ReadyCheck(c.name, partial(_port_open, c.listens), f"{c.name} answering")
+                              for c in children if c.after == "up" and c.listens is not None], progress)
         while True:
+            if after_up.pending():
+                after_up.poll()
             supervisor.check()
             reap_adopted(supervisor.pids())
             watcher.poll()

@@ -1,7 +1,10 @@
 """Is the code location loaded in the private webserver? `aggregator dev` says "up" only once it is: the
-webserver answers before the location has loaded, and a webserver (re)started while the code server was not
-answering holds it as "unreachable" (Dagster's watch thread recovers that within ~10 s; a reload sent here as soon
-as the code server listens does it at once).
+webserver starts together with the code server (its import overlaps the code loading), so it first holds the
+location as "unreachable". Dagster's gRPC watch thread polls the server every second and *refreshes* the
+location (fetches the loaded definitions, no restart) as soon as the code server answers. A reload
+(`reloadRepositoryLocation`) would instead make the code server start a new loader process and load every
+pipeline a second time (measured: +5-8 s of start-up), so it is only a last resort when the location still
+says unreachable long after the code server listens.
 A location that fails for another reason (a broken definitions module) counts as settled: the UI shows the
 error, and waiting would never end.
 """
@@ -18,7 +21,9 @@ STATUS = """{ workspaceOrError { ... on Workspace { locationEntries { name loadS
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 RELOAD = """mutation AggregatorDevReload($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) {
   __typename } }"""
-RELOAD_EVERY_S = 2.0
+# Dagster's watch thread refreshes within ~1 s of the server answering, and retries an unreachable location
+# every 10 s; only past both (a loaded machine) is the costly reload worth it.
+RELOAD_AFTER_S = 30.0
 # What a location whose code server is not (yet) answering says; anything else is a real load error.
 TRANSIENT = ("UNAVAILABLE", "Could not reach user code server", "unreachable", "Connection refused",
              "DEADLINE_EXCEEDED", "still loading", "starting up")
@@ -31,9 +36,18 @@ class LocationWatch:
 
     url: str
     name: str
-    _reloaded_at: float = 0.0
+    _listening_since: float | None = None
+    _reloaded_at: float | None = None
 
     def settled(self, code_listening: bool) -> bool:
+        if not code_listening:
+            # The code server listens only once it has loaded (or failed to load) the code: before that the
+            # location cannot be settled, and asking the webserver would only cost it CPU.
+            self._listening_since = None
+            return False
+        now = time.monotonic()
+        if self._listening_since is None:
+            self._listening_since = now
         entries = self._entries()
         if entries is None:
             return False  # the webserver does not answer yet
@@ -44,7 +58,8 @@ class LocationWatch:
         if error.get("__typename") != "PythonError":
             return True
         if any(t in (error.get("message") or "") for t in TRANSIENT):
-            if code_listening and time.monotonic() - self._reloaded_at >= RELOAD_EVERY_S:
+            last = self._listening_since if self._reloaded_at is None else self._reloaded_at
+            if now - last >= RELOAD_AFTER_S:
                 self._reload()
             return False
         return True
