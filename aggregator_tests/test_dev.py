@@ -90,7 +90,7 @@ def test_dev_starts_answers_and_stops_cleanly(tmp_path: Path, free_port: int) ->
     assert "password:" not in output and "Set AGGREGATOR_ADMIN_PASSWORD" in output, output
     # Newcomer review 6: the start says what it is doing, stage by stage, never a private address; the code
     # server's output (and so every run worker's DEBUG events) goes to a file the "is up" line names.
-    assert "starting: the UI on" in output and "starting the webserver" in output, output
+    assert "starting: the UI on" in output and "code location loaded in the webserver" in output, output
     assert str(home / "logs" / "code-server.log") in output, output
     assert (home / "logs" / "code-server.log").exists()
     _gone, alive = psutil.wait_procs(children, timeout=30)

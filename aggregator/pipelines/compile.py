@@ -20,6 +20,7 @@ from aggregator.pipelines.executors import DEFAULT_EXECUTOR, executor_def
 from aggregator.pipelines.graph import WAREHOUSE, Graph, build_graph, destination_key
 from aggregator.pipelines.load import SpecError, SpecErrors, Specs, validation_errors
 from aggregator.pipelines.message_sensor import message_sensor
+from aggregator.pipelines.missing_env import missing_env_stand_in
 from aggregator.pipelines.source_assets import source_asset
 from aggregator.pipelines.transform_assets import transform_asset
 from aggregator.settings import Settings
@@ -33,11 +34,18 @@ def resources_by_connection(specs: Specs, settings: Settings) -> tuple[dict[str,
     errors: dict[str, list[SpecError]] = {}
     destinations = {p.destination for p, _, _ in specs.pipelines}
     for name, (conn, sf) in specs.connections.items():
+        users = [p.name for p, _, _ in specs.pipelines
+                 if p.destination == name or any(s.connection == name for s in p.sources)]
         try:
             if name != WAREHOUSE:
                 resources[name] = build_resource(conn, settings=settings)
+                # Built first all the same: a bad config is a spec error whatever the environment.
+                if stand_in := missing_env_stand_in(name, conn.config, ("config",), users):
+                    resources[name] = stand_in
             if name in destinations or name == WAREHOUSE:
                 resources[destination_key(name)] = build_destination(conn)
+                if stand_in := missing_env_stand_in(name, conn.config.get("url"), ("config", "url"), users):
+                    resources[destination_key(name)] = stand_in
         except ValidationError as exc:
             errors[name] = validation_errors(sf.raw, exc, ("connections", name, "config"))
         except SecretReferenceError as exc:
