@@ -126,6 +126,9 @@ def proxy_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     env = child_env(settings, settings.home / "dagster", proxy=True)
     browser_host = "localhost" if _unspecified(host) else host
     env.setdefault("AGGREGATOR_PROXY_PUBLIC_ORIGIN", f"http://{browser_host}:{port}")
+    # The webserver starts with the code server and answers before the code has loaded: keep the starting page
+    # until the location has, as when the webserver started only after it.
+    env["AGGREGATOR_PROXY_WAIT_FOR_LOCATION"] = "1"
     return env
 
 

@@ -38,6 +38,10 @@ class ProxySettings(BaseModel):
 
     upstream: str = Field(description="Base URL of the dagster-webserver, e.g. http://127.0.0.1:3001.")
     path_prefix: str = Field("", description="Dagster's --path-prefix (e.g. /dagster); the proxy serves the same.")
+    wait_for_location: bool = Field(
+        False, description="AGGREGATOR_PROXY_WAIT_FOR_LOCATION=1: at start, keep the starting page until every code "
+        "location has loaded (or failed for good), not only until the webserver answers. `aggregator dev` sets it: "
+        "it starts the webserver together with the code server, so the webserver answers before the code loaded.")
     db_url: str = Field(description="AGGREGATOR_PROXY_DB_URL: SQLAlchemy URL of users/sessions/tokens/audit.")
     public_origin: str | None = Field(
         None, description="AGGREGATOR_PROXY_PUBLIC_ORIGIN: scheme://host[:port] browsers use. Enables HTTPS "
@@ -135,6 +139,7 @@ def load_proxy_settings(upstream: str, home: Path, path_prefix: str = "", enviro
         )
     values: dict[str, object] = {
         "upstream": upstream, "path_prefix": path_prefix,
+        "wait_for_location": env.get("AGGREGATOR_PROXY_WAIT_FOR_LOCATION") == "1",
         "db_url": proxy_db_url(home, env),
         "public_origin": env.get("AGGREGATOR_PROXY_PUBLIC_ORIGIN") or None,
         "cors_origins": tuple(o.strip() for o in env.get("AGGREGATOR_PROXY_CORS_ORIGINS", "").split(",")

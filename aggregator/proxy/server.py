@@ -81,7 +81,7 @@ def build_app(settings: ProxySettings) -> ProxyApp:
 
 def serve(settings: ProxySettings, host: str, port: int) -> None:
     # The gate answers "starting" (503) until the webserver does: the proxy may start before it.
-    app = StartingGate(build_app(settings), settings.upstream, settings.path_prefix)
+    app = StartingGate(build_app(settings), settings.upstream, settings.path_prefix, settings.wait_for_location)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
                             ws="websockets-sansio", lifespan="on", server_header=False, date_header=False)
     try:

@@ -7,6 +7,9 @@ bypasses sign-in). Sign-in (`/_auth/`) is the proxy's own and stays available.
 
 A probe watches the webserver in the background. Only a refused connection (nothing listening: starting or
 restarting) marks it down; a slow answer under load does not, so a busy webserver is never hidden behind 503.
+With `wait_for_location` (`aggregator dev`, which starts the webserver before the code has loaded) the first
+opening also waits until every code location is loaded or failed for good; later, a code server that is down
+is reported by the API as down (503 naming it), and the UI stays reachable.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ log = logging.getLogger(__name__)
 PROBE_DOWN_S = 0.5  # how often to look while waiting: the page flips soon after the webserver answers
 PROBE_UP_S = 2.0
 RETRY_AFTER_S = 5
-WAITING_FOR = "the Dagster webserver, which answers once the pipelines' code location has loaded"
+WAITING_FOR = "the Dagster webserver and the pipelines' code location to load"
+# Every location's load status; a PythonError saying the code server is not reachable (yet) is not settled.
+LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 # The page is static: no script, no frame, nothing loaded from elsewhere.
 _PAGE_HEADERS = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
@@ -43,9 +49,11 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http
 class StartingGate:
     """Pure ASGI wrapper in front of the proxy app."""
 
-    def __init__(self, app: object, upstream: str, path_prefix: str = "") -> None:
+    def __init__(self, app: object, upstream: str, path_prefix: str = "", wait_for_location: bool = False) -> None:
         self.app = app
         self.probe_url = f"{upstream.rstrip('/')}{path_prefix}/server_info"
+        self.graphql_url = f"{upstream.rstrip('/')}{path_prefix}/graphql"
+        self.wait_for_location = wait_for_location
         self.prefix = path_prefix
         self.up = False
         self.ever_up = False
@@ -90,12 +98,32 @@ class StartingGate:
 
     async def _probe(self, client: httpx.AsyncClient) -> bool:
         try:
-            return (await client.get(self.probe_url)).status_code == 200
+            if (await client.get(self.probe_url)).status_code != 200:
+                return False
+            if self.wait_for_location and not self.ever_up:
+                return await self._locations_settled(client)
+            return True
         except httpx.ConnectError:
             return False
         except httpx.HTTPError:
             # Slow or cut answers come from a busy webserver, which is not down: keep what we knew.
             return self.up
+
+    async def _locations_settled(self, client: httpx.AsyncClient) -> bool:
+        from aggregator.dev_location import TRANSIENT
+
+        try:
+            entries = (await client.post(self.graphql_url, json={"query": LOCATIONS})).json()[
+                "data"]["workspaceOrError"]["locationEntries"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        for entry in entries:
+            error = entry.get("locationOrLoadError") or {}
+            if entry.get("loadStatus") != "LOADED" or (
+                    error.get("__typename") == "PythonError"
+                    and any(t in (error.get("message") or "") for t in TRANSIENT)):
+                return False
+        return True
 
     def _set(self, up: bool) -> None:
         if up == self.up:

@@ -73,3 +73,45 @@ def test_starting_page_then_pass_through() -> None:
             assert time.monotonic() < deadline, "the gate never noticed the webserver was gone"
             time.sleep(0.1)
         assert "Data Aggregator is restarting" in r.text
+
+
+def test_dev_keeps_the_starting_page_until_the_code_location_has_loaded() -> None:
+    """`aggregator dev` starts the webserver together with the code server (issue 20 start-up), so the webserver
+    answers while the location is still unreachable. With `wait_for_location` the gate opens only once the
+    location has loaded, as it did when the webserver started after the code server; once open, a code server
+    that goes down again does not hide the UI (the API reports the location as down instead)."""
+    status = {"error": "DagsterUserCodeUnreachableError: Could not reach user code server. gRPC Error code: UNAVAILABLE"}
+    probes = {"server_info": 0, "graphql": 0}  # the gate's looks at the webserver: what the test waits on
+
+    async def info(_request):  # type: ignore[no-untyped-def]
+        probes["server_info"] += 1
+        return JSONResponse({"dagster_version": "test"})
+
+    async def graphql(_request):  # type: ignore[no-untyped-def]
+        probes["graphql"] += 1
+        error = ({"__typename": "PythonError", "message": status["error"]} if status["error"]
+                 else {"__typename": "RepositoryLocation"})
+        return JSONResponse({"data": {"workspaceOrError": {"locationEntries": [
+            {"loadStatus": "LOADED", "locationOrLoadError": error}]}}})
+
+    webserver = Starlette(routes=[Route("/server_info", info), Route("/graphql", graphql, methods=["POST"])])
+    with serve(webserver) as upstream, serve(StartingGate(_inner(), upstream, wait_for_location=True)) as url:
+        # The webserver answers, the location is unreachable: still starting, over several of the gate's probes.
+        while probes["graphql"] < 3:
+            r = requests.get(f"{url}/x", headers={"accept": "text/html"}, timeout=10)
+            assert r.status_code == 503 and "code location" in r.text, r.text
+            time.sleep(0.1)
+        status["error"] = ""
+        deadline = time.monotonic() + 30
+        while (r := requests.get(f"{url}/x", timeout=10)).status_code == 503:
+            assert time.monotonic() < deadline, "the gate never opened after the location loaded"
+            time.sleep(0.1)
+        assert r.text == "proxied /x"
+        asked_graphql = probes["graphql"]
+        # Up once: a location down again is the API's business (503 naming it), not the gate's.
+        status["error"] = "DagsterUserCodeUnreachableError: Could not reach user code server"
+        asked = probes["server_info"]
+        while probes["server_info"] < asked + 2:
+            assert requests.get(f"{url}/x", timeout=10).text == "proxied /x"
+            time.sleep(0.1)
+        assert probes["graphql"] == asked_graphql
