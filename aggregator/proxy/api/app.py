@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api import (
+    admin_routes,
     alert_routes,
     connection_routes,
     connection_write_routes,
@@ -72,6 +73,7 @@ class ApiApp:
                                     *preview_transform.routes(self.state),
                                     *run_routes.routes(ops or DagsterOps(services, client)),
                                     *own_routes.routes(services, lambda: self.routes),
+                                    *admin_routes.routes(services),
                                     Route("GET", OPENAPI_PATH, self.openapi_json, "This document", public=True,
                                           media=("application/json",))]
         self.documented = documented
