@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr
 from starlette.responses import JSONResponse
 
 from aggregator.proxy.api.errors import ApiError
-from aggregator.proxy.api.router import ApiRequest, Route
+from aggregator.proxy.api.router import ApiRequest, Handler, Route
 from aggregator.proxy.context import Services
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.store import (
@@ -146,11 +146,9 @@ def _password(given: SecretStr | None, generate: bool) -> tuple[str, bool]:
 
 
 def _target(req: ApiRequest, **targets: str) -> None:
-    """The audit row's targets (who or what the change is about) and its event, set before the store call so
-    a refused change names its target too."""
-    state = req.ctx.scope.setdefault("state", {})
-    state["api_targets"] = {kind: [name] for kind, name in targets.items()}
-    state["api_event"] = "admin"
+    """The audit row's targets (who or what the change is about), set before the store call so a refused
+    change names its target too."""
+    req.ctx.scope.setdefault("state", {})["api_targets"] = {kind: [name] for kind, name in targets.items()}
 
 
 async def _store_call(services: Services, fn: Callable[[], T]) -> T:
@@ -243,23 +241,26 @@ def routes(services: Services) -> list[Route]:
         _target(req, tokens=token_id, users=info.username)
         return _token_out(info)
 
-    user_path = {"username": USERNAME}
-    admin = Role.admin
+    user = {"username": USERNAME}
     return [
-        Route("GET", "/_auth/api/users", list_users, "List users", admin, unscoped=True, response=list[UserOut]),
-        Route("POST", "/_auth/api/users", create_user, "Create a user", admin, unscoped=True, body=UserCreate,
-              response=UserCreated, statuses=(201, 409, 415)),
-        Route("PUT", "/_auth/api/users/{username}/role", set_user_role, "Change a user's role and scope", admin,
-              unscoped=True, body=RoleChange, response=UserOut, statuses=(409, 415), param_patterns=user_path),
-        Route("PUT", "/_auth/api/users/{username}/disabled", set_user_disabled, "Disable or enable a user", admin,
-              unscoped=True, body=DisabledChange, response=UserOut, statuses=(409, 415), param_patterns=user_path),
-        Route("POST", "/_auth/api/users/{username}/password", reset_password, "Reset a user's password", admin,
-              unscoped=True, body=PasswordReset, response=PasswordSet, statuses=(409, 415),
-              param_patterns=user_path),
-        Route("GET", "/_auth/api/tokens", list_tokens, "List API tokens", admin, unscoped=True, query=TokenQuery,
-              response=list[TokenOut]),
-        Route("POST", "/_auth/api/tokens", create_token, "Create an API token", admin, unscoped=True,
-              body=TokenCreate, response=TokenCreated, statuses=(201, 409, 415)),
-        Route("DELETE", "/_auth/api/tokens/{token_id}", revoke_token, "Revoke an API token", admin, unscoped=True,
-              response=TokenOut, param_patterns={"token_id": TOKEN_ID}),
+        _admin("GET", "/_auth/api/users", list_users, "List users", response=list[UserOut]),
+        _admin("POST", "/_auth/api/users", create_user, "Create a user", body=UserCreate, response=UserCreated,
+               statuses=(201, 409, 415)),
+        _admin("PUT", "/_auth/api/users/{username}/role", set_user_role, "Change a user's role and scope",
+               body=RoleChange, response=UserOut, statuses=(409, 415), param_patterns=user),
+        _admin("PUT", "/_auth/api/users/{username}/disabled", set_user_disabled, "Disable or enable a user",
+               body=DisabledChange, response=UserOut, statuses=(409, 415), param_patterns=user),
+        _admin("POST", "/_auth/api/users/{username}/password", reset_password, "Reset a user's password",
+               body=PasswordReset, response=PasswordSet, statuses=(409, 415), param_patterns=user),
+        _admin("GET", "/_auth/api/tokens", list_tokens, "List API tokens", query=TokenQuery,
+               response=list[TokenOut]),
+        _admin("POST", "/_auth/api/tokens", create_token, "Create an API token", body=TokenCreate,
+               response=TokenCreated, statuses=(201, 409, 415)),
+        _admin("DELETE", "/_auth/api/tokens/{token_id}", revoke_token, "Revoke an API token", response=TokenOut,
+               param_patterns={"token_id": TOKEN_ID}),
     ]
+
+
+def _admin(method: str, path: str, handler: Handler, summary: str, **options: Any) -> Route:
+    """An unscoped-admin route whose requests are audited with event `admin`."""
+    return Route(method, path, handler, summary, Role.admin, unscoped=True, event="admin", **options)

@@ -91,6 +91,7 @@ class Route:
     max_body_bytes: int | None = None  # a smaller byte cap than the proxy's for this route's body
     reads: bool = False  # a POST that changes nothing (queries, validation): no editor role, no write audit
     unscoped: bool = False  # the role is needed with an unscoped grant (shared things: connections, audit)
+    event: str | None = None  # the audit event of its requests when not `api` (user administration: `admin`)
     # A wider value pattern for some path parameters (user names hold `@`); never one that matches `/`.
     param_patterns: dict[str, str] = field(default_factory=dict)
     pattern: re.Pattern[str] = field(init=False)
