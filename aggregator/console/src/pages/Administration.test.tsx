@@ -104,7 +104,7 @@ describe("Administration", () => {
     fireEvent.change(screen.getByLabelText("Scope of vic"), { target: { value: "" } });
     fireEvent.click(screen.getByRole("button", { name: "Save" }));
     await waitFor(() => expect(calls.find((c) => c.method === "PUT")?.body).toEqual({ role: "editor", scope: null }));
-    fireEvent.click(screen.getByRole("button", { name: "Reset the password of vic" }));
+    fireEvent.click(screen.getByRole("button", { name: "Reset password of vic" }));
     expect(((await screen.findByTestId("one-time-secret")) as HTMLInputElement).value).toBe("fresh-password-456");
   });
 

@@ -200,7 +200,7 @@ function UserRow({ user, onSecret }: { user: UserInfo; onSecret: (s: Secret) => 
             ) : null}
             {mayReset.allowed && user.source === "local" ? (
               <button type="button" disabled={change.isPending} onClick={() => change.mutate("password")}
-                aria-label={`Reset the password of ${user.username}`}>Reset password</button>
+                aria-label={`Reset password of ${user.username}`}>Reset password</button>
             ) : null}
           </div>
         </td>
