@@ -70,6 +70,7 @@ def test_admin_creates_a_user_with_a_generated_password_who_then_signs_in(api_st
     ({"username": "viewer", "role": "viewer", "generate_password": True}, 409, "already exists"),
     ({"username": "adm/slash", "role": "viewer", "generate_password": True}, 400, "username"),
     ({"username": "adm_empty", "role": "viewer", "scope": [], "generate_password": True}, 400, "scope"),
+    ({"username": "adm_path", "role": "viewer", "scope": ["../x"], "generate_password": True}, 400, "scope.0"),
     ({"username": "adm_role", "role": "root", "generate_password": True}, 400, "role"),
 ])
 def test_create_user_refusals_name_the_rule(admin: httpx.Client, body: dict[str, object], status: int,
