@@ -88,7 +88,7 @@ def _create(url: str, writer: bool) -> sa.Engine:
     if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
         from connectors.sql.mysql import connect_args
 
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args())
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args(writer))
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     if parsed.database not in (None, "", ":memory:"):
