@@ -231,7 +231,7 @@ class MysqlWriter:
             # VALUES(c) is the incoming row's value (MySQL 8.0.20 deprecates it for an alias MariaDB lacks;
             # both take it). With only key columns, a no-op update keeps the existing row.
             updates = [f"{q(c)} = VALUES({q(c)})" for c in columns if c not in primary_key] or \
-                [f"{q(k)} = {q(k)}" for k in primary_key]
+                [f"{q(table)}.{q(k)} = {q(table)}.{q(k)}" for k in primary_key]
             sql += f" ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         return int(conn.exec_driver_sql(sql).rowcount)
 
