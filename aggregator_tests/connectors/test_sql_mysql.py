@@ -44,8 +44,8 @@ def test_zero_dates_arrive_as_null_and_keep_the_column_typed(edge_cases: str) ->
     assert batch.rows == [(1, None, None), (2, None, dt.datetime(2024, 3, 1, 10)), (3, dt.date(2024, 3, 1), None)]
 
 
-def test_utf8mb4_text_round_trips_into_each_warehouse(edge_cases: str, warehouse_url: str) -> None:
-    dest = SqlDestination(url=warehouse_url)
+def test_utf8mb4_text_round_trips_into_each_warehouse(edge_cases: str, load_warehouse_url: str) -> None:
+    dest = SqlDestination(url=load_warehouse_url)
     stream = SqlStream(table="edge", columns=["id", "name", "born"])
     dest.load("edge", SqlResource(url=edge_cases).read(stream), "replace")
     with dest.engine.connect() as conn:  # the cached engine: a throwaway one would leak its connection
