@@ -153,7 +153,10 @@ def load(
                 state_store.write(conn, state_key, state_after)
             conn.commit()
         except BaseException:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except sa.exc.DBAPIError:  # a lost session rolled back by itself; the original error is the news
+                log.warning("could not roll back the load of %s: the connection was lost", table)
             raise
         finally:
             _drop_stage(conn, stage, temporary)
