@@ -173,6 +173,23 @@ def check_sql_url(url: str, field: str, environ: Mapping[str, str] | None = None
                               f"never read ({PROTECTED_DATABASES_ENV})")
 
 
+def check_sql_peer(backend: str, address: str | None, port: int | None, database: str, field: str,
+                   environ: Mapping[str, str] | None = None, source: bool = False) -> None:
+    """`check_sql_url` for the server a connection actually reached (its peer address, port and database):
+    the URL's name was resolved for the check, and the driver resolves it again to connect (DNS rebinding)."""
+    env = os.environ if environ is None else environ
+    backend = backend.replace("mariadb", "mysql")
+    addresses = frozenset({address}) if address else _addresses(None)  # a Unix socket: this machine
+    for protected in protected_databases(env, source):
+        other = _identity(protected)
+        if (other is not None and other.backend == backend and other.port == port
+                and other.database == database and other.addresses & addresses):
+            if source and env.get(WAREHOUSE_ENV) == protected:
+                raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
+            raise EgressError(f"{field}: this connection reached one of the platform's own databases, which "
+                              f"connectors may never read ({PROTECTED_DATABASES_ENV})")
+
+
 # --- HTTP --------------------------------------------------------------------------------------------------
 
 

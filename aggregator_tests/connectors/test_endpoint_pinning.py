@@ -6,42 +6,25 @@ egress rule, where nothing listens) every time after."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from aggregator_tests.azurite import Azurite
+from aggregator_tests.rebinding import NAME, Rebinding
+from aggregator_tests.rebinding import rebinding as rebinding_names
 from aggregator_tests.s3_server import S3Server
 from aggregator_tests.sftp_server import SftpServer
 from connectors.egress import EgressError, pinned_address
 from connectors.files import FilesResource, FileStream
 
-NAME = "rebind.test"
-
-
-class Rebinding:
-    """A name service that answers `NAME` with the permitted address first and the refused one afterwards."""
-
-    def __init__(self, real: Any) -> None:
-        self.real, self.answers = real, 0
-
-    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host != NAME:
-            return self.real(host, port, *args, **kwargs)
-        address = "127.0.0.1" if self.answers == 0 else "127.0.0.2"
-        self.answers += 1
-        return self.real(address, port, *args, **kwargs)
-
 
 @pytest.fixture
 def rebinding(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rebinding]:
-    # Only 127.0.0.1 is permitted: the second answer is a loopback address the egress rule refuses.
+    # Only 127.0.0.1 is permitted: the later answer is a loopback address the egress rule refuses.
     monkeypatch.setenv("AGGREGATOR_ALLOWED_NETWORKS", "127.0.0.1/32")
-    resolver = Rebinding(socket.getaddrinfo)
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    yield resolver
+    with rebinding_names(monkeypatch, "127.0.0.1", "127.0.0.2") as resolver:
+        yield resolver
 
 
 def test_the_rebinding_name_service_answers_a_refused_address_after_the_first(rebinding: Rebinding) -> None:
