@@ -7,6 +7,7 @@ egress rule, where nothing listens) every time after."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,20 @@ def test_a_name_with_any_refused_address_is_refused_before_connecting(
         "secret": s3_server.secret_key})
     with pytest.raises(EgressError, match=r"storage endpoint 127\.0\.0\.2:\d+: connectors may reach only public"):
         files.check()
+
+
+def _brokers() -> list[Any]:
+    from connectors.streams.mqtt import MqttResource
+    from connectors.streams.nats import JetStreamResource
+    from connectors.streams.rabbitmq import RabbitMqResource
+    from connectors.streams.redis import RedisStreamsResource
+
+    return [RedisStreamsResource(host=NAME), RabbitMqResource(host=NAME), MqttResource(host=NAME),
+            JetStreamResource(servers=[f"nats://{NAME}:4222"])]
+
+
+@pytest.mark.parametrize("resource", _brokers(), ids=lambda r: type(r).__name__)
+def test_a_broker_is_connected_to_at_the_checked_address(rebinding: Rebinding, resource: Any) -> None:
+    """Message brokers (plain TCP, the local servers of every broker type) follow the same rule."""
+    assert resource.check()
+    assert rebinding.answers == 1
