@@ -54,6 +54,7 @@ class SqlDestination(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         if self.declared_in_spec:
             check_sql_url(self.url, "url")
+            return engine_for(self.url, writer=True, egress="connection")
         return engine_for(self.url, writer=True)
 
     @property

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from aggregator.destinations.sql import SqlDestination
 from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.rebinding import NAME, rebinding
 from connectors.egress import EgressError, check_address
 from connectors.files import FilesResource
 from connectors.files.config import FileStream
@@ -274,3 +275,25 @@ def test_default_roots_hold_the_samples_and_not_the_platform_state(
     _refused(SqlResource(url=_sqlite(tmp_path / "home" / "proxy.db")).check, "data roots")
     os.makedirs(tmp_path / "home" / "dagster", exist_ok=True)
     _refused(FilesResource(base_dir=str(tmp_path / "home" / "dagster")).check, "data roots")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_name_that_rebinds_to_a_platform_database_is_refused_when_connected(
+        backend: str, roots: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL's name answers another address to the check and the platform database's to the driver: the
+    connection's peer is checked, so the platform database is still never read (PostgreSQL and MariaDB)."""
+    if backend == "postgresql":
+        url = sa.engine.make_url(pg_db.sqlalchemy_url)
+    else:
+        url = sa.engine.make_url("mysql+pymysql://root@127.0.0.1:3306/mysql")
+    port = url.port or 5432
+    monkeypatch.setenv("AGGREGATOR_PROTECTED_DATABASES", f"{backend}://127.0.0.1:{port}/{url.database}")
+    _refused(SqlResource(url=url.render_as_string(hide_password=False)).check, "platform's own databases")
+    rebound = url.set(host=NAME).render_as_string(hide_password=False)
+    with rebinding(monkeypatch, "127.0.0.2", "127.0.0.1") as names:
+        message = _refused(SqlResource(url=rebound).check, "url", "reached one of the platform's own databases")
+        assert names.answers >= 2  # the check's lookup, then the driver's
+    assert "127.0.0.1" not in message
+    with rebinding(monkeypatch, "127.0.0.2", "127.0.0.1"), pytest.raises(EgressError, match="reached one of"), \
+            SqlDestination(url=rebound, declared_in_spec=True).engine.connect():
+        pass

@@ -15,11 +15,12 @@ import dagster as dg
 from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
+from connectors.egress import url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.nested import stream_infos, tracker_for
 from connectors.records import TypeHints
 from connectors.redact import sanitize_url
-from connectors.streams.base import Batcher, check_broker_address, decode
+from connectors.streams.base import Batcher, broker_host, decode
 from connectors.streams.config import NatsStream
 from connectors.strict import reject_unknown
 
@@ -49,10 +50,14 @@ class JetStreamResource(dg.ConfigurableResource):
     async def _connect(self) -> Any:
         import nats
 
+        servers = []
         for server in self.servers:
             parts = urlsplit(server if "://" in server else f"nats://{server}")
-            check_broker_address(parts.hostname or "127.0.0.1", parts.port or 4222, "servers")
-        options: dict[str, Any] = {"servers": self.servers, "connect_timeout": self.timeout_seconds,
+            port = parts.port or 4222
+            host = broker_host(parts.hostname or "127.0.0.1", port, "servers", tls=parts.scheme == "tls")
+            netloc = parts.netloc.rpartition("@")[0] + "@" if "@" in parts.netloc else ""
+            servers.append(parts._replace(netloc=f"{netloc}{url_host(host)}:{port}").geturl())
+        options: dict[str, Any] = {"servers": servers, "connect_timeout": self.timeout_seconds,
                                    "allow_reconnect": False, "max_reconnect_attempts": 0}
         if self.user:
             options.update(user=self.user, password=self.password)
