@@ -90,3 +90,17 @@ def test_a_broker_is_connected_to_at_the_checked_address(rebinding: Rebinding, r
     """Message brokers (plain TCP, the local servers of every broker type) follow the same rule."""
     assert resource.check()
     assert rebinding.answers == 1
+
+
+def test_a_nats_server_that_refuses_fails_the_read_instead_of_hanging() -> None:
+    """nats-py retried a refusing server forever with the options the connector gave it (seen as a kit
+    test that hung): now two attempts per server, then an error naming the server."""
+    from connectors.errors import SourceReadError
+    from connectors.streams.config import NatsStream
+    from connectors.streams.nats import JetStreamResource
+
+    closed = JetStreamResource(servers=["nats://127.0.0.1:1"], timeout_seconds=2)
+    with pytest.raises(SourceReadError, match=r"nats://127\.0\.0\.1:1: cannot connect: no server accepted"):
+        closed.check()
+    with pytest.raises(SourceReadError, match="cannot connect"):
+        list(closed.read(NatsStream(type="nats", stream="kit")))
