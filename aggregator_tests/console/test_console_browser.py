@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
               needs_tool(shutil.which(CHROMIUM), "Chromium at /usr/bin/chromium drives the Console"),
               needs_tool(shutil.which("npm"), "npm installs axe-core for the accessibility check")]
 
-PAGES = ("overview", "connections", "connections/new", "builder", "builder/shop", "uploads", "logs", "alerts", "analytics", "admin")
+PAGES = ("overview", "connections", "connections/new", "builder", "builder/shop", "builder/new-pipeline", "uploads", "logs", "alerts", "analytics", "admin")
 
 
 class _Api(BaseHTTPRequestHandler):
@@ -75,6 +75,20 @@ def local_api() -> Iterator[str]:
         thread.join(timeout=10)
 
 
+# A template for the "new pipeline" flow: one parameter inside a text (the name), one filling a whole value.
+TEMPLATES = """templates:
+  region_orders:
+    params: [region, min_rows]
+    pipeline:
+      name: "orders_${region}"
+      sources:
+        - name: orders
+          connection: sales_export
+          stream: {type: file, path: sales_orders.csv}
+          checks: [{type: row_count, min: "${min_rows}"}]
+"""
+
+
 @dataclass
 class Platform:
     url: str
@@ -90,6 +104,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, local_api: str) -> Iterat
     root = tmp_path_factory.mktemp("console-dev")
     specs = root / "specs"
     shutil.copytree(EXAMPLE_PIPELINES_DIR, specs)
+    (specs / "templates.yaml").write_text(TEMPLATES)
     home = root / "home"
     port = free_port()
     env = platform_env(AGGREGATOR_HOME=str(home), AGGREGATOR_PIPELINES=str(specs),
@@ -395,3 +410,119 @@ def test_every_page_passes_axe_and_is_screenshotted(browser: Any, platform: Plat
         page.screenshot(path=str(artifacts_dir / f"page-{path.replace('/', '-')}.png"), full_page=True)
     page.context.close()
     assert not any(found.values()), json.dumps(found, indent=1)
+
+
+ROLLME_V1 = """pipelines:
+  - name: rollme
+    sources:
+      - name: lines
+        connection: sales_export
+        stream: {type: file, path: sales_orders.csv}
+"""
+ROLLME_V2 = ROLLME_V1 + """    transforms:
+      - name: by_region
+        sql: SELECT region, COUNT(*) AS n FROM {{ ref('lines') }} GROUP BY region
+"""
+ROLLME_V3 = ROLLME_V2.replace("  - name: rollme\n", "  - name: rollme\n    description: third version\n")
+
+
+@pytest.fixture(scope="module")
+def rollme(platform: Platform) -> str:
+    """Pipeline `rollme` written three times through the API (a source; + a transform; + a description)."""
+    with httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_token}"},
+                      timeout=120) as client:
+        created = client.post("/api/pipelines", json={"name": "rollme", "yaml": ROLLME_V1})
+        assert created.status_code == 201, created.text
+        etag = created.headers["etag"]
+        for text in (ROLLME_V2, ROLLME_V3):
+            updated = client.put("/api/pipelines/rollme", json={"yaml": text}, headers={"If-Match": etag})
+            assert updated.status_code == 200, updated.text
+            etag = updated.headers["etag"]
+    return "rollme"
+
+
+def test_an_editor_rolls_back_a_version_and_the_graph_follows(browser: Any, platform: Platform, rollme: str,
+                                                             artifacts_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = _signed_in(browser, platform, "eddie", f"builder/{rollme}")
+    _graph_node(page, "transform: by_region").wait_for()
+    history = page.get_by_test_id("version-history")
+    history.get_by_role("button", name="Compare version 1").click()
+    # Version 1 lacks the transform and the description: the diff marks those lines as added since.
+    diff = history.get_by_test_id("version-diff")
+    expect(diff.locator(".diff-added").filter(has_text="- name: by_region")).to_have_count(1)
+    expect(diff.locator(".diff-added").filter(has_text="description: third version")).to_have_count(1)
+    history.get_by_role("button", name="Roll back to version 1…").click()
+    page.screenshot(path=str(artifacts_dir / "builder-rollback-confirm.png"), full_page=True)
+    history.get_by_role("button", name="Confirm rollback to version 1").click()
+    # The write reloads Dagster's code location before it answers: wait on the answer, not a fixed time.
+    assert "now version 4" in history.get_by_test_id("rollback-result").inner_text(timeout=120_000)
+    # The graph and the YAML view reload from the rolled-back file.
+    expect(_graph_node(page, "transform: by_region")).to_have_count(0)
+    _graph_node(page, "source: lines").wait_for()
+    expect(page.get_by_test_id("yaml-view")).to_have_value(ROLLME_V1)
+    # The history lists the rollback as the newest version, by the editor.
+    expect(history.locator("tbody tr").first).to_contain_text("rollback")
+    expect(history.locator("tbody tr").first).to_contain_text("eddie")
+    with httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_token}"},
+                      timeout=120) as client:
+        assert client.get(f"/api/pipelines/{rollme}").json()["yaml"] == ROLLME_V1
+    page.context.close()
+
+
+def test_a_viewer_sees_the_rollback_disabled_with_the_reason(browser: Any, platform: Platform, rollme: str) -> None:
+    page = _signed_in(browser, platform, "vic", f"builder/{rollme}")
+    history = page.get_by_test_id("version-history")
+    note = history.get_by_role("note")
+    assert note.inner_text() == "Rolling back is not available to you: needs role editor; vic has viewer."
+    # Version 2 differs from whatever is current (version 3, or version 1 after the editor's rollback).
+    history.get_by_role("button", name="Compare version 2").click()
+    history.get_by_test_id("version-diff").wait_for()
+    assert history.get_by_role("button", name="Roll back to version 2…").is_disabled()
+    answer = page.evaluate("""async () => {
+        const r = await fetch('/api/pipelines/rollme/versions/2/rollback', {method: 'POST',
+            headers: {'if-match': '"x"'}});
+        return {status: r.status, body: await r.json()};
+    }""")
+    assert answer["status"] == 403, answer
+    assert answer["body"]["missing_permission"] == "editor:rollback_pipeline"
+    page.context.close()
+
+
+def test_an_editor_makes_a_pipeline_from_a_template_and_it_opens_in_the_builder(
+        browser: Any, platform: Platform, artifacts_dir: Path) -> None:
+    page = _signed_in(browser, platform, "eddie", "builder")
+    page.get_by_role("link", name="New pipeline from a template").click()
+    page.get_by_role("button", name="Use template region_orders").click()
+    form = page.get_by_test_id("template-form")
+    form.get_by_label(re.compile("^region")).fill("east")
+    form.get_by_label(re.compile("^min_rows")).fill("2")
+    form.get_by_role("status").filter(has_text="Creates pipeline orders_east.").wait_for()
+    page.screenshot(path=str(artifacts_dir / "builder-new-from-template.png"), full_page=True)
+    form.get_by_role("button", name="Create pipeline").click()
+    page.wait_for_url(re.compile(r".*/console/builder/orders_east$"))
+    _graph_node(page, "source: orders").wait_for()
+    _graph_node(page, "check: row_count").wait_for()
+    with httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_token}"},
+                      timeout=120) as client:
+        saved = client.get("/api/pipelines/orders_east").json()["yaml"]
+    # The whole-value parameter kept its type: a number, not the text "2".
+    assert "min: 2\n" in saved and "name: orders_east" in saved, saved
+    page.context.close()
+
+
+def test_a_viewer_previews_a_sources_rows_from_the_side_panel(browser: Any, platform: Platform,
+                                                            artifacts_dir: Path) -> None:
+    page = _signed_in(browser, platform, "vic", "builder/sales")
+    _graph_node(page, "source: orders").click()
+    panel = page.get_by_test_id("node-panel")
+    panel.get_by_role("button", name="Preview rows").click()
+    result = panel.get_by_test_id("preview-result")
+    result.wait_for()
+    headers = result.locator("th").all_inner_texts()
+    assert any(h.startswith("order_id") for h in headers) and any(h.startswith("region") for h in headers), headers
+    assert result.locator("tbody tr").count() == 20  # the first 20 of the CSV's rows, and the caption says more
+    assert "and there are more" in result.inner_text()
+    page.screenshot(path=str(artifacts_dir / "builder-preview-source.png"), full_page=True)
+    page.context.close()
