@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from aggregator_tests.helpers import warehouse_for
 from aggregator_tests.postgres import NoPostgres, PgDatabase, find_server, temporary_database
 from aggregator_tests.s3_server import S3Server, running_s3_server
 
@@ -133,10 +134,15 @@ def aggregator_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A warehouse in each dialect the platform supports: SQLite in tmp_path, PostgreSQL in a fresh database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'warehouse.db'}"
-    return request.getfixturevalue("pg_db").sqlalchemy_url
+    """A warehouse in each dialect the whole platform supports (loads, transforms, the API): SQLite in tmp_path,
+    PostgreSQL in a fresh database."""
+    return warehouse_for(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def load_warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A warehouse in each dialect pipelines load into: `warehouse_url`'s, and MySQL/MariaDB in a fresh database."""
+    return warehouse_for(request, tmp_path)
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
 
 def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
@@ -27,3 +29,13 @@ def table_schema(metadata: Mapping[str, dg.MetadataValue], key: str = "dagster/c
     value = metadata[key].value
     assert isinstance(value, dg.TableSchema), value
     return value
+
+
+def warehouse_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The warehouse URL for a fixture parametrized by dialect (`request.param`): SQLite in `tmp_path`, or a
+    fresh database on the real PostgreSQL (`pg_db`) or MariaDB/MySQL (`mysql_url`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    if request.param == "mysql":
+        return str(request.getfixturevalue("mysql_url"))
+    return str(request.getfixturevalue("pg_db").sqlalchemy_url)

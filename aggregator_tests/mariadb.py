@@ -35,3 +35,14 @@ def temporary_database() -> Iterator[str]:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     finally:
         engine.dispose()
+
+
+def lock_waiters(url: str) -> int:
+    """Sessions of the server at `url` waiting in GET_LOCK: loads queued behind another load of their stream."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'")).scalar_one())
+    finally:
+        engine.dispose()

@@ -16,6 +16,11 @@ HTTP addresses. Enforced inside the connectors, so a run, the worker and the CLI
   connected to must be public; loopback, private, link-local, shared, reserved and multicast addresses are
   refused unless `AGGREGATOR_ALLOWED_NETWORKS` (comma-separated CIDRs) contains them. Checking the peer of
   the connected socket, not the name, closes DNS tricks (a public name resolving to 127.0.0.1, rebinding).
+* **Object storage and SFTP** (files connections on `s3://`, `az://`, `sftp://`, …): the same rule for the
+  endpoint, resolved once by `pinned_address`; the client then connects to exactly the address that was
+  checked (SFTP: a socket opened and checked here; plain-HTTP endpoints: the address in place of the name).
+  An `https://` endpoint keeps its name, because the certificate check binds the connection to it: a second
+  lookup that answered an internal address would fail the TLS handshake before a request is sent.
 
 Messages name the field and the rule, never the resolved value and never a path outside the roots.
 """
@@ -168,6 +173,23 @@ def check_sql_url(url: str, field: str, environ: Mapping[str, str] | None = None
                               f"never read ({PROTECTED_DATABASES_ENV})")
 
 
+def check_sql_peer(backend: str, address: str | None, port: int | None, database: str, field: str,
+                   environ: Mapping[str, str] | None = None, source: bool = False) -> None:
+    """`check_sql_url` for the server a connection actually reached (its peer address, port and database):
+    the URL's name was resolved for the check, and the driver resolves it again to connect (DNS rebinding)."""
+    env = os.environ if environ is None else environ
+    backend = backend.replace("mariadb", "mysql")
+    addresses = frozenset({address}) if address else _addresses(None)  # a Unix socket: this machine
+    for protected in protected_databases(env, source):
+        other = _identity(protected)
+        if (other is not None and other.backend == backend and other.port == port
+                and other.database == database and other.addresses & addresses):
+            if source and env.get(WAREHOUSE_ENV) == protected:
+                raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
+            raise EgressError(f"{field}: this connection reached one of the platform's own databases, which "
+                              f"connectors may never read ({PROTECTED_DATABASES_ENV})")
+
+
 # --- HTTP --------------------------------------------------------------------------------------------------
 
 
@@ -216,6 +238,26 @@ def check_address(address: str, port: int | None = None, environ: Mapping[str, s
         return
     raise EgressError(f"connectors may reach only public addresses: this request connected to {_kind(ip)} "
                       f"address; allow its network in {ALLOWED_NETWORKS_ENV} (CIDRs) if it should be reachable")
+
+
+def pinned_address(host: str, port: int, field: str, environ: Mapping[str, str] | None = None) -> str:
+    """The address to connect to for `host:port`: every address the name resolves to is checked, and the
+    first is returned for the caller to connect to, so that a second lookup (DNS rebinding) never decides."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConnectorConfigError(f"{field}: cannot resolve {host!r}: {exc}") from exc
+    for info in infos:
+        try:
+            check_address(str(info[4][0]), port, environ)
+        except EgressError as exc:
+            raise EgressError(f"{field} {host}:{port}: {exc}") from None
+    return str(infos[0][4][0])
+
+
+def url_host(address: str) -> str:
+    """`address` as the host part of a URL (IPv6 in brackets)."""
+    return f"[{address}]" if ":" in address else address
 
 
 def check_socket(sock: socket.socket) -> None:

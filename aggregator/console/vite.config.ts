@@ -32,7 +32,7 @@ export default defineConfig({
           // the two lazy chunks would import each other.
           if (/^(d3-color|d3-interpolate)$/.test(pkg)) return "d3";
           // The builder's graph (React Flow and the d3 modules only it uses) and its YAML library: loaded with it.
-          if (/^(@xyflow\/.*|classcat|zustand|d3-(drag|zoom|selection|transition|dispatch|ease|timer)|yaml)$/.test(pkg))
+          if (/^(@xyflow\/.*|classcat|zustand|d3-(drag|zoom|selection|transition|dispatch|ease|timer)|yaml|diff)$/.test(pkg))
             return "flow";
           if (/^(recharts|recharts-scale|react-smooth|victory-vendor|d3-.*|internmap|decimal\.js-light|eventemitter3|fast-equals|react-transition-group|dom-helpers|tiny-invariant)$/.test(pkg))
             return "charts";

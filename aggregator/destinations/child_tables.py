@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from aggregator.destinations import row_counts
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
-from aggregator.destinations.schema import WriteMode, column_name, portable_type
+from aggregator.destinations.schema import WriteMode, column_name
 from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.writers import Writer
 from connectors.batches import Batch, ColumnType
@@ -76,7 +76,7 @@ class ChildTables:
                     continue
                 columns = reflect_columns(self.conn, name) or []
                 if any(c == ROOT_ID for c, _ in columns):
-                    found[name] = {c: portable_type(t) for c, t in columns}
+                    found[name] = {c: self.parent.rules.portable(t) for c, t in columns}
             self._existing = found
         return self._existing
 
@@ -134,7 +134,7 @@ class ChildTables:
             target = f"_stage_{uuid.uuid4().hex[:16]}" if self.mode == "replace" else name
             load = TableLoad(conn=self.conn, table=name, target=target, columns=dict(existing or {}), primary_key=(),
                              policy=self.parent.policy, quote=self.parent.quote, sql_types=self.parent.sql_types,
-                             creating=existing is None)
+                             creating=existing is None, rules=self.parent.rules)
             if self.mode == "replace" and existing is not None:
                 load.create(existing)
             elif existing is not None:

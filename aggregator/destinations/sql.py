@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
@@ -15,12 +13,14 @@ import psycopg
 import sqlalchemy as sa
 from pydantic import Field
 
-from aggregator.destinations import row_counts
+from aggregator.destinations import row_counts, staged
 from aggregator.destinations import state as state_store
 from aggregator.destinations.bookkeeping import ensure_tables
 from aggregator.destinations.child_tables import ChildTables
+from aggregator.destinations.dialects import SQL_TYPES, DialectRules, rules_for
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
+from aggregator.destinations.results import LoadResult, ReadFrom, TableInfo
 from aggregator.destinations.schema import (
     MISSING_COLUMNS,
     SCHEMA_POLICIES,
@@ -28,7 +28,6 @@ from aggregator.destinations.schema import (
     MissingColumns,
     SchemaPolicy,
     WriteMode,
-    portable_type,
 )
 from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.values import out_of_range
@@ -39,55 +38,8 @@ from connectors.redact import sanitize_url
 from connectors.sql.engines import engine_for
 from connectors.sql.reflect import reflect_columns
 
-# Dialects whose loads keep the table's row count (row_counts.py) instead of running COUNT(*) after each load.
-COUNTING_DIALECTS = ("postgresql", "sqlite")
-# Dialects whose DDL commits the open transaction (MySQL, MariaDB): a column added or widened mid-load would
-# commit the rows written before it without their cursor, so a failed or killed load could not roll back and a
-# rerun would load those rows twice. Loads into them are refused until the load stages rows and applies DDL
-# before the one transaction that moves rows and state (see docs/connectors/destinations.md).
-NON_TRANSACTIONAL_DDL = ("mysql", "mariadb")
-MYSQL_REFUSAL = (
-    "table {table}: {url} is MySQL/MariaDB, which commits DDL (CREATE/ALTER/RENAME) implicitly, so a load that "
-    "adds a column mid-stream and then fails would leave rows committed without their cursor; loads into it are "
-    "refused rather than risk duplicates. Use PostgreSQL or SQLite as the warehouse; MySQL/MariaDB is supported "
-    "as a source"
-)
-
-SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
-    ColumnType.INTEGER: sa.BigInteger(),
-    ColumnType.FLOAT: sa.Double(),
-    ColumnType.BOOLEAN: sa.Boolean(),
-    ColumnType.TEXT: sa.Text(),
-    ColumnType.TIMESTAMP: sa.DateTime(),
-    ColumnType.DATE: sa.Date(),
-}
-
-
-# A source read from the committed state: the load calls it once it holds the stream's lock, so the state it
-# hands over is the one the previous load committed (see `SqlDestination.load`).
-ReadFrom = Callable[[dict[str, Any] | None], Iterable[Batch]]
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """What a table looks like after a load: for asset metadata."""
-
-    name: str
-    row_count: int
-    columns: tuple[tuple[str, str], ...]  # (name, SQL type as the database reports it)
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    rows_written: int  # rows inserted (append/replace) or inserted-or-updated (merge)
-    table: TableInfo
-    rows_read: int = 0  # rows the source handed over
-    state_before: dict[str, Any] | None = None  # committed incremental state when the load started
-    state_after: dict[str, Any] | None = None  # committed incremental state when it finished
-    schema_changes: tuple[str, ...] = ()  # e.g. "added column note (text)", "widened qty to float"
-    missing_columns: tuple[str, ...] = ()  # columns of the table that no batch of this load sent
-    rows_skipped: int = 0  # bad rows the source skipped under its bad-row policy
-    child_tables: dict[str, int] = dataclasses.field(default_factory=dict)  # nested arrays: rows written per table
+# Re-exported: callers import the load's results and the portable type map from here.
+__all__ = ["SQL_TYPES", "LoadResult", "ReadFrom", "SqlDestination", "TableInfo"]
 
 
 class SqlDestination(dg.ConfigurableResource):
@@ -102,11 +54,16 @@ class SqlDestination(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         if self.declared_in_spec:
             check_sql_url(self.url, "url")
+            return engine_for(self.url, writer=True, egress="connection")
         return engine_for(self.url, writer=True)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def rules(self) -> DialectRules:
+        return rules_for(self.dialect)
 
     @property
     def display_url(self) -> str:
@@ -155,8 +112,6 @@ class SqlDestination(dg.ConfigurableResource):
         fails rather than erase the column), `fail` (nothing is committed), or `accept` (append and merge as
         `keep`; replace drops the column)."""
         check_identifier(table, "table name")
-        if self.dialect in NON_TRANSACTIONAL_DDL:
-            raise DestinationError(MYSQL_REFUSAL.format(table=table, url=self.display_url))
         if mode not in WRITE_MODES:
             raise ValueError(f"unknown write mode {mode!r}; allowed: {', '.join(WRITE_MODES)}")
         if schema_policy not in SCHEMA_POLICIES:
@@ -171,7 +126,9 @@ class SqlDestination(dg.ConfigurableResource):
         opened: list[Iterable[Batch]] = [] if callable(batches) else [batches]
         try:
             ensure_tables(self.engine, [*([state_store.state_table] if state_key is not None else []),
-                                        *([row_counts.counts_table] if self.dialect in COUNTING_DIALECTS else [])])
+                                        *([row_counts.counts_table] if self.rules.counting else [])])
+            if not self.rules.transactional_ddl:
+                return staged.load(self, table, batches, opened, mode, keys, schema_policy, state_key, missing_columns)
             if state_key is not None:
                 state_store.prepare_lock(self.engine, state_key)
             with self.engine.begin() as conn:
@@ -202,7 +159,7 @@ class SqlDestination(dg.ConfigurableResource):
         on_missing: MissingColumns = "keep",
     ) -> LoadResult:
         state_before = state_after = None
-        counted = self.dialect in COUNTING_DIALECTS
+        counted = self.rules.counting
         if state_key is not None:
             state_store.lock(conn, state_key)  # held until commit: the state read below cannot go stale
             state_before = state_after = state_store.read(conn, state_key)
@@ -212,7 +169,7 @@ class SqlDestination(dg.ConfigurableResource):
         else:
             batches = source
         reflected = self._reflect(conn, table)
-        existing = None if reflected is None else {name: portable_type(t) for name, t in reflected}
+        existing = None if reflected is None else {name: self.rules.portable(t) for name, t in reflected}
         rows_before: int | None = None  # the table's count when the load started
         stored_before = False  # whether that count was stored (else it was counted, and is stored at the end)
         if counted and mode != "replace":
@@ -225,7 +182,7 @@ class SqlDestination(dg.ConfigurableResource):
             # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
             conn=conn, table=table, target=target, columns=dict(existing or {}),
             primary_key=keys if mode == "merge" else (),
-            policy=policy, quote=self.quote, sql_types=SQL_TYPES, creating=existing is None,
+            policy=policy, quote=self.quote, sql_types=self.rules.sql_types, creating=existing is None, rules=self.rules,
         )
         if mode == "replace" and existing is not None:
             load.create(existing)  # keep the table's columns even if this load does not send them all
@@ -358,7 +315,9 @@ class SqlDestination(dg.ConfigurableResource):
         """The table's (column, SQL type) pairs, or None if there is no such table."""
         return reflect_columns(conn, table)
 
-    def _ensure_unique(self, conn: sa.Connection, table: str, keys: tuple[str, ...]) -> None:
+    def _ensure_unique(
+        self, conn: sa.Connection, table: str, keys: tuple[str, ...], columns: dict[str, ColumnType] | None = None,
+    ) -> None:
         # ON CONFLICT needs a unique index on exactly the key columns; tables created by merge have a primary
         # key, tables created by append get this index the first time they are merged into.
         inspector = sa.inspect(conn)
@@ -371,11 +330,22 @@ class SqlDestination(dg.ConfigurableResource):
             return
         digest = hashlib.sha1(f"{table}:{','.join(keys)}".encode(), usedforsecurity=False).hexdigest()[:12]
         cols = ", ".join(self.quote(k) for k in keys)
+        rules = self.rules
+        # A key column of a type that cannot be indexed whole (MySQL's LONGTEXT) first takes its key type.
+        statements = [rules.widen_sql(self.quote(table), self.quote(k), rules.key_types[t].compile(dialect=conn.dialect))
+                      for k, t in (columns or {}).items() if k in keys and t in rules.key_types]
+        # MySQL has no CREATE INDEX IF NOT EXISTS; its loads hold the table's lock (staged.py), so the check
+        # above cannot go stale.
+        exists = " IF NOT EXISTS" if rules.transactional_ddl else ""
+        statements.append(f"CREATE UNIQUE INDEX{exists} {self.quote('ux_' + digest)} ON {self.quote(table)} ({cols})")
         try:
-            with conn.begin_nested():
-                conn.exec_driver_sql(
-                    f"CREATE UNIQUE INDEX IF NOT EXISTS {self.quote('ux_' + digest)} ON {self.quote(table)} ({cols})"
-                )
+            if rules.transactional_ddl:
+                with conn.begin_nested():
+                    for statement in statements:
+                        conn.exec_driver_sql(statement)
+            else:  # DDL commits on its own: a savepoint around it would be gone before its release
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
         except sa.exc.DBAPIError as exc:
             raise DestinationError(
                 f"table {table}: cannot merge on ({', '.join(keys)}): existing rows are not unique on those "
@@ -432,9 +402,13 @@ class SqlDestination(dg.ConfigurableResource):
         return typed
 
     def _swap(self, conn: sa.Connection, staging: str, table: str) -> None:
-        # Both statements are in the load's transaction: readers see the old table or the new one.
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.quote(table)}"))
-        conn.execute(sa.text(f"ALTER TABLE {self.quote(staging)} RENAME TO {self.quote(table)}"))
+        # PostgreSQL, SQLite: both statements are in the load's transaction. MySQL: one atomic RENAME TABLE.
+        # Either way readers see the old table or the new one.
+        old = None
+        if not self.rules.transactional_ddl and sa.inspect(conn).has_table(table):
+            old = f"_old_{uuid.uuid4().hex[:16]}"
+        for statement in self.rules.swap_sql(staging, table, old, self.quote):
+            conn.exec_driver_sql(statement)
 
     def _count(self, conn: sa.Connection, table: str) -> int:
         return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {self.quote(table)}")).scalar_one())  # noqa: S608 (identifiers quoted by the dialect)

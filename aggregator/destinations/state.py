@@ -63,7 +63,9 @@ def lock(conn: sa.Connection, key: str) -> None:
     committed: overlapping runs can neither load the same rows twice nor move the cursor past rows they did not
     load. PostgreSQL: a transaction-scoped advisory lock (it exists before the state row does). SQLite: the
     destination's engine begins every transaction with BEGIN IMMEDIATE, which already holds the database's write
-    lock. Other dialects: the state row, created beforehand by `prepare_lock`, locked FOR UPDATE."""
+    lock. Other dialects: the state row, created beforehand by `prepare_lock`, locked FOR UPDATE. MySQL loads
+    never come here: their DDL would end the transaction and with it a row lock, so they hold a named lock for
+    the whole load instead (staged.py)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id(key)})

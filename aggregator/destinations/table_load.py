@@ -10,12 +10,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aggregator.destinations.dialects import DialectRules, rules_for
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SchemaPolicy, column_name, plan
 from connectors.arrow_rows import ArrowRows
 from connectors.batches import Batch, ColumnType, type_of
 from connectors.records import conform
+
+# The row-order column of a staging table (`TableLoad.row_order`): never part of the table's columns.
+ORDER_COLUMN = "_aggregator_ord"
 
 
 @dataclass
@@ -33,6 +37,11 @@ class TableLoad:
     events: list[str] = field(default_factory=list)
     discarded: Counter[tuple[str, ColumnType, ColumnType]] = field(default_factory=Counter)
     arrived: set[str] = field(default_factory=set)  # every column some batch of this load sent (SQL names)
+    rules: DialectRules = field(default_factory=lambda: rules_for(""))  # the dialect's DDL spellings
+    # A staging table that keeps the order rows arrived in (an auto-increment ORDER_COLUMN), so an upsert
+    # from it lets the last row per key win; TEMPORARY: it goes with the session, even a killed one.
+    row_order: bool = False
+    temporary: bool = False
     _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def sa_table(self, name: str, columns: Sequence[str]) -> sa.Table:
@@ -45,17 +54,24 @@ class TableLoad:
                 f"table {self.table}: primary key column(s) {', '.join(missing)} are not among the source's "
                 f"columns ({', '.join(columns)})"
             )
+        order = [sa.Column(ORDER_COLUMN, sa.BigInteger, primary_key=True, autoincrement=True)] if self.row_order else []
         sa.Table(
             self.target,
             sa.MetaData(),
             *(
-                sa.Column(name, self.sql_types[t], primary_key=name in self.primary_key,
+                sa.Column(name, self._sql_type(t, key=name in self.primary_key), primary_key=name in self.primary_key,
                           nullable=name not in self.primary_key, autoincrement=False)
                 for name, t in columns.items()
             ),
+            *order,
+            prefixes=["TEMPORARY"] if self.temporary else [],
+            **self.rules.table_kwargs,
         ).create(self.conn)
         self.columns = dict(columns)
         self.created = True
+
+    def _sql_type(self, column_type: ColumnType, *, key: bool = False) -> sa.types.TypeEngine[Any]:
+        return (self.rules.key_types.get(column_type) if key else None) or self.sql_types[column_type]
 
     def _normalized(self, columns: tuple[str, ...], origin: str) -> tuple[str, ...]:
         names = self._names.get(columns)
@@ -121,9 +137,7 @@ class TableLoad:
             return
         for name, column_type in widen:
             ddl_type = self.sql_types[column_type].compile(dialect=dialect)
-            self.conn.exec_driver_sql(
-                f"ALTER TABLE {self.quote(self.target)} ALTER COLUMN {self.quote(name)} TYPE {ddl_type}"
-            )
+            self.conn.exec_driver_sql(self.rules.widen_sql(self.quote(self.target), self.quote(name), ddl_type))
             self.columns[name] = column_type
 
     def _rebuild_sqlite(self, widen: dict[str, ColumnType]) -> None:

@@ -10,6 +10,7 @@ commit together."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -189,6 +190,50 @@ class SqliteWriter:
         ).scalar_one()
         conn.exec_driver_sql(f"DROP TABLE {q(stage)}")
         return len(keys) - int(existing)
+
+
+def _mysql_value(value: Any) -> Any:
+    # PyMySQL writes an aware datetime's wall time and drops its zone: convert to the naive UTC every
+    # dialect stores (DATETIME holds no zone).
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    # MySQL's DOUBLE has no NaN or infinity (PyMySQL refuses to send them): they are stored as NULL.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MysqlWriter:
+    """One `executemany` per batch, which PyMySQL packs into multi-row `INSERT … VALUES (…), (…)` statements
+    (each up to the server's max_allowed_packet). On MySQL rows always go into a staging table first
+    (aggregator/destinations/staged.py); the upsert into the table is one `INSERT … SELECT` from it."""
+
+    def __init__(self, quote: Quote) -> None:
+        self.quote = quote
+
+    def append(self, conn: sa.Connection, table: str, columns: Sequence[str], rows: Rows) -> int:
+        cols = ", ".join(self.quote(c) for c in columns)
+        sql = f"INSERT INTO {self.quote(table)} ({cols}) VALUES ({', '.join('%s' for _ in columns)})"  # noqa: S608 (identifiers quoted by the dialect, values are %s)
+        conn.exec_driver_sql(sql, [tuple(_mysql_value(v) for v in row) for row in rows])
+        return len(rows)
+
+    def publish(
+        self, conn: sa.Connection, stage: str, table: str, columns: Sequence[str], primary_key: Sequence[str],
+        order: str,
+    ) -> int:
+        """Move the staged rows into `table` in arrival order (`order`, the stage's auto-increment column):
+        plain inserts, or with `primary_key` an upsert in which a key's last row wins. Returns the driver's
+        row count (for an upsert MySQL counts an updated row twice, so callers report staged rows instead)."""
+        q = self.quote
+        cols = ", ".join(q(c) for c in columns)
+        sql = f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {q(stage)} ORDER BY {q(order)}"  # noqa: S608 (identifiers quoted by the dialect)
+        if primary_key:
+            # VALUES(c) is the incoming row's value (MySQL 8.0.20 deprecates it for an alias MariaDB lacks;
+            # both take it). With only key columns, a no-op update keeps the existing row.
+            updates = [f"{q(c)} = VALUES({q(c)})" for c in columns if c not in primary_key] or \
+                [f"{q(table)}.{q(k)} = {q(table)}.{q(k)}" for k in primary_key]
+            sql += f" ON DUPLICATE KEY UPDATE {', '.join(updates)}"
+        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 class GenericWriter:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import secrets
 import sys
 import time
 import warnings
@@ -81,7 +80,9 @@ def _password(password_stdin: bool, generate: bool, confirm: bool = True) -> tup
             raise click.UsageError("--password-stdin: no password on standard input")
         return line, False
     if generate:
-        return secrets.token_urlsafe(18), True
+        from aggregator.proxy.storage.store import generate_password
+
+        return generate_password(), True
     try:
         with warnings.catch_warnings():
             # Without a terminal getpass warns "Can not control echo" and click prints only "Aborted!".
@@ -175,6 +176,15 @@ def register_commands(main: click.Group) -> None:
         with _store_errors_as_cli_errors():
             store.set_disabled(username, True)
         click.echo(f"{username} disabled; sessions ended, tokens refused")
+
+    @users.command("enable")
+    @click.argument("username")
+    def users_enable(username: str) -> None:
+        """Enable a disabled user again (they sign in anew; their unrevoked tokens work again)."""
+        store, _ = _store()
+        with _store_errors_as_cli_errors():
+            store.set_disabled(username, False)
+        click.echo(f"{username} enabled")
 
     @users.command("set-password")
     @click.argument("username")

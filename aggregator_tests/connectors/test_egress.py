@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from aggregator.destinations.sql import SqlDestination
 from aggregator_tests.postgres import PgDatabase
+from aggregator_tests.rebinding import NAME, rebinding
 from connectors.egress import EgressError, check_address
 from connectors.files import FilesResource
 from connectors.files.config import FileStream
@@ -103,34 +104,52 @@ def test_sqlite_sources_cannot_attach_other_files(roots: Path, tmp_path: Path) -
         conn.execute(sa.text(f"ATTACH DATABASE '{tmp_path / 'proxy.db'}' AS p"))
 
 
-def test_the_platforms_postgres_databases_are_refused(
-        roots: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = sa.engine.make_url(pg_db.sqlalchemy_url)
-    assert "connected" in SqlResource(url=pg_db.sqlalchemy_url).check()
+# Another database every server of the dialect has: a source may read it.
+OTHER_DATABASE = {"postgresql": "postgres", "mysql": "information_schema"}
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_db(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each database server a warehouse may be: PostgreSQL and MariaDB/MySQL."""
+    if request.param == "mysql":
+        return str(request.getfixturevalue("mysql_url"))
+    pg_db: PgDatabase = request.getfixturevalue("pg_db")
+    return pg_db.sqlalchemy_url
+
+
+def test_the_platforms_databases_are_refused(roots: Path, server_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = sa.engine.make_url(server_db)
+    backend = url.get_backend_name()
+    assert "connected" in SqlResource(url=server_db).check()
     # Declared without credentials, under another spelling of the same host: still the same database.
-    monkeypatch.setenv("AGGREGATOR_PROTECTED_DATABASES", f"postgresql://localhost:{url.port or 5432}/{url.database}")
-    _refused(SqlResource(url=pg_db.sqlalchemy_url).check, "url", "platform's own databases")
+    port = url.port or {"postgresql": 5432, "mysql": 3306}[backend]
+    monkeypatch.setenv("AGGREGATOR_PROTECTED_DATABASES", f"{backend}://localhost:{port}/{url.database}")
+    _refused(SqlResource(url=server_db).check, "url", "platform's own databases")
+    # A spec's destination may not write there either (a MySQL warehouse is checked as PostgreSQL's is).
+    _refused(lambda: SqlDestination(url=server_db, declared_in_spec=True).engine, "url", "platform's own databases")
     monkeypatch.delenv("AGGREGATOR_PROTECTED_DATABASES")
-    monkeypatch.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
-    _refused(SqlResource(url=pg_db.sqlalchemy_url).check, "platform's own databases")
-    other = url.set(database="postgres").render_as_string(hide_password=False)
+    if backend == "postgresql":  # the platform's own stores are PostgreSQL
+        monkeypatch.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
+        _refused(SqlResource(url=server_db).check, "platform's own databases")
+    other = url.set(database=OTHER_DATABASE[backend]).render_as_string(hide_password=False)
     assert "connected" in SqlResource(url=other).check()
 
 
 def test_a_sql_source_may_not_read_the_warehouse_but_its_destination_writes_it(
-        roots: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+        roots: Path, server_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables in the warehouse belong to pipelines; another pipeline reads them through a ref (grant-checked),
     never through a SQL source pointed at the warehouse, whatever the URL's spelling."""
-    url = sa.engine.make_url(pg_db.sqlalchemy_url)
+    url = sa.engine.make_url(server_db)
+    backend = url.get_backend_name()
     monkeypatch.setenv("AGGREGATOR_WAREHOUSE_URL", url.render_as_string(hide_password=False))
-    respelled = url.set(host="localhost", port=url.port or 5432).render_as_string(hide_password=False)
-    for source_url in (pg_db.sqlalchemy_url, respelled):
+    respelled = url.set(host="localhost", port=url.port or {"postgresql": 5432, "mysql": 3306}[backend])
+    for source_url in (server_db, respelled.render_as_string(hide_password=False)):
         message = _refused(SqlResource(url=source_url).check, "url", "platform's warehouse", "ref")
-        assert pg_db.sqlalchemy_url not in message
-    destination = SqlDestination(url=pg_db.sqlalchemy_url, declared_in_spec=True)
+        assert server_db not in message
+    destination = SqlDestination(url=server_db, declared_in_spec=True)
     with destination.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
-    other = url.set(database="postgres").render_as_string(hide_password=False)
+    other = url.set(database=OTHER_DATABASE[backend]).render_as_string(hide_password=False)
     assert "connected" in SqlResource(url=other).check()  # another database on the same server is a source
 
 
@@ -256,3 +275,25 @@ def test_default_roots_hold_the_samples_and_not_the_platform_state(
     _refused(SqlResource(url=_sqlite(tmp_path / "home" / "proxy.db")).check, "data roots")
     os.makedirs(tmp_path / "home" / "dagster", exist_ok=True)
     _refused(FilesResource(base_dir=str(tmp_path / "home" / "dagster")).check, "data roots")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_name_that_rebinds_to_a_platform_database_is_refused_when_connected(
+        backend: str, roots: Path, pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL's name answers another address to the check and the platform database's to the driver: the
+    connection's peer is checked, so the platform database is still never read (PostgreSQL and MariaDB)."""
+    if backend == "postgresql":
+        url = sa.engine.make_url(pg_db.sqlalchemy_url)
+    else:
+        url = sa.engine.make_url("mysql+pymysql://root@127.0.0.1:3306/mysql")
+    port = url.port or 5432
+    monkeypatch.setenv("AGGREGATOR_PROTECTED_DATABASES", f"{backend}://127.0.0.1:{port}/{url.database}")
+    _refused(SqlResource(url=url.render_as_string(hide_password=False)).check, "platform's own databases")
+    rebound = url.set(host=NAME).render_as_string(hide_password=False)
+    with rebinding(monkeypatch, "127.0.0.2", "127.0.0.1") as names:
+        message = _refused(SqlResource(url=rebound).check, "url", "reached one of the platform's own databases")
+        assert names.answers >= 2  # the check's lookup, then the driver's
+    assert "127.0.0.1" not in message
+    with rebinding(monkeypatch, "127.0.0.2", "127.0.0.1"), pytest.raises(EgressError, match="reached one of"), \
+            SqlDestination(url=rebound, declared_in_spec=True).engine.connect():
+        pass

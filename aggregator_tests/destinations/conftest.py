@@ -1,10 +1,17 @@
-"""A destination per dialect (`warehouse_url` comes from aggregator_tests/conftest.py)."""
+"""A destination per dialect loads write into: SQLite, PostgreSQL and MySQL/MariaDB (`load_warehouse_url` comes
+from aggregator_tests/conftest.py). Every destination test runs on each, unless its module narrows
+`warehouse_url` back to the platform-wide dialects."""
 
 from __future__ import annotations
 
 import pytest
 
 from aggregator.destinations.sql import SqlDestination
+
+
+@pytest.fixture
+def warehouse_url(load_warehouse_url: str) -> str:
+    return load_warehouse_url
 
 
 @pytest.fixture

@@ -119,7 +119,8 @@ def test_replace_without_a_primary_key_fails_rather_than_erase_a_column(dest: Sq
     if policy == "keep":
         with pytest.raises(SchemaChangeError, match=r"no longer sends column\(s\) a, b .*'replace' would erase"):
             dest.load("t", [batch(renamed, ("id", "a2"))], "replace", missing_columns="keep")
-        assert dest.describe("t").columns == (("id", "BIGINT"), ("a", "TEXT"), ("b", "TEXT"))
+        text = "LONGTEXT" if dest.dialect == "mysql" else "TEXT"  # MySQL's TEXT holds only 64 KiB
+        assert dest.describe("t").columns == (("id", "BIGINT"), ("a", text), ("b", text))
         return
     result = dest.load("t", [batch(renamed, ("id", "a2"))], "replace", missing_columns="accept")
     assert result.missing_columns == ("a", "b")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from aggregator.destinations.schema import WriteMode
@@ -48,6 +49,8 @@ def test_generated_load_sequences_report_the_exact_count(dest: SqlDestination) -
 
 def test_a_load_with_nothing_new_does_not_count_the_table(dest: SqlDestination) -> None:
     """The re-sync case: no COUNT(*) of the loaded table once the count is known."""
+    if not dest.rules.counting:
+        pytest.skip("MySQL loads count the table (COUNT(*)) after each load: counts are kept on PostgreSQL and SQLite")
     dest.load("t", [_batch(list(range(100)), extra=False)], "append")
     statements: list[str] = []
 

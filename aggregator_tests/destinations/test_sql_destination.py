@@ -1,4 +1,4 @@
-"""SqlDestination on real SQLite and PostgreSQL: write modes, schema evolution, state, bulk paths."""
+"""SqlDestination on real SQLite, PostgreSQL and MariaDB: write modes, schema evolution, state, bulk paths."""
 
 from __future__ import annotations
 
@@ -133,7 +133,8 @@ def test_empty_replace_keeps_columns_and_empties_the_table(dest: SqlDestination)
 
 
 def test_bulk_paths_never_insert_row_by_row(dest: SqlDestination) -> None:
-    """PostgreSQL loads through COPY (no INSERT statements at all); SQLite through one executemany per batch."""
+    """PostgreSQL loads through COPY (no INSERT statements at all); SQLite through one executemany per batch;
+    MySQL through one executemany per batch into the stage, then one INSERT … SELECT into the table."""
     statements: list[tuple[str, bool]] = []
 
     def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
@@ -149,6 +150,10 @@ def test_bulk_paths_never_insert_row_by_row(dest: SqlDestination) -> None:
                s.lstrip().upper().startswith("INSERT INTO T")]
     if dest.dialect == "postgresql":
         assert inserts == []
+    elif dest.dialect == "mysql":
+        staged = [many for s, many in statements if s.startswith("INSERT INTO _stage_")]
+        assert staged == [True] * 3
+        assert [s.split(" SELECT ")[0] for s, _ in inserts] == ["INSERT INTO t (id, name, amount, at)"]
     else:
         assert len(inserts) == 3 and all(many for _, many in inserts)
 

@@ -2,8 +2,8 @@
 
 Each run read the cursor before its load transaction began, and the lock was taken only inside it, so both
 started from the same cursor and appended the same records. The cursor is now read inside the load, after the
-stream's lock (PostgreSQL advisory lock, SQLite BEGIN IMMEDIATE). These tests run two real runs against a real
-HTTP source whose every request blocks until the test releases it, over generated interleavings: where the
+stream's lock (PostgreSQL advisory lock, SQLite BEGIN IMMEDIATE, MySQL GET_LOCK). These tests run two real runs
+against a real HTTP source whose every request blocks until the test releases it, over generated interleavings: where the
 second run starts, which records appear at the source between requests, and with what delay each request is
 answered. Concurrency between runs is allowed here (they are in-process runs, outside any run queue): the load
 alone must keep the table exact."""
@@ -27,6 +27,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from aggregator.destinations.sql import SqlDestination
+from aggregator_tests.mariadb import lock_waiters as mysql_lock_waiters
 from aggregator_tests.pipelines.conftest import query
 
 PAGE = 3
@@ -178,14 +180,17 @@ def second_run_overlaps(run: Run, api: GatedApi, url: str) -> Callable[[], bool]
     def check() -> bool:
         if api.in_flight >= 2:
             return True
+        if url.startswith("mysql"):
+            return mysql_lock_waiters(url) > 0
         return lock_waiters(url) > 0 if url.startswith("postgresql") else waits_in_sqlite_begin(run)
     return check
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_overlapping_incremental_runs_load_every_record_once(
-    seed: int, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
+    seed: int, spec_dir: Path, load_warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
 ) -> None:
+    warehouse_url = load_warehouse_url
     rng = random.Random(seed)
     with gated_api() as api:
         api.add(rng.randint(4, 11))
@@ -246,5 +251,4 @@ def test_overlapping_incremental_runs_load_every_record_once(
         assert final.error is None, final.error
         ids = [row[0] for row in query(warehouse_url, "SELECT id FROM feed_events ORDER BY id")]
         assert ids == list(range(1, len(api.records) + 1))
-        state = query(warehouse_url, "SELECT state FROM _aggregator_state WHERE key = 'feed.events'")
-        assert json.loads(state[0][0]) == {"cursor": stamp(len(api.records))}
+        assert SqlDestination(url=warehouse_url).read_state("feed.events") == {"cursor": stamp(len(api.records))}

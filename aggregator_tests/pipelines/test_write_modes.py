@@ -1,4 +1,4 @@
-"""Each write mode through a compiled pipeline, on SQLite and PostgreSQL warehouses."""
+"""Each write mode through a compiled pipeline, on SQLite, PostgreSQL and MySQL/MariaDB warehouses."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
-def test_write_mode(instance: dg.DagsterInstance, mode: str, spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]) -> None:
+def test_write_mode(instance: dg.DagsterInstance, mode: str, spec_dir: Path, load_warehouse_url: str, compile_specs: Callable[[str], dg.Definitions]) -> None:
+    warehouse_url = load_warehouse_url
     with sqlite3.connect(spec_dir / "source.db") as conn:
         conn.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, price REAL)")
         conn.executemany("INSERT INTO stock VALUES (?, ?)", [("a", 1.0), ("b", 1.0)])

@@ -104,3 +104,19 @@ def test_users_add_without_a_terminal_says_how_to_give_the_password(tmp_path: Pa
     assert done.returncode == 2, done
     assert "--password-stdin" in done.stderr and "--generate-password" in done.stderr, done.stderr
     assert "GetPassWarning" not in done.stderr and "Aborted!" not in done.stderr, done.stderr
+
+
+def test_cli_keeps_an_unscoped_admin_and_enables_again(runner: CliRunner) -> None:
+    """The CLI and the API share the store's guard: the last enabled unscoped admin cannot be demoted,
+    scoped or disabled from either; once another unscoped admin exists, it can."""
+    pw = "a long enough password\n"
+    assert runner.invoke(main, ["users", "add", "root", "--role", "admin"], input=pw * 2).exit_code == 0
+    for args in (["set-role", "root", "editor"], ["set-role", "root", "admin", "--scope", "sales"],
+                 ["disable", "root"]):
+        refused = runner.invoke(main, ["users", *args])
+        assert refused.exit_code != 0 and "last enabled admin" in refused.output, refused.output
+    assert "root\tadmin\tscope=*\tenabled" in runner.invoke(main, ["users", "list"]).output
+    assert runner.invoke(main, ["users", "add", "ops", "--role", "admin"], input=pw * 2).exit_code == 0
+    assert runner.invoke(main, ["users", "disable", "root"]).exit_code == 0
+    assert runner.invoke(main, ["users", "enable", "root"]).exit_code == 0
+    assert "root\tadmin\tscope=*\tenabled" in runner.invoke(main, ["users", "list"]).output

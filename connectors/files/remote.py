@@ -19,15 +19,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.egress import EgressError, check_address
+from connectors.egress import EgressError, pinned_address, url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files.azure_blob import AZURE_OPTIONS, azure_filesystem
 from connectors.files.entry import Entry
@@ -98,31 +98,48 @@ def _endpoint(scheme: str, base: str, options: dict[str, Any]) -> tuple[str, int
     return (default, 443) if default else None
 
 
-def check_endpoint(scheme: str, base: str, options: dict[str, Any]) -> None:
-    """EgressError unless every address of the endpoint is one connectors may reach (egress.py)."""
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the storage library connects: the endpoint's name, port and the checked address it must use."""
+
+    host: str
+    port: int
+    address: str
+
+
+def check_endpoint(scheme: str, base: str, options: dict[str, Any]) -> Endpoint | None:
+    """The endpoint with the address to connect to, after every address of its name passed egress.py; None
+    when the options name no endpoint (a scheme fsspec resolves itself)."""
     target = _endpoint(scheme, base, options)
     if target is None:
-        return
+        return None
     host, port = target
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise SourceReadError(f"base_dir: cannot resolve the storage endpoint {host!r}: {exc}") from exc
-    for info in infos:
-        try:
-            check_address(str(info[4][0]), port)
-        except EgressError as exc:
-            raise EgressError(f"base_dir: storage endpoint {host}:{port}: {exc}") from None
+        return Endpoint(host, port, pinned_address(host, port, "base_dir: storage endpoint"))
+    except EgressError:
+        raise
+    except ConnectorConfigError as exc:
+        raise SourceReadError(str(exc)) from exc
 
 
-def _s3(options: dict[str, Any]) -> Any:
+def pinned_endpoint_url(url: str, endpoint: Endpoint | None) -> str:
+    """`url` to reach the checked address: a plain-HTTP endpoint gets the address in place of its name (the
+    library would otherwise resolve the name again); HTTPS keeps the name its certificate is checked against."""
+    parts = urlsplit(url)
+    if endpoint is None or parts.scheme != "http" or parts.hostname is None:
+        return url
+    netloc = url_host(endpoint.address) + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _s3(options: dict[str, Any], endpoint: Endpoint | None) -> Any:
     """Arrow's S3 client for fsspec-style options (the names s3fs takes)."""
     import pyarrow.fs as pafs
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     kwargs: dict[str, Any] = {"connect_timeout": 10, "request_timeout": 60}
     if options.get("endpoint_url"):
-        parts = urlsplit(str(options["endpoint_url"]))
+        parts = urlsplit(pinned_endpoint_url(str(options["endpoint_url"]), endpoint))
         kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme)
         kwargs["region"] = options.get("region") or "us-east-1"  # S3-compatible servers mostly ignore it
     elif options.get("region"):
@@ -191,18 +208,21 @@ class RemoteLocation:
         """The fsspec filesystem, opened on first use (after the egress check)."""
         if self._fs is None:
             check_option_names(self.base, self.options)
-            check_endpoint(self.scheme, self.base, self.options)
+            endpoint = check_endpoint(self.scheme, self.base, self.options)
             if self.scheme in ("s3", "s3a"):
-                self._fs, self._root = _s3(self.options), self.base.partition("://")[2]
+                self._fs, self._root = _s3(self.options, endpoint), self.base.partition("://")[2]
             elif self.scheme == "sftp":
                 try:
-                    self._fs, self._root = sftp_filesystem(self.base, self.options)
+                    self._fs, self._root = sftp_filesystem(self.base, self.options, endpoint.address if endpoint else None)
                 except (ConnectorConfigError, SourceReadError):
                     raise
                 except Exception as exc:  # refused login, no route, timeout: said without the credentials
                     raise self._fail("connecting", exc) from exc
             elif self.scheme in ("az", "abfs"):
-                self._fs, self._root = azure_filesystem(self.base, self.options)
+                options = dict(self.options)
+                if options.get("endpoint_url"):
+                    options["endpoint_url"] = pinned_endpoint_url(str(options["endpoint_url"]), endpoint)
+                self._fs, self._root = azure_filesystem(self.base, options)
             else:
                 import fsspec
 

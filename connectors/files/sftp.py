@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import socket
 import weakref
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from connectors.egress import check_socket
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.redact import sanitize_url
 
@@ -92,8 +94,9 @@ def _refuse_unpinned(display: str, fingerprints: frozenset[str]) -> Any:
     return PinnedFingerprint()
 
 
-def sftp_filesystem(base: str, options: dict[str, Any]) -> tuple[Any, str]:
-    """(fsspec filesystem, root path) for `sftp://[user@]host[:port]/path` with pinned host keys."""
+def sftp_filesystem(base: str, options: dict[str, Any], address: str | None = None) -> tuple[Any, str]:
+    """(fsspec filesystem, root path) for `sftp://[user@]host[:port]/path` with pinned host keys; the TCP
+    connection goes to `address` (the one egress.py checked) and its peer is checked again once connected."""
     display = sanitize_url(base)
     try:
         from fsspec.implementations.sftp import SFTPFileSystem
@@ -137,19 +140,23 @@ def sftp_filesystem(base: str, options: dict[str, Any]) -> tuple[Any, str]:
             for key_type, key in (pinned.lookup(lookup) or {}).items():
                 client.get_host_keys().add(lookup, key_type, key)
             client.set_missing_host_key_policy(_refuse_unpinned(display, fingerprints))
+            sock = socket.create_connection((address or host, port), timeout=timeout)
             try:
-                client.connect(host, port=port, username=username, password=options.get("password") or None,
-                               pkey=pkey, look_for_keys=False, allow_agent=False, timeout=timeout,
+                check_socket(sock)  # the peer actually reached, not a name that could resolve anew
+                client.connect(host, port=port, sock=sock, username=username,
+                               password=options.get("password") or None, pkey=pkey, look_for_keys=False, allow_agent=False, timeout=timeout,
                                banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
                 self.ftp = client.open_sftp()
             except paramiko.BadHostKeyException as exc:
                 client.close()
+                sock.close()
                 raise HostKeyRefused(f"{display}: the server's host key ({exc.key.get_name()} "
                                      f"{fingerprint(exc.key)}) is not the one pinned in known_hosts, so it is "
                                      f"refused: the server's key changed or someone is in between; "
                                      f"{_PIN_HELP}") from None
             except BaseException:
                 client.close()
+                sock.close()
                 raise
             self.client = client
             weakref.finalize(self, client.close)  # the transport thread ends with the filesystem

@@ -12,7 +12,10 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+# What a spec's connection may not reach: "connection" the platform's databases, "source" its warehouse too.
+Egress = Literal["source", "connection"]
 
 import sqlalchemy as sa
 
@@ -42,17 +45,17 @@ class _Engines:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._engines: OrderedDict[tuple[str, bool], sa.Engine] = OrderedDict()
+        self._engines: OrderedDict[tuple[str, bool, Egress | None], sa.Engine] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, url: str, writer: bool) -> sa.Engine:
-        key = (url, writer)
+    def get(self, url: str, writer: bool, egress: Egress | None) -> sa.Engine:
+        key = (url, writer, egress)
         with self._lock:
             engine = self._engines.get(key)
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = self._engines[key] = _create(url, writer)
+            engine = self._engines[key] = _create(url, writer, egress)
             dropped = [self._engines.popitem(last=False)[1] for _ in range(len(self._engines) - self.size)]
         for old in dropped:
             # Connections checked out by a load still running are closed when it returns them.
@@ -71,10 +74,11 @@ _ENGINES = _Engines(MAX_ENGINES)
 atexit.register(_ENGINES.dispose_all)
 
 
-def engine_for(url: str, *, writer: bool = False) -> sa.Engine:
+def engine_for(url: str, *, writer: bool = False, egress: Egress | None = None) -> sa.Engine:
     """The engine for `url`. `writer=True` (destinations) on SQLite takes the write lock when a transaction
-    begins and uses WAL; sources never do, so reading a database never writes to it."""
-    return _ENGINES.get(url, writer)
+    begins and uses WAL; sources never do, so reading a database never writes to it. `egress` (a connection
+    from a spec) checks every new connection's server against the platform's databases (egress.py)."""
+    return _ENGINES.get(url, writer, egress)
 
 
 def dispose_engines() -> None:
@@ -82,15 +86,50 @@ def dispose_engines() -> None:
     _ENGINES.dispose_all()
 
 
-def _create(url: str, writer: bool) -> sa.Engine:
+def _peer(dbapi_connection: Any) -> tuple[str | None, int | None, str]:
+    """(address, port, database) of the server a DB-API connection reached; address None for a Unix socket."""
+    info = getattr(dbapi_connection, "info", None)
+    if info is not None and hasattr(info, "hostaddr"):  # psycopg 3: libpq's PQhostaddr
+        return info.hostaddr or None, int(info.port), info.dbname
+    sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL keeps the socket it connected
+    peer = sock.getpeername() if sock is not None else None
+    database = dbapi_connection.db.decode() if isinstance(dbapi_connection.db, bytes) else dbapi_connection.db
+    if isinstance(peer, tuple):
+        return str(peer[0]), int(peer[1]), database or ""
+    return None, int(getattr(dbapi_connection, "port", 0) or 0) or None, database or ""
+
+
+def _check_peers(engine: sa.Engine, backend: str, egress: Egress) -> None:
+    from connectors.egress import check_sql_peer
+
+    @sa.event.listens_for(engine, "connect")
+    def _platform_databases_refused(dbapi_connection: Any, _record: Any) -> None:
+        # The URL was checked by name before the engine was made; the driver resolves the name again for
+        # each connection, and a second answer (DNS rebinding) must not reach a platform database.
+        address, port, database = _peer(dbapi_connection)
+        try:
+            check_sql_peer(backend, address, port, database, "url", source=egress == "source")
+        except BaseException:
+            dbapi_connection.close()
+            raise
+
+
+def _create(url: str, writer: bool, egress: Egress | None = None) -> sa.Engine:
     url = normalize_url(url)
     parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
+    backend = parsed.get_backend_name()
+    if backend in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql":
         from connectors.sql.mysql import connect_args
 
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args())
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args(writer))
+        if egress is not None:
+            _check_peers(engine, backend, egress)
+        return engine
+    if backend != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        if egress is not None and backend == "postgresql":
+            _check_peers(engine, backend, egress)
+        return engine
     if parsed.database not in (None, "", ":memory:"):
         # A fresh AGGREGATOR_HOME has no directory yet; SQLite creates the file but not its parents.
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

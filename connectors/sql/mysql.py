@@ -20,8 +20,16 @@ def _unparseable_as_null(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return conv
 
 
-def connect_args() -> dict[str, Any]:
-    """PyMySQL arguments: utf8mb4 (every Unicode character, emoji included) and zero dates as NULL."""
+# A warehouse session (`writer`) refuses what MySQL would otherwise store silently: a value too long or out of
+# range (strict mode, for every table, not only transactional ones), a zero or partly zero date. Its time zone is
+# UTC, so NOW() and TIMESTAMP columns agree with the naive-UTC DATETIMEs loads write.
+WRITER_SESSION = ("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+                  "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00'")
+
+
+def connect_args(writer: bool = False) -> dict[str, Any]:
+    """PyMySQL arguments: utf8mb4 (every Unicode character, emoji included) and zero dates as NULL; a writer's
+    session is strict (`WRITER_SESSION`)."""
     from pymysql import converters
     from pymysql.constants import FIELD_TYPE
 
@@ -31,4 +39,7 @@ def connect_args() -> dict[str, Any]:
                                 (FIELD_TYPE.DATETIME, converters.convert_datetime),
                                 (FIELD_TYPE.TIMESTAMP, converters.convert_datetime)):
         conv[field_type] = _unparseable_as_null(convert)
-    return {"conv": conv, "charset": "utf8mb4"}
+    args: dict[str, Any] = {"conv": conv, "charset": "utf8mb4"}
+    if writer:
+        args["init_command"] = WRITER_SESSION
+    return args

@@ -70,7 +70,7 @@ class SqlResource(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         # Never the platform's databases or its warehouse, SQLite only under the data roots.
         check_sql_url(self.url, "url", source=True)
-        return engine_for(self.url)
+        return engine_for(self.url, egress="source")
 
     @property
     def display_url(self) -> str:
@@ -219,4 +219,4 @@ class WarehouseReader(SqlResource):
     @property
     def engine(self) -> sa.Engine:
         check_sql_url(self.url, "url")
-        return engine_for(self.url)
+        return engine_for(self.url, egress="connection")

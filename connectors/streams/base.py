@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.batches import Batch
-from connectors.errors import SourceReadError
+from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.nested import NestedData, tracker_for
 from connectors.records import TypeHints
 
@@ -148,19 +148,17 @@ def previous_total(state: Mapping[str, Any] | None) -> int:
 
 
 
-def check_broker_address(host: str, port: int, field: str = "host") -> None:
-    """EgressError unless every address `host` resolves to may be reached (connectors/egress.py): brokers
-    obey the same rule as HTTP sources, so a spec cannot point a connection at the platform's own services."""
-    import socket
-
-    from connectors.egress import EgressError, check_address
+def broker_host(host: str, port: int, field: str = "host", tls: bool = False) -> str:
+    """The host to connect to, once every address `host` resolves to passed the egress rule (connectors/
+    egress.py: brokers obey the same rule as HTTP sources, so a spec cannot point a connection at the
+    platform's own services). Without TLS that is the checked address itself, since a second lookup could
+    answer another (DNS rebinding); with TLS the name, which the certificate check binds the connection to."""
+    from connectors.egress import EgressError, pinned_address
 
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise SourceReadError(f"{field}: cannot resolve the broker's host name ({exc.strerror})") from None
-    for info in infos:
-        try:
-            check_address(str(info[4][0]), port)
-        except EgressError as exc:
-            raise EgressError(f"{field}: {exc}") from None
+        address = pinned_address(host, port, field)
+    except EgressError:
+        raise
+    except ConnectorConfigError as exc:
+        raise SourceReadError(f"{field}: cannot resolve the broker's host name ({exc})") from None
+    return host if tls else address

@@ -24,7 +24,7 @@ from connectors.records import TypeHints
 from connectors.streams.base import (
     Batcher,
     Redelivery,
-    check_broker_address,
+    broker_host,
     content_key,
     decode,
     previous_total,
@@ -62,7 +62,7 @@ class MqttResource(dg.ConfigurableResource):
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        check_broker_address(self.host, self.port)
+        host = broker_host(self.host, self.port, tls=self.tls)
         inbox: queue.Queue[Any] = queue.Queue()
         connected = threading.Event()
         outcome: dict[str, Any] = {}
@@ -87,7 +87,7 @@ class MqttResource(dg.ConfigurableResource):
         # Every message of a run stays unacknowledged until the commit: let the broker send that many.
         properties.ReceiveMaximum = receive_maximum
         try:
-            client.connect(self.host, self.port, keepalive=self.keepalive_seconds, clean_start=clean,
+            client.connect(host, self.port, keepalive=self.keepalive_seconds, clean_start=clean,
                            properties=properties)
         except OSError as exc:
             raise SourceReadError(f"{self.where}: cannot connect: {exc.strerror or type(exc).__name__}") from None

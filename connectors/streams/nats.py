@@ -15,11 +15,12 @@ import dagster as dg
 from pydantic import Field
 
 from connectors.batches import Batch, StreamInfo
+from connectors.egress import url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.nested import stream_infos, tracker_for
 from connectors.records import TypeHints
 from connectors.redact import sanitize_url
-from connectors.streams.base import Batcher, check_broker_address, decode
+from connectors.streams.base import Batcher, broker_host, decode
 from connectors.streams.config import NatsStream
 from connectors.strict import reject_unknown
 
@@ -49,11 +50,19 @@ class JetStreamResource(dg.ConfigurableResource):
     async def _connect(self) -> Any:
         import nats
 
+        servers = []
         for server in self.servers:
             parts = urlsplit(server if "://" in server else f"nats://{server}")
-            check_broker_address(parts.hostname or "127.0.0.1", parts.port or 4222, "servers")
-        options: dict[str, Any] = {"servers": self.servers, "connect_timeout": self.timeout_seconds,
-                                   "allow_reconnect": False, "max_reconnect_attempts": 0}
+            port = parts.port or 4222
+            host = broker_host(parts.hostname or "127.0.0.1", port, "servers", tls=parts.scheme == "tls")
+            netloc = parts.netloc.rpartition("@")[0] + "@" if "@" in parts.netloc else ""
+            servers.append(parts._replace(netloc=f"{netloc}{url_host(host)}:{port}").geturl())
+        # Two attempts per server, a second apart, then NoServersError. nats-py treats max_reconnect_attempts=0
+        # as "no limit" in its server selection: a server that refused the connection was retried forever,
+        # so a check, a read or the message sensor hung while the server was down.
+        options: dict[str, Any] = {"servers": servers, "connect_timeout": self.timeout_seconds,
+                                   "allow_reconnect": False, "max_reconnect_attempts": 1,
+                                   "reconnect_time_wait": 1.0}
         if self.user:
             options.update(user=self.user, password=self.password)
         if self.token:
@@ -62,10 +71,15 @@ class JetStreamResource(dg.ConfigurableResource):
         async def quiet(_exc: Exception) -> None:  # nats-py logs and prints errors by default
             return None
 
+        # A budget over all attempts as well, whatever the library does with the options above.
+        budget = (2 * self.timeout_seconds + 1.0) * len(servers)
         try:
-            return await nats.connect(**options, error_cb=quiet)
+            return await asyncio.wait_for(nats.connect(**options, error_cb=quiet), budget)
         except Exception as exc:  # noqa: BLE001 - nats-py raises bare Exceptions and OSErrors alike
-            raise SourceReadError(f"{self.where}: cannot connect: {type(exc).__name__}") from None
+            why = {"NoServersError": "no server accepted the connection (each tried twice)",
+                   "TimeoutError": f"no server answered within {budget:g} s"}.get(type(exc).__name__,
+                                                                                 type(exc).__name__)
+            raise SourceReadError(f"{self.where}: cannot connect: {why}") from None
 
     def _run(self, loop: asyncio.AbstractEventLoop, what: str, coro: Coroutine[Any, Any, T]) -> T:
         import nats.errors
@@ -115,7 +129,11 @@ class JetStreamResource(dg.ConfigurableResource):
         committed = (state or {}).get("last_seq")
         start = int(committed) + 1 if committed is not None else stream.start_sequence
         loop = asyncio.new_event_loop()
-        nc = self._run(loop, "connect", self._connect())
+        try:
+            nc = self._run(loop, "connect", self._connect())
+        except BaseException:
+            loop.close()  # its self-pipe sockets would otherwise be left to the garbage collector
+            raise
         try:
             js = nc.jetstream()
             # An ephemeral consumer that starts at our position and never needs acknowledgements: the position

@@ -17,7 +17,7 @@ from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.nested import stream_infos, tracker_for
 from connectors.records import TypeHints
-from connectors.streams.base import Batcher, Redelivery, check_broker_address, decode, previous_total
+from connectors.streams.base import Batcher, Redelivery, broker_host, decode, previous_total
 from connectors.streams.config import RabbitMqStream
 from connectors.strict import reject_unknown
 
@@ -52,13 +52,13 @@ class RabbitMqResource(dg.ConfigurableResource):
     def where(self) -> str:
         return f"amqp://{self.host}:{self.port}/{self.virtual_host.lstrip('/')}"
 
-    def _parameters(self) -> pika.ConnectionParameters:
+    def _parameters(self, host: str) -> pika.ConnectionParameters:
         import ssl
 
         import pika
 
         return pika.ConnectionParameters(
-            host=self.host, port=self.port, virtual_host=self.virtual_host,
+            host=host, port=self.port, virtual_host=self.virtual_host,
             credentials=pika.PlainCredentials(self.username, self.password),
             ssl_options=pika.SSLOptions(ssl.create_default_context(), self.host) if self.tls else None,
             heartbeat=self.heartbeat_seconds, socket_timeout=self.timeout_seconds,
@@ -70,9 +70,10 @@ class RabbitMqResource(dg.ConfigurableResource):
         if self._channel is None or not self._channel.is_open:
             import pika
 
-            check_broker_address(self.host, self.port)
+            # The checked address, even with TLS: pika verifies the certificate against `self.host` (SNI).
+            host = broker_host(self.host, self.port)
             try:
-                self._connection = pika.BlockingConnection(self._parameters())
+                self._connection = pika.BlockingConnection(self._parameters(host))
                 self._channel = self._connection.channel()
             except pika.exceptions.AMQPError as exc:
                 # pika's messages name host and port, never the password.

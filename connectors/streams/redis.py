@@ -13,7 +13,7 @@ from connectors.batches import Batch, StreamInfo
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.nested import stream_infos, tracker_for
 from connectors.records import TypeHints
-from connectors.streams.base import Batcher, check_broker_address, decode, millis_to_timestamp
+from connectors.streams.base import Batcher, broker_host, decode, millis_to_timestamp
 from connectors.streams.config import RedisStream
 from connectors.strict import reject_unknown
 
@@ -57,9 +57,8 @@ class RedisStreamsResource(dg.ConfigurableResource):
         if self._client is None:
             import redis
 
-            check_broker_address(self.host, self.port)
             self._client = redis.Redis(
-                host=self.host, port=self.port, db=self.db, username=self.username or None,
+                host=broker_host(self.host, self.port, tls=self.tls), port=self.port, db=self.db, username=self.username or None,
                 password=self.password or None,
                 ssl=self.tls, socket_timeout=self.timeout_seconds, socket_connect_timeout=self.timeout_seconds,
             )

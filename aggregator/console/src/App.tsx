@@ -25,6 +25,7 @@ export function App() {
           <Route path="/connections/new" element={<ConnectionEdit />} />
           <Route path="/connections/:name" element={<ConnectionEdit />} />
           <Route path="/builder" element={<Builder />} />
+          <Route path="/builder/new-pipeline" element={<Builder create />} />
           <Route path="/builder/:name" element={<Builder />} />
           <Route path="/uploads" element={<Uploads />} />
           <Route path="/logs" element={<Logs />} />

@@ -195,7 +195,31 @@ export interface AuditRecord {
   role: string | null;
   source_ip: string | null;
   operation: string | null;
+  targets?: Record<string, string[]>;
   decision: string;
   reason: string | null;
   run_id: string | null;
+}
+
+export type RoleName = "viewer" | "launcher" | "editor" | "admin";
+
+export interface UserInfo {
+  username: string;
+  role: RoleName;
+  scope: string[] | null;
+  disabled: boolean;
+  source: string;
+  created_at: number | null;
+}
+
+export interface TokenInfo {
+  id: string;
+  username: string;
+  role: RoleName;
+  scope: string[] | null;
+  description: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used: number | null;
 }

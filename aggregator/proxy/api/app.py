@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api import (
+    admin_routes,
     alert_routes,
     connection_routes,
     connection_write_routes,
@@ -72,6 +73,7 @@ class ApiApp:
                                     *preview_transform.routes(self.state),
                                     *run_routes.routes(ops or DagsterOps(services, client)),
                                     *own_routes.routes(services, lambda: self.routes),
+                                    *admin_routes.routes(services),
                                     Route("GET", OPENAPI_PATH, self.openapi_json, "This document", public=True,
                                           media=("application/json",))]
         self.documented = documented
@@ -156,7 +158,8 @@ class ApiApp:
         data_out = {"run_query": "api_query", "export_asset": "api_export"}  # data leaving: audited like writes
         audited = route is not None and (route.write or route.operation_id in data_out)
         # A handler may name its own audit event and the run it launched (the trigger: "launch", run id).
-        event = state.get("api_event") or (data_out.get(route.operation_id, "api") if route is not None else "api")
+        event = state.get("api_event") or (route.event or data_out.get(route.operation_id, "api")
+                                           if route is not None else "api")
         reason = None if ok else _detail(response)
         await self.services.record_decision(
             ctx, event=event, decision="allow" if ok else "deny", operation=operation, reason=reason,

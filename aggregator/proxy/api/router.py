@@ -91,10 +91,22 @@ class Route:
     max_body_bytes: int | None = None  # a smaller byte cap than the proxy's for this route's body
     reads: bool = False  # a POST that changes nothing (queries, validation): no editor role, no write audit
     unscoped: bool = False  # the role is needed with an unscoped grant (shared things: connections, audit)
+    event: str | None = None  # the audit event of its requests when not `api` (user administration: `admin`)
+    # A wider value pattern for some path parameters (user names hold `@`); never one that matches `/`.
+    param_patterns: dict[str, str] = field(default_factory=dict)
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pattern = re.compile("^" + _PARAM.sub(_PARAM_VALUE, self.path) + "$")
+        self.pattern = re.compile("^" + _PARAM.sub(self._param_value, self.path) + "$")
+
+    def _param_value(self, found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name in self.param_patterns:
+            return f"(?P<{name}>{self.param_patterns[name]})"
+        return found.expand(_PARAM_VALUE)
+
+    def param_pattern(self, name: str) -> str:
+        return self.param_patterns.get(name, "[A-Za-z0-9_.-]{1,128}")
 
     @property
     def write(self) -> bool:
@@ -220,7 +232,7 @@ def openapi_document(routes: list[Route], path_prefix: str,
                               "security": security if role is not None else []}
         params: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}
+             "schema": {"type": "string", "pattern": f"^{route.param_pattern(name)}$"}}
             for name in _PARAM.findall(route.path)]
         if route.query is not None:
             params += _query_parameters(route.query, defs)

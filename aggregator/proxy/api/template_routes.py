@@ -42,6 +42,13 @@ class Instantiate(Strict):
     params: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Parameter values.")
 
 
+def instance_file(template: str, file: str, params: dict[str, Any], pipeline: dict[str, Any]) -> str:
+    """The spec file an instance is written as: a comment naming its origin, then the expanded pipeline (the
+    Console's builder docs show this text, and their test renders it here)."""
+    return (f"# Made from template {template} ({file}) with {json.dumps(params, sort_keys=True)}\n"
+            + yaml.safe_dump({"pipelines": [pipeline]}, sort_keys=False, allow_unicode=True))
+
+
 def routes(api: ApiState) -> list[Route]:
     root = api.platform.pipelines_dir
 
@@ -79,8 +86,7 @@ def routes(api: ApiState) -> list[Route]:
         require(req.principal, Role.editor, "instantiate_template", [pipeline_name])
         if await api.services.run_io(api.specs.find, pipeline_name) is not None:
             raise ApiError(409, f"pipeline {pipeline_name!r} already exists")
-        content = (f"# Made from template {name} ({file}) with {json.dumps(body.params, sort_keys=True)}\n"
-                   + yaml.safe_dump({"pipelines": [pipeline]}, sort_keys=False, allow_unicode=True))
+        content = instance_file(name, file, dict(body.params), pipeline)
         version = await api.services.run_io(api.specs.write, pipeline_name, f"{pipeline_name}.yaml", content,
                                             req.principal.user, "create", etag_of(None), "pipeline",
                                             write_guard(req.principal, "instantiate_template"))

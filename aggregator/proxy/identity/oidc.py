@@ -128,7 +128,8 @@ class OidcClient:
         if existing is None:
             await to_thread.run_sync(lambda: self.app.store.add_user(username, None, role, source="oidc"))
         elif existing.role != role:
-            await to_thread.run_sync(self.app.store.set_role, username, role, None)
+            # The IdP's groups decide an SSO user's role, even when that demotes the last local admin.
+            await to_thread.run_sync(lambda: self.app.store.set_role(username, role, None, keep_admin=False))
         user = User(username, role, None, False, "oidc")
         token = await to_thread.run_sync(self.app.store.create_session, user, self.app.settings.session_absolute_s,
                                          "oidc")

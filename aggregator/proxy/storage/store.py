@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "agg_"  # noqa: S105 (a public prefix that makes leaked tokens greppable, not a secret)
 BOOTSTRAP_LOCK_KEY = 0x61676772  # "aggr": the advisory lock serializing first-admin creation across replicas
+ADMINS_LOCK_KEY = 0x61676773  # serializes demoting/disabling admins, so two at once cannot remove the last one
+MIN_PASSWORD_LENGTH = 12
 # argon2id, memory-hard. Defaults of argon2-cffi (64 MiB, t=3) follow RFC 9106's second recommendation.
 _hasher = PasswordHasher()
 
@@ -36,6 +39,25 @@ def _dummy_hash() -> str:
 
 class StoreError(ValueError):
     """A user or token operation that cannot be done as asked (unknown user, bad role, ...)."""
+
+
+class NotFoundError(StoreError):
+    """The named user or token does not exist: the API answers 404."""
+
+
+class ConflictError(StoreError):
+    """The change collides with the current state (a name taken, the last admin): the API answers 409."""
+
+
+def generate_password() -> str:
+    """144 random bits, URL-safe: what `--generate-password` and the API's generated passwords are."""
+    return secrets.token_urlsafe(18)
+
+
+def check_password(password: str) -> None:
+    """The one password policy, for the CLI, the API and the first admin."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StoreError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def _sha256(value: str) -> str:
@@ -57,6 +79,11 @@ class User:
     scope: frozenset[str] | None
     disabled: bool
     source: str
+    created_at: float | None = None
+
+
+def _user(row: sa.Row[Any]) -> User:
+    return User(row.username, Role.parse(row.role), _scope(row.scope), bool(row.disabled), row.source, row.created_at)
 
 
 @dataclass(frozen=True)
@@ -114,16 +141,20 @@ class Store:
     ) -> User:
         if not username or len(username) > 200:
             raise StoreError("username must be 1-200 characters")
-        if password is not None and len(password) < 12:
-            raise StoreError("password must be at least 12 characters")
-        with self.engine.begin() as conn:
-            if conn.execute(sa.select(db.users.c.username).where(db.users.c.username == username)).first():
-                raise StoreError(f"user {username!r} already exists; use set-role to change it")
-            conn.execute(db.users.insert().values(
-                username=username, password_hash=None if password is None else _hasher.hash(password),
-                role=role.name, scope=_scope_json(scope), disabled=False, source=source, created_at=time.time(),
-            ))
-        return User(username, role, None if scope is None else frozenset(scope), False, source)
+        if password is not None:
+            check_password(password)
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(sa.select(db.users.c.username).where(db.users.c.username == username)).first():
+                    raise ConflictError(f"user {username!r} already exists; use set-role to change it")
+                conn.execute(db.users.insert().values(
+                    username=username, password_hash=None if password is None else _hasher.hash(password),
+                    role=role.name, scope=_scope_json(scope), disabled=False, source=source, created_at=now,
+                ))
+        except sa.exc.IntegrityError:  # created by someone else between the check and the insert
+            raise ConflictError(f"user {username!r} already exists; use set-role to change it") from None
+        return User(username, role, None if scope is None else frozenset(scope), False, source, now)
 
     def create_first_admin(self, username: str, password: str) -> bool:
         """Create `username` as admin only if there are no users at all; False when someone else did first.
@@ -131,8 +162,8 @@ class Store:
         Safe with several proxy replicas starting on an empty database: on PostgreSQL the check and the insert
         run under a transaction-scoped advisory lock, so exactly one replica creates the admin and the others
         see it; elsewhere the primary key turns a lost race into "already there"."""
-        if len(password) < 12:
-            raise StoreError("AGGREGATOR_ADMIN_PASSWORD must be at least 12 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise StoreError(f"AGGREGATOR_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters")
         password_hash = _hasher.hash(password)  # outside the lock: it takes about a second
         try:
             with self.engine.begin() as conn:
@@ -150,38 +181,60 @@ class Store:
     def get_user(self, username: str) -> User | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.users).where(db.users.c.username == username)).first()
-        if row is None:
-            return None
-        return User(row.username, Role.parse(row.role), _scope(row.scope), bool(row.disabled), row.source)
+        return None if row is None else _user(row)
 
     def list_users(self) -> list[User]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(db.users).order_by(db.users.c.username)).all()
-        return [User(r.username, Role.parse(r.role), _scope(r.scope), bool(r.disabled), r.source) for r in rows]
+        return [_user(r) for r in rows]
 
     def count_users(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(db.users)).scalar() or 0)
 
-    def _update_user(self, username: str, **values: object) -> None:
+    def _update_user(self, username: str, keep_admin: bool = False, **values: object) -> None:
+        """Update the user's row and end their sessions in one transaction. With `keep_admin` the change is
+        refused (ConflictError, rolled back) when it leaves no enabled unscoped admin: checked after the
+        update, under a PostgreSQL advisory lock (SQLite holds its write lock from the update on), so two
+        admins demoting each other at once cannot both succeed."""
         self.clear_cache()
         with self.engine.begin() as conn:
+            if keep_admin and conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMINS_LOCK_KEY})
+            was_admin = keep_admin and self._is_admin(conn, username)
             result = conn.execute(db.users.update().where(db.users.c.username == username).values(**values))
             if result.rowcount == 0:
-                raise StoreError(f"no user {username!r}; `aggregator users list` shows who exists")
+                raise NotFoundError(f"no user {username!r}; `aggregator users list` shows who exists")
+            if was_admin and not self._is_admin(conn):
+                raise ConflictError(f"{username} is the last enabled admin with an unscoped grant; make another "
+                                    "user an unscoped admin first, or nobody could manage users any more")
             # A role change or a disable takes effect now, not when the session would have expired.
             conn.execute(db.sessions.update().where(db.sessions.c.username == username,
                                                     db.sessions.c.ended_at.is_(None)).values(ended_at=time.time()))
 
-    def set_role(self, username: str, role: Role, scope: list[str] | None = None) -> None:
-        self._update_user(username, role=role.name, scope=_scope_json(scope))
+    @staticmethod
+    def _is_admin(conn: sa.Connection, username: str | None = None) -> bool:
+        """Is `username` (or anyone, when None) an enabled admin with an unscoped grant?"""
+        u = db.users.c
+        query = sa.select(sa.func.count()).select_from(db.users).where(
+            u.role == Role.admin.name, u.scope.is_(None), u.disabled == sa.false())
+        if username is not None:
+            query = query.where(u.username == username)
+        return bool(conn.execute(query).scalar())
+
+    def set_role(self, username: str, role: Role, scope: list[str] | None = None, keep_admin: bool = True) -> None:
+        """`keep_admin=False` only where an outside authority decides the role (an OIDC sign-in)."""
+        self._update_user(username, keep_admin, role=role.name, scope=_scope_json(scope))
 
     def set_disabled(self, username: str, disabled: bool = True) -> None:
-        self._update_user(username, disabled=disabled)
+        self._update_user(username, disabled, disabled=disabled)
 
     def set_password(self, username: str, password: str) -> None:
-        if len(password) < 12:
-            raise StoreError("password must be at least 12 characters")
+        check_password(password)
+        user = self.get_user(username)
+        if user is not None and user.source != "local":
+            # A password would open a second way in to an account its identity provider governs.
+            raise ConflictError(f"{username} signs in through {user.source}; their password is not kept here")
         self._update_user(username, password_hash=_hasher.hash(password))
 
     def verify_password(self, username: str, password: str) -> User | None:
@@ -225,8 +278,18 @@ class Store:
     def _session_principal(self, id_hash: str, idle_s: float) -> Principal | None:
         now = time.time()
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(db.sessions).where(db.sessions.c.id_hash == id_hash)).first()
+            row = conn.execute(
+                sa.select(db.sessions, db.users.c.disabled, db.users.c.role.label("user_role"),
+                          db.users.c.scope.label("user_scope"))
+                .join(db.users, db.users.c.username == db.sessions.c.username)
+                .where(db.sessions.c.id_hash == id_hash)
+            ).first()
         if row is None or row.ended_at is not None or now > row.expires_at or now - row.last_seen > idle_s:
+            return None
+        # Disabling a user or changing their grant ends their sessions, but a sign-in that verified the
+        # password just before the change inserts its session just after it: checked against the user's
+        # row here too, such a session is refused at its first request instead of living 12 hours.
+        if row.disabled or row.user_role != row.role or _scope(row.user_scope) != _scope(row.scope):
             return None
         if now - row.last_seen > 30:
             # Throttled: one write per half minute per session, not one per request.
@@ -249,8 +312,10 @@ class Store:
     ) -> tuple[str, TokenInfo]:
         """Returns the secret (shown once, stored only as a hash) and the token's record."""
         user = self.get_user(username)
-        if user is None or user.disabled:
-            raise StoreError(f"no enabled user {username!r} to own the token")
+        if user is None:
+            raise NotFoundError(f"no user {username!r} to own the token; create the user first")
+        if user.disabled:
+            raise ConflictError(f"{username} is disabled; enable the user before giving them a token")
         role = role or user.role
         if role > user.role:
             raise StoreError(f"a token cannot have more than its owner's role ({user.role.name})")
@@ -315,4 +380,4 @@ class Store:
             result = conn.execute(db.tokens.update().where(db.tokens.c.id == token_id, db.tokens.c.revoked_at.is_(None))
                                   .values(revoked_at=time.time()))
         if result.rowcount == 0:
-            raise StoreError(f"no active token {token_id!r}; `aggregator tokens list` shows them")
+            raise NotFoundError(f"no active token {token_id!r}; `aggregator tokens list` shows them")

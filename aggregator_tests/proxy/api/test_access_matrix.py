@@ -132,6 +132,20 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
                                                            for p in both],
         ("GET", "/_auth/me"): [Sample("/_auth/me", "grant")],
         ("GET", "/_auth/api/audit"): [Sample("/_auth/api/audit?limit=1", "unscoped")],
+        # User and token administration: allowed callers reach the handler's own 409/404 (the name is taken,
+        # nobody is called no_such_user, no token has that id), so the matrix changes nothing.
+        ("GET", "/_auth/api/users"): [Sample("/_auth/api/users", "unscoped")],
+        ("POST", "/_auth/api/users"): [Sample("/_auth/api/users", "unscoped", json={
+            "username": "viewer", "role": "viewer", "generate_password": True})],
+        ("PUT", "/_auth/api/users/{username}/role"): [
+            Sample("/_auth/api/users/no_such_user/role", "unscoped", json={"role": "viewer"})],
+        ("PUT", "/_auth/api/users/{username}/disabled"): [
+            Sample("/_auth/api/users/no_such_user/disabled", "unscoped", json={"disabled": True})],
+        ("POST", "/_auth/api/users/{username}/password"): [
+            Sample("/_auth/api/users/no_such_user/password", "unscoped", json={"generate_password": True})],
+        ("GET", "/_auth/api/tokens"): [Sample("/_auth/api/tokens", "unscoped")],
+        ("POST", "/_auth/api/tokens"): [Sample("/_auth/api/tokens", "unscoped", json={"username": "no_such_user"})],
+        ("DELETE", "/_auth/api/tokens/{token_id}"): [Sample("/_auth/api/tokens/0123456789ab", "unscoped")],
         ("GET", "/metrics"): [Sample("/metrics", "unscoped")],
         ("GET", "/healthz"): [Sample("/healthz", "public")],
         ("GET", "/api/openapi.json"): [Sample("/api/openapi.json", "public")],

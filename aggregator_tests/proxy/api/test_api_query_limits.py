@@ -257,6 +257,9 @@ def test_a_client_that_goes_away_gives_its_slot_back(api_stack: ApiStack, limits
     with api_stack.client("viewer") as c, c.stream("POST", "/api/query",
                                                    json={"sql": endless, "row_limit": 100_000}) as r:
         assert r.status_code == 200
-        next(r.iter_bytes())
-        assert api.state.slots.running() == 1
+        first = next(r.iter_bytes())
+        if api.state.slots.running() != 1:
+            # The query ended on its own before the client left (seen once in CI): what the answer says why.
+            rest = b"".join(r.iter_bytes())
+            pytest.fail(f"the query ended before the client left; its answer: {first[:300]!r} … {rest[-500:]!r}")
     assert _until(lambda: api.state.slots.running() == 0, 20), "the slot stayed taken after the client left"

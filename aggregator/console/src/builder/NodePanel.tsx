@@ -3,10 +3,10 @@
 import Form from "@rjsf/core";
 import type { RJSFSchema } from "@rjsf/utils";
 import validator from "@rjsf/validator-ajv8";
-import { useEffect, useId, useMemo, useState } from "react";
+import { type ReactNode, useEffect, useId, useMemo, useState } from "react";
 
 import type { ConnectorType } from "../api";
-import { pruneEmpty } from "../formSchema";
+import { formSchema, pruneEmpty } from "../formSchema";
 import type { Obj, SpecNode } from "./specGraph";
 
 const WRITE_MODES = ["append", "replace", "merge"];
@@ -20,6 +20,8 @@ export interface NodePanelProps {
   problems: string[];
   onChange: (changes: Obj) => void;
   onRemove: () => void;
+  /** Shown below the node's fields (the builder puts the row preview there). */
+  children?: ReactNode;
 }
 
 const list = (value: unknown): string => (Array.isArray(value) ? value.join(", ") : "");
@@ -51,7 +53,7 @@ function Text({ label, value, onCommit, disabled, multiline }: { label: string; 
   );
 }
 
-export function NodePanel({ node, connections, types, readOnly, problems, onChange, onRemove }: NodePanelProps) {
+export function NodePanel({ node, connections, types, readOnly, problems, onChange, onRemove, children }: NodePanelProps) {
   const v = node.value ?? {};
   const str = (key: string) => (typeof v[key] === "string" ? (v[key] as string) : "");
   return (
@@ -116,6 +118,7 @@ export function NodePanel({ node, connections, types, readOnly, problems, onChan
           <p className="hint">Other check options are edited in the YAML view and kept as they are.</p>
         </>
       ) : null}
+      {children}
       {!readOnly && node.kind !== "table" ? (
         <button type="button" onClick={onRemove}>Remove {node.kind}</button>
       ) : null}
@@ -128,9 +131,9 @@ function SourceFields({ value, connections, types, readOnly, onChange }: { value
   const connection = typeof value.connection === "string" ? value.connection : "";
   const type = types?.find((t) => t.name === connections[connection]);
   const stream = (value.stream && typeof value.stream === "object" ? value.stream : {}) as Obj;
-  // The stream schema as served, not passed through formSchema(): that rewrite (made for connection configs)
-  // sends the form into a loop on the REST stream's discriminated pagination union.
-  const schema = useMemo(() => (type ? (type.stream_schema as RJSFSchema) : undefined), [type]);
+  // Through formSchema() like a connection's config: environment references, optional values and `$ref`s
+  // resolved (the REST stream's `parent` is itself a stream: shown once, then left to the YAML view).
+  const schema = useMemo(() => (type ? (formSchema(type.stream_schema, stream) as RJSFSchema) : undefined), [type]); // eslint-disable-line react-hooks/exhaustive-deps
   return (
     <>
       <label className="field">

@@ -11,6 +11,8 @@ import { ErrorBox } from "../components/Unavailable";
 import { ability, useMe } from "../me";
 import { layout } from "./layout";
 import { NodePanel } from "./NodePanel";
+import { PreviewRows } from "./PreviewRows";
+import { VersionHistory } from "./VersionHistory";
 import {
   addCheck, addSource, addTransform, freshName, nodeAtLine, type Obj, type Owner, parseSpec, removeNode,
   type SpecGraph, specToGraph, specToYaml, updateCheck, updateStep,
@@ -76,6 +78,8 @@ export function PipelineBuilder({ name }: { name: string }) {
   const scopeReason = doc.data && !doc.data.in_scope ? `your grant does not include pipeline ${name}` : null;
   const canEdit = write.allowed && !scopeReason;
   const readOnlyReason = !write.allowed ? write.reason : scopeReason;
+  const rollbackAbility = ability(me.data, "rollback_pipeline");
+  const rollback = rollbackAbility.allowed && scopeReason ? { allowed: false, reason: scopeReason } : rollbackAbility;
 
   const current = useMemo(() => (text === null ? {} : parsed(text, name)), [text, name]);
   const draftError = useMemo(() => (draft === text ? undefined : parsed(draft, name).error), [draft, text, name]);
@@ -279,7 +283,12 @@ export function PipelineBuilder({ name }: { name: string }) {
               });
               if (typeof changes.name === "string" && selectedNode.kind !== "check") setSelected(`${selectedNode.kind}:${changes.name}`);
             }}
-            onRemove={() => { edit((d) => removeNode(d, name, selectedNode)); setSelected(null); }} />
+            onRemove={() => { edit((d) => removeNode(d, name, selectedNode)); setSelected(null); }}>
+            {selectedNode.kind === "source" || selectedNode.kind === "transform" ? (
+              <PreviewRows pipeline={name} kind={selectedNode.kind} name={selectedNode.name} unsaved={dirty}
+                ability={ability(me.data, `preview_${selectedNode.kind}`)} />
+            ) : null}
+          </NodePanel>
         ) : (
           <aside className="node-panel"><p>Select a node to see {canEdit ? "and edit " : ""}its settings.</p></aside>
         )}
@@ -294,6 +303,10 @@ export function PipelineBuilder({ name }: { name: string }) {
         A graph edit keeps every key, comment and the key order of the file; it only normalizes the spacing before
         inline comments. Saving sends the whole file{file ? ` (${file})` : ""} with If-Match, so a concurrent change is a conflict, not lost.
       </p>
+      {saved !== null ? (
+        <VersionHistory name={name} current={saved} etag={etag} rollback={rollback} dirty={dirty}
+          onRolledBack={async () => { await reload(); setSelected(null); }} />
+      ) : null}
     </section>
   );
 }

@@ -1,78 +1,56 @@
-import { useQuery } from "@tanstack/react-query";
-import { useState } from "react";
+import { type KeyboardEvent, useState } from "react";
 
-import { type AuditRecord, getJson } from "../api";
-import { ErrorBox, Unavailable } from "../components/Unavailable";
+import { Unavailable } from "../components/Unavailable";
 import { ability, useMe } from "../me";
+import { Audit } from "./admin/Audit";
+import { Tokens } from "./admin/Tokens";
+import { Users } from "./admin/Users";
+
+const TABS = [
+  ["users", "Users", "list_users"],
+  ["tokens", "Tokens", "list_tokens"],
+  ["audit", "Audit", "read_audit"],
+] as const;
+type Tab = (typeof TABS)[number][0];
 
 export default function Administration() {
   const me = useMe();
-  const may = ability(me.data, "read_audit");
-  const [decision, setDecision] = useState("");
-  const [username, setUsername] = useState("");
-  const audit = useQuery({
-    queryKey: ["audit", decision, username],
-    enabled: may.allowed,
-    queryFn: () => {
-      const p = new URLSearchParams({ limit: "200" });
-      if (decision) p.set("decision", decision);
-      if (username) p.set("username", username);
-      return getJson<AuditRecord[]>(`_auth/api/audit?${p}`);
-    },
-  });
+  const [tab, setTab] = useState<Tab>("users");
+  // The page's controls exist only for whom the server allows them (abilities from /_auth/me); the API
+  // refuses the rest anyway.
+  const allowed = TABS.filter(([, , op]) => ability(me.data, op).allowed);
+  const onKey = (e: KeyboardEvent) => {
+    const i = allowed.findIndex(([id]) => id === tab);
+    const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+    if (!step || i < 0) return;
+    const next = allowed[(i + step + allowed.length) % allowed.length][0];
+    setTab(next);
+    document.getElementById(`admin-tab-${next}`)?.focus();
+  };
+  const current = allowed.find(([id]) => id === tab) ?? allowed[0];
   return (
     <section>
       <h1>Administration</h1>
       <p className="note">
-        Users, roles, scopes and API tokens are managed with <code>aggregator users</code> and{" "}
-        <code>aggregator tokens</code> on the server (docs/security.md); the audit log of every sign-in, write and
-        refusal is below.
+        Users, their roles and pipeline scopes, API tokens for scripts, and the audit log. The same changes can be
+        made on the server with <code>aggregator users</code> and <code>aggregator tokens</code> (docs/security.md).
       </p>
-      <Unavailable what="The audit log" ability={may} />
-      {may.allowed ? (
+      {me.data && allowed.length === 0 ? (
+        <Unavailable what="Administration" ability={ability(me.data, "list_users")} />
+      ) : null}
+      {current ? (
         <>
-          <div className="row">
-            <label>
-              Decision
-              <br />
-              <select value={decision} onChange={(e) => setDecision(e.target.value)}>
-                <option value="">Any</option>
-                <option value="allow">allow</option>
-                <option value="deny">deny</option>
-              </select>
-            </label>
-            <label>
-              User
-              <br />
-              <input value={username} onChange={(e) => setUsername(e.target.value)} />
-            </label>
+          <div role="tablist" aria-label="Administration" className="tabs" onKeyDown={onKey}>
+            {allowed.map(([id, label]) => (
+              <button key={id} type="button" role="tab" id={`admin-tab-${id}`} aria-selected={id === current[0]}
+                aria-controls={`admin-panel-${id}`} tabIndex={id === current[0] ? 0 : -1} onClick={() => setTab(id)}>
+                {label}
+              </button>
+            ))}
           </div>
-          <ErrorBox error={audit.error} title="Could not read the audit log" />
-          {audit.isPending ? <p role="status">Loading…</p> : null}
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">When (UTC)</th>
-                <th scope="col">User</th>
-                <th scope="col">Event</th>
-                <th scope="col">Operation</th>
-                <th scope="col">Decision</th>
-                <th scope="col">Reason</th>
-              </tr>
-            </thead>
-            <tbody>
-              {audit.data?.map((r, i) => (
-                <tr key={i}>
-                  <td>{new Date(r.ts * 1000).toISOString().replace("T", " ").slice(0, 19)}</td>
-                  <td>{r.username ?? "—"}{r.role ? ` (${r.role})` : ""}</td>
-                  <td>{r.event}</td>
-                  <td>{r.operation}</td>
-                  <td>{r.decision}</td>
-                  <td>{r.reason}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <div role="tabpanel" id={`admin-panel-${current[0]}`} aria-labelledby={`admin-tab-${current[0]}`}>
+            {current[0] === "users" ? <Users /> : current[0] === "tokens" ? <Tokens /> : <Audit />}
+          </div>
         </>
       ) : null}
     </section>

@@ -1,0 +1,99 @@
+"""What differs between warehouse dialects, kept as data: column types, DDL spellings, and whether DDL can run
+inside the load's transaction. `SqlDestination` and `TableLoad` ask these rules instead of branching on names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from connectors.batches import ColumnType
+from connectors.sql.types import portable_type
+
+Quote = Callable[[str], str]
+
+SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
+    ColumnType.INTEGER: sa.BigInteger(),
+    ColumnType.FLOAT: sa.Double(),
+    ColumnType.BOOLEAN: sa.Boolean(),
+    ColumnType.TEXT: sa.Text(),
+    ColumnType.TIMESTAMP: sa.DateTime(),
+    ColumnType.DATE: sa.Date(),
+}
+
+# MySQL: TEXT holds at most 64 KiB, so text is LONGTEXT (4 GiB, like PostgreSQL's TEXT); DATETIME without a
+# precision drops microseconds, so timestamps are DATETIME(6). Neither holds a time zone: timestamps are
+# written as naive UTC, as on the other dialects.
+MYSQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
+    **SQL_TYPES,
+    ColumnType.TEXT: mysql.LONGTEXT(),
+    ColumnType.TIMESTAMP: mysql.DATETIME(fsp=6),
+}
+# A key column cannot be a LONGTEXT (InnoDB indexes need a bounded length): a text key is VARCHAR(255), which
+# fits three utf8mb4 key columns in InnoDB's 3072-byte index limit.
+MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: sa.String(255)}
+
+
+def _widen_alter_type(table: str, column: str, ddl_type: str) -> str:
+    return f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {ddl_type}"
+
+
+def _widen_modify(table: str, column: str, ddl_type: str) -> str:
+    return f"ALTER TABLE {table} MODIFY COLUMN {column} {ddl_type}"
+
+
+def _portable_mysql(sql_type: sa.types.TypeEngine[Any]) -> ColumnType:
+    # MySQL has no BOOLEAN: it is TINYINT(1), the only display width MySQL 8 still reports. Read back as the
+    # boolean this destination created it as, so the next load of booleans does not see a type change.
+    if isinstance(sql_type, mysql.TINYINT) and getattr(sql_type, "display_width", None) == 1:
+        return ColumnType.BOOLEAN
+    return portable_type(sql_type)
+
+
+@dataclass(frozen=True)
+class DialectRules:
+    name: str
+    sql_types: dict[ColumnType, sa.types.TypeEngine[Any]] = field(default_factory=lambda: dict(SQL_TYPES))
+    key_types: dict[ColumnType, sa.types.TypeEngine[Any]] = field(default_factory=dict)  # for primary key columns
+    table_kwargs: dict[str, Any] = field(default_factory=dict)  # dialect options of every CREATE TABLE
+    # Whether CREATE/ALTER/DROP run inside a transaction and roll back with it. Where they do not (MySQL
+    # commits the open transaction before each), the load stages its rows and applies DDL before the one
+    # transaction that moves rows and state (aggregator/destinations/staged.py).
+    transactional_ddl: bool = True
+    # Whether loads keep the table's row count (row_counts.py) instead of a COUNT(*) after each load.
+    counting: bool = False
+    widen_sql: Callable[[str, str, str], str] = _widen_alter_type
+    portable: Callable[[sa.types.TypeEngine[Any]], ColumnType] = portable_type
+
+    def swap_sql(self, staging: str, table: str, old: str | None, quote: Quote) -> list[str]:
+        """Statements that put `staging` in place of `table` (`old`: a free name for the previous table, or
+        None when there is none). Readers see the old table or the new one, never neither."""
+        if self.name == "mysql":
+            # One RENAME TABLE renames both atomically; it is DDL, so it commits on its own.
+            if old is None:
+                return [f"RENAME TABLE {quote(staging)} TO {quote(table)}"]
+            return [f"RENAME TABLE {quote(table)} TO {quote(old)}, {quote(staging)} TO {quote(table)}",
+                    f"DROP TABLE {quote(old)}"]
+        # Inside the caller's transaction on these dialects.
+        return [f"DROP TABLE IF EXISTS {quote(table)}", f"ALTER TABLE {quote(staging)} RENAME TO {quote(table)}"]
+
+
+RULES: dict[str, DialectRules] = {
+    "postgresql": DialectRules("postgresql", counting=True),
+    "sqlite": DialectRules("sqlite", counting=True),
+    "mysql": DialectRules(
+        "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES,
+        # InnoDB for transactions whatever the server's default engine; utf8mb4 for every character (emoji)
+        # whatever the database's default character set.
+        table_kwargs={"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},
+        transactional_ddl=False, widen_sql=_widen_modify, portable=_portable_mysql,
+    ),
+}
+
+
+def rules_for(dialect: str) -> DialectRules:
+    """The rules of `dialect` (SQLAlchemy's name; MariaDB reports `mysql`); any other gets the portable defaults."""
+    return RULES.get(dialect) or DialectRules(dialect)

@@ -1,0 +1,198 @@
+"""Loads into a warehouse whose DDL commits the open transaction (MySQL, MariaDB): stage, DDL, one transaction.
+
+MySQL ends the current transaction before every CREATE, ALTER, RENAME or DROP TABLE. A load that added a column
+between two batches would commit the rows written before it without their cursor; a failure after that could
+not roll back, and the rerun would load those rows twice. So a load here runs in three phases, on one session:
+
+1. Stage: every batch goes into a staging table private to this load (TEMPORARY for append and merge, so it
+   disappears with the session, even a killed one). Schema evolution (new columns, widening) is DDL on the
+   stage only; whatever it commits is the stage's, never the table's.
+2. DDL on the table, before the data transaction: create it, add and widen columns, the merge key's unique
+   index — each checked against the table as it is, so a rerun after a failure finds them done. A load that
+   fails after this point leaves these (nullable columns, a wider type) but no rows and no cursor.
+3. One InnoDB transaction: `INSERT … SELECT` from the stage (merge: `ON DUPLICATE KEY UPDATE`, in arrival
+   order so a key's last row wins) and the incremental state row, committed together.
+
+Replace swaps the stage in with one atomic `RENAME TABLE t TO old, stage TO t` (which commits by itself), then
+commits the state. A crash between the two leaves the new table with the previous cursor; the next run reads
+from that cursor again and replaces the table again. Replace rewrites the table, never adds to it, so those
+rows arrive once and none is lost. Committing the state first would be worse: a crash before the swap would
+move the cursor past rows that never reached the table.
+
+Overlapping loads of one stream queue on MySQL named locks (`GET_LOCK`), one for the stream's state key and one
+for the table, taken before the state is read and held by the session through all three phases (a row lock
+would be released by the first implicit commit). A killed process's session ends and its locks with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from aggregator.destinations import state as state_store
+from aggregator.destinations.errors import DestinationError, SchemaChangeError
+from aggregator.destinations.results import LoadResult, ReadFrom
+from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
+from aggregator.destinations.table_load import ORDER_COLUMN, TableLoad
+from aggregator.destinations.values import out_of_range
+from aggregator.destinations.writers import MysqlWriter
+from connectors.batches import Batch, ColumnType
+
+if TYPE_CHECKING:
+    from aggregator.destinations.sql import SqlDestination
+
+log = logging.getLogger(__name__)
+
+# How long a load waits for another load of the same stream or table (PostgreSQL's advisory lock waits without
+# limit; a day bounds a lock held by a hung client).
+LOCK_TIMEOUT_SECONDS = 86_400
+
+
+def lock_name(kind: str, key: str) -> str:
+    """A MySQL lock name (at most 64 characters) for `key`; hashed so any key fits and none can collide."""
+    return f"aggregator.{kind}:" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+@contextmanager
+def named_locks(conn: sa.Connection, names: list[str]) -> Iterator[None]:
+    """Hold MySQL named locks `names` (taken in this order, released in the reverse) on `conn`'s session."""
+    taken: list[str] = []
+    try:
+        for name in names:
+            got = conn.exec_driver_sql("SELECT GET_LOCK(%s, %s)", (name, LOCK_TIMEOUT_SECONDS)).scalar()
+            if got != 1:
+                raise DestinationError(f"waited {LOCK_TIMEOUT_SECONDS} s for another load to release {name}")
+            taken.append(name)
+        conn.commit()  # GET_LOCK is not transactional; the next read starts a fresh snapshot after the lock
+        yield
+    finally:
+        for name in reversed(taken):
+            try:
+                conn.exec_driver_sql("SELECT RELEASE_LOCK(%s)", (name,))
+            except sa.exc.DBAPIError:  # the session is gone, and its locks with it
+                log.warning("could not release lock %s: the connection was lost", name)
+
+
+def load(
+    dest: SqlDestination, table: str, source: Iterable[Batch] | ReadFrom, opened: list[Iterable[Batch]],
+    mode: WriteMode, keys: tuple[str, ...], policy: SchemaPolicy, state_key: str | None, on_missing: MissingColumns,
+) -> LoadResult:
+    """`SqlDestination.load` on a dialect without transactional DDL (see the module docstring)."""
+    rules = dest.rules
+    stage = f"_stage_{uuid.uuid4().hex[:16]}"
+    temporary = mode != "replace"  # a TEMPORARY table cannot be renamed into a permanent one
+    locks = [*([lock_name("state", state_key)] if state_key is not None else []), lock_name("table", table)]
+    with dest.engine.connect() as conn, named_locks(conn, locks):
+        try:
+            state_before = state_after = None if state_key is None else state_store.read(conn, state_key)
+            if callable(source):
+                batches = source(state_before)
+                opened.append(batches)
+            else:
+                batches = source
+            reflected = dest._reflect(conn, table)
+            existing = None if reflected is None else {name: rules.portable(t) for name, t in reflected}
+            conn.commit()
+            # The stage declares no key (a source may repeat one; the upsert resolves it) and keeps arrival order.
+            load_ = TableLoad(conn=conn, table=table, target=stage, columns=dict(existing or {}), primary_key=(),
+                              policy=policy, quote=dest.quote, sql_types=rules.sql_types, creating=existing is None,
+                              rules=rules, row_order=temporary, temporary=temporary)
+            if existing is not None:
+                load_.create(existing)  # every column of the table, so the stage can take its place
+            writer = MysqlWriter(dest.quote)
+            rows_read = staged_rows = skipped = 0
+            rows_from: Counter[str] = Counter()
+            for batch in batches:
+                rows_read += len(batch.rows)
+                skipped += int(batch.extra.get("bad_rows", 0))
+                if batch.state is not None:
+                    state_after = batch.state
+                if batch.children:
+                    raise DestinationError(
+                        f"table {table}: nested arrays as child tables are not supported on a MySQL/MariaDB "
+                        f"warehouse ({dest.display_url}); set the source's nested.arrays to 'json'")
+                columns, rows = load_.prepare(batch)
+                offset = rows_from[batch.origin]
+                rows_from[batch.origin] += len(batch.rows)
+                if not rows:
+                    continue
+                if mode == "merge":
+                    absent = [k for k in keys if k not in columns]
+                    if absent:
+                        raise SchemaChangeError(
+                            f"table {table}: batch from {batch.origin or 'the source'} has no primary key "
+                            f"column(s) {', '.join(absent)}; merge needs them in every row")
+                try:
+                    staged_rows += writer.append(conn, stage, columns, rows)
+                except (OverflowError, sa.exc.DBAPIError) as exc:
+                    located = out_of_range(table, batch.origin, offset, columns, rows, load_.columns)
+                    if located is None:
+                        raise
+                    raise located from exc
+            missing = [c for c in existing or {} if c not in load_.arrived] if load_.arrived else []
+            if missing:
+                dest._missing(conn, load_, missing, mode, keys, on_missing)
+            conn.commit()
+            if mode == "replace":
+                if load_.created:
+                    dest._swap(conn, stage, table)  # commits: the new table is in place
+            elif staged_rows:
+                _prepare_table(dest, conn, table, existing, load_, mode, keys)
+                conn.commit()
+                # The one data transaction: rows and state commit together or not at all.
+                sent = [c for c in load_.columns if c in load_.arrived]
+                writer.publish(conn, stage, table, sent, keys if mode == "merge" else (), ORDER_COLUMN)
+            if state_key is not None and state_after is not None and state_after != state_before:
+                state_store.write(conn, state_key, state_after)
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except sa.exc.DBAPIError:  # a lost session rolled back by itself; the original error is the news
+                log.warning("could not roll back the load of %s: the connection was lost", table)
+            raise
+        finally:
+            _drop_stage(conn, stage, temporary)
+        unchanged = mode != "replace" and not load_.changes and reflected is not None
+        info = dest._describe(conn, table, reflected if unchanged else None)
+        conn.commit()
+    return LoadResult(
+        rows_written=staged_rows, table=info, rows_read=rows_read, state_before=state_before,
+        state_after=state_after if state_key is not None else None, schema_changes=tuple(load_.changes),
+        rows_skipped=skipped, missing_columns=tuple(missing),
+    )
+
+
+def _prepare_table(
+    dest: SqlDestination, conn: sa.Connection, table: str, existing: dict[str, ColumnType] | None, staged: TableLoad,
+    mode: WriteMode, keys: tuple[str, ...],
+) -> None:
+    """Phase 2: give `table` the stage's columns (create it, add and widen columns) and, for merge, a unique key;
+    each step only if the table lacks it, so a rerun after a failure repeats nothing."""
+    target = TableLoad(conn=conn, table=table, target=table, columns=dict(existing or {}),
+                       primary_key=keys if mode == "merge" else (), policy=staged.policy, quote=dest.quote,
+                       sql_types=staged.sql_types, rules=staged.rules, created=existing is not None)
+    if existing is None:
+        target.create(dict(staged.columns))
+        return
+    add = [(c, t) for c, t in staged.columns.items() if c not in existing]
+    widen = [(c, t) for c, t in staged.columns.items() if c in existing and existing[c] is not t]
+    target._alter(add, widen)
+    if mode == "merge":
+        dest._ensure_unique(conn, table, keys, target.columns)
+
+
+def _drop_stage(conn: sa.Connection, stage: str, temporary: bool) -> None:
+    # After a swap the stage is the table: IF EXISTS, and the name is this load's own, so nothing else is hit.
+    try:
+        conn.exec_driver_sql(f"DROP {'TEMPORARY ' if temporary else ''}TABLE IF EXISTS `{stage}`")
+        conn.commit()
+    except sa.exc.DBAPIError:  # a lost session took its TEMPORARY stage along; a permanent one is left behind
+        log.warning("could not drop staging table %s", stage)
