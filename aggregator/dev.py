@@ -27,7 +27,7 @@ import yaml
 from aggregator.dev_lifeline import SUPERVISOR_ENV, become_subreaper, reap_adopted, supervisor_token
 from aggregator.dev_location import LocationWatch
 from aggregator.dev_shutdown import cancel_runs, descendants, kill_leftovers
-from aggregator.dev_startup import Readiness, ReadyCheck, bring_up
+from aggregator.dev_startup import Readiness, ReadyCheck, bring_up, instance_storage_ready
 from aggregator.dev_supervisor import ChildSpec, Supervisor
 from aggregator.settings import PACKAGE_DIR, Settings
 
@@ -192,7 +192,7 @@ def platform_children(settings: Settings, host: str, port: int, code_port: int, 
         # earlier try measured slower: its reload made the code server load everything twice; dev_location.py.)
         ChildSpec("webserver", [py, "-m", "dagster_webserver", "-w", workspace, "--host", "127.0.0.1",
                                 "--port", str(webserver_port), "--dagster-log-level", "warning",
-                                "--uvicorn-log-level", "warning"], env, home,
+                                "--uvicorn-log-level", "warning"], env, home, after="instance",
                   log=home / "logs" / "webserver.log"),
         ChildSpec("daemon", [py, "-m", "dagster._daemon", "run", "-w", workspace, "--log-level", "warning"],
                   env, home, after="up"),
@@ -262,7 +262,11 @@ def run_dev(settings: Settings, host: str, port: int) -> int:
 
         progress(f"starting: the UI on {url} (a starting page until the platform is up), the code server "
                  f"(loading the pipelines of {settings.pipelines_dir}) and the webserver")
-        bring_up(supervisor, children, startup_checks(host, port, code_port, upstream), progress, say)
+        # The webserver once the instance storage exists (at once after the first start): dev_startup.py.
+        instance = ReadyCheck("instance storage", lambda: instance_storage_ready(settings.home / "dagster")
+                              or _port_open(code_port), "Dagster instance storage ready; starting the webserver")
+        bring_up(supervisor, children, startup_checks(host, port, code_port, upstream), progress, say,
+                 {"instance": instance})
         progress("up; starting the daemon (schedules, sensors, the run queue) and the worker")
         print(f"\nData Aggregator is up: {url}  (AGGREGATOR_HOME={settings.home}; Ctrl-C to stop)\n"
               f"Run output and code-server messages: {code_server_log(settings)}\n", flush=True)

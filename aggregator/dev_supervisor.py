@@ -33,10 +33,11 @@ class ChildSpec:
     argv: Sequence[str]
     env: dict[str, str]
     cwd: Path
-    # When to start it: "start" at once, together (what "up" needs: proxy, code server, webserver); "up" once the
-    # platform answers (the daemon and the worker: nothing of the start-up waits for them, so they do not compete
-    # for CPU with it).
-    after: Literal["start", "up"] = "start"
+    # When to start it: "start" at once (proxy, code server); "instance" once Dagster's instance storage exists
+    # (the webserver: two processes creating a fresh SQLite storage at once stamp it twice, and every later
+    # process then fails, aggregator/dev_startup.py); "up" once the platform answers (the daemon and the worker:
+    # nothing of the start-up waits for them, so they do not compete for CPU with it).
+    after: Literal["start", "instance", "up"] = "start"
     # Where its stdout and stderr go (appended); None: the terminal of `aggregator dev`.
     log: Path | None = None
     # A private port on 127.0.0.1 it answers on once ready, for the "<name> answering" line (None: not watched).

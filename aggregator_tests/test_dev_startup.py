@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pytest
 import yaml
@@ -52,14 +53,16 @@ def test_everything_up_needs_starts_before_anything_is_waited_for(tmp_path: Path
 
     checks = [ReadyCheck(name, lambda name=name: ready_after_polls(name), f"{name} ready")  # type: ignore[misc]
               for name in ("proxy", "webserver", "code server", "code location")]
+    # The instance storage is there (a second start): the webserver starts at the first look.
+    instance = ReadyCheck("instance storage", lambda: True, "instance ready")
     try:
-        bring_up(supervisor, children, checks, lines.append, lines.append)
+        bring_up(supervisor, children, checks, lines.append, lines.append, {"instance": instance})
         up_now = _running(supervisor)
     finally:
         supervisor.kill_all()
     for name, running in seen.items():
         assert running == {"proxy", "code server", "webserver"}, (name, running)
-    assert lines == ["proxy ready", "webserver ready", "code server ready", "code location ready"]
+    assert lines == ["instance ready", "proxy ready", "webserver ready", "code server ready", "code location ready"]
     assert up_now == {"proxy", "code server", "webserver", "daemon", "worker"}
 
 
@@ -142,3 +145,18 @@ def test_webserver_started_first_picks_the_location_up_without_a_second_load(tmp
     finally:
         for proc in reversed(procs):
             stop_group(proc)
+
+
+def test_instance_storage_ready_only_once_dagster_created_and_stamped_it(tmp_path: Path) -> None:
+    """Why the webserver waits on a fresh home: the code server creates Dagster's SQLite storage while it loads,
+    and a webserver creating it at the same moment stamped it twice ("alembic_version has more than one head");
+    the daemon and every reload then failed (found by test_dev_supervisor). Ready means created by Dagster."""
+    from aggregator.dev_startup import instance_storage_ready
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    assert not instance_storage_ready(home)
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+    assert instance_storage_ready(home)
+    assert not instance_storage_ready(tmp_path / "elsewhere")

@@ -75,7 +75,9 @@ class Platform:
             if response is not None and response.status_code == 201:
                 return str(response.json()["run_id"])
             assert response is None or response.status_code in (502, 503), response.text
-            assert time.monotonic() < deadline, "trigger never succeeded"
+            assert time.monotonic() < deadline, (
+                f"trigger never succeeded: last answer {response.status_code if response is not None else None} "
+                f"{response.text[:500] if response is not None else ''}\n{self.out.text()[-3000:]}")
             time.sleep(1)
 
     def run_status(self, run_id: str) -> dg.DagsterRunStatus:
