@@ -109,6 +109,7 @@ def load(
             writer = MysqlWriter(dest.quote)
             rows_read = staged_rows = skipped = 0
             rows_from: Counter[str] = Counter()
+            segments: list[tuple[int, frozenset[str]]] = []  # merge: runs of batches with the same columns
             for batch in batches:
                 rows_read += len(batch.rows)
                 skipped += int(batch.extra.get("bad_rows", 0))
@@ -129,6 +130,11 @@ def load(
                         raise SchemaChangeError(
                             f"table {table}: batch from {batch.origin or 'the source'} has no primary key "
                             f"column(s) {', '.join(absent)}; merge needs them in every row")
+                if mode == "merge" and (not segments or segments[-1][1] != frozenset(columns)):
+                    # A run of batches with other columns starts here: where, so the upsert can tell them apart.
+                    after = conn.exec_driver_sql(
+                        f"SELECT COALESCE(MAX({dest.quote(ORDER_COLUMN)}), 0) FROM {dest.quote(stage)}").scalar()  # noqa: S608 (identifiers quoted)
+                    segments.append((int(after or 0), frozenset(columns)))
                 try:
                     staged_rows += writer.append(conn, stage, columns, rows)
                 except (OverflowError, sa.exc.DBAPIError) as exc:
@@ -148,7 +154,7 @@ def load(
                 conn.commit()
                 # The one data transaction: rows and state commit together or not at all.
                 sent = [c for c in load_.columns if c in load_.arrived]
-                writer.publish(conn, stage, table, sent, keys if mode == "merge" else (), ORDER_COLUMN)
+                writer.publish(conn, stage, table, sent, keys if mode == "merge" else (), ORDER_COLUMN, segments)
             if state_key is not None and state_after is not None and state_after != state_before:
                 state_store.write(conn, state_key, state_after)
             conn.commit()

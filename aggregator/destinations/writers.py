@@ -219,14 +219,34 @@ class MysqlWriter:
 
     def publish(
         self, conn: sa.Connection, stage: str, table: str, columns: Sequence[str], primary_key: Sequence[str],
-        order: str,
+        order: str, segments: Sequence[tuple[int, frozenset[str]]] = (),
     ) -> int:
         """Move the staged rows into `table` in arrival order (`order`, the stage's auto-increment column):
-        plain inserts, or with `primary_key` an upsert in which a key's last row wins. Returns the driver's
-        row count (for an upsert MySQL counts an updated row twice, so callers report staged rows instead)."""
+        plain inserts, or with `primary_key` an upsert in which a key's last row wins. `segments` (the order
+        value before each run of batches with the same columns, and those columns) upserts each run with its
+        own columns only, so a row whose batch lacked a column keeps the table's value, as on PostgreSQL and
+        SQLite, instead of the NULL its staged row holds. Returns the driver's row count (for an upsert MySQL
+        counts an updated row twice, so callers report staged rows instead)."""
+        if len(segments) <= 1:
+            return self._publish(conn, stage, table, columns, primary_key, order, None)
+        count = 0
+        for i, (after, shape) in enumerate(segments):
+            until = segments[i + 1][0] if i + 1 < len(segments) else None
+            present = [c for c in columns if c in shape]
+            count += self._publish(conn, stage, table, present, primary_key, order, (after, until))
+        return count
+
+    def _publish(
+        self, conn: sa.Connection, stage: str, table: str, columns: Sequence[str], primary_key: Sequence[str],
+        order: str, between: tuple[int, int | None] | None,
+    ) -> int:
         q = self.quote
         cols = ", ".join(q(c) for c in columns)
-        sql = f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {q(stage)} ORDER BY {q(order)}"  # noqa: S608 (identifiers quoted by the dialect)
+        where = ""
+        if between is not None:
+            where = f" WHERE {q(order)} > {int(between[0])}"
+            where += f" AND {q(order)} <= {int(between[1])}" if between[1] is not None else ""
+        sql = f"INSERT INTO {q(table)} ({cols}) SELECT {cols} FROM {q(stage)}{where} ORDER BY {q(order)}"  # noqa: S608 (identifiers quoted by the dialect, bounds are ints)
         if primary_key:
             # VALUES(c) is the incoming row's value (MySQL 8.0.20 deprecates it for an alias MariaDB lacks;
             # both take it). With only key columns, a no-op update keeps the existing row.

@@ -39,12 +39,13 @@ from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
 from connectors.source import Source
 from connectors.sql.engines import dispose_engines
+from connectors.streams.base import Acknowledging
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 2_000
 # Registered before the kit existed and not yet given one (message streams: their kit publishes kit rows as
 # messages). The set may only shrink: the test below fails on a stale entry as on a new type without a kit.
-WITHOUT_KIT_YET = {"rabbitmq", "mqtt"}
+WITHOUT_KIT_YET = {"mqtt"}
 
 
 def has_kit(connector: str) -> bool:
@@ -69,19 +70,29 @@ def connector(kit_name: str) -> str:
     return connector_of(kit_name)
 
 
+# Sources a test built: closed when its kit stops, as a run's resources are torn down after the run.
+_OPENED: list[Any] = []
+
+
 @pytest.fixture
 def kit(kit_name: str, tmp_path: Path) -> Iterator[KitSource]:
     with kit_for(kit_name)(tmp_path, ROWS) as live:
         try:
             yield live
         finally:
+            while _OPENED:
+                close = getattr(_OPENED.pop(), "close", None)
+                if close is not None:
+                    close()
             dispose_engines()  # pooled connections into the kit's database, which the kit drops
 
 
 def source_for(connector: str, config: dict[str, Any], environ: dict[str, str]) -> Source[Any]:
     """The connection as a run builds it, its {env: NAME}s resolved from `environ`."""
     conn = Connection.model_validate({"type": connector, "config": config})
-    return build_source(conn, f"kit_{connector}", Resolver(environ))
+    source = build_source(conn, f"kit_{connector}", Resolver(environ))
+    _OPENED.append(source)
+    return source
 
 
 def stream_of(connector: str, stream: dict[str, Any]) -> Any:
@@ -90,13 +101,16 @@ def stream_of(connector: str, stream: dict[str, Any]) -> Any:
 
 def read_rows(source: Source[Any], stream: Any, state: dict[str, Any] | None = None
               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Every row of a read as a dict, and the last state a batch carried (what a load would commit)."""
+    """Every row of a read as a dict, and the last state a batch carried (what a load would commit). As after a
+    load's commit, a broker that hands messages out until acknowledged (RabbitMQ, MQTT) is then told so."""
     rows: list[dict[str, Any]] = []
     committed = state
     for batch in source.read(stream, state=state):
         rows.extend(dict(zip(batch.columns, row, strict=True)) for row in batch.rows)
         if batch.state is not None:
             committed = batch.state
+    if isinstance(source, Acknowledging):
+        source.acknowledge(committed)
     return rows, committed
 
 
@@ -284,9 +298,22 @@ from aggregator.pipelines.connections import Connection, build_source
 from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
 import os
+from connectors.streams.base import Acknowledging
 connector, config, stream = json.loads(sys.argv[1])
 source = build_source(Connection.model_validate({"type": connector, "config": config}), "kit", Resolver(os.environ))
-rows = sum(len(b.rows) for b in source.read(CONNECTOR_TYPES[connector].stream_model.model_validate(stream)))
+stream = CONNECTOR_TYPES[connector].stream_model.model_validate(stream)
+# A broker acknowledged after each run: run after run until one finds nothing new, as the message sensor
+# drives it (a RabbitMQ run holds at most 65,535 unacknowledged messages). Other sources: one read.
+rows, state = 0, None
+while True:
+    read = 0
+    for batch in source.read(stream, state=state):
+        read += len(batch.rows)
+        state = batch.state if batch.state is not None else state
+    rows += read
+    if read == 0 or not isinstance(source, Acknowledging):
+        break
+    source.acknowledge(state)
 # VmHWM, not getrusage's ru_maxrss: that survives execve, so it would report the forking test process's size.
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"rows": rows, "peak_kib": peak}))
@@ -319,7 +346,10 @@ def test_peak_memory_does_not_grow_with_the_source(connector: str, kit_name: str
         (tmp_path / str(rows)).mkdir()
         with kit_for(kit_name)(tmp_path / str(rows), rows) as live:
             try:
-                reads = [_peak_rss_kib(connector, live) for _ in range(2)]
+                reads = [_peak_rss_kib(connector, live)]
+                if live.consumed_by_reads:
+                    live.add_rows(range(1, rows + 1))
+                reads.append(_peak_rss_kib(connector, live))
             finally:
                 dispose_engines()
         assert [read for read, _ in reads] == [rows, rows]

@@ -40,6 +40,12 @@ class RabbitMqStream(MessageStream):
 
     type: Literal["rabbitmq"] = "rabbitmq"
     queue: str = Field(min_length=1, description="The queue to consume (it must exist: declared by its producers).")
+    max_messages: int = Field(
+        65_535, gt=0, le=65_535,
+        description="At most this many messages per run; the rest wait for the next run (the message sensor starts "
+        "it). Every message of a run stays unacknowledged until its commit, and AMQP's prefetch window, which "
+        "bounds the unacknowledged messages, is at most 65,535.",
+    )
     idle_seconds: float = Field(
         2.0, gt=0,
         description="A run reads the messages the queue held when it started (at most `max_messages`); it "

@@ -35,6 +35,8 @@ class KitSource:
     secrets: list[str] = field(default_factory=list)  # credential values (and parts of them) no error may hold
     # Connection configs (credentials still in use) that reach nothing, or the wrong thing: check/read fail.
     failing: list[dict[str, Any]] = field(default_factory=list)
+    # Reads that acknowledge take the rows away (a queue): the memory test refills the source between reads.
+    consumed_by_reads: bool = False
 
 
 class Kit(Protocol):
