@@ -31,9 +31,10 @@ import pytest
 import yaml
 
 from aggregator.pipelines.connections import Connection, build_source
-from aggregator_tests.connectors.kit import KitSource, connector_of, kit_for, kit_names, kit_row
+from aggregator_tests.connectors.kit import KitSource, connector_of, kit_for, kit_names, kit_row, memory_rows
 from aggregator_tests.process_env import platform_env
 from connectors.batches import ColumnType
+from connectors.errors import ConnectorConfigError
 from connectors.redact import is_secret_key
 from connectors.registry import CONNECTOR_TYPES
 from connectors.secrets import Resolver
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROWS = 2_000
 # Registered before the kit existed and not yet given one (message streams: their kit publishes kit rows as
 # messages). The set may only shrink: the test below fails on a stale entry as on a new type without a kit.
-WITHOUT_KIT_YET = {"mqtt"}
+WITHOUT_KIT_YET: set[str] = set()
 
 
 def has_kit(connector: str) -> bool:
@@ -145,7 +146,14 @@ def test_check(connector: str, kit: KitSource) -> None:
 
 
 def test_discover(connector: str, kit: KitSource) -> None:
-    infos = source_for(connector, kit.config, kit.environ).discover(stream_of(connector, kit.stream))
+    source = source_for(connector, kit.config, kit.environ)
+    if not kit.discovers:
+        with pytest.raises(ConnectorConfigError, match="declare the source's `columns:`"):
+            source.discover(stream_of(connector, kit.stream))
+        rows, _ = read_rows(source, stream_of(connector, kit.stream))
+        assert len(rows) == ROWS, "the refused discovery took messages"
+        return
+    infos = source.discover(stream_of(connector, kit.stream))
     assert infos, "discover(stream) found nothing"
     columns = infos[0].columns
     assert columns.get("id") == ColumnType.INTEGER and columns.get("name") == ColumnType.TEXT, columns
@@ -340,7 +348,7 @@ def test_peak_memory_does_not_grow_with_the_source(connector: str, kit_name: str
     Held whole, 200,000 kit rows take about 40 MiB in Python; the allowance is a quarter of that. Each size is
     read twice and the lower peak kept: a peak RSS only ever errs upwards (an arena or a buffer a thread held a
     moment longer), and one such read measured 10.4 MiB of growth on a loaded machine."""
-    small, large = 20_000, 200_000
+    small, large = memory_rows(kit_name)
     peaks = {}
     for rows in (small, large):
         (tmp_path / str(rows)).mkdir()

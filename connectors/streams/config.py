@@ -35,17 +35,24 @@ class RedisStream(MessageStream):
     )
 
 
-class RabbitMqStream(MessageStream):
+class AcknowledgedStream(MessageStream):
+    """A broker that holds each message of a run unacknowledged until the load's commit: the run is at most the
+    window the protocol lets a client hold (AMQP's prefetch count, MQTT's Receive Maximum), 65,535 messages.
+    A larger `max_messages` would be accepted and not honoured: the run would stop at the window."""
+
+    max_messages: int = Field(
+        65_535, gt=0, le=65_535,
+        description="At most this many messages per run; the rest wait for the next run (the message sensor starts "
+        "it). Every message of a run stays unacknowledged until its commit, and the broker hands a client at most "
+        "65,535 unacknowledged messages (AMQP prefetch, MQTT Receive Maximum).",
+    )
+
+
+class RabbitMqStream(AcknowledgedStream):
     """Messages of one RabbitMQ queue, acknowledged only after the load that holds them committed."""
 
     type: Literal["rabbitmq"] = "rabbitmq"
     queue: str = Field(min_length=1, description="The queue to consume (it must exist: declared by its producers).")
-    max_messages: int = Field(
-        65_535, gt=0, le=65_535,
-        description="At most this many messages per run; the rest wait for the next run (the message sensor starts "
-        "it). Every message of a run stays unacknowledged until its commit, and AMQP's prefetch window, which "
-        "bounds the unacknowledged messages, is at most 65,535.",
-    )
     idle_seconds: float = Field(
         2.0, gt=0,
         description="A run reads the messages the queue held when it started (at most `max_messages`); it "
@@ -53,7 +60,7 @@ class RabbitMqStream(MessageStream):
     )
 
 
-class MqttStream(MessageStream):
+class MqttStream(AcknowledgedStream):
     """Messages of MQTT topics (subscribed with QoS 1), queued by the broker in a persistent session between
     runs and acknowledged (PUBACK) only after the load that holds them committed."""
 

@@ -37,6 +37,9 @@ class KitSource:
     failing: list[dict[str, Any]] = field(default_factory=list)
     # Reads that acknowledge take the rows away (a queue): the memory test refills the source between reads.
     consumed_by_reads: bool = False
+    # False for a source that cannot sample without consuming (MQTT): discovery must then refuse, saying what
+    # to do instead, rather than take messages a load needs.
+    discovers: bool = True
 
 
 class Kit(Protocol):
@@ -50,6 +53,15 @@ def kit_for(kit: str) -> Kit:
     return hook
 
 
+def memory_rows(kit: str) -> tuple[int, int]:
+    """The two source sizes the memory test compares: `MEMORY_ROWS` of the kit module, if it sets one (a broker
+    whose every message is a round trip to publish), else 20,000 and 200,000. Ten times as many either way."""
+    module = importlib.import_module(f"{__name__}.{kit}")
+    small, large = getattr(module, "MEMORY_ROWS", (20_000, 200_000))
+    assert large >= 10 * small, "the memory test compares a source with one ten times its size"
+    return int(small), int(large)
+
+
 def connector_of(kit: str) -> str:
     """The connector type a kit runs: `files__sftp` (a variant: the same type on another system) runs `files`."""
     return kit.split("__", 1)[0]
@@ -60,4 +72,4 @@ def kit_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
 
 
-__all__ = ["Iterator", "Kit", "KitSource", "connector_of", "kit_for", "kit_names", "kit_row"]
+__all__ = ["Iterator", "Kit", "KitSource", "connector_of", "kit_for", "kit_names", "kit_row", "memory_rows"]
