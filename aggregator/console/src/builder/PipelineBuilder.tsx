@@ -2,8 +2,8 @@
 import "@xyflow/react/dist/style.css";
 
 import { useMutation, useQuery } from "@tanstack/react-query";
-import { Background, Controls, type Edge, type Node, ReactFlow } from "@xyflow/react";
-import { type DragEvent, useEffect, useMemo, useState } from "react";
+import { Background, Controls, type Edge, type Node, type NodeChange, ReactFlow } from "@xyflow/react";
+import { type DragEvent, useCallback, useEffect, useMemo, useState } from "react";
 import { Link } from "react-router-dom";
 
 import { ApiError, type ConnectionInfo, type ConnectorType, getJson, request } from "../api";
@@ -189,8 +189,18 @@ export function PipelineBuilder({ name }: { name: string }) {
   }
 
   const positions = useMemo(() => (graph ? layout(graph) : new Map()), [graph]);
+  // React Flow measures each node once, when its element first gets a size, and reports it here. The nodes
+  // below are new objects on every render; without their `measured` size React Flow hides them again
+  // (`visibility: hidden`) until a size change it may never see: after a rollback the surviving nodes stayed
+  // hidden (seen in CI). So the sizes are kept and given back.
+  const [measured, setMeasured] = useState<Record<string, { width: number; height: number }>>({});
+  const onNodesChange = useCallback((changes: NodeChange[]) => {
+    const sized = changes.flatMap((c) => (c.type === "dimensions" && c.dimensions ? [[c.id, c.dimensions] as const] : []));
+    if (sized.length) setMeasured((m) => ({ ...m, ...Object.fromEntries(sized) }));
+  }, []);
   const nodes: Node[] = (graph?.nodes ?? []).map((n) => ({
     id: n.id,
+    measured: measured[n.id],
     position: positions.get(n.id) ?? { x: 0, y: 0 },
     data: { label: `${n.kind}: ${n.label}` },
     className: `flow-node flow-${n.kind}${pinned.has(n.id) ? " has-problem" : ""}`,
@@ -266,7 +276,8 @@ export function PipelineBuilder({ name }: { name: string }) {
       ) : null}
       <div className="builder-body">
         <div className="builder-graph" data-testid="builder-graph" onDragOver={(e) => e.preventDefault()} onDrop={onDrop}>
-          <ReactFlow nodes={nodes} edges={edges} fitView nodesDraggable={false} nodesConnectable={false}
+          <ReactFlow nodes={nodes} edges={edges} onNodesChange={onNodesChange} fitView nodesDraggable={false}
+            nodesConnectable={false}
             elementsSelectable onNodeClick={(_e, n) => setSelected(n.id)} onPaneClick={() => setSelected(null)}
             proOptions={{ hideAttribution: true }} minZoom={0.1}>
             <Background />
