@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.errors import ConnectorConfigError
+from connectors.errors import ConnectorConfigError, SourceReadError
 
 DATA_ROOTS_ENV = "AGGREGATOR_DATA_ROOTS"
 ALLOWED_NETWORKS_ENV = "AGGREGATOR_ALLOWED_NETWORKS"
@@ -161,15 +161,21 @@ def check_sql_url(url: str, field: str, environ: Mapping[str, str] | None = None
                 raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
         return
     target = _identity(url)
-    if target is None:
-        return
+    if target is not None:
+        _refuse_platform_database(target, field, "this is", env, source)
+
+
+def _refuse_platform_database(target: _DbIdentity, field: str, what: str, env: Mapping[str, str],
+                              source: bool) -> None:
+    """EgressError if `target` is one of the platform's databases (for a `source`, the warehouse too): same
+    backend, port and database name, and an address in common."""
     for protected in protected_databases(env, source):
         other = _identity(protected)
         if (other is not None and other.backend == target.backend and other.port == target.port
                 and other.database == target.database and other.addresses & target.addresses):
             if source and env.get(WAREHOUSE_ENV) == protected:
                 raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
-            raise EgressError(f"{field}: this is one of the platform's own databases, which connectors may "
+            raise EgressError(f"{field}: {what} one of the platform's own databases, which connectors may "
                               f"never read ({PROTECTED_DATABASES_ENV})")
 
 
@@ -178,16 +184,9 @@ def check_sql_peer(backend: str, address: str | None, port: int | None, database
     """`check_sql_url` for the server a connection actually reached (its peer address, port and database):
     the URL's name was resolved for the check, and the driver resolves it again to connect (DNS rebinding)."""
     env = os.environ if environ is None else environ
-    backend = backend.replace("mariadb", "mysql")
     addresses = frozenset({address}) if address else _addresses(None)  # a Unix socket: this machine
-    for protected in protected_databases(env, source):
-        other = _identity(protected)
-        if (other is not None and other.backend == backend and other.port == port
-                and other.database == database and other.addresses & addresses):
-            if source and env.get(WAREHOUSE_ENV) == protected:
-                raise EgressError(_WAREHOUSE_REFUSAL.format(field=field))
-            raise EgressError(f"{field}: this connection reached one of the platform's own databases, which "
-                              f"connectors may never read ({PROTECTED_DATABASES_ENV})")
+    peer = _DbIdentity(backend.replace("mariadb", "mysql"), addresses, port, database)
+    _refuse_platform_database(peer, field, "this connection reached", env, source)
 
 
 # --- HTTP --------------------------------------------------------------------------------------------------
@@ -245,8 +244,8 @@ def pinned_address(host: str, port: int, field: str, environ: Mapping[str, str] 
     first is returned for the caller to connect to, so that a second lookup (DNS rebinding) never decides."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise ConnectorConfigError(f"{field}: cannot resolve {host!r}: {exc}") from exc
+    except (OSError, UnicodeError) as exc:  # a name that does not resolve now: the read fails, may be retried
+        raise SourceReadError(f"{field}: cannot resolve {host!r}: {exc}") from None
     for info in infos:
         try:
             check_address(str(info[4][0]), port, environ)

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.egress import EgressError, pinned_address, url_host
+from connectors.egress import pinned_address, url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files.azure_blob import AZURE_OPTIONS, azure_filesystem
 from connectors.files.entry import Entry
@@ -114,12 +114,7 @@ def check_endpoint(scheme: str, base: str, options: dict[str, Any]) -> Endpoint 
     if target is None:
         return None
     host, port = target
-    try:
-        return Endpoint(host, port, pinned_address(host, port, "base_dir: storage endpoint"))
-    except EgressError:
-        raise
-    except ConnectorConfigError as exc:
-        raise SourceReadError(str(exc)) from exc
+    return Endpoint(host, port, pinned_address(host, port, "base_dir: storage endpoint"))
 
 
 def pinned_endpoint_url(url: str, endpoint: Endpoint | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.batches import Batch
-from connectors.errors import ConnectorConfigError, SourceReadError
+from connectors.errors import SourceReadError
 from connectors.nested import NestedData, tracker_for
 from connectors.records import TypeHints
 
@@ -153,12 +153,7 @@ def broker_host(host: str, port: int, field: str = "host", tls: bool = False) ->
     egress.py: brokers obey the same rule as HTTP sources, so a spec cannot point a connection at the
     platform's own services). Without TLS that is the checked address itself, since a second lookup could
     answer another (DNS rebinding); with TLS the name, which the certificate check binds the connection to."""
-    from connectors.egress import EgressError, pinned_address
+    from connectors.egress import pinned_address
 
-    try:
-        address = pinned_address(host, port, field)
-    except EgressError:
-        raise
-    except ConnectorConfigError as exc:
-        raise SourceReadError(f"{field}: cannot resolve the broker's host name ({exc})") from None
+    address = pinned_address(host, port, field)
     return host if tls else address
