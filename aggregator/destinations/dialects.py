@@ -10,7 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from aggregator.destinations.values import FLOAT_SPECIALS
 from connectors.batches import ColumnType
 from connectors.sql.types import portable_type
 
@@ -66,17 +65,8 @@ class DialectRules:
     transactional_ddl: bool = True
     # Whether loads keep the table's row count (row_counts.py) instead of a COUNT(*) after each load.
     counting: bool = False
-    # The float specials (values.FLOAT_SPECIALS) a float column stores as themselves; a load with another is
-    # refused before it writes (values.unstorable_float), since the database would store something else
-    # (SQLite: NaN as NULL; MySQL: all of them as NULL) without an error. Unknown dialects: none, to be safe.
-    float_specials: frozenset[str] = frozenset()
-    label: str = ""  # the dialect as messages name it (default: `name`)
     widen_sql: Callable[[str, str, str], str] = _widen_alter_type
     portable: Callable[[sa.types.TypeEngine[Any]], ColumnType] = portable_type
-
-    @property
-    def display_name(self) -> str:
-        return self.label or self.name
 
     def swap_sql(self, staging: str, table: str, old: str | None, quote: Quote) -> list[str]:
         """Statements that put `staging` in place of `table` (`old`: a free name for the previous table, or
@@ -92,12 +82,10 @@ class DialectRules:
 
 
 RULES: dict[str, DialectRules] = {
-    "postgresql": DialectRules("postgresql", counting=True, float_specials=frozenset(FLOAT_SPECIALS),
-                               label="PostgreSQL"),
-    "sqlite": DialectRules("sqlite", counting=True, float_specials=frozenset({"Infinity", "-Infinity"}),
-                           label="SQLite"),
+    "postgresql": DialectRules("postgresql", counting=True),
+    "sqlite": DialectRules("sqlite", counting=True),
     "mysql": DialectRules(
-        "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES, label="MySQL/MariaDB",
+        "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES,
         # InnoDB for transactions whatever the server's default engine; utf8mb4 for every character (emoji)
         # whatever the database's default character set.
         table_kwargs={"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},

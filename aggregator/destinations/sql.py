@@ -183,7 +183,6 @@ class SqlDestination(dg.ConfigurableResource):
             conn=conn, table=table, target=target, columns=dict(existing or {}),
             primary_key=keys if mode == "merge" else (),
             policy=policy, quote=self.quote, sql_types=self.rules.sql_types, creating=existing is None, rules=self.rules,
-            row_keys=keys,
         )
         if mode == "replace" and existing is not None:
             load.create(existing)  # keep the table's columns even if this load does not send them all
@@ -201,9 +200,9 @@ class SqlDestination(dg.ConfigurableResource):
             skipped += int(batch.extra.get("bad_rows", 0))
             if batch.state is not None:
                 state_after = batch.state
+            columns, rows = load.prepare(batch)
             offset = rows_from[batch.origin]  # rows of this origin (file, page) in earlier batches
             rows_from[batch.origin] += len(batch.rows)
-            columns, rows = load.prepare(batch, offset)
             if not rows:
                 if batch.children:
                     raise DestinationError(f"table {table}: a batch from {batch.origin or 'the source'} has child rows "

@@ -103,7 +103,7 @@ def load(
             # The stage declares no key (a source may repeat one; the upsert resolves it) and keeps arrival order.
             load_ = TableLoad(conn=conn, table=table, target=stage, columns=dict(existing or {}), primary_key=(),
                               policy=policy, quote=dest.quote, sql_types=rules.sql_types, creating=existing is None,
-                              rules=rules, row_order=temporary, temporary=temporary, row_keys=keys)
+                              rules=rules, row_order=temporary, temporary=temporary)
             if existing is not None:
                 load_.create(existing)  # every column of the table, so the stage can take its place
             writer = MysqlWriter(dest.quote)
@@ -119,9 +119,9 @@ def load(
                     raise DestinationError(
                         f"table {table}: nested arrays as child tables are not supported on a MySQL/MariaDB "
                         f"warehouse ({dest.display_url}); set the source's nested.arrays to 'json'")
+                columns, rows = load_.prepare(batch)
                 offset = rows_from[batch.origin]
                 rows_from[batch.origin] += len(batch.rows)
-                columns, rows = load_.prepare(batch, offset)
                 if not rows:
                     continue
                 if mode == "merge":
