@@ -31,6 +31,10 @@ else:
 Absolute = Callable[[str], str]
 
 
+def _no_cursor_column(_stream: Any) -> str | None:
+    return None
+
+
 def _no_cursor(_stream: Any) -> bool:
     return False
 
@@ -52,6 +56,8 @@ class ConnectorType:
     summary: str  # one line: CLI listing, JSON Schema, the docs index
     # Whether a stream reads only past a saved cursor the user declared (conflicts with write_mode replace).
     cursor: Callable[[Any], bool] = _no_cursor
+    # The batch column a declared cursor reads (a spec may not exclude it), None when it reads no column.
+    cursor_column: Callable[[Any], str | None] = _no_cursor_column
     # State kept between runs without a declared cursor (files: which file versions were loaded).
     tracks_state: bool = False
     # Relative paths in a connection's config (a base directory, a SQLite file) made absolute against the

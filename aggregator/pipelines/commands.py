@@ -161,7 +161,8 @@ def _discover(resource: Any, sources: list[Any]) -> dict[str, dict[str, str]]:
     for source in sources:
         # Declared types, date detection and nesting applied by the connector, exactly as in a load.
         for info in resource.discover(source.stream, source.type_hints()):
-            found[info.name] = {c: t.value for c, t in info.columns.items()}
+            # As the table will have them: the spec's renames and exclusions applied.
+            found[info.name] = {c: t.value for c, t in source.mapping.columns(info.columns).items()}
     return found
 
 

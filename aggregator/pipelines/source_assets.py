@@ -63,7 +63,9 @@ def source_asset(node: Node, partitions_def: dg.PartitionsDefinition | None) -> 
         def read_from(state: dict[str, Any] | None) -> Iterable[Batch]:
             # Called by the load once it holds this stream's lock, with the state the last load committed:
             # a run that overlaps another of the same pipeline reads from where that one stopped.
-            batches = reader.read(source.stream, state=state, window=window, hints=source.type_hints())
+            # The cursor is kept on the source's columns; the mapping renames and drops after it.
+            batches = source.mapping.batches(
+                reader.read(source.stream, state=state, window=window, hints=source.type_hints()))
             # Between batches, stop (and roll back) if this step's run is gone: no orphan commits.
             alive = while_alive(batches, RunLiveness(context.instance, context.run.run_id))
             return with_progress(alive, context.log.info, f"{node.key.to_user_string()} -> {node.table}")

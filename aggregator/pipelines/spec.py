@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
 from aggregator.pipelines.alerts_spec import AlertsConfig, Duration, PipelineAlerts
 from aggregator.pipelines.checks_spec import Check
+from aggregator.pipelines.column_mapping import ColumnMapping, check_mapping, raise_located
 from aggregator.pipelines.connections import Connection, EnvRef
 from aggregator.pipelines.executors import DEFAULT_EXECUTOR, ExecutorName
 from aggregator.pipelines.steps import Step
@@ -114,11 +115,29 @@ class Partitions(Strict):
 
 
 class ColumnHint(Strict):
-    """What the spec declares about one column of a source; it wins over what inference would decide."""
+    """What the spec says about one source column: its type (wins over inference), or the table column it lands
+    in (`rename`), or that it never reaches the table (`exclude`)."""
 
-    type: Literal["integer", "float", "boolean", "text", "timestamp", "date"] = Field(
-        description="The column's type; values are converted to it and a value that cannot be fails the load."
+    type: Literal["integer", "float", "boolean", "text", "timestamp", "date"] | None = Field(
+        None, description="The column's type; values are converted to it and a value that cannot be fails the load."
     )
+    rename: Name | None = Field(
+        None,
+        description="The table column this source column lands in. `primary_key`, checks and "
+        "`sensitive_columns` name the table column (the new name); an incremental cursor still reads the source's.",
+    )
+    exclude: bool = Field(
+        False, description="`true`: the column is dropped from every batch before the load; the table, previews "
+        "and metadata never see it.",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ColumnHint:
+        if self.exclude and (self.type is not None or self.rename is not None):
+            raise ValueError("an excluded column is never loaded: `exclude: true` goes without `type` or `rename`")
+        if not self.exclude and self.type is None and self.rename is None:
+            raise ValueError("say what to do with the column: `type`, `rename` or `exclude: true`")
+        return self
 
 
 class SchemaRules(Strict):
@@ -164,7 +183,9 @@ class SourceSpec(Strict):
     )
     columns: dict[str, ColumnHint] = Field(
         default_factory=dict,
-        description="Declared column types, e.g. `{updated_at: {type: timestamp}}`; they win over inference.",
+        description="By source column name: declared types, e.g. `{updated_at: {type: timestamp}}` (they win over "
+        "inference), renames `{CustName: {rename: customer_name}}` and exclusions `{ssn: {exclude: true}}`. "
+        "Everything else in the source names table columns.",
     )
     detect_timestamps: bool = Field(
         True, description="Type ISO-8601 date and timestamp strings as dates/timestamps (false: keep text)."
@@ -193,6 +214,29 @@ class SourceSpec(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _mapping_consistent(self) -> SourceSpec:
+        mapping = self.mapping
+        references: list[tuple[tuple[str | int, ...], str]] = [(("primary_key", i), c) for i, c in enumerate(self.primary_key)]
+        references += [(("sensitive_columns", i), c) for i, c in enumerate(self.sensitive_columns)]
+        for i, check in enumerate(self.checks):
+            if isinstance(getattr(check, "column", None), str):
+                references.append((("checks", i, "column"), check.column))  # type: ignore[union-attr]
+            for j, column in enumerate(getattr(check, "columns", None) or []):
+                references.append((("checks", i, "columns", j), column))
+        errors = check_mapping(self.columns, mapping.renames, mapping.excluded, references,
+                               reading(self.stream).cursor_column(self.stream))
+        raise_located("SourceSpec", errors)
+        return self
+
+    @property
+    def mapping(self) -> ColumnMapping:
+        """The spec's renames and exclusions, applied to every batch before the load."""
+        return ColumnMapping(
+            renames={c: h.rename for c, h in self.columns.items() if h.rename is not None and h.rename != c},
+            excluded=frozenset(c for c, h in self.columns.items() if h.exclude),
+        )
+
     @property
     def schema_rules(self) -> SchemaRules:
         """`schema_policy` in its long form: a bare policy name means `{changes: <name>}`."""
@@ -202,7 +246,7 @@ class SourceSpec(Strict):
     def type_hints(self) -> TypeHints:
         """The declared types and detection switch, as the connectors take them."""
         return TypeHints(
-            columns={name: ColumnType(hint.type) for name, hint in self.columns.items()},
+            columns={name: ColumnType(hint.type) for name, hint in self.columns.items() if hint.type is not None},
             detect_timestamps=self.detect_timestamps,
         )
 

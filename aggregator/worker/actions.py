@@ -144,12 +144,14 @@ def source_schema(call: SourceCall, resolver: Resolver) -> dict[str, Any]:
         resource = _resource(conn, spec.connection, resolver)
         infos = resource.discover(spec.stream, spec.type_hints())  # typed as the load types it
     except CallError as exc:
-        return {"columns": None, "error": exc.detail}
+        return {"columns": None, "source_columns": None, "error": exc.detail}
     except Exception as exc:  # noqa: BLE001 - connector errors name what failed
-        return {"columns": None, "error": f"connection {spec.connection!r}: {first_line(exc)}"}
-    # Named as the load names them in the table (a JSON key 'Order ID' is column order_id).
-    columns = {column_name(c): str(getattr(t, "value", t)) for c, t in infos[0].columns.items()} if infos else {}
-    return {"columns": columns, "error": None}
+        return {"columns": None, "source_columns": None, "error": f"connection {spec.connection!r}: {first_line(exc)}"}
+    found = {c: str(getattr(t, "value", t)) for c, t in infos[0].columns.items()} if infos else {}
+    # `columns` as the load names them in the table: mapped by the spec's renames and exclusions, then
+    # normalized (a JSON key 'Order ID' is column order_id); `source_columns` as the spec's `columns:` keys them.
+    columns = {column_name(c): t for c, t in spec.mapping.columns(found).items()}
+    return {"columns": columns, "source_columns": found, "error": None}
 
 
 def _masked(columns: list[str], rows: list[list[Any]], sensitive: set[str]) -> list[list[Any]]:
@@ -166,7 +168,7 @@ def read_rows(conn: Connection, spec: SourceSpec, limit: int, resolver: Resolver
     columns: dict[str, str] = {}
     rows: list[list[Any]] = []
     truncated = False
-    batches = resource.read(spec.stream, None, None, spec.type_hints())
+    batches = spec.mapping.batches(resource.read(spec.stream, None, None, spec.type_hints()))
     try:
         for batch in batches:
             for column in batch.columns:

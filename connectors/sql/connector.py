@@ -30,5 +30,6 @@ CONNECTOR = ConnectorType(
     stream_model=SqlStream,
     summary="any SQLAlchemy database (tables, views or a query)",
     cursor=_cursor,
+    cursor_column=lambda stream: stream.cursor_column,
     resolve_paths=_paths,
 )

@@ -14,7 +14,8 @@ import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
-from aggregator.destinations.schema import fits
+from aggregator.destinations.schema import column_name, fits
+from aggregator.pipelines.column_mapping import ColumnMapping
 from aggregator.pipelines.graph import build_graph
 from aggregator.pipelines.load import SpecErrors, load_specs
 from aggregator.pipelines.spec import SourceSpec
@@ -60,7 +61,13 @@ class SchemaDiff(BaseModel):
 class SchemaComparison(BaseModel):
     """Three views of a source's columns (portable types) and how they differ."""
 
-    source: dict[str, str] | None = Field(description="Discovered from the connection now (null if it failed).")
+    source: dict[str, str] | None = Field(
+        description="Discovered from the connection now, named as the table names them: the spec's renames and "
+        "exclusions applied (null if discovery failed).")
+    source_columns: dict[str, str] | None = Field(
+        None, description="Discovered, as the source names them (the keys of the spec's `columns:`).")
+    mapping: dict[str, str | None] | None = Field(
+        None, description="Each discovered source column -> the table column it lands in (null: excluded).")
     source_error: str | None = Field(None, description="Why discovery failed, when it did.")
     destination: dict[str, str] | None = Field(description="The destination table's columns (null: no table yet).")
     last_materialization: dict[str, str] | None = Field(
@@ -108,8 +115,8 @@ def portable_name(sql_type: str) -> str:
 
 
 def routes(api: ApiState) -> list[Route]:
-    def _source(pipeline: str, source: str) -> tuple[str, str]:
-        """The source's table and destination, from the specs (no connection is built here)."""
+    def _source(pipeline: str, source: str) -> tuple[str, str, ColumnMapping]:
+        """The source's table, destination and column mapping, from the specs (no connection is built here)."""
         try:
             specs = load_specs(api.platform.pipelines_dir, api.specs.texts())
             graph = build_graph(specs)
@@ -118,7 +125,7 @@ def routes(api: ApiState) -> list[Route]:
         node = graph.nodes.get((pipeline, source))
         if node is None or not isinstance(node.spec, SourceSpec):
             raise ApiError(404, f"no source {source!r} in pipeline {pipeline!r}")
-        return node.table, node.pipeline.destination
+        return node.table, node.pipeline.destination, node.spec.mapping
 
     def _destination(table: str) -> dict[str, str] | None:
         # The process's shared reader engine for the warehouse (connectors/sql/engines.py), not one per request.
@@ -145,18 +152,23 @@ def routes(api: ApiState) -> list[Route]:
         """Discovered source columns vs the destination table vs the last materialization."""
         pipeline, source = req.params["name"], req.params["source"]
         require(req.principal, Role.viewer, "compare_source_schema", [pipeline])
-        table, destination = await api.services.run_io(_source, pipeline, source)
+        table, destination, mapping = await api.services.run_io(_source, pipeline, source)
         discovered: dict[str, str] | None = None
+        source_columns: dict[str, str] | None = None
         try:
             answer = await api.worker.call("source-schema", {"pipeline": pipeline, "source": source})
             discovered, error = answer["columns"], answer["error"]
+            source_columns = answer.get("source_columns")
         except ApiError as exc:
             if exc.status == 404:
                 raise
             error = exc.detail  # no worker, or it failed: the other two views still answer
         dest = await api.services.run_io(_destination, table) if destination == WAREHOUSE else None
         last = await _last(pipeline, source)
-        return SchemaComparison(source=discovered, source_error=error, destination=dest, last_materialization=last,
+        mapped = None if source_columns is None else {
+            c: None if (name := mapping.table_name(c)) is None else column_name(name) for c in source_columns}
+        return SchemaComparison(source=discovered, source_error=error, source_columns=source_columns, mapping=mapped,
+                                destination=dest, last_materialization=last,
                                 source_vs_destination=load_diff(dest, discovered),
                                 destination_vs_last_materialization=diff(last, dest))
 
