@@ -13,6 +13,7 @@ const Uploads = lazy(() => import("./pages/Uploads"));
 const Alerts = lazy(() => import("./pages/Alerts"));
 const Administration = lazy(() => import("./pages/Administration"));
 const Builder = lazy(() => import("./pages/Builder"));
+const SchemaMapping = lazy(() => import("./pages/SchemaMapping"));
 
 export function App() {
   return (
@@ -27,6 +28,7 @@ export function App() {
           <Route path="/builder" element={<Builder />} />
           <Route path="/builder/new-pipeline" element={<Builder create />} />
           <Route path="/builder/:name" element={<Builder />} />
+          <Route path="/pipelines/:name/sources/:source/mapping" element={<SchemaMapping />} />
           <Route path="/uploads" element={<Uploads />} />
           <Route path="/logs" element={<Logs />} />
           <Route path="/alerts" element={<Alerts />} />

@@ -295,6 +295,13 @@ export function PipelineBuilder({ name }: { name: string }) {
               if (typeof changes.name === "string" && selectedNode.kind !== "check") setSelected(`${selectedNode.kind}:${changes.name}`);
             }}
             onRemove={() => { edit((d) => removeNode(d, name, selectedNode)); setSelected(null); }}>
+            {selectedNode.kind === "source" ? (
+              <p>
+                <Link to={`/pipelines/${encodeURIComponent(name)}/sources/${encodeURIComponent(selectedNode.name)}/mapping`}>
+                  Schema mapping
+                </Link>{dirty ? " (of the saved version: save first)" : ""}: rename, type or exclude its columns.
+              </p>
+            ) : null}
             {selectedNode.kind === "source" || selectedNode.kind === "transform" ? (
               <PreviewRows pipeline={name} kind={selectedNode.kind} name={selectedNode.name} unsaved={dirty}
                 ability={ability(me.data, `preview_${selectedNode.kind}`)} />
