@@ -17,6 +17,9 @@ def test_source_vs_destination(api_stack: ApiStack) -> None:
     assert body["last_materialization"] is None and body["destination_vs_last_materialization"] is None
     change = body["source_vs_destination"]
     assert "updated_at" in change["added"] and change["removed"] == [] and "id" not in change["added"]
+    # No mapping in the sample: every source column lands under its own name.
+    assert body["source_columns"] == body["source"]
+    assert body["mapping"] == {c: c for c in body["source_columns"]}
 
 
 def test_unknown_source_is_404(api_stack: ApiStack) -> None:

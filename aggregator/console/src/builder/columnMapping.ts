@@ -1,7 +1,7 @@
 // A source's column mapping as the Schema mapping page edits it: per source column a rename, a declared type
 // or an exclusion (the spec's `columns:`), and the schema policy. Written into the YAML document through
 // updateStep, so the rest of the file (comments, key order, keys the page does not model) stays as it is.
-import type { Document } from "yaml";
+import { type Document, isMap, type YAMLMap } from "yaml";
 
 import { type Obj, specToGraph, updateStep } from "./specGraph";
 
@@ -87,8 +87,12 @@ export function policySpec(policy: Policy, before: unknown): unknown {
 export function applyMapping(doc: Document, pipeline: string, source: string, edits: [string, ColumnEdit][],
   policy: Policy): void {
   const before = sourceValue(doc, pipeline, source);
+  const columns = columnsSpec(edits);
+  // One line per column, `ssn: {exclude: true}`, as the docs and samples write column hints.
+  const node = columns === undefined ? undefined : doc.createNode(columns) as YAMLMap;
+  for (const item of node?.items ?? []) if (isMap(item.value)) item.value.flow = true;
   updateStep(doc, pipeline, "source", source, {
-    columns: columnsSpec(edits),
+    columns: node,
     schema_policy: policySpec(policy, before.schema_policy),
   });
 }

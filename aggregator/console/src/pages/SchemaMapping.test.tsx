@@ -51,6 +51,7 @@ describe("applyMapping", () => {
     expect(source(yaml).columns).toEqual({ updated_at: { type: "timestamp" }, ID: { rename: "person_id" },
       ssn: { exclude: true } });
     expect(source(yaml).schema_policy).toBe("discard");
+    expect(yaml).toContain("          ID: {rename: person_id}\n          ssn: {exclude: true}\n");
     expect(yaml).toContain("# CRM pipeline");
     expect(yaml).toContain("# the CRM's database");
     expect(source(yaml).stream).toEqual({ type: "sql", table: "people" });
