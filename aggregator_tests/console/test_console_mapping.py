@@ -2,6 +2,9 @@
 test_console_browser.py): an editor renames and excludes columns of a CSV source, saves, a run loads the table
 under the new names without the excluded column; a viewer sees the page read-only with the reason; axe finds
 nothing serious."""
+# The shared fixtures are imported by name (pytest finds them in this module), so the tests' parameters
+# "redefine" them for ruff.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
