@@ -82,10 +82,12 @@ def _json(value: Any) -> Any:
 
 
 def _has_comments(text: str) -> bool:
+    """Whether a `#` outside every token (PyYAML's scanner skips comments, so they sit between tokens)."""
     try:
-        return any(isinstance(t, yaml.CommentToken) for t in yaml.scan(text))
+        inside = {i for t in yaml.scan(text) for i in range(t.start_mark.index, t.end_mark.index)}
     except yaml.YAMLError:
         return "#" in text
+    return any(c == "#" and i not in inside for i, c in enumerate(text))
 
 
 def _global_block(texts: dict[Path, str], root: Path) -> tuple[str, str, dict[str, Any]] | None:
