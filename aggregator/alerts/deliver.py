@@ -157,7 +157,7 @@ def deliver(name: str, channel: Channel, message: AlertMessage, policy: Delivery
     return DeliveryResult(ok=False, attempts=policy.attempts, error=error)
 
 
-def test_message(channel: str, ui_url: str, sent_by: str | None = None) -> AlertMessage:
+def channel_test_message(channel: str, ui_url: str, sent_by: str | None = None) -> AlertMessage:
     """The clearly marked sample alert a channel test sends (no incident is opened or closed by it)."""
     by = f" by {sent_by}" if sent_by else ""
     return AlertMessage(
@@ -169,5 +169,5 @@ def test_message(channel: str, ui_url: str, sent_by: str | None = None) -> Alert
 def send_test(channel: str, config: AlertsConfig, sent_by: str | None = None) -> tuple[AlertMessage, DeliveryResult]:
     """Send the test message through `channel` of `config` with the channel's delivery policy, as an alert
     would go; raises KeyError for a channel `config` does not declare."""
-    message = test_message(channel, config.ui_url, sent_by)
+    message = channel_test_message(channel, config.ui_url, sent_by)
     return message, deliver(channel, config.channels[channel], message, config.delivery)

@@ -278,7 +278,7 @@ def preview_transform(call: TransformCall, resolver: Resolver) -> dict[str, Any]
 def send_test_alert(call: AlertTestCall, resolver: Resolver) -> dict[str, Any]:
     """A clearly marked test message through one alert channel, by the real delivery code (the sensors'), with
     the channel's secrets from this process's environment. A failed delivery is the answer, not an error."""
-    from aggregator.alerts.deliver import send_test, test_message
+    from aggregator.alerts.deliver import channel_test_message, send_test
     from aggregator.pipelines.alert_setup import alert_setup_partial
 
     specs, _ = _specs()
@@ -295,7 +295,7 @@ def send_test_alert(call: AlertTestCall, resolver: Resolver) -> dict[str, Any]:
         resolver.resolve(config.channels[call.channel].model_dump(exclude_none=True),
                          f"alert channel {call.channel!r}")
     except SecretReferenceError as exc:
-        message = test_message(call.channel, config.ui_url, call.requested_by)
+        message = channel_test_message(call.channel, config.ui_url, call.requested_by)
         return {"channel": call.channel, "delivered": False, "attempts": 0, "error": first_line(exc),
                 "title": message.title, "subject": message.subject}
     message, result = send_test(call.channel, config, call.requested_by)
