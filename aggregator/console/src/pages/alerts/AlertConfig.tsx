@@ -142,8 +142,8 @@ function RuleFields({ rule, channels, set, disabled }: { rule: Rule; channels: s
   );
 }
 
-function TestResult({ result, error }: { result?: ChannelTestResult; error: unknown }) {
-  if (error) return <ErrorBox error={error} title="Test not sent" />;
+function TestResult({ name, result, error }: { name: string; result?: ChannelTestResult; error: unknown }) {
+  if (error) return <div data-testid={`test-result-${name}`}><ErrorBox error={error} title="Test not sent" /></div>;
   if (!result) return null;
   return result.delivered ? (
     <p className="ok" role="status" data-testid={`test-result-${result.channel}`}>
@@ -172,7 +172,7 @@ function ChannelTest({ name, dirty }: { name: string; dirty: boolean }) {
         {test.isPending ? "Sending…" : "Send test"}
       </button>
       {dirty ? <span className="note"> Save first: the test uses the saved channel.</span> : null}
-      <TestResult result={test.data} error={test.error} />
+      <TestResult name={name} result={test.data} error={test.error} />
     </div>
   );
 }
