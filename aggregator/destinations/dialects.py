@@ -71,12 +71,28 @@ class DialectRules:
     # (SQLite: NaN as NULL; MySQL: all of them as NULL) without an error. Unknown dialects: none, to be safe.
     float_specials: frozenset[str] = frozenset()
     label: str = ""  # the dialect as messages name it (default: `name`)
+    explain: str = "EXPLAIN"  # the prefix that prepares a SELECT (every table and column resolved) without running it
     widen_sql: Callable[[str, str, str], str] = _widen_alter_type
     portable: Callable[[sa.types.TypeEngine[Any]], ColumnType] = portable_type
 
     @property
     def display_name(self) -> str:
         return self.label or self.name
+
+    @property
+    def table_options(self) -> str:
+        """`table_kwargs` as the options of a CREATE TABLE … AS SELECT, which SQLAlchemy does not write."""
+        names = {"mysql_engine": "ENGINE", "mysql_charset": "DEFAULT CHARSET", "mysql_collate": "COLLATE"}
+        return " ".join(f"{names[k]}={v}" for k, v in self.table_kwargs.items())
+
+    def shadow_sql(self, quoted: str, select: str) -> str:
+        """A session-only relation named `quoted` with the columns of `select`, hiding a table of that name from
+        later statements of this session only (`validate --warehouse` checks downstream transforms against it)."""
+        if self.name == "mysql":
+            # No temporary views; a TEMPORARY table hides the permanent one for this session, and creating it
+            # commits nothing. Empty: only its columns matter.
+            return f"CREATE TEMPORARY TABLE {quoted} AS SELECT * FROM ({select}) AS shadowed WHERE 1 = 0"  # noqa: S608 (the transform's own compiled SELECT)
+        return f"CREATE TEMPORARY VIEW {quoted} AS {select}"
 
     def swap_sql(self, staging: str, table: str, old: str | None, quote: Quote) -> list[str]:
         """Statements that put `staging` in place of `table` (`old`: a free name for the previous table, or
@@ -95,7 +111,7 @@ RULES: dict[str, DialectRules] = {
     "postgresql": DialectRules("postgresql", counting=True, float_specials=frozenset(FLOAT_SPECIALS),
                                label="PostgreSQL"),
     "sqlite": DialectRules("sqlite", counting=True, float_specials=frozenset({"Infinity", "-Infinity"}),
-                           label="SQLite"),
+                           label="SQLite", explain="EXPLAIN QUERY PLAN"),
     "mysql": DialectRules(
         "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES, label="MySQL/MariaDB",
         # InnoDB for transactions whatever the server's default engine; utf8mb4 for every character (emoji)
