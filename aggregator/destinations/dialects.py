@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
 
 from aggregator.destinations.values import FLOAT_SPECIALS
 from connectors.batches import ColumnType
@@ -33,9 +34,28 @@ MYSQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.TEXT: mysql.LONGTEXT(),
     ColumnType.TIMESTAMP: mysql.DATETIME(fsp=6),
 }
-# A key column cannot be a LONGTEXT (InnoDB indexes need a bounded length): a text key is VARCHAR(255), which
-# fits three utf8mb4 key columns in InnoDB's 3072-byte index limit.
-MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: sa.String(255)}
+
+
+class MysqlTextKey(sa.types.String):
+    """A text key column on MySQL/MariaDB (see `_mysql_text_key`)."""
+
+    __visit_name__ = "mysql_text_key"
+    cache_ok = True
+
+
+@compiles(MysqlTextKey, "mysql")
+def _mysql_text_key(_type: MysqlTextKey, compiler: Any, **_kw: Any) -> str:
+    # A key column cannot be a LONGTEXT (InnoDB indexes need a bounded length): VARCHAR(255) fits three utf8mb4
+    # key columns in InnoDB's 3072-byte index limit. Its collation is binary *and* NO PAD: utf8mb4_bin pads
+    # with spaces when comparing, so its unique index took `a` and `a ` for one key and a merge overwrote one
+    # with the other (PostgreSQL and SQLite keep both). MySQL 5.7 has no NO PAD collation.
+    dialect = compiler.dialect
+    collation = ("utf8mb4_nopad_bin" if dialect.is_mariadb
+                 else "utf8mb4_0900_bin" if (dialect.server_version_info or (0,)) >= (8,) else "utf8mb4_bin")
+    return f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {collation}"
+
+
+MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: MysqlTextKey(255)}
 
 
 def _widen_alter_type(table: str, column: str, ddl_type: str) -> str:
