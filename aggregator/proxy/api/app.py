@@ -28,6 +28,7 @@ from aggregator.proxy.api import (
     pipeline_routes,
     preview_transform,
     run_routes,
+    saved_routes,
     schema_routes,
     template_routes,
     upload_routes,
@@ -66,6 +67,7 @@ class ApiApp:
         self.state = ApiState(services, client, platform, SpecStore(services.store.engine, platform),
                               Warehouse(platform.warehouse_url), limits or ApiLimits.from_env())
         self.routes: list[Route] = [*pipeline_routes.routes(self.state), *data_routes.routes(self.state),
+                                    *saved_routes.routes(self.state),
                                     *connection_routes.routes(self.state),
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
                                     *upload_routes.routes(self.state),
