@@ -49,10 +49,14 @@ def _mysql_text_key(_type: MysqlTextKey, compiler: Any, **_kw: Any) -> str:
     # key columns in InnoDB's 3072-byte index limit. Its collation is binary *and* NO PAD: utf8mb4_bin pads
     # with spaces when comparing, so its unique index took `a` and `a ` for one key and a merge overwrote one
     # with the other (PostgreSQL and SQLite keep both). MySQL 5.7 has no NO PAD collation.
-    dialect = compiler.dialect
-    collation = ("utf8mb4_nopad_bin" if dialect.is_mariadb
-                 else "utf8mb4_0900_bin" if (dialect.server_version_info or (0,)) >= (8,) else "utf8mb4_bin")
-    return f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {collation}"
+    return f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {mysql_key_collation(compiler.dialect)}"
+
+
+def mysql_key_collation(dialect: sa.Dialect) -> str:
+    """The binary NO PAD collation of text key columns on this server (see `_mysql_text_key`)."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    return "utf8mb4_0900_bin" if (dialect.server_version_info or (0,)) >= (8,) else "utf8mb4_bin"
 
 
 MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: MysqlTextKey(255)}

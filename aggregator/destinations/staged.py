@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from aggregator.destinations import state as state_store
+from aggregator.destinations.dialects import mysql_key_collation
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
 from aggregator.destinations.identifiers import scratch_name, scratch_prefix
 from aggregator.destinations.results import LoadResult, ReadFrom, TableInfo
@@ -227,6 +228,23 @@ def _prepare_table(
     target._alter(add, widen)
     if mode == "merge":
         dest._ensure_unique(conn, table, keys, target.columns)
+        _unpad_keys(dest, conn, table, [k for k in keys if target.columns.get(k) is ColumnType.TEXT])
+
+
+def _unpad_keys(dest: SqlDestination, conn: sa.Connection, table: str, text_keys: list[str]) -> None:
+    """Give text key columns of a table created before keys were NO PAD (`utf8mb4_bin`, which compares `a ` equal
+    to `a`) the key type: NO PAD is stricter, so every key that is unique now stays unique."""
+    if not text_keys:
+        return
+    wanted = mysql_key_collation(conn.dialect)
+    found = conn.execute(sa.text(
+        "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"), {"t": table}).all()
+    key_type = dest.rules.key_types[ColumnType.TEXT].compile(dialect=conn.dialect)
+    for name, collation in found:
+        if name in text_keys and collation != wanted:
+            log.warning("table %s: key column %s compares with %s; changing it to %s", table, name, collation, wanted)
+            conn.exec_driver_sql(dest.rules.widen_sql(dest.quote(table), dest.quote(name), key_type))
 
 
 def _drop_stage(conn: sa.Connection, stage: str, temporary: bool) -> None:
