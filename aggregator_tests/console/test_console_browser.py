@@ -22,14 +22,14 @@ import pytest
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
+from aggregator_tests.console.browser import CHROMIUM
+from aggregator_tests.console.browser import serious_axe as _serious_axe
+from aggregator_tests.console.browser import signed_in as _signed_in
 from aggregator_tests.dev_process import start_dev
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import PASSWORD, free_port
 from aggregator_tests.tools import needs_tool
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
               needs_tool(shutil.which(CHROMIUM), "Chromium at /usr/bin/chromium drives the Console"),
               needs_tool(shutil.which("npm"), "npm installs axe-core for the accessibility check")]
@@ -140,29 +140,6 @@ def _wait_run(client: httpx.Client, run_id: str, timeout_s: float = 600) -> None
     assert status == "SUCCESS", f"run {run_id} ended {status}"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def _signed_in(browser: Any, platform: Platform, user: str, path: str, password: str = PASSWORD,
-               **context: Any) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}, **context).new_page()
-    page.set_default_timeout(90_000)
-    page.goto(f"{platform.url}/console/{path}")
-    page.wait_for_url(re.compile(r".*/_auth/login\?next=.*"))  # no session: the proxy's sign-in, then back
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(rf".*/console/{re.escape(path)}$"))
-    return page
-
-
 def test_admin_creates_and_tests_a_rest_connection_through_the_form(browser: Any, platform: Platform,
                                                                      local_api: str, artifacts_dir: Path) -> None:
     page = _signed_in(browser, platform, "admin", "connections/new")
@@ -218,6 +195,60 @@ def test_analytics_runs_a_query_and_charts_it(browser: Any, platform: Platform, 
     assert csv_text.startswith("region,units,orders")
     page.screenshot(path=str(artifacts_dir / "analytics-chart.png"), full_page=True)
     page.context.close()
+
+
+def test_analytics_saves_a_query_to_a_dashboard_and_exports_png_svg_parquet(
+        browser: Any, platform: Platform, console_checkout: Path, artifacts_dir: Path) -> None:
+    """Issue 21 item 8: a query saved by name goes on a new dashboard, which a reload still shows (the platform
+    database keeps both); the chart downloads as a valid PNG and SVG, the result as Parquet; axe finds nothing
+    serious on the page with a dashboard on it."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    import pyarrow.parquet as pq
+
+    axe_source = (console_checkout / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    page = _signed_in(browser, platform, "eddie", "analytics", bypass_csp=True)  # axe is an inline script
+    page.get_by_label("SQL").fill("SELECT region, SUM(quantity) AS units FROM sales_orders GROUP BY region "
+                                  "ORDER BY region")
+    page.get_by_role("button", name="Run query").click()
+    page.locator("[data-testid=result-chart] .recharts-bar-rectangle").first.wait_for()
+    with page.expect_download() as png:
+        page.get_by_role("button", name="Export PNG").click()
+    assert png.value.suggested_filename == "chart.png"
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as svg:
+        page.get_by_role("button", name="Export SVG").click()
+    root = ET.fromstring(Path(svg.value.path()).read_bytes())  # noqa: S314 (the Console's own file, in a test)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert any("recharts-rectangle" in (p.get("class") or "") for p in root.iter("{http://www.w3.org/2000/svg}path"))
+    with page.expect_download() as parquet:
+        page.get_by_role("button", name="Export Parquet").click()
+    table = pq.read_table(io.BytesIO(Path(parquet.value.path()).read_bytes()))
+    assert table.column_names == ["region", "units"] and table.num_rows == 4
+
+    page.get_by_label("Query name").fill("units by region")
+    page.get_by_role("button", name="Save query").click()
+    page.get_by_role("button", name="units by region", exact=True).wait_for()
+    page.get_by_label("New dashboard name").fill("sales board")
+    page.get_by_role("button", name="Create dashboard").click()
+    page.get_by_role("button", name="Add query to dashboard").click()
+    page.get_by_test_id("dashboard-tile").locator(".recharts-bar-rectangle").first.wait_for()
+
+    page.reload()
+    tile = page.get_by_test_id("dashboard-tile")
+    tile.locator(".recharts-bar-rectangle").first.wait_for()
+    assert tile.count() == 1 and "units by region" in tile.inner_text()
+    page.wait_for_load_state("networkidle")
+    violations = _serious_axe(page, axe_source)
+    page.screenshot(path=str(artifacts_dir / "analytics-dashboard.png"), full_page=True)
+    page.context.close()
+    assert not violations, json.dumps(violations, indent=1)
+    # Another user's Console shows none of it.
+    other = _signed_in(browser, platform, "vic", "analytics")
+    other.get_by_text("No dashboard yet.").wait_for()
+    assert other.get_by_role("button", name="units by region", exact=True).count() == 0
+    other.context.close()
 
 
 def test_logs_search_finds_the_runs_lines_and_links_to_dagster(browser: Any, platform: Platform,
@@ -320,14 +351,6 @@ def test_a_viewer_sees_the_builder_graph_read_only_with_the_reason(browser: Any,
     }""")
     assert answer["status"] == 403, answer
     page.context.close()
-
-
-def _serious_axe(page: Any, axe_source: str) -> list[dict[str, Any]]:
-    page.add_script_tag(content=axe_source)
-    violations: list[dict[str, Any]] = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']}))
-        .violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                               nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""")
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def test_an_admin_creates_a_user_and_a_token_and_the_new_user_signs_in(

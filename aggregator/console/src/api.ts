@@ -188,6 +188,46 @@ export interface AlertEntry {
   detail: string | null;
 }
 
+export interface PipelineAlerts {
+  pipeline: string;
+  file: string;
+  inherit: boolean;
+  rules: Record<string, unknown>[];
+  in_scope: boolean;
+}
+
+/** GET api/alerts/config: the global `alerts:` block as written, with what a write sends back. */
+export interface AlertConfigDocument {
+  file: string;
+  exists: boolean;
+  etag: string;
+  version: number;
+  alerts: Record<string, unknown>;
+  own_file: boolean;
+  comments: boolean;
+  inline_secrets: string[];
+  secret_names: string[];
+  pipelines: PipelineAlerts[];
+}
+
+/** An accepted spec write: its version and whether the code location picked it up. */
+export interface WriteResult {
+  name: string;
+  version: number;
+  etag: string;
+  file: string;
+  reloaded: boolean;
+  reload_problems: string[];
+}
+
+export interface ChannelTestResult {
+  channel: string;
+  delivered: boolean;
+  attempts: number;
+  error: string | null;
+  title: string;
+}
+
 export interface AuditRecord {
   ts: number;
   event: string;
@@ -222,4 +262,34 @@ export interface TokenInfo {
   expires_at: number | null;
   revoked_at: number | null;
   last_used: number | null;
+}
+
+/** How a saved query or a dashboard tile is drawn (`table`: the rows, no chart). */
+export interface SavedChart {
+  kind: "line" | "bar" | "table";
+  x: string | null;
+  ys: string[];
+}
+
+export interface SavedQuery {
+  id: string;
+  name: string;
+  sql: string;
+  row_limit: number;
+  chart: SavedChart | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DashboardItem {
+  query_id: string;
+  chart: SavedChart | null;
+}
+
+export interface Dashboard {
+  id: string;
+  name: string;
+  items: DashboardItem[];
+  created_at: number;
+  updated_at: number;
 }

@@ -42,6 +42,9 @@ class ApiLimits(BaseModel):
     query_per_user: int = Field(
         2, gt=0, description="AGGREGATOR_API_QUERY_PER_USER: queries and exports one user may run at once; more "
         "are answered 429 with Retry-After.")
+    alert_tests_per_minute: int = Field(
+        6, gt=0, description="AGGREGATOR_API_ALERT_TESTS_PER_MINUTE: channel tests one user may send per minute "
+        "(that many at once, then refilled evenly); more are answered 429 with Retry-After.")
     reload_after_write: bool = Field(
         True, description="Reload the Dagster code location after each accepted spec write.")
 
@@ -54,7 +57,8 @@ class ApiLimits(BaseModel):
 
 ENV = {"query_timeout_s": "AGGREGATOR_API_QUERY_TIMEOUT_S", "export_timeout_s": "AGGREGATOR_API_EXPORT_TIMEOUT_S",
        "max_row_bytes": "AGGREGATOR_API_MAX_ROW_BYTES", "max_response_bytes": "AGGREGATOR_API_MAX_RESPONSE_BYTES",
-       "query_concurrency": "AGGREGATOR_API_QUERY_CONCURRENCY", "query_per_user": "AGGREGATOR_API_QUERY_PER_USER"}
+       "query_concurrency": "AGGREGATOR_API_QUERY_CONCURRENCY", "query_per_user": "AGGREGATOR_API_QUERY_PER_USER",
+       "alert_tests_per_minute": "AGGREGATOR_API_ALERT_TESTS_PER_MINUTE"}
 
 
 @dataclass

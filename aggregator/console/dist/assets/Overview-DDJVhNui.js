@@ -1,4 +1,4 @@
-import{u as h,j as e}from"./react-Dwnz88jT.js";import{p as c,g as m,a as y}from"./index-DWv4BE-9.js";import{E as x}from"./Unavailable-CS-i6pWy.js";import{R as g,B as C,C as E,X as v,Y as N,T as k,L as w,a as f}from"./charts-tL5av2t8.js";import"./vendor-DnfU8bD2.js";import"./d3-DcMLAfRu.js";const d=14,I=`query ConsoleRuns($after: Float) {
+import{u as h,j as e}from"./react-Dwnz88jT.js";import{p as c,g as m,a as y}from"./index-4zyejtkP.js";import{E as x}from"./Unavailable-CS-i6pWy.js";import{R as g,B as C,C as E,X as v,Y as N,T as k,L as w,a as f}from"./charts-tL5av2t8.js";import"./vendor-DnfU8bD2.js";import"./d3-DcMLAfRu.js";const d=14,I=`query ConsoleRuns($after: Float) {
   runsOrError(filter: {createdAfter: $after}, limit: 1000) {
     __typename
     ... on Runs { results { runId jobName status startTime creationTime } }
