@@ -14,12 +14,10 @@ from typing import Any
 
 import httpx
 
+from aggregator_tests.console.browser import serious_axe, signed_in
 from aggregator_tests.console.test_console_browser import (  # noqa: F401 - fixtures used by name
     Platform,
-    _serious_axe,
-    _signed_in,
     _wait_run,
-    browser,
     local_api,
     platform,
     pytestmark,
@@ -48,7 +46,7 @@ def test_an_editor_maps_columns_saves_runs_and_the_table_has_the_new_names(
         assert created.status_code == 201, created.text
     axe_source = (console_checkout / "node_modules" / "axe-core" / "axe.min.js").read_text()
 
-    page = _signed_in(browser, platform, "eddie", "builder/mapme", bypass_csp=True)
+    page = signed_in(browser, platform, "eddie", "builder/mapme", bypass_csp=True)
     page.locator(".react-flow__node").filter(has_text="source: people").click()
     page.get_by_role("link", name="Schema mapping").click()
     page.get_by_role("heading", name="Schema mapping: mapme.people").wait_for()
@@ -61,7 +59,7 @@ def test_an_editor_maps_columns_saves_runs_and_the_table_has_the_new_names(
     page.get_by_label("Declared type of age").select_option("integer")
     page.get_by_role("button", name="Save mapping").click()
     page.get_by_test_id("save-result").wait_for()
-    axe_found = _serious_axe(page, axe_source)
+    axe_found = serious_axe(page, axe_source)
     page.screenshot(path=str(artifacts_dir / "schema-mapping-saved.png"), full_page=True)
 
     with _client(platform) as client:
@@ -85,7 +83,7 @@ def test_an_editor_maps_columns_saves_runs_and_the_table_has_the_new_names(
 
 
 def test_a_viewer_sees_the_mapping_read_only_with_the_reason(browser: Any, platform: Platform) -> None:
-    page = _signed_in(browser, platform, "vic", "pipelines/shop/sources/customers/mapping")
+    page = signed_in(browser, platform, "vic", "pipelines/shop/sources/customers/mapping")
     note = page.get_by_role("note").filter(has_text="Editing this mapping is not available to you")
     note.wait_for()
     assert "needs role editor; vic has viewer" in note.inner_text()
