@@ -17,9 +17,7 @@ import httpx
 import pytest
 
 from aggregator.proxy.api.live_events import EventHub
-from aggregator.proxy.api.slots import Slots
-from aggregator.proxy.api.state import ApiLimits
-from aggregator_tests.proxy.api.conftest import ApiStack
+from aggregator_tests.proxy.api.conftest import ApiStack, event_budgets
 
 TIMEOUT_S = 120.0
 
@@ -85,15 +83,10 @@ class Listener:
 
 @pytest.fixture
 def hub(api_stack: ApiStack) -> Iterator[EventHub]:
-    """The proxy's hub with small budgets and a fast poll for these tests; the defaults come back after."""
-    hub = api_stack.proxy.app.api.events
-    saved = hub.limits, hub.slots
-    hub.limits = ApiLimits(events_per_user=2, events_total=3, events_heartbeat_s=0.5, events_poll_s=0.2)
-    hub.slots = Slots(hub.limits.events_total, hub.limits.events_per_user)
-    try:
+    """The proxy's hub with small budgets and a fast poll for these tests."""
+    with event_budgets(api_stack, events_per_user=2, events_total=3, events_heartbeat_s=0.5,
+                       events_poll_s=0.2) as hub:
         yield hub
-    finally:
-        hub.limits, hub.slots = saved
 
 
 @pytest.fixture
@@ -235,3 +228,12 @@ def test_a_stream_ends_after_its_lifetime_and_says_why(api_stack: ApiStack, hub:
     assert ended[-1]["data"] == {"reason": "lifetime"}
     with listener._cond:
         assert listener._cond.wait_for(lambda: listener.ended, 30)
+
+
+@pytest.mark.parametrize("query", ["topics=everything", "level=LOUD", "text=" + "x" * 201, "last_event_id=a%20b",
+                                   "unknown=1"])
+def test_bad_subscriptions_answer_400_naming_the_parameter(api_stack: ApiStack, query: str) -> None:
+    with api_stack.client("viewer") as client:
+        answer = client.get(f"/api/events?{query}")
+    assert answer.status_code == 400, answer.text
+    assert f"query {query.split('=')[0]}" in answer.json()["detail"]
