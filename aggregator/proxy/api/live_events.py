@@ -120,6 +120,7 @@ class EventHub:
         self.slots = Slots(limits.events_total, limits.events_per_user)
         self.subscribers: set[Subscriber] = set()
         self.buffer: deque[LiveEvent] = deque(maxlen=BUFFER)
+        self.closing = False  # the process is stopping: new streams are refused, open ones ended
         self.reads = 0  # reads of the event log storage: one per poll, whatever the number of streams
         self._evicted = False
         self._start: int | None = None  # the global id the reader started after (None: per-run ids)
@@ -128,6 +129,8 @@ class EventHub:
         self._pipelines: OrderedDict[str, str | None] = OrderedDict()
 
     def take(self, user: str) -> Callable[[], None]:
+        if self.closing:
+            raise ApiError(503, "this proxy is shutting down; reconnect (to another replica)", retry_after=1.0)
         try:
             return self.slots.take(user)
         except SlotsFull as full:
@@ -168,6 +171,7 @@ class EventHub:
 
     async def close(self) -> None:
         """End every stream (the proxy is shutting down) and stop reading."""
+        self.closing = True
         for sub in list(self.subscribers):
             if sub.queue.full():
                 sub.overflowed = True

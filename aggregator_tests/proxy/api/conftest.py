@@ -28,7 +28,7 @@ from aggregator.proxy.app import ProxyApp
 from aggregator.proxy.config import load_proxy_settings
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
-from aggregator.proxy.server import open_store
+from aggregator.proxy.server import DrainingServer, open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
 from aggregator.worker.launch import TOKEN_ENV, URL_ENV, new_token, start_worker, worker_env
 from aggregator_tests.process_env import platform_env
@@ -145,8 +145,8 @@ def start_api_proxy(upstream_url: str, db_url: str, platform: Settings,
             patch.setenv(TOKEN_ENV, worker[1])
         app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()), platform=platform)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           ws="websockets-sansio", server_header=False, date_header=False))
+    server = DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           ws="websockets-sansio", server_header=False, date_header=False), app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     running = RunningProxy(f"http://127.0.0.1:{port}", settings, store, audit, app, server, thread)

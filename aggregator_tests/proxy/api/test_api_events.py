@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from aggregator.proxy.api.live_events import EventHub
-from aggregator_tests.proxy.api.conftest import ApiStack, event_budgets
+from aggregator.proxy.policy.rbac import Role
+from aggregator_tests.proxy.api.conftest import ApiStack, event_budgets, start_api_proxy
+from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy
 
 TIMEOUT_S = 120.0
 
@@ -25,15 +27,16 @@ TIMEOUT_S = 120.0
 class Listener:
     """One SSE client in a thread: parsed events as they arrive, comments counted."""
 
-    def __init__(self, stack: ApiStack, who: str, params: dict[str, str] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, stack: ApiStack | RunningProxy, who: str, params: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None, token: str | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.comments = 0
         self.ended = False
         self._cond = threading.Condition()
         self._client = httpx.Client(base_url=stack.url, timeout=httpx.Timeout(30, read=None))
         self._cm = self._client.stream("GET", "/api/events", params=params or {},
-                                       headers={"Authorization": f"Bearer {stack.tokens[who]}", **(headers or {})})
+                                       headers={"Authorization": f"Bearer {token or stack.tokens[who]}",
+                                                **(headers or {})})
         self.response = self._cm.__enter__()
         self._thread = threading.Thread(target=self._read, daemon=True)
         if self.response.status_code == 200:
@@ -237,3 +240,26 @@ def test_bad_subscriptions_answer_400_naming_the_parameter(api_stack: ApiStack, 
         answer = client.get(f"/api/events?{query}")
     assert answer.status_code == 400, answer.text
     assert f"query {query.split('=')[0]}" in answer.json()["detail"]
+
+
+def test_a_stopping_proxy_ends_its_streams_at_once(api_stack: ApiStack, tmp_path: Path) -> None:
+    """uvicorn waits for open connections before shutting down: without the drain a replica being replaced
+    would wait for its streams' lifetime (15 minutes by default) instead of seconds."""
+    platform = api_stack.proxy.app.api.state.platform
+    proxy = start_api_proxy(api_stack.upstream_url, f"sqlite:///{tmp_path / 'proxy.db'}", platform)
+    listener: Listener | None = None
+    try:
+        proxy.app.ops.dagster_home = str(Path(api_stack.home) / "dagster")
+        proxy.store.add_user("watcher", PASSWORD, Role.viewer)
+        token, _ = proxy.store.create_token("watcher")
+        listener = Listener(proxy, "watcher", token=token)
+        assert listener.response.status_code == 200  # headers come once the stream is subscribed
+        started = time.monotonic()
+        proxy.stop()
+        ended = listener.wait(lambda evs: any(e["event"] == "end" for e in evs), "the end event")
+        assert ended[-1]["data"] == {"reason": "draining"}
+        assert not proxy.thread.is_alive() and time.monotonic() - started < 20
+    finally:
+        if listener is not None:
+            listener.close()
+        proxy.stop()
