@@ -20,6 +20,7 @@ from dagster._serdes import deserialize_value
 
 # Re-read runs updated this long before the cursor: two runs can share an update timestamp.
 MARGIN = dt.timedelta(seconds=2)
+PRIME_READS = 20
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -69,7 +70,13 @@ def end_cursor(instance: dg.DagsterInstance, now: float) -> FeedCursor:
     """A cursor of an every-record feed at the end of the log now: what a live view starts from."""
     storage: Any = instance.event_log_storage
     if storage.is_run_sharded:
-        return FeedCursor(run_updated_after=now)
+        cursor = FeedCursor(run_updated_after=now)
+        # Runs updated just before `now` are re-read (MARGIN): read them to their end once, so the feed starts
+        # after what they hold now instead of replaying them whole. Bounded: a busy run keeps writing.
+        for _ in range(PRIME_READS):
+            if not read_new(instance, None, cursor):
+                break
+        return cursor
     with storage.index_connection() as conn:
         newest = conn.execute(sa.select(sa.func.max(SqlEventLogStorageTable.c.id))).scalar()
     return FeedCursor(ids={ALL: int(newest or 0)})
