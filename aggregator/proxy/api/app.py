@@ -29,6 +29,7 @@ from aggregator.proxy.api import (
     pipeline_routes,
     preview_transform,
     run_routes,
+    saved_routes,
     schema_routes,
     template_routes,
     upload_routes,
@@ -69,6 +70,7 @@ class ApiApp:
         ops = ops or DagsterOps(services, client)
         self.events = live_events.EventHub(ops, self.state.limits)
         self.routes: list[Route] = [*pipeline_routes.routes(self.state), *data_routes.routes(self.state),
+                                    *saved_routes.routes(self.state),
                                     *connection_routes.routes(self.state),
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
                                     *upload_routes.routes(self.state),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import Response, StreamingResponse
 
-from aggregator.proxy.api.access import in_scope, require
-from aggregator.proxy.api.catalog import WAREHOUSE, AssetTable
+from aggregator.proxy.api.access import require
+from aggregator.proxy.api.catalog import WAREHOUSE
 from aggregator.proxy.api.csv_safe import write_row
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.export import ExportCaps, export_csv, export_parquet
@@ -15,31 +15,28 @@ from aggregator.proxy.api.query_stream import (
     OpenQuery,
     encode_csv,
     encode_json,
+    encode_parquet,
     json_value,
     open_query,
     stream,
 )
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.state import ApiState
-from aggregator.proxy.policy.rbac import Principal, Role
+from aggregator.proxy.policy.rbac import Role
 
 # json_value is re-exported: the previews encode their rows the same way.
 __all__ = ["json_value", "routes"]
 
 
 def routes(api: ApiState) -> list[Route]:
-    async def _tables(principal: Principal) -> list[AssetTable]:
-        catalog = await api.catalog()
-        return [t for t in catalog.tables if t.destination == WAREHOUSE and in_scope(principal, t.pipeline)]
-
     async def list_tables(req: ApiRequest) -> list[TableInfo]:
         """Warehouse tables the caller may query and export (those of the pipelines in the grant)."""
-        return [TableInfo(pipeline=t.pipeline, asset=t.asset, table=t.table) for t in await _tables(req.principal)]
+        return [TableInfo(pipeline=t.pipeline, asset=t.asset, table=t.table) for t in await api.tables_of(req.principal)]
 
     async def run_query(req: ApiRequest) -> Response:
         """One read-only SELECT over the caller's tables, under a deadline, a row limit and byte caps, streamed."""
         body = req.body_as(QueryRequest)
-        allowed = {t.table for t in await _tables(req.principal)}
+        allowed = {t.table for t in await api.tables_of(req.principal)}
         sql = check_query(body.sql, api.warehouse.dialect, allowed)
         limits = api.limits
         release = api.slots.take(req.principal.user)
@@ -60,13 +57,20 @@ def routes(api: ApiState) -> list[Route]:
                 release()
 
         headers = {"cache-control": "no-store"}
-        if body.format == "csv":
+        if body.format != "json":
             # Known from the first chunk when it holds more rows than the limit, or all of them; otherwise
-            # the answer is already streaming when the limit is reached, and it ends with `# truncated: ...`.
+            # the answer is already streaming when the limit is reached: a CSV ends with `# truncated: ...`,
+            # a Parquet file says it in its footer's metadata (`aggregator.truncated`).
             if len(opened.first) > body.row_limit:
                 headers["x-truncated"] = "true"
             elif len(opened.first) < opened.chunk_rows:
                 headers["x-truncated"] = "false"
+        if body.format == "parquet":
+            headers["content-disposition"] = 'attachment; filename="query.parquet"'
+            chunks = encode_parquet(opened, body.row_limit, limits.max_response_bytes)
+            return StreamingResponse(stream(api.slots, chunks, done), media_type="application/vnd.apache.parquet",
+                                     headers=headers)
+        if body.format == "csv":
             chunks = encode_csv(opened, body.row_limit, limits.max_response_bytes, write_row,
                                 say_truncated="x-truncated" not in headers)
             return StreamingResponse(stream(api.slots, chunks, done), media_type="text/csv; charset=utf-8",

@@ -95,7 +95,10 @@ class QueryRequest(Strict):
     """A read-only SQL query over the warehouse tables of the caller's pipelines."""
 
     sql: str = Field(min_length=1, max_length=100_000, description="One SELECT (WITH … SELECT is fine).")
-    format: Literal["json", "csv"] = Field("json", description="Result format.")
+    format: Literal["json", "csv", "parquet"] = Field(
+        "json", description="Result format. CSV and Parquet stream as downloads; whether they were cut at "
+        "`row_limit` is in the `x-truncated` header when known up front, else in a last `# truncated:` line "
+        "(CSV) or the footer's `aggregator.truncated` metadata (Parquet).")
     row_limit: int = Field(1000, ge=1, le=100_000, description="Rows returned at most; `truncated` says if cut.")
 
 
@@ -161,3 +164,56 @@ class DiscoverRequest(Strict):
     """Optional stream to discover (a connector that cannot list everything needs one)."""
 
     stream: dict[str, Any] | None = Field(None, description="A `stream:` block as in a source spec.")
+
+
+class ChartChoice(Strict):
+    """How a result is drawn: a line or bar chart of value columns against one column, or a table."""
+
+    kind: Literal["line", "bar", "table"] = Field(description="Chart kind; `table` shows the rows.")
+    x: str | None = Field(None, max_length=200, description="Column on the horizontal axis (line, bar).")
+    ys: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=10, description="Numeric columns drawn (line, bar).")
+
+
+SavedName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$",
+                                 description="Name, unique among the caller's own; no leading or trailing space.")]
+
+
+class SavedQueryIn(Strict):
+    """A query to keep: its text, row limit and chart. Saved only if it passes the query guard now."""
+
+    name: SavedName
+    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT, as `POST /api/query` takes it.")
+    row_limit: int = Field(1000, ge=1, le=100_000, description="Rows fetched when it runs.")
+    chart: ChartChoice | None = Field(None, description="Chart shown with the result; null: chosen automatically.")
+
+
+class SavedQuery(SavedQueryIn):
+    """A saved query of the caller. Running it is `POST /api/query` with its `sql`, under the grant of whoever
+    runs it then, never the one it was saved with."""
+
+    id: str = Field(description="Identifier, used in the URL and in dashboard items.")
+    created_at: float = Field(description="When it was saved (Unix time).")
+    updated_at: float = Field(description="When it was last changed (Unix time).")
+
+
+class DashboardItem(Strict):
+    """One tile of a dashboard: a saved query of the same user and how to draw it."""
+
+    query_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="Id of one of the caller's saved queries.")
+    chart: ChartChoice | None = Field(None, description="Chart of this tile; null: the saved query's own.")
+
+
+class DashboardIn(Strict):
+    """A named list of saved queries with their chart choices, shown as a grid."""
+
+    name: SavedName
+    items: list[DashboardItem] = Field(default_factory=list, max_length=24, description="Tiles, in order.")
+
+
+class Dashboard(DashboardIn):
+    """A dashboard of the caller."""
+
+    id: str = Field(description="Identifier, used in the URL.")
+    created_at: float = Field(description="When it was created (Unix time).")
+    updated_at: float = Field(description="When it was last changed (Unix time).")

@@ -26,6 +26,7 @@ from typing import Any
 
 from aggregator.proxy.api import csv_safe
 from aggregator.proxy.api.errors import ApiError
+from aggregator.proxy.api.export import ParquetEncoder
 from aggregator.proxy.api.slots import Slots, SlotsFull
 from aggregator.proxy.api.warehouse import GUARD_COLUMN, Cursor, Warehouse, pg_guarded
 from connectors.values import json_value
@@ -187,6 +188,31 @@ def encode_csv(query: OpenQuery, row_limit: int | None, max_bytes: int | None,
             return
         error = budget.message()
     yield f"# error: {error}\r\n".encode()
+
+
+def encode_parquet(query: OpenQuery, row_limit: int, max_bytes: int) -> Iterator[bytes]:
+    """The result as Parquet, in row groups of fetched chunks (export.py's encoder), under the same row limit
+    and byte cap. The footer's key-value metadata says `aggregator.truncated`: "true" when the query had more
+    rows than `row_limit`. A Parquet file has no place for an error: an answer cut by the byte cap, the
+    deadline or the row cap ends without its footer (unreadable), never as a valid file missing rows."""
+    budget = _Budget(max_bytes)
+    encoder = ParquetEncoder(query.columns)
+    chunk: list[list[Any]] = []
+    truncated = False
+    for count, row in enumerate(query.rows()):
+        if count == row_limit:
+            truncated = True
+            break
+        chunk.append(row)
+        if len(chunk) == query.chunk_rows:
+            data = encoder.write(chunk)
+            chunk = []
+            if not budget.fits(data):
+                return
+            yield data
+    data = (encoder.write(chunk) if chunk else b"") + encoder.finish({"aggregator.truncated": str(truncated).lower()})
+    if budget.fits(data):
+        yield data
 
 
 class _Pump:

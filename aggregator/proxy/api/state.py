@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from aggregator.proxy.api.catalog import Catalog, read_catalog
+from aggregator.proxy.api.access import in_scope
+from aggregator.proxy.api.catalog import WAREHOUSE, AssetTable, Catalog, read_catalog
 from aggregator.proxy.api.query_stream import QuerySlots
 from aggregator.proxy.api.spec_store import SpecStore
 from aggregator.proxy.api.warehouse import Warehouse
 from aggregator.proxy.api.worker_client import WorkerClient
 from aggregator.proxy.context import Services
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.settings import Settings
 
 
@@ -100,3 +102,8 @@ class ApiState:
         result: Catalog = await self.services.run_io(
             lambda: read_catalog(self.platform.pipelines_dir, self.specs.texts()))
         return result
+
+    async def tables_of(self, principal: Principal) -> list[AssetTable]:
+        """Warehouse tables `principal` may query: those of the pipelines in the grant."""
+        catalog = await self.catalog()
+        return [t for t in catalog.tables if t.destination == WAREHOUSE and in_scope(principal, t.pipeline)]

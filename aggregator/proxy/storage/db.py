@@ -150,6 +150,33 @@ upload_admissions = sa.Table(
 )
 
 
+# Saved queries and dashboards of the Console's Analytics page (storage/saved.py): each row belongs to one user,
+# names are unique per user. A dashboard's `items` is a JSON list of {query_id, chart}.
+saved_queries = sa.Table(
+    "proxy_saved_queries", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("sql", sa.Text, nullable=False),
+    sa.Column("row_limit", sa.Integer, nullable=False),
+    sa.Column("chart", sa.Text, nullable=True),  # JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("username", "name", name="uq_proxy_saved_queries_name"),
+)
+
+dashboards = sa.Table(
+    "proxy_dashboards", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("items", sa.Text, nullable=False),  # JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("username", "name", name="uq_proxy_dashboards_name"),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     for table in (users, sessions, tokens, audit):
         table.create(conn, checkfirst=True)
@@ -182,10 +209,15 @@ def _v7_object_uploads(conn: Connection) -> None:
     conn.execute(upload_admissions.insert().values(id=1, seq=0))
 
 
+def _v8_saved_queries(conn: Connection) -> None:
+    for table in (saved_queries, dashboards):
+        table.create(conn, checkfirst=True)
+
+
 # Append only: a released step is never edited, a change is a new step.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_audit_decision_index, _v3_login_failures,
                                                    _v4_idempotency_keys, _v5_rate_windows, _v6_spec_store,
-                                                   _v7_object_uploads]
+                                                   _v7_object_uploads, _v8_saved_queries]
 
 
 def make_engine(url: str) -> Engine:

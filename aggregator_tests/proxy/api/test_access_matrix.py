@@ -100,6 +100,20 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         ("GET", "/api/tables"): [Sample("/api/tables", "grant")],
         ("POST", "/api/query"): [Sample("/api/query", "data", "sales", {"sql": "SELECT * FROM sales_orders"}),
                                  Sample("/api/query", "data", "shop", {"sql": "SELECT * FROM shop_customers"})],
+        # Everyone's own saved queries and dashboards: any role; no id of the matrix's exists (404) and every
+        # write body is refused by its model (400), so the matrix changes nothing.
+        ("GET", "/api/saved-queries"): [Sample("/api/saved-queries", "grant")],
+        ("POST", "/api/saved-queries"): [Sample("/api/saved-queries", "grant", json={"name": ""})],
+        ("GET", "/api/saved-queries/{query_id}"): [Sample("/api/saved-queries/0123456789abcdef", "grant")],
+        ("PUT", "/api/saved-queries/{query_id}"): [Sample("/api/saved-queries/0123456789abcdef", "grant",
+                                                          json={"name": ""})],
+        ("DELETE", "/api/saved-queries/{query_id}"): [Sample("/api/saved-queries/0123456789abcdef", "grant")],
+        ("GET", "/api/dashboards"): [Sample("/api/dashboards", "grant")],
+        ("POST", "/api/dashboards"): [Sample("/api/dashboards", "grant", json={"name": ""})],
+        ("GET", "/api/dashboards/{dashboard_id}"): [Sample("/api/dashboards/0123456789abcdef", "grant")],
+        ("PUT", "/api/dashboards/{dashboard_id}"): [Sample("/api/dashboards/0123456789abcdef", "grant",
+                                                           json={"name": ""})],
+        ("DELETE", "/api/dashboards/{dashboard_id}"): [Sample("/api/dashboards/0123456789abcdef", "grant")],
         ("GET", "/api/assets/{pipeline}/{asset}/export"): [
             Sample("/api/assets/sales/orders/export", "data", "sales"),
             Sample("/api/assets/shop/customers/export", "data", "shop")],
