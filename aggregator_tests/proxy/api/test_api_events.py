@@ -125,16 +125,25 @@ def finished(run_id: str) -> Callable[[list[dict[str, Any]]], bool]:
 
 def test_a_run_launched_through_the_proxy_arrives_on_the_stream(api_stack: ApiStack, hub: EventHub,
                                                                   listeners: list[Listener]) -> None:
+    """The run fails on purpose (its CSV export is moved away): it writes nothing into the warehouse the other
+    tests of this session read."""
     listener = Listener(api_stack, "viewer")
     listeners.append(listener)
     assert listener.response.status_code == 200
     assert listener.response.headers["content-type"].startswith("text/event-stream")
-    with api_stack.client("launcher") as client:
-        launched = client.post("/api/pipelines/sales/trigger")
-    assert launched.status_code == 201, launched.text
-    run_id = launched.json()["run_id"]
-    events = listener.wait(lambda evs: any(e["event"] == "run" and e["data"]["run_id"] == run_id for e in evs),
-                           f"status event of run {run_id}")
+    source = api_stack.specs_dir / "data" / "sales_orders.csv"
+    aside = source.with_suffix(".aside")
+    source.rename(aside)
+    try:
+        with api_stack.client("launcher") as client:
+            launched = client.post("/api/pipelines/sales/trigger")
+        assert launched.status_code == 201, launched.text
+        run_id = launched.json()["run_id"]
+        events = listener.wait(finished(run_id), f"the end of run {run_id}")
+    finally:
+        aside.rename(source)
+    statuses = [e["data"]["status"] for e in events if e["event"] == "run" and e["data"]["run_id"] == run_id]
+    assert statuses[0] in ("QUEUED", "STARTING") and statuses[-1] == "FAILURE", statuses
     first = next(e for e in events if e["event"] == "run" and e["data"]["run_id"] == run_id)
     assert first["data"]["pipeline"] == "sales" and first["data"]["job_name"] == "sales_job"
     assert first["id"], "every event has an id to resume from"
