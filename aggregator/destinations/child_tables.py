@@ -15,7 +15,6 @@ A failed load rolls the child tables back with the parent: everything runs on th
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 
 from aggregator.destinations import row_counts
 from aggregator.destinations.errors import SchemaChangeError
-from aggregator.destinations.identifiers import check_identifier
+from aggregator.destinations.identifiers import check_identifier, scratch_name
 from aggregator.destinations.schema import WriteMode, column_name
 from aggregator.destinations.table_load import TableLoad
 from aggregator.destinations.writers import Writer
@@ -131,7 +130,7 @@ class ChildTables:
                     f"table {self.parent.table}: its child table {name} would overwrite an existing table of that "
                     f"name that is not a child table (no {ROOT_ID} column); rename that table or this source's"
                 )
-            target = f"_stage_{uuid.uuid4().hex[:16]}" if self.mode == "replace" else name
+            target = scratch_name("stage", name) if self.mode == "replace" else name
             load = TableLoad(conn=self.conn, table=name, target=target, columns=dict(existing or {}), primary_key=(),
                              policy=self.parent.policy, quote=self.parent.quote, sql_types=self.parent.sql_types,
                              creating=existing is None, rules=self.parent.rules)

@@ -9,7 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
 
+from aggregator.destinations.values import FLOAT_SPECIALS
 from connectors.batches import ColumnType
 from connectors.sql.types import portable_type
 
@@ -32,9 +34,32 @@ MYSQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     ColumnType.TEXT: mysql.LONGTEXT(),
     ColumnType.TIMESTAMP: mysql.DATETIME(fsp=6),
 }
-# A key column cannot be a LONGTEXT (InnoDB indexes need a bounded length): a text key is VARCHAR(255), which
-# fits three utf8mb4 key columns in InnoDB's 3072-byte index limit.
-MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: sa.String(255)}
+
+
+class MysqlTextKey(sa.types.String):
+    """A text key column on MySQL/MariaDB (see `_mysql_text_key`)."""
+
+    __visit_name__ = "mysql_text_key"
+    cache_ok = True
+
+
+@compiles(MysqlTextKey, "mysql")
+def _mysql_text_key(_type: MysqlTextKey, compiler: Any, **_kw: Any) -> str:
+    # A key column cannot be a LONGTEXT (InnoDB indexes need a bounded length): VARCHAR(255) fits three utf8mb4
+    # key columns in InnoDB's 3072-byte index limit. Its collation is binary *and* NO PAD: utf8mb4_bin pads
+    # with spaces when comparing, so its unique index took `a` and `a ` for one key and a merge overwrote one
+    # with the other (PostgreSQL and SQLite keep both). MySQL 5.7 has no NO PAD collation.
+    return f"VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {mysql_key_collation(compiler.dialect)}"
+
+
+def mysql_key_collation(dialect: sa.Dialect) -> str:
+    """The binary NO PAD collation of text key columns on this server (see `_mysql_text_key`)."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    return "utf8mb4_0900_bin" if (dialect.server_version_info or (0,)) >= (8,) else "utf8mb4_bin"
+
+
+MYSQL_KEY_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {ColumnType.TEXT: MysqlTextKey(255)}
 
 
 def _widen_alter_type(table: str, column: str, ddl_type: str) -> str:
@@ -65,8 +90,33 @@ class DialectRules:
     transactional_ddl: bool = True
     # Whether loads keep the table's row count (row_counts.py) instead of a COUNT(*) after each load.
     counting: bool = False
+    # The float specials (values.FLOAT_SPECIALS) a float column stores as themselves; a load with another is
+    # refused before it writes (values.unstorable_float), since the database would store something else
+    # (SQLite: NaN as NULL; MySQL: all of them as NULL) without an error. Unknown dialects: none, to be safe.
+    float_specials: frozenset[str] = frozenset()
+    label: str = ""  # the dialect as messages name it (default: `name`)
+    explain: str = "EXPLAIN"  # the prefix that prepares a SELECT (every table and column resolved) without running it
     widen_sql: Callable[[str, str, str], str] = _widen_alter_type
     portable: Callable[[sa.types.TypeEngine[Any]], ColumnType] = portable_type
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+    @property
+    def table_options(self) -> str:
+        """`table_kwargs` as the options of a CREATE TABLE … AS SELECT, which SQLAlchemy does not write."""
+        names = {"mysql_engine": "ENGINE", "mysql_charset": "DEFAULT CHARSET", "mysql_collate": "COLLATE"}
+        return " ".join(f"{names[k]}={v}" for k, v in self.table_kwargs.items())
+
+    def shadow_sql(self, quoted: str, select: str) -> str:
+        """A session-only relation named `quoted` with the columns of `select`, hiding a table of that name from
+        later statements of this session only (`validate --warehouse` checks downstream transforms against it)."""
+        if self.name == "mysql":
+            # No temporary views; a TEMPORARY table hides the permanent one for this session, and creating it
+            # commits nothing. Empty: only its columns matter.
+            return f"CREATE TEMPORARY TABLE {quoted} AS SELECT * FROM ({select}) AS shadowed WHERE 1 = 0"  # noqa: S608 (the transform's own compiled SELECT)
+        return f"CREATE TEMPORARY VIEW {quoted} AS {select}"
 
     def swap_sql(self, staging: str, table: str, old: str | None, quote: Quote) -> list[str]:
         """Statements that put `staging` in place of `table` (`old`: a free name for the previous table, or
@@ -82,10 +132,12 @@ class DialectRules:
 
 
 RULES: dict[str, DialectRules] = {
-    "postgresql": DialectRules("postgresql", counting=True),
-    "sqlite": DialectRules("sqlite", counting=True),
+    "postgresql": DialectRules("postgresql", counting=True, float_specials=frozenset(FLOAT_SPECIALS),
+                               label="PostgreSQL"),
+    "sqlite": DialectRules("sqlite", counting=True, float_specials=frozenset({"Infinity", "-Infinity"}),
+                           label="SQLite", explain="EXPLAIN QUERY PLAN"),
     "mysql": DialectRules(
-        "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES,
+        "mysql", sql_types=MYSQL_TYPES, key_types=MYSQL_KEY_TYPES, label="MySQL/MariaDB",
         # InnoDB for transactions whatever the server's default engine; utf8mb4 for every character (emoji)
         # whatever the database's default character set.
         table_kwargs={"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},

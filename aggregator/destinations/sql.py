@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ from aggregator.destinations.bookkeeping import ensure_tables
 from aggregator.destinations.child_tables import ChildTables
 from aggregator.destinations.dialects import SQL_TYPES, DialectRules, rules_for
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
-from aggregator.destinations.identifiers import check_identifier
+from aggregator.destinations.identifiers import check_identifier, scratch_name
 from aggregator.destinations.results import LoadResult, ReadFrom, TableInfo
 from aggregator.destinations.schema import (
     MISSING_COLUMNS,
@@ -177,12 +176,13 @@ class SqlDestination(dg.ConfigurableResource):
             stored_before = rows_before is not None
             if rows_before is None:  # first load since counts were kept: count once, before writing
                 rows_before = self._count(conn, table)
-        target = f"_stage_{uuid.uuid4().hex[:16]}" if mode == "replace" else table
+        target = scratch_name("stage", table) if mode == "replace" else table
         load = TableLoad(
             # Only merge declares the key as a constraint: append/replace of a source with repeated keys is legal.
             conn=conn, table=table, target=target, columns=dict(existing or {}),
             primary_key=keys if mode == "merge" else (),
             policy=policy, quote=self.quote, sql_types=self.rules.sql_types, creating=existing is None, rules=self.rules,
+            row_keys=keys,
         )
         if mode == "replace" and existing is not None:
             load.create(existing)  # keep the table's columns even if this load does not send them all
@@ -200,9 +200,9 @@ class SqlDestination(dg.ConfigurableResource):
             skipped += int(batch.extra.get("bad_rows", 0))
             if batch.state is not None:
                 state_after = batch.state
-            columns, rows = load.prepare(batch)
             offset = rows_from[batch.origin]  # rows of this origin (file, page) in earlier batches
             rows_from[batch.origin] += len(batch.rows)
+            columns, rows = load.prepare(batch, offset)
             if not rows:
                 if batch.children:
                     raise DestinationError(f"table {table}: a batch from {batch.origin or 'the source'} has child rows "
@@ -366,7 +366,9 @@ class SqlDestination(dg.ConfigurableResource):
     def replace_with_query(self, table: str, select_sql: str) -> TableInfo:
         """Materialize `select_sql` as `table`, atomically replacing the previous version."""
         check_identifier(table, "table name")
-        staging = f"_stage_{uuid.uuid4().hex[:16]}"
+        if not self.rules.transactional_ddl:
+            return staged.replace_with_query(self, table, select_sql)
+        staging = scratch_name("stage", table)
         with self.engine.begin() as conn:
             conn.execute(sa.text(f"CREATE TABLE {self.quote(staging)} AS {select_sql}"))
             if self.dialect == "sqlite":
@@ -406,7 +408,7 @@ class SqlDestination(dg.ConfigurableResource):
         # Either way readers see the old table or the new one.
         old = None
         if not self.rules.transactional_ddl and sa.inspect(conn).has_table(table):
-            old = f"_old_{uuid.uuid4().hex[:16]}"
+            old = scratch_name("old", table)
         for statement in self.rules.swap_sql(staging, table, old, self.quote):
             conn.exec_driver_sql(statement)
 

@@ -17,7 +17,10 @@ Replace swaps the stage in with one atomic `RENAME TABLE t TO old, stage TO t` (
 commits the state. A crash between the two leaves the new table with the previous cursor; the next run reads
 from that cursor again and replaces the table again. Replace rewrites the table, never adds to it, so those
 rows arrive once and none is lost. Committing the state first would be worse: a crash before the swap would
-move the cursor past rows that never reached the table.
+move the cursor past rows that never reached the table. A replace's stage is permanent (a TEMPORARY table cannot
+be renamed into the table), so one killed before the swap leaves it, and one killed between the swap and the drop
+leaves the old table: both carry a prefix of their table (identifiers.scratch_name), and the next load or
+transform of that table drops them under the table's lock (`drop_stale`).
 
 Overlapping loads of one stream queue on MySQL named locks (`GET_LOCK`), one for the stream's state key and one
 for the table, taken before the state is read and held by the session through all three phases (a row lock
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,8 +39,10 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from aggregator.destinations import state as state_store
+from aggregator.destinations.dialects import mysql_key_collation
 from aggregator.destinations.errors import DestinationError, SchemaChangeError
-from aggregator.destinations.results import LoadResult, ReadFrom
+from aggregator.destinations.identifiers import scratch_name, scratch_prefix
+from aggregator.destinations.results import LoadResult, ReadFrom, TableInfo
 from aggregator.destinations.schema import MissingColumns, SchemaPolicy, WriteMode
 from aggregator.destinations.table_load import ORDER_COLUMN, TableLoad
 from aggregator.destinations.values import out_of_range
@@ -86,10 +90,11 @@ def load(
 ) -> LoadResult:
     """`SqlDestination.load` on a dialect without transactional DDL (see the module docstring)."""
     rules = dest.rules
-    stage = f"_stage_{uuid.uuid4().hex[:16]}"
+    stage = scratch_name("stage", table)
     temporary = mode != "replace"  # a TEMPORARY table cannot be renamed into a permanent one
     locks = [*([lock_name("state", state_key)] if state_key is not None else []), lock_name("table", table)]
     with dest.engine.connect() as conn, named_locks(conn, locks):
+        drop_stale(conn, dest, table)
         try:
             state_before = state_after = None if state_key is None else state_store.read(conn, state_key)
             if callable(source):
@@ -103,7 +108,7 @@ def load(
             # The stage declares no key (a source may repeat one; the upsert resolves it) and keeps arrival order.
             load_ = TableLoad(conn=conn, table=table, target=stage, columns=dict(existing or {}), primary_key=(),
                               policy=policy, quote=dest.quote, sql_types=rules.sql_types, creating=existing is None,
-                              rules=rules, row_order=temporary, temporary=temporary)
+                              rules=rules, row_order=temporary, temporary=temporary, row_keys=keys)
             if existing is not None:
                 load_.create(existing)  # every column of the table, so the stage can take its place
             writer = MysqlWriter(dest.quote)
@@ -119,9 +124,9 @@ def load(
                     raise DestinationError(
                         f"table {table}: nested arrays as child tables are not supported on a MySQL/MariaDB "
                         f"warehouse ({dest.display_url}); set the source's nested.arrays to 'json'")
-                columns, rows = load_.prepare(batch)
                 offset = rows_from[batch.origin]
                 rows_from[batch.origin] += len(batch.rows)
+                columns, rows = load_.prepare(batch, offset)
                 if not rows:
                     continue
                 if mode == "merge":
@@ -176,6 +181,36 @@ def load(
     )
 
 
+def replace_with_query(dest: SqlDestination, table: str, select_sql: str) -> TableInfo:
+    """`SqlDestination.replace_with_query` on a dialect without transactional DDL: CREATE TABLE … AS SELECT into
+    a stage (which commits by itself), then the atomic swap; under the table's lock, as loads of it are."""
+    stage = scratch_name("stage", table)
+    with dest.engine.connect() as conn, named_locks(conn, [lock_name("table", table)]):
+        drop_stale(conn, dest, table)
+        try:
+            conn.execute(sa.text(f"CREATE TABLE {dest.quote(stage)} {dest.rules.table_options} AS {select_sql}"))
+            dest._swap(conn, stage, table)
+            conn.commit()
+        finally:
+            _drop_stage(conn, stage, temporary=False)
+        info = dest._describe(conn, table)
+        conn.commit()
+    return info
+
+
+def drop_stale(conn: sa.Connection, dest: SqlDestination, table: str) -> list[str]:
+    """Drop the staging tables and swapped-out tables of `table` that a killed load or transform left (their
+    DDL committed by itself, so no rollback removed them); returns their names. Only under `table`'s lock:
+    every load and transform of `table` holds it while its scratch tables exist, so none of these is live."""
+    prefixes = (scratch_prefix("stage", table), scratch_prefix("old", table))
+    stale = [name for name in sa.inspect(conn).get_table_names() if name.startswith(prefixes)]
+    for name in stale:
+        log.warning("dropping %s, left by a killed load or transform of %s", name, table)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {dest.quote(name)}")
+    conn.commit()
+    return stale
+
+
 def _prepare_table(
     dest: SqlDestination, conn: sa.Connection, table: str, existing: dict[str, ColumnType] | None, staged: TableLoad,
     mode: WriteMode, keys: tuple[str, ...],
@@ -193,6 +228,23 @@ def _prepare_table(
     target._alter(add, widen)
     if mode == "merge":
         dest._ensure_unique(conn, table, keys, target.columns)
+        _unpad_keys(dest, conn, table, [k for k in keys if target.columns.get(k) is ColumnType.TEXT])
+
+
+def _unpad_keys(dest: SqlDestination, conn: sa.Connection, table: str, text_keys: list[str]) -> None:
+    """Give text key columns of a table created before keys were NO PAD (`utf8mb4_bin`, which compares `a ` equal
+    to `a`) the key type: NO PAD is stricter, so every key that is unique now stays unique."""
+    if not text_keys:
+        return
+    wanted = mysql_key_collation(conn.dialect)
+    found = conn.execute(sa.text(
+        "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"), {"t": table}).all()
+    key_type = dest.rules.key_types[ColumnType.TEXT].compile(dialect=conn.dialect)
+    for name, collation in found:
+        if name in text_keys and collation != wanted:
+            log.warning("table %s: key column %s compares with %s; changing it to %s", table, name, collation, wanted)
+            conn.exec_driver_sql(dest.rules.widen_sql(dest.quote(table), dest.quote(name), key_type))
 
 
 def _drop_stage(conn: sa.Connection, stage: str, temporary: bool) -> None:

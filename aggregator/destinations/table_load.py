@@ -14,6 +14,7 @@ from aggregator.destinations.dialects import DialectRules, rules_for
 from aggregator.destinations.errors import SchemaChangeError
 from aggregator.destinations.identifiers import check_identifier
 from aggregator.destinations.schema import SchemaPolicy, column_name, plan
+from aggregator.destinations.values import unstorable_float
 from connectors.arrow_rows import ArrowRows
 from connectors.batches import Batch, ColumnType, type_of
 from connectors.records import conform
@@ -42,6 +43,7 @@ class TableLoad:
     # from it lets the last row per key win; TEMPORARY: it goes with the session, even a killed one.
     row_order: bool = False
     temporary: bool = False
+    row_keys: tuple[str, ...] = ()  # columns whose values name a row in messages (the load's primary key)
     _names: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
 
     def sa_table(self, name: str, columns: Sequence[str]) -> sa.Table:
@@ -87,8 +89,17 @@ class TableLoad:
             self._names[columns] = names
         return names
 
-    def prepare(self, batch: Batch) -> tuple[tuple[str, ...], Sequence[Sequence[Any]]]:
-        """The batch's columns and rows as they will be written, after any DDL the policy allows."""
+    def prepare(self, batch: Batch, offset: int = 0) -> tuple[tuple[str, ...], Sequence[Sequence[Any]]]:
+        """The batch's columns and rows as they will be written, after any DDL the policy allows; refused if
+        a value would be stored as another (`offset`: rows of the batch's origin in earlier batches)."""
+        columns, rows = self._shape(batch)
+        refused = unstorable_float(self.table, batch.origin, offset, columns, rows, self.columns,
+                                   self.rules.float_specials, self.rules.display_name, self.row_keys)
+        if refused is not None:
+            raise refused
+        return columns, rows
+
+    def _shape(self, batch: Batch) -> tuple[tuple[str, ...], Sequence[Sequence[Any]]]:
         if not batch.columns:
             return (), ()  # e.g. an empty JSON file: nothing to create or write
         names = self._normalized(batch.columns, batch.origin)

@@ -10,7 +10,6 @@ commit together."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -197,9 +196,6 @@ def _mysql_value(value: Any) -> Any:
     # dialect stores (DATETIME holds no zone).
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.UTC).replace(tzinfo=None)
-    # MySQL's DOUBLE has no NaN or infinity (PyMySQL refuses to send them): they are stored as NULL.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return value
 
 

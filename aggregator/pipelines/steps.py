@@ -129,11 +129,23 @@ SQL_CAST: dict[str, dict[CastType, str]] = {
                "timestamp": "TEXT"},
     "postgresql": {"integer": "BIGINT", "float": "DOUBLE PRECISION", "text": "TEXT", "boolean": "BOOLEAN",
                    "date": "DATE", "timestamp": "TIMESTAMP"},
+    # MySQL/MariaDB CAST knows no BIGINT, TEXT or BOOLEAN: SIGNED is 64-bit, CHAR without a length is as long
+    # as the value, and a boolean is an integer there (BOOLEAN is TINYINT(1)): 0 or 1, as on SQLite.
+    "mysql": {"integer": "SIGNED", "float": "DOUBLE", "text": "CHAR", "boolean": "SIGNED", "date": "DATE",
+              "timestamp": "DATETIME(6)"},
 }
+# Casts whose value needs more than CAST(… AS type): a boolean is 0 or 1 whatever non-zero number it came from.
+_CAST_VALUE: dict[tuple[str, CastType], str] = {("mysql", "boolean"): "({} <> 0)"}
+
+
+def cast_sql(dialect: str, column: str, cast: CastType) -> str:
+    """CAST of the (quoted) `column` to the portable type `cast` in `dialect`."""
+    value = _CAST_VALUE.get((dialect, cast), "{}").format(column)
+    return f"CAST({value} AS {SQL_CAST[dialect][cast]})"
 
 
 def time_bucket_sql(dialect: str, column: str, grain: Grain) -> str:
-    """Truncate the (quoted) timestamp `column` to `grain`; weeks start on Monday in both dialects."""
+    """Truncate the (quoted) timestamp `column` to `grain`; weeks start on Monday in every dialect."""
     if dialect == "postgresql":
         # The cast lets text timestamps (e.g. copied from SQLite sources) bucket too; it is a no-op on timestamps.
         return f"date_trunc('{grain}', CAST({column} AS TIMESTAMP))"
@@ -144,7 +156,15 @@ def time_bucket_sql(dialect: str, column: str, grain: Grain) -> str:
             "week": f"date({column}, '-' || ((CAST(strftime('%w', {column}) AS INTEGER) + 6) % 7) || ' days')",
             "month": f"strftime('%Y-%m-01', {column})",
         }[grain]
-    raise ValueError(f"time_bucket is not supported on {dialect!r}; supported: postgresql, sqlite")
+    if dialect == "mysql":
+        # A DATETIME like PostgreSQL's date_trunc; WEEKDAY() counts from Monday = 0.
+        return {
+            "hour": f"CAST(DATE_FORMAT({column}, '%Y-%m-%d %H:00:00') AS DATETIME)",
+            "day": f"CAST(DATE({column}) AS DATETIME)",
+            "week": f"CAST(DATE({column}) - INTERVAL WEEKDAY({column}) DAY AS DATETIME)",
+            "month": f"CAST(DATE_FORMAT({column}, '%Y-%m-01') AS DATETIME)",
+        }[grain]
+    raise ValueError(f"time_bucket is not supported on {dialect!r}; supported: {', '.join(SQL_CAST)}")
 
 
 ColumnsOf = Callable[[str], list[str]]
@@ -183,8 +203,7 @@ def render_steps(
             if isinstance(step, RenameStep):
                 parts = [f"{quote(c)} AS {quote(step.rename.get(c, c))}" for c in cols]
             else:
-                types = SQL_CAST[dialect]
-                parts = [f"CAST({quote(c)} AS {types[step.cast[c]]}) AS {quote(c)}" if c in step.cast else quote(c)
+                parts = [f"{cast_sql(dialect, quote(c), step.cast[c])} AS {quote(c)}" if c in step.cast else quote(c)
                          for c in cols]
             sql = f"SELECT {', '.join(parts)} FROM {prev}"
         elif isinstance(step, DedupeStep):

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aggregator.destinations.dialects import rules_for
 from aggregator.destinations.sql import SqlDestination
 from aggregator.pipelines.graph import Node
 from aggregator.pipelines.load import SpecError
@@ -20,7 +21,7 @@ def explain_probe(conn: sa.Connection) -> Probe:
     """Prepare `sql` without running it: the database resolves every table and column (EXPLAIN). On
     PostgreSQL each probe runs in a savepoint: one failed statement would otherwise abort the transaction."""
     postgres = conn.dialect.name == "postgresql"
-    prefix = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
+    prefix = rules_for(conn.dialect.name).explain
 
     def probe(sql: str) -> None:
         if postgres:

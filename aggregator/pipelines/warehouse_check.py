@@ -43,6 +43,10 @@ def _session(destination: SqlDestination) -> Iterator[tuple[sa.Connection, Probe
             yield conn, explain_probe(conn)
         finally:
             transaction.rollback()
+            if not destination.rules.transactional_ddl:
+                # MySQL's shadows are TEMPORARY tables, which no rollback removes: ending the session does, so
+                # the pool never hands a session whose tables hide real ones to a load or a transform.
+                conn.invalidate()
 
 
 def check_warehouse(graph: Graph, resources: dict[str, Any]) -> tuple[list[SpecError], list[SpecError]]:
@@ -106,7 +110,7 @@ def _check_nodes(
             errors.append(type(error)(error.file, error.line, error.field, f"{error.message} (in: {fragment})"))
             unavailable.add(id(node))
             continue
-        view = f"CREATE TEMPORARY VIEW {destination.quote(node.table)} AS {sql}"
+        view = destination.rules.shadow_sql(destination.quote(node.table), sql)
         if conn.dialect.name == "postgresql":
             with conn.begin_nested():
                 conn.execute(sa.text(view))

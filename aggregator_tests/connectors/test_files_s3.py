@@ -183,3 +183,38 @@ def test_storage_options_are_checked(s3_server: S3Server, bucket: str, tmp_path:
     with pytest.raises(ValueError, match="scheme ftp:// is not supported"):
         FilesResource(base_dir="ftp://host/x").check()
 
+
+
+def test_a_connection_without_a_credential_never_uses_the_platforms_own(
+    s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process has working AWS credentials (as a run pod's role for the compute-log bucket): a connection
+    that names none must not read with them, unless the operator allows it for s3."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.delenv("AGGREGATOR_AMBIENT_CREDENTIALS", raising=False)
+    bare = FilesResource(base_dir=f"s3://{bucket}/exports", storage_options={"endpoint_url": s3_server.endpoint})
+    with pytest.raises(ValueError, match=r"name no credential .* set key and secret .*AGGREGATOR_AMBIENT_CREDENTIALS=s3"):
+        bare.check()
+    monkeypatch.setenv("AGGREGATOR_AMBIENT_CREDENTIALS", "gs, s3")
+    assert bare.check() == f"s3://{bucket}/exports: readable, 0 files"
+
+
+@pytest.mark.parametrize(("base", "endpoint", "allowed"), [
+    ("s3://up/root/sales", "http://127.0.0.1:9000", True),       # under the uploads prefix, its endpoint
+    ("s3://up/root", "http://127.0.0.1:9000", True),
+    ("s3://up/rootless", "http://127.0.0.1:9000", False),        # a sibling prefix that only starts alike
+    ("s3://up/other", "http://127.0.0.1:9000", False),
+    ("s3://up/root/sales", "http://attacker.example:9000", False),  # signed requests would go elsewhere
+    ("s3://up/root/sales", None, False),
+])
+def test_only_the_uploads_bucket_at_its_endpoint_reads_with_the_platforms_credentials(
+    base: str, endpoint: str | None, allowed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.files.remote import ambient_credentials_allowed
+
+    monkeypatch.delenv("AGGREGATOR_AMBIENT_CREDENTIALS", raising=False)
+    monkeypatch.setenv("AGGREGATOR_UPLOADS_URL", "s3://up/root")
+    monkeypatch.setenv("AGGREGATOR_UPLOADS_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    options = {"endpoint_url": endpoint} if endpoint else {}
+    assert ambient_credentials_allowed("s3", base, options) is allowed

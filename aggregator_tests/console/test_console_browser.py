@@ -220,6 +220,60 @@ def test_analytics_runs_a_query_and_charts_it(browser: Any, platform: Platform, 
     page.context.close()
 
 
+def test_analytics_saves_a_query_to_a_dashboard_and_exports_png_svg_parquet(
+        browser: Any, platform: Platform, console_checkout: Path, artifacts_dir: Path) -> None:
+    """Issue 21 item 8: a query saved by name goes on a new dashboard, which a reload still shows (the platform
+    database keeps both); the chart downloads as a valid PNG and SVG, the result as Parquet; axe finds nothing
+    serious on the page with a dashboard on it."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    import pyarrow.parquet as pq
+
+    axe_source = (console_checkout / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    page = _signed_in(browser, platform, "eddie", "analytics", bypass_csp=True)  # axe is an inline script
+    page.get_by_label("SQL").fill("SELECT region, SUM(quantity) AS units FROM sales_orders GROUP BY region "
+                                  "ORDER BY region")
+    page.get_by_role("button", name="Run query").click()
+    page.locator("[data-testid=result-chart] .recharts-bar-rectangle").first.wait_for()
+    with page.expect_download() as png:
+        page.get_by_role("button", name="Export PNG").click()
+    assert png.value.suggested_filename == "chart.png"
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as svg:
+        page.get_by_role("button", name="Export SVG").click()
+    root = ET.fromstring(Path(svg.value.path()).read_bytes())  # noqa: S314 (the Console's own file, in a test)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert any("recharts-rectangle" in (p.get("class") or "") for p in root.iter("{http://www.w3.org/2000/svg}path"))
+    with page.expect_download() as parquet:
+        page.get_by_role("button", name="Export Parquet").click()
+    table = pq.read_table(io.BytesIO(Path(parquet.value.path()).read_bytes()))
+    assert table.column_names == ["region", "units"] and table.num_rows == 4
+
+    page.get_by_label("Query name").fill("units by region")
+    page.get_by_role("button", name="Save query").click()
+    page.get_by_role("button", name="units by region", exact=True).wait_for()
+    page.get_by_label("New dashboard name").fill("sales board")
+    page.get_by_role("button", name="Create dashboard").click()
+    page.get_by_role("button", name="Add query to dashboard").click()
+    page.get_by_test_id("dashboard-tile").locator(".recharts-bar-rectangle").first.wait_for()
+
+    page.reload()
+    tile = page.get_by_test_id("dashboard-tile")
+    tile.locator(".recharts-bar-rectangle").first.wait_for()
+    assert tile.count() == 1 and "units by region" in tile.inner_text()
+    page.wait_for_load_state("networkidle")
+    violations = _serious_axe(page, axe_source)
+    page.screenshot(path=str(artifacts_dir / "analytics-dashboard.png"), full_page=True)
+    page.context.close()
+    assert not violations, json.dumps(violations, indent=1)
+    # Another user's Console shows none of it.
+    other = _signed_in(browser, platform, "vic", "analytics")
+    other.get_by_text("No dashboard yet.").wait_for()
+    assert other.get_by_role("button", name="units by region", exact=True).count() == 0
+    other.context.close()
+
+
 def test_logs_search_finds_the_runs_lines_and_links_to_dagster(browser: Any, platform: Platform,
                                                                 artifacts_dir: Path) -> None:
     page = _signed_in(browser, platform, "admin", "logs")

@@ -285,3 +285,16 @@ def test_merge_into_a_table_created_by_append_with_a_text_key(dest: SqlDestinati
     dest.load("t", [Batch(columns=("sku", "qty"), types=types, rows=[("a", 10), ("b", 3), ("b", 4)])], "merge",
               primary_key=["sku"])
     assert select(dest, "SELECT sku, qty FROM t ORDER BY sku") == [("A", 2), ("a", 10), ("b", 4)]
+
+
+def test_a_merge_into_a_table_whose_text_key_pads_makes_it_compare_exactly(dest: SqlDestination) -> None:
+    """A table created before text keys were NO PAD has a utf8mb4_bin key, whose unique index takes `a ` for
+    `a`: the merge overwrote row `a`. The merge now changes the key's collation first (test_text_keys.py holds
+    the case for new tables)."""
+    with dest.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY, "
+                             "v BIGINT) ENGINE=InnoDB")
+        conn.exec_driver_sql("INSERT INTO t VALUES ('a', 1)")
+    dest.load("t", [Batch(columns=("k", "v"), types={"k": T.TEXT, "v": T.INTEGER}, rows=[("a ", 2)])], "merge",
+              primary_key=["k"])
+    assert sorted(select(dest, "SELECT k, v FROM t")) == [("a", 1), ("a ", 2)]

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from aggregator.pipelines.validate import validate
 from aggregator.settings import Settings
 from aggregator_tests.pipelines.conftest import query
+from connectors.sql.engines import engine_for
 
 SPEC = """
 connections:
@@ -34,6 +36,12 @@ pipelines:
         sql: "SELECT sku FROM {{ ref('by_sku') }} ORDER BY units DESC"
 """
 AGGREGATE_LINE = 15  # the `- aggregate:` step
+
+
+@pytest.fixture
+def warehouse_url(load_warehouse_url: str) -> str:
+    """Every dialect pipelines load into, MySQL/MariaDB too: transforms run where the loads land."""
+    return load_warehouse_url
 
 
 def _write(spec_dir: Path, column: str) -> None:
@@ -96,3 +104,17 @@ def test_validate_warehouse_prepares_every_transform(instance: dg.DagsterInstanc
     engine.dispose()
     assert tables & {"shop_by_sku", "shop_top"} == set()  # nothing was built
     assert query(warehouse_url, "SELECT COUNT(*) FROM shop_lines") == [(3,)]
+
+
+def test_validate_warehouse_leaves_no_shadow_behind_in_pooled_sessions(instance: dg.DagsterInstance,
+    spec_dir: Path, warehouse_url: str, compile_specs: Callable[[str], dg.Definitions],
+    settings_for: Callable[[str], Settings],
+) -> None:
+    """The check hides each transform's table behind an empty stand-in with its new columns (MySQL: a TEMPORARY
+    table, which a rollback does not remove). A pooled session that kept one would show the next reader in this
+    process an empty table instead of the real one."""
+    _write(spec_dir, "qty")
+    compile_specs(warehouse_url).resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert validate(spec_dir, settings_for(warehouse_url), warehouse=True).ok
+    with engine_for(warehouse_url).connect() as conn:  # the engine (and pool) the check used
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM shop_by_sku")).scalar_one() == 2

@@ -1,4 +1,4 @@
-"""Transforms: SQL with refs and every declarative step, materialized on SQLite and PostgreSQL."""
+"""Transforms: SQL with refs and every declarative step, materialized on SQLite, PostgreSQL and MySQL/MariaDB."""
 
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ pipelines:
         sql: |
           SELECT country, COUNT(*) AS readings FROM {{ ref('clean_readings') }} GROUP BY country
 """
+
+
+@pytest.fixture
+def warehouse_url(load_warehouse_url: str) -> str:
+    """Every dialect pipelines load into, MySQL/MariaDB too: transforms run where the loads land."""
+    return load_warehouse_url
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import bootstrap_admin, open_store
@@ -155,3 +157,49 @@ def test_two_replicas_bootstrapping_an_empty_postgres_create_one_admin(pg_db: Pg
     assert len(users) == 1 and users[0].role is Role.admin
     for store, _ in stores:
         store.engine.dispose()
+
+
+def test_narrowing_a_users_scope_narrows_their_tokens(db_url: str, open_db: OpenDb) -> None:
+    """Reported by a review: a token made while its owner was unscoped (or scoped wider) kept its old scope
+    after an admin narrowed the owner's, so it still queried the pipelines the user had lost."""
+    _, audit = open_db(db_url)
+    store = Store(audit.engine, cache_s=0)
+    store.add_user("ana", PASSWORD, Role.editor)
+    everything, _ = store.create_token("ana")
+    two, _ = store.create_token("ana", scope=["sales", "shop"])
+    store.set_role("ana", Role.editor, ["shop", "crm"])
+    assert store.token_principal(everything).scope == frozenset({"shop", "crm"})  # type: ignore[union-attr]
+    assert store.token_principal(two).scope == frozenset({"shop"})  # type: ignore[union-attr]
+    store.set_role("ana", Role.editor, ["crm"])
+    assert store.token_principal(two).scope == frozenset()  # type: ignore[union-attr]  # no pipeline left
+    store.set_role("ana", Role.editor)  # widening the user gives a token no more than it was made with
+    assert store.token_principal(two).scope == frozenset({"sales", "shop"})  # type: ignore[union-attr]
+    assert store.token_principal(everything).scope is None  # type: ignore[union-attr]
+
+
+SCOPES = st.one_of(st.none(), st.frozensets(st.sampled_from(["a", "b", "c", "d"]), max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(made_with=SCOPES, token_scope=SCOPES, now=SCOPES, role_now=st.sampled_from(list(Role)))
+def test_a_token_never_reaches_beyond_its_owners_current_grant(
+    tmp_path_factory: pytest.TempPathFactory, made_with: frozenset[str] | None, token_scope: frozenset[str] | None,
+    now: frozenset[str] | None, role_now: Role,
+) -> None:
+    """Differential: whatever the owner's grant was when the token was made, the token's principal allows a
+    pipeline only if the owner's current grant and the token's own both do, and never a higher role."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('tokens') / 'proxy.db'}"
+    store, _audit = open_store(url)
+    try:
+        store.add_user("u", PASSWORD, Role.admin, None if made_with is None else sorted(made_with))
+        secret, _ = store.create_token("u", scope=None if token_scope is None else sorted(token_scope))
+        store.set_role("u", role_now, None if now is None else sorted(now), keep_admin=False)
+        store.clear_cache()
+        principal = store.token_principal(secret)
+        assert principal is not None and principal.role <= role_now
+        for pipeline in ["a", "b", "c", "d"]:
+            allowed = principal.scope is None or pipeline in principal.scope
+            grants = [made_with, token_scope, now]  # the token was made within its owner's grant at the time
+            assert allowed == all(g is None or pipeline in g for g in grants), (pipeline, principal.scope)
+    finally:
+        store.close()

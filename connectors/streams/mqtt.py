@@ -55,15 +55,20 @@ class MqttResource(dg.ConfigurableResource):
     def where(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
-    def _connect(self, client_id: str, clean: bool, receive_maximum: int,
+    def _connect(self, client_id: str, clean: bool, receive_maximum: int, inbox_size: int,
                  expiry: int = 0) -> tuple[Any, queue.Queue[Any], bool]:
-        """A connected client whose messages land in a queue, and whether the broker still had its session."""
+        """A connected client whose messages land in a queue of `inbox_size`, and whether the broker still had
+        its session."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         host = broker_host(self.host, self.port, tls=self.tls)
-        inbox: queue.Queue[Any] = queue.Queue()
+        # Bounded: paho's network thread reads as fast as the broker sends, up to the Receive Maximum (the
+        # whole run, up to 65,535 messages), while the reader waits on the destination's writes. A full inbox
+        # blocks that thread, so the backlog stays in the broker and the socket instead of this process.
+        inbox: queue.Queue[Any] = queue.Queue(maxsize=inbox_size)
+        inbox_closed = threading.Event()
         connected = threading.Event()
         outcome: dict[str, Any] = {}
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
@@ -79,9 +84,21 @@ class MqttResource(dg.ConfigurableResource):
 
         client.on_connect = on_connect
         # Set once DISCONNECT is written, i.e. after every PUBACK queued before it (see `_leave`).
-        client.user_data_set({"disconnected": threading.Event()})
+        client.user_data_set({"disconnected": threading.Event(), "inbox_closed": inbox_closed})
         client.on_disconnect = lambda _c, userdata, *_: userdata["disconnected"].set()
-        client.on_message = lambda _c, _u, message: inbox.put(message)
+
+        def on_message(_c: Any, _u: Any, message: Any) -> None:
+            # Once the reader wants no more (`_stop_taking`), drop instead of blocking: the network thread must
+            # go on to answer pings and flush the PUBACKs. A dropped message is unacknowledged, so the broker
+            # sends it again to the next run.
+            while not inbox_closed.is_set():
+                try:
+                    inbox.put(message, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        client.on_message = on_message
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0 if clean else expiry
         # Every message of a run stays unacknowledged until the commit: let the broker send that many.
@@ -97,9 +114,14 @@ class MqttResource(dg.ConfigurableResource):
             raise SourceReadError(f"{self.where}: the broker refused the connection: {outcome.get('reason', 'timeout')}")
         return client, inbox, outcome["session"]
 
+    @staticmethod
+    def _stop_taking(client: Any) -> None:
+        client.user_data_get()["inbox_closed"].set()
+
     def _leave(self, client: Any) -> None:
         """Disconnect once everything queued before (PUBACKs) is written: stopping paho's network thread
         right after `disconnect()` would drop them, and the broker would resend acknowledged messages."""
+        self._stop_taking(client)
         deadline = time.monotonic() + self.timeout_seconds
         while client._out_packet and time.monotonic() < deadline:  # paho has no public "flushed" signal
             time.sleep(0.005)
@@ -110,7 +132,8 @@ class MqttResource(dg.ConfigurableResource):
     def check(self) -> str:
         import uuid
 
-        client, _, _ = self._connect(f"aggregator-check-{uuid.uuid4().hex[:8]}", clean=True, receive_maximum=1)
+        client, _, _ = self._connect(f"aggregator-check-{uuid.uuid4().hex[:8]}", clean=True, receive_maximum=1,
+                                     inbox_size=1)
         self._leave(client)
         return f"{self.where}: connected (MQTT v5)"
 
@@ -132,7 +155,7 @@ class MqttResource(dg.ConfigurableResource):
         self.close()
         client, inbox, session = self._connect(stream.client_id, clean=False,
                                                receive_maximum=min(stream.max_messages, 65_535),
-                                               expiry=stream.session_expiry_seconds)
+                                               inbox_size=stream.batch_size, expiry=stream.session_expiry_seconds)
         self._client = client
         if not session:
             # A new session: subscribe (retained messages only for a subscription that did not exist).
@@ -164,6 +187,7 @@ class MqttResource(dg.ConfigurableResource):
             total += 1
             if len(batcher) >= stream.batch_size:
                 yield batcher.flush(None)
+        self._stop_taking(client)  # until `acknowledge` after the commit, which may take a while
         final = {**redelivery.state(total), "more": handled >= stream.max_messages}
         yield batcher.flush(final) if len(batcher) else Batch(columns=(), types={}, rows=[], state=final)
 
@@ -178,7 +202,7 @@ class MqttResource(dg.ConfigurableResource):
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
         client, inbox, session = self._connect(f"{stream.client_id}.sensor", clean=False, receive_maximum=65_535,
-                                               expiry=stream.session_expiry_seconds)
+                                               inbox_size=stream.batch_size, expiry=stream.session_expiry_seconds)
         try:
             if not session:
                 options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)

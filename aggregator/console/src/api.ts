@@ -223,3 +223,33 @@ export interface TokenInfo {
   revoked_at: number | null;
   last_used: number | null;
 }
+
+/** How a saved query or a dashboard tile is drawn (`table`: the rows, no chart). */
+export interface SavedChart {
+  kind: "line" | "bar" | "table";
+  x: string | null;
+  ys: string[];
+}
+
+export interface SavedQuery {
+  id: string;
+  name: string;
+  sql: string;
+  row_limit: number;
+  chart: SavedChart | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface DashboardItem {
+  query_id: string;
+  chart: SavedChart | null;
+}
+
+export interface Dashboard {
+  id: string;
+  name: string;
+  items: DashboardItem[];
+  created_at: number;
+  updated_at: number;
+}

@@ -68,6 +68,12 @@ def _scope_json(scope: list[str] | frozenset[str] | None) -> str | None:
     return None if scope is None else json.dumps(sorted(set(scope)))
 
 
+def narrowest(*scopes: frozenset[str] | None) -> frozenset[str] | None:
+    """The pipelines every one of `scopes` allows (None: unscoped, every pipeline)."""
+    bounded = [scope for scope in scopes if scope is not None]
+    return frozenset.intersection(*bounded) if bounded else None
+
+
 def _scope(raw: str | None) -> frozenset[str] | None:
     return None if raw is None else frozenset(json.loads(raw))
 
@@ -350,7 +356,8 @@ class Store:
         now = time.time()
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(db.tokens, db.users.c.disabled, db.users.c.role.label("user_role"))
+                sa.select(db.tokens, db.users.c.disabled, db.users.c.role.label("user_role"),
+                          db.users.c.scope.label("user_scope"))
                 .join(db.users, db.users.c.username == db.tokens.c.username)
                 .where(db.tokens.c.id == token_id)
             ).first()
@@ -358,12 +365,15 @@ class Store:
             return None
         if row.revoked_at is not None or row.disabled or (row.expires_at is not None and now > row.expires_at):
             return None
-        # Capped by the owner's current role: demoting a user demotes their tokens.
+        # Capped by the owner's current grant: demoting a user demotes their tokens, and narrowing the user's
+        # scope narrows their tokens' (a token made while the user was unscoped would otherwise keep every
+        # pipeline the user lost).
         role = min(Role.parse(row.role), Role.parse(row.user_role))
+        scope = narrowest(_scope(row.scope), _scope(row.user_scope))
         if row.last_used is None or now - row.last_used > 60:
             with self.engine.begin() as conn:
                 conn.execute(db.tokens.update().where(db.tokens.c.id == token_id).values(last_used=now))
-        return Principal(row.username, role, _scope(row.scope), via="token", token_id=token_id)
+        return Principal(row.username, role, scope, via="token", token_id=token_id)
 
     def list_tokens(self, username: str | None = None) -> list[TokenInfo]:
         query = sa.select(db.tokens).order_by(db.tokens.c.created_at)

@@ -30,7 +30,7 @@ SESSION_EXPIRY = 3600
 MEMORY_ROWS = (10_000, 100_000)
 
 
-def _client(port: int, user: str, password: str, client_id: str, clean: bool) -> mqtt.Client:
+def connected_client(port: int, user: str, password: str, client_id: str, clean: bool) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)  # one round trip per 20 messages by default: minutes for 200k
     client.username_pw_set(user, password)
@@ -40,8 +40,23 @@ def _client(port: int, user: str, password: str, client_id: str, clean: bool) ->
     return client
 
 
+def subscribe_session(port: int, user: str, password: str, client_id: str, topic_filter: str) -> None:
+    """Create the session the connector resumes, subscribed with QoS 1 before anything is published."""
+    session = connected_client(port, user, password, client_id, clean=False)
+    subscribed = threading.Event()
+    session.on_subscribe = lambda *_: subscribed.set()
+    session.loop_start()
+    try:
+        session.subscribe(topic_filter, qos=1)
+        if not subscribed.wait(30):
+            raise RuntimeError("mosquitto did not acknowledge the kit's subscription")
+        session.disconnect()
+    finally:
+        session.loop_stop()
+
+
 @contextmanager
-def _broker(state: Path, user: str, password: str) -> Iterator[int]:
+def broker(state: Path, user: str, password: str) -> Iterator[int]:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     state.mkdir(parents=True, exist_ok=True)
@@ -72,19 +87,9 @@ def _broker(state: Path, user: str, password: str) -> Iterator[int]:
 def source(tmp_path: Path, rows: int) -> Iterator[KitSource]:
     user, password = f"kit_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(12)}"
     topic, client_id = f"kit/{secrets.token_hex(5)}", f"kit-{secrets.token_hex(5)}"
-    with _broker(tmp_path / "mosquitto", user, password) as port:
-        # The session the connector resumes, subscribed with QoS 1 before anything is published.
-        session = _client(port, user, password, client_id, clean=False)
-        subscribed = threading.Event()
-        session.on_subscribe = lambda *_: subscribed.set()
-        session.loop_start()
-        session.subscribe(f"{topic}/#", qos=1)
-        if not subscribed.wait(30):
-            raise RuntimeError("mosquitto did not acknowledge the kit's subscription")
-        session.disconnect()
-        session.loop_stop()
-
-        publisher = _client(port, user, password, f"{client_id}-pub", clean=True)
+    with broker(tmp_path / "mosquitto", user, password) as port:
+        subscribe_session(port, user, password, client_id, f"{topic}/#")
+        publisher = connected_client(port, user, password, f"{client_id}-pub", clean=True)
         publisher.loop_start()
 
         def add_rows(ids: range) -> None:

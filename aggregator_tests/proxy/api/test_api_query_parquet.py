@@ -74,7 +74,7 @@ def test_a_later_value_that_does_not_fit_ends_the_file_unreadable(tmp_path: Path
         conn.execute("CREATE TABLE t (v)")
         conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)] + [("text",)])
     query = open_query(Warehouse(f"sqlite:///{path}"), "SELECT v FROM t", 60, ROW_BYTES)
-    parts = []
+    parts: list[bytes] = []
     try:
         with pytest.raises(Exception, match="do not fit the Parquet column types.*CAST"):
             parts.extend(encode_parquet(query, 1000, 1 << 30))  # keeps what came before the error

@@ -1,10 +1,13 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
-import { type FormEvent, lazy, Suspense, useMemo, useState } from "react";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { type FormEvent, lazy, Suspense, useMemo, useRef, useState } from "react";
 
-import { getJson, type QueryResult, request, type TableInfo } from "../api";
+import { getJson, type QueryResult, request, type SavedChart, type SavedQuery, type TableInfo } from "../api";
 import { type ChartChoice, chooseChart, columnKinds } from "../chart";
+import { chartPng, chartSvg } from "../chartExport";
+import { Dashboards } from "../components/Dashboards";
 import { ResultTable } from "../components/ResultTable";
 import { ErrorBox } from "../components/Unavailable";
+import { saveBlob } from "../download";
 
 // The chart library is loaded with the first chart, not with the page.
 const ResultChart = lazy(() => import("../components/ResultChart").then((m) => ({ default: m.ResultChart })));
@@ -27,27 +30,68 @@ export default function Analytics() {
   } : null;
   const kinds = useMemo(() => (result ? columnKinds(result.columns, result.rows) : null), [result]);
   const [exporting, setExporting] = useState<string | null>(null);
+  const chartRef = useRef<HTMLDivElement>(null);
+  const client = useQueryClient();
+  const saved = useQuery({ queryKey: ["saved-queries"], queryFn: () => getJson<SavedQuery[]>("api/saved-queries") });
+  const [openId, setOpenId] = useState<string | null>(null);
+  const [name, setName] = useState("");
+  // The chart as chosen on the page: null while it is the automatic choice, `table` for "No chart".
+  const chart: SavedChart | null = override.none ? { kind: "table", x: null, ys: [] }
+    : (override.kind || override.x || override.ys) && choice ? { kind: choice.kind, x: choice.x, ys: choice.ys } : null;
+  const open = saved.data?.find((q) => q.id === openId);
+  const save = useMutation({
+    mutationFn: () => {
+      const body = { name: name.trim(), sql, row_limit: limit, chart };
+      // Saving under the name of the open query changes it; another name saves a new one.
+      return open && open.name === body.name
+        ? getJson<SavedQuery>(`api/saved-queries/${open.id}`, { method: "PUT", body })
+        : getJson<SavedQuery>("api/saved-queries", { method: "POST", body });
+    },
+    onSuccess: (q) => {
+      setOpenId(q.id);
+      void client.invalidateQueries({ queryKey: ["saved-queries"] });
+    },
+  });
+  const forget = useMutation({
+    mutationFn: (q: SavedQuery) => getJson<SavedQuery[]>(`api/saved-queries/${q.id}`, { method: "DELETE" }),
+    onSuccess: (left) => client.setQueryData(["saved-queries"], left),
+  });
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     setOverride({});
     run.mutate({ sql, row_limit: limit });
   };
-  const exportCsv = async () => {
-    // The server writes the CSV (its formula-safe cells), from the same read-only query.
+  const openQuery = (q: SavedQuery) => {
+    setSql(q.sql);
+    setLimit(q.row_limit);
+    setName(q.name);
+    setOpenId(q.id);
+    setOverride(q.chart?.kind === "table" ? { none: true } : q.chart?.x
+      ? { kind: q.chart.kind as ChartChoice["kind"], x: q.chart.x, ys: q.chart.ys } : {});
+    run.mutate({ sql: q.sql, row_limit: q.row_limit });
+  };
+  const exportAs = async (format: "csv" | "parquet") => {
+    // The server writes the file (formula-safe CSV cells, typed Parquet columns), from the same read-only query.
     setExporting("Exporting…");
     try {
-      const response = await request("api/query", { method: "POST", body: { sql, row_limit: limit, format: "csv" },
-        headers: { accept: "text/csv" } });
-      const url = URL.createObjectURL(await response.blob());
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = "query.csv";
-      a.click();
-      URL.revokeObjectURL(url);
+      const response = await request("api/query", { method: "POST", body: { sql, row_limit: limit, format },
+        headers: { accept: format === "csv" ? "text/csv" : "application/vnd.apache.parquet" } });
+      saveBlob(await response.blob(), `query.${format}`);
       setExporting(null);
     } catch (err) {
       setExporting(`Export failed: ${(err as Error).message}`);
+    }
+  };
+  const exportChart = async (format: "png" | "svg") => {
+    try {
+      const figure = chartRef.current?.querySelector("[data-testid=result-chart]");
+      if (!figure) throw new Error("no chart is drawn yet");
+      saveBlob(format === "svg" ? new Blob([chartSvg(figure).text], { type: "image/svg+xml" })
+        : await chartPng(figure), `chart.${format}`);
+      setExporting(null);
+    } catch (err) {
+      setExporting(`Chart export failed: ${(err as Error).message}`);
     }
   };
   return (
@@ -73,8 +117,22 @@ export default function Analytics() {
             <button type="submit" className="primary" disabled={!sql.trim() || run.isPending}>
               {run.isPending ? "Running…" : "Run query"}
             </button>
-            <button type="button" onClick={exportCsv} disabled={!sql.trim() || !result}>Export CSV</button>
+            <button type="button" onClick={() => exportAs("csv")} disabled={!sql.trim() || !result}>Export CSV</button>
+            <button type="button" onClick={() => exportAs("parquet")} disabled={!sql.trim() || !result}>
+              Export Parquet
+            </button>
           </div>
+          <div className="row">
+            <label>
+              Query name
+              <br />
+              <input value={name} onChange={(e) => setName(e.target.value)} maxLength={200} />
+            </label>
+            <button type="button" onClick={() => save.mutate()} disabled={!sql.trim() || !name.trim() || save.isPending}>
+              {open && open.name === name.trim() ? "Update saved query" : "Save query"}
+            </button>
+          </div>
+          <ErrorBox error={save.error} title="Query not saved" />
           {exporting ? <p role="status">{exporting}</p> : null}
           <p className="note">Ctrl+Enter runs the query.</p>
         </form>
@@ -87,6 +145,19 @@ export default function Analytics() {
               <li key={t.table}>
                 <button type="button" onClick={() => setSql(`SELECT * FROM ${t.table} LIMIT 100`)}
                   title={`${t.pipeline} / ${t.asset}`}>{t.table}</button>
+              </li>
+            ))}
+          </ul>
+          <h2>Your saved queries</h2>
+          <ErrorBox error={saved.error ?? forget.error} title="Saved queries" />
+          {saved.data && saved.data.length === 0 ? <p>None yet: name a query and save it.</p> : null}
+          <ul>
+            {saved.data?.map((q) => (
+              <li key={q.id} className="row">
+                <button type="button" onClick={() => openQuery(q)} aria-current={q.id === openId ? "true" : undefined}
+                  title={q.sql}>{q.name}</button>
+                <button type="button" aria-label={`Delete saved query ${q.name}`} disabled={forget.isPending}
+                  onClick={() => window.confirm(`Delete saved query ${q.name}?`) && forget.mutate(q)}>Delete</button>
               </li>
             ))}
           </ul>
@@ -129,9 +200,15 @@ export default function Analytics() {
               </label>
             </div>
             {choice && choice.ys.length ? (
-              <Suspense fallback={<p role="status">Loading chart…</p>}>
-                <ResultChart columns={result.columns} rows={result.rows} choice={choice} />
-              </Suspense>
+              <div ref={chartRef}>
+                <Suspense fallback={<p role="status">Loading chart…</p>}>
+                  <ResultChart columns={result.columns} rows={result.rows} choice={choice} />
+                </Suspense>
+                <div className="row">
+                  <button type="button" onClick={() => exportChart("png")}>Export PNG</button>
+                  <button type="button" onClick={() => exportChart("svg")}>Export SVG</button>
+                </div>
+              </div>
             ) : (
               <p>No chart: the result needs a numeric column, and a time or text column to plot it against.</p>
             )}
@@ -141,6 +218,7 @@ export default function Analytics() {
       ) : run.isIdle ? (
         <p>Write a query or pick a table, then run it.</p>
       ) : null}
+      <Dashboards saved={saved.data ?? []} current={openId ? { query_id: openId, chart } : null} />
     </section>
   );
 }
