@@ -42,9 +42,8 @@ def list_alerts(limit: int, pipeline: str | None, status: str | None) -> None:
 @click.argument("channel")
 def test_channel(channel: str) -> None:
     """Send a sample alert through CHANNEL and record the outcome."""
-    from aggregator.alerts.deliver import deliver
+    from aggregator.alerts.deliver import send_test
     from aggregator.alerts.history import AlertStore, alerts_db_url
-    from aggregator.alerts.message import AlertMessage
     from aggregator.pipelines.alert_setup import build_alert_setup
     from aggregator.pipelines.load import SpecErrors, load_specs
     from aggregator.settings import load_settings
@@ -59,15 +58,11 @@ def test_channel(channel: str) -> None:
         raise click.ClickException(
             f"unknown channel {channel!r}; declared under alerts.channels: {', '.join(sorted(config.channels)) or 'none'}"
         )
-    message = AlertMessage(
-        kind="test", subject=f"test:{channel}", title=f"Test alert through channel {channel}",
-        summary="If you can read this, the channel works.", url=config.ui_url,
-    )
-    result = deliver(channel, config.channels[channel], message, config.delivery)
+    message, result = send_test(channel, config)
     store = AlertStore(alerts_db_url(settings.home))
     try:
-        store.record(status="sent" if result.ok else "failed", kind="test", subject=message.subject,
-                     title=message.title, channel=channel, detail=result.error, attempts=result.attempts)
+        store.record_test(channel=channel, title=message.title, subject=message.subject, delivered=result.ok,
+                          attempts=result.attempts, error=result.error)
     finally:
         store.dispose()
     if not result.ok:

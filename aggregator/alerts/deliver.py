@@ -15,12 +15,22 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from aggregator.alerts.message import AlertMessage
-from aggregator.pipelines.alerts_spec import Channel, Delivery, EmailChannel, SlackChannel, WebhookChannel
+from aggregator.pipelines.alerts_spec import (
+    AlertsConfig,
+    Channel,
+    Delivery,
+    EmailChannel,
+    SlackChannel,
+    WebhookChannel,
+)
 from connectors import secrets
 from connectors.redact import sanitize_url
 from connectors.secrets import EnvRef
 
 log = logging.getLogger(__name__)
+
+
+TEST_KIND = "test"  # the `kind` of a channel test: in the webhook payload, the e-mail subject and the history
 
 
 class DeliveryError(Exception):
@@ -87,14 +97,16 @@ def send_webhook(channel: WebhookChannel, message: AlertMessage) -> None:
 
 def send_slack(channel: SlackChannel, message: AlertMessage) -> None:
     url = resolve(channel.url, "slack url")
-    icon = ":white_check_mark:" if message.resolved else ":rotating_light:"
+    icon = ":white_check_mark:" if message.resolved else ":test_tube:" if message.kind == TEST_KIND \
+        else ":rotating_light:"
     body = json.dumps({"text": f"{icon} {message.text()}"}).encode()
     _post_json(url, body, {"Content-Type": "application/json"}, channel.timeout_seconds)
 
 
 def send_email(channel: EmailChannel, message: AlertMessage) -> None:
     mail = EmailMessage()
-    mail["Subject"] = ("[resolved] " if message.resolved else "[alert] ") + message.title
+    mail["Subject"] = ("[resolved] " if message.resolved else "[test] " if message.kind == TEST_KIND
+                       else "[alert] ") + message.title
     mail["From"] = channel.sender
     mail["To"] = ", ".join(channel.to)
     mail.set_content(message.text())
@@ -143,3 +155,19 @@ def deliver(name: str, channel: Channel, message: AlertMessage, policy: Delivery
     log.error("alert %s via channel %s not delivered after %d attempts: %s",
               message.subject, name, policy.attempts, error)
     return DeliveryResult(ok=False, attempts=policy.attempts, error=error)
+
+
+def channel_test_message(channel: str, ui_url: str, sent_by: str | None = None) -> AlertMessage:
+    """The clearly marked sample alert a channel test sends (no incident is opened or closed by it)."""
+    by = f" by {sent_by}" if sent_by else ""
+    return AlertMessage(
+        kind=TEST_KIND, subject=f"test:{channel}", title=f"TEST: alert channel {channel} works",
+        summary=f"This is a test message sent{by} to check the channel; nothing failed.", url=ui_url,
+    )
+
+
+def send_test(channel: str, config: AlertsConfig, sent_by: str | None = None) -> tuple[AlertMessage, DeliveryResult]:
+    """Send the test message through `channel` of `config` with the channel's delivery policy, as an alert
+    would go; raises KeyError for a channel `config` does not declare."""
+    message = channel_test_message(channel, config.ui_url, sent_by)
+    return message, deliver(channel, config.channels[channel], message, config.delivery)

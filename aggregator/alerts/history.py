@@ -106,6 +106,12 @@ class AlertStore:
                 run_id=run_id, title=title, detail=detail, attempts=attempts,
             ))
 
+    def record_test(self, *, channel: str, title: str, subject: str, delivered: bool, attempts: int,
+                    error: str | None) -> None:
+        """One channel test's outcome: `sent` or `failed` with the (sanitized) delivery error."""
+        self.record(status="sent" if delivered else "failed", kind="test", subject=subject, title=title,
+                    channel=channel, detail=error, attempts=attempts)
+
     def history(self, *, limit: int = 50, pipeline: str | None = None, status: str | None = None) -> list[HistoryRow]:
         query = sa.select(history_table).order_by(history_table.c.id.desc()).limit(limit)
         if pipeline:

@@ -1,5 +1,5 @@
 """What the worker does for the API: check and discover a connection, read a source's schema, preview a
-source's or a transform's first rows. Each runs in a child process (sandbox.py) with the pipelines'
+source's or a transform's first rows, send a test message through an alert channel. Each runs in a child process (sandbox.py) with the pipelines'
 environment; secrets are resolved here and only here, by a `Resolver` that remembers every value so the
 answer can be redacted by value before it leaves.
 
@@ -27,7 +27,7 @@ from aggregator.pipelines.spec import SourceSpec, TransformSpec
 from aggregator.settings import load_settings
 from aggregator.specstore.current import current_texts
 from connectors.registry import CONNECTOR_TYPES
-from connectors.secrets import Resolver
+from connectors.secrets import Resolver, SecretReferenceError
 from connectors.source import Source
 from connectors.sql.engines import deny_attach
 from connectors.values import json_value
@@ -62,6 +62,11 @@ class TransformCall(_Strict):
     transform: str
     source_rows: int = Field(100, ge=1, le=1000, description="Rows read from each upstream source.")
     limit: int = Field(20, ge=1, le=1000, description="Rows of the transform's result returned at most.")
+
+
+class AlertTestCall(_Strict):
+    channel: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="A channel under the global alerts.channels.")
+    requested_by: str = Field(max_length=200, description="Who asked; named in the test message.")
 
 
 def first_line(exc: BaseException) -> str:
@@ -270,6 +275,34 @@ def preview_transform(call: TransformCall, resolver: Resolver) -> dict[str, Any]
     return {"columns": types, "rows": _masked(columns, rows_out, sensitive), "truncated": len(fetched) > call.limit}
 
 
+def send_test_alert(call: AlertTestCall, resolver: Resolver) -> dict[str, Any]:
+    """A clearly marked test message through one alert channel, by the real delivery code (the sensors'), with
+    the channel's secrets from this process's environment. A failed delivery is the answer, not an error."""
+    from aggregator.alerts.deliver import channel_test_message, send_test
+    from aggregator.pipelines.alert_setup import alert_setup_partial
+
+    specs, _ = _specs()
+    config = alert_setup_partial(specs)[0].config
+    if call.channel not in config.channels:
+        if _errors and not config.channels:
+            # The file declaring the channels may be the one that does not load.
+            raise CallError(409, f"alert channel {call.channel!r} is not loaded: {_errors[0]}")
+        raise CallError(404, f"no alert channel {call.channel!r}; declared under alerts.channels: "
+                        f"{', '.join(sorted(config.channels)) or 'none'}")
+    try:
+        # Resolved through the call's resolver first: its values are then redacted from the answer and the
+        # log, and a variable that is not set here is named before anything is sent.
+        resolver.resolve(config.channels[call.channel].model_dump(exclude_none=True),
+                         f"alert channel {call.channel!r}")
+    except SecretReferenceError as exc:
+        message = channel_test_message(call.channel, config.ui_url, call.requested_by)
+        return {"channel": call.channel, "delivered": False, "attempts": 0, "error": first_line(exc),
+                "title": message.title, "subject": message.subject}
+    message, result = send_test(call.channel, config, call.requested_by)
+    return {"channel": call.channel, "delivered": result.ok, "attempts": result.attempts, "error": result.error,
+            "title": message.title, "subject": message.subject}
+
+
 # name -> (request model, action); the HTTP path is /v1/<name>.
 ACTIONS: dict[str, tuple[type[BaseModel], Callable[[Any, Resolver], Any]]] = {
     "check": (ConnectionCall, check),
@@ -277,4 +310,5 @@ ACTIONS: dict[str, tuple[type[BaseModel], Callable[[Any, Resolver], Any]]] = {
     "source-schema": (SourceCall, source_schema),
     "preview-source": (SourceCall, preview_source),
     "preview-transform": (TransformCall, preview_transform),
+    "send-test-alert": (AlertTestCall, send_test_alert),
 }

@@ -101,7 +101,7 @@ def build_app(settings: WorkerSettings) -> Starlette:
         result = await anyio.to_thread.run_sync(run_call, name, payload, limits, limiter=limiter)
         # Names only (connection, pipeline, asset): what was asked, never what was answered.
         log.info("worker call action=%s target=%s status=%d duration_ms=%.0f", name,
-                 "/".join(str(payload.get(k)) for k in ("connection", "pipeline", "source", "transform")
+                 "/".join(str(payload.get(k)) for k in ("connection", "pipeline", "source", "transform", "channel")
                           if isinstance(payload.get(k), str)), result.status, (time.monotonic() - started) * 1000)
         return JSONResponse(result.body, status_code=result.status)
 

@@ -27,7 +27,10 @@ def test_alerts_test_sends_through_each_channel_and_list_shows_it(
         assert result.exit_code == 0, result.output
         assert f"channel {channel}: delivered" in result.output
     assert len(http_receiver.requests) == 2 and len(smtp_receiver.messages) == 1
-    assert "Test alert through channel mail" in smtp_receiver.messages[0].content
+    mail = smtp_receiver.messages[0].content
+    assert "Subject: [test] TEST: alert channel mail works" in mail and "nothing failed" in mail
+    hook = next(r for r in http_receiver.requests if r.path.startswith("/hook"))
+    assert hook.json()["kind"] == "test" and hook.json()["title"] == "TEST: alert channel hook works"
     listed = runner.invoke(main, ["alerts", "list"])
     assert listed.exit_code == 0
     lines = listed.output.splitlines()

@@ -1,4 +1,4 @@
-"""Fixtures of the Console tests: its sources installed from the lock file, and where screenshots go."""
+"""Fixtures of the Console tests: its sources installed from the lock file, where screenshots go, and Chromium."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aggregator.proxy.routes.console import CONSOLE_DIST
+from aggregator_tests.console.browser import ARGS, CHROMIUM
 
 SOURCES = CONSOLE_DIST.parent
 # Everything the build reads; node_modules and dist are made in the copy.
@@ -49,3 +51,14 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(base) / "console" if base else tmp_path_factory.mktemp("artifacts") / "console"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()

@@ -22,14 +22,14 @@ import pytest
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.server import open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR
+from aggregator_tests.console.browser import CHROMIUM
+from aggregator_tests.console.browser import serious_axe as _serious_axe
+from aggregator_tests.console.browser import signed_in as _signed_in
 from aggregator_tests.dev_process import start_dev
 from aggregator_tests.process_env import platform_env
 from aggregator_tests.proxy.conftest import PASSWORD, free_port
 from aggregator_tests.tools import needs_tool
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
               needs_tool(shutil.which(CHROMIUM), "Chromium at /usr/bin/chromium drives the Console"),
               needs_tool(shutil.which("npm"), "npm installs axe-core for the accessibility check")]
@@ -138,29 +138,6 @@ def _wait_run(client: httpx.Client, run_id: str, timeout_s: float = 600) -> None
             break
         time.sleep(1)
     assert status == "SUCCESS", f"run {run_id} ended {status}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def _signed_in(browser: Any, platform: Platform, user: str, path: str, password: str = PASSWORD,
-               **context: Any) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}, **context).new_page()
-    page.set_default_timeout(90_000)
-    page.goto(f"{platform.url}/console/{path}")
-    page.wait_for_url(re.compile(r".*/_auth/login\?next=.*"))  # no session: the proxy's sign-in, then back
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(rf".*/console/{re.escape(path)}$"))
-    return page
 
 
 def test_admin_creates_and_tests_a_rest_connection_through_the_form(browser: Any, platform: Platform,
@@ -411,14 +388,6 @@ def test_a_viewer_sees_the_builder_graph_read_only_with_the_reason(browser: Any,
     }""")
     assert answer["status"] == 403, answer
     page.context.close()
-
-
-def _serious_axe(page: Any, axe_source: str) -> list[dict[str, Any]]:
-    page.add_script_tag(content=axe_source)
-    violations: list[dict[str, Any]] = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']}))
-        .violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                               nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))""")
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def test_an_admin_creates_a_user_and_a_token_and_the_new_user_signs_in(

@@ -188,6 +188,46 @@ export interface AlertEntry {
   detail: string | null;
 }
 
+export interface PipelineAlerts {
+  pipeline: string;
+  file: string;
+  inherit: boolean;
+  rules: Record<string, unknown>[];
+  in_scope: boolean;
+}
+
+/** GET api/alerts/config: the global `alerts:` block as written, with what a write sends back. */
+export interface AlertConfigDocument {
+  file: string;
+  exists: boolean;
+  etag: string;
+  version: number;
+  alerts: Record<string, unknown>;
+  own_file: boolean;
+  comments: boolean;
+  inline_secrets: string[];
+  secret_names: string[];
+  pipelines: PipelineAlerts[];
+}
+
+/** An accepted spec write: its version and whether the code location picked it up. */
+export interface WriteResult {
+  name: string;
+  version: number;
+  etag: string;
+  file: string;
+  reloaded: boolean;
+  reload_problems: string[];
+}
+
+export interface ChannelTestResult {
+  channel: string;
+  delivered: boolean;
+  attempts: number;
+  error: string | null;
+  title: string;
+}
+
 export interface AuditRecord {
   ts: number;
   event: string;

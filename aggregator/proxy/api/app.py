@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from aggregator.proxy.api import (
     admin_routes,
+    alert_config_routes,
     alert_routes,
     connection_routes,
     connection_write_routes,
@@ -75,6 +76,7 @@ class ApiApp:
                                     *connection_write_routes.routes(self.state), *schema_routes.routes(self.state),
                                     *upload_routes.routes(self.state),
                                     *template_routes.routes(self.state), *alert_routes.routes(self.state),
+                                    *alert_config_routes.routes(self.state),
                                     *preview_transform.routes(self.state),
                                     *run_routes.routes(ops), *live_events.routes(ops, self.events),
                                     *own_routes.routes(services, lambda: self.routes),

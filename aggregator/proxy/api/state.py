@@ -60,6 +60,9 @@ class ApiLimits(BaseModel):
     events_poll_s: float = Field(
         1.0, gt=0, description="AGGREGATOR_API_EVENTS_POLL_S: how often the one reader of each proxy process "
         "reads new records of Dagster's event log while streams are open.")
+    alert_tests_per_minute: int = Field(
+        6, gt=0, description="AGGREGATOR_API_ALERT_TESTS_PER_MINUTE: channel tests one user may send per minute "
+        "(that many at once, then refilled evenly); more are answered 429 with Retry-After.")
     reload_after_write: bool = Field(
         True, description="Reload the Dagster code location after each accepted spec write.")
 
@@ -75,7 +78,8 @@ ENV = {"query_timeout_s": "AGGREGATOR_API_QUERY_TIMEOUT_S", "export_timeout_s": 
        "query_concurrency": "AGGREGATOR_API_QUERY_CONCURRENCY", "query_per_user": "AGGREGATOR_API_QUERY_PER_USER",
        "events_per_user": "AGGREGATOR_API_EVENTS_PER_USER", "events_total": "AGGREGATOR_API_EVENTS_TOTAL",
        "events_heartbeat_s": "AGGREGATOR_API_EVENTS_HEARTBEAT_S", "events_idle_s": "AGGREGATOR_API_EVENTS_IDLE_S",
-       "events_max_s": "AGGREGATOR_API_EVENTS_MAX_S", "events_poll_s": "AGGREGATOR_API_EVENTS_POLL_S"}
+       "events_max_s": "AGGREGATOR_API_EVENTS_MAX_S", "events_poll_s": "AGGREGATOR_API_EVENTS_POLL_S",
+       "alert_tests_per_minute": "AGGREGATOR_API_ALERT_TESTS_PER_MINUTE"}
 
 
 @dataclass

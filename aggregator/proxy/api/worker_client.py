@@ -39,8 +39,8 @@ class WorkerClient:
     async def call(self, action: str, payload: dict[str, Any]) -> Any:
         """The worker's answer to `action`, or ApiError with the worker's status and detail."""
         if not self.url or not self.token:
-            raise ApiError(503, f"no worker is configured ({URL_ENV} and {TOKEN_ENV}): checks, discovery and "
-                           "previews run only in the worker, never in the proxy")
+            raise ApiError(503, f"no worker is configured ({URL_ENV} and {TOKEN_ENV}): checks, discovery, "
+                           "previews and alert channel tests run only in the worker, never in the proxy")
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
                 response = await client.post(f"{self.url.rstrip('/')}/v1/{action}", json=payload,

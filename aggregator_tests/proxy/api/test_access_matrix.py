@@ -91,6 +91,14 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         ("GET", "/api/alerts/history"): [Sample("/api/alerts/history", "grant"),
                                          Sample("/api/alerts/history?pipeline=sales", "data", "sales"),
                                          Sample("/api/alerts/history?pipeline=shop", "data", "shop")],
+        # The global alert block is shared by every pipeline: reading it is a viewer's, writing it an unscoped
+        # editor's (allowed writes stop at 412 on the stale If-Match).
+        ("GET", "/api/alerts/config"): [Sample("/api/alerts/config", "grant")],
+        ("GET", "/api/alerts/config/versions"): [Sample("/api/alerts/config/versions", "grant")],
+        ("PUT", "/api/alerts/config"): [Sample("/api/alerts/config", "unscoped", json={"alerts": {}}, headers=STALE)],
+        # A channel test sends with the channel's secrets: the grant that may change the channel. The samples
+        # declare no channel, so allowed callers get the worker's 404 and nothing is sent.
+        ("POST", "/api/alerts/channels/{name}/test"): [Sample("/api/alerts/channels/matrix/test", "unscoped")],
         ("GET", "/api/logs"): [Sample(f"/api/logs?pipeline={p}", "data", p) for p in both],
         # Live events: every grant may listen (a scoped one hears its pipelines only); naming a pipeline
         # outside the grant is refused like log search.

@@ -59,6 +59,11 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     ("GET", "/api/logs", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/events?topics=runs,logs&pipeline=sales", None, ["shop_viewer"], "viewer"),
     ("GET", "/api/alerts/history", None, [], "shop_viewer"),  # a scoped grant gets its pipelines' rows
+    ("GET", "/api/alerts/config", None, [], "shop_viewer"),
+    ("GET", "/api/alerts/config/versions", None, [], "shop_viewer"),
+    # Channels and default rules are every pipeline's: writing or testing them needs an unscoped editor.
+    ("PUT", "/api/alerts/config", {"alerts": {}}, ["viewer", "launcher", "sales_editor"], "editor"),
+    ("POST", "/api/alerts/channels/hook/test", None, ["viewer", "launcher", "sales_editor"], "editor"),
 ]
 
 

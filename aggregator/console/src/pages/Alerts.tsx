@@ -3,6 +3,7 @@ import { useState } from "react";
 
 import { type AlertEntry, getJson, proxyUrl } from "../api";
 import { ErrorBox } from "../components/Unavailable";
+import AlertConfig from "./alerts/AlertConfig";
 
 export default function Alerts() {
   const [status, setStatus] = useState("");
@@ -15,9 +16,11 @@ export default function Alerts() {
     <section>
       <h1>Alerts</h1>
       <p className="note">
-        Every alert the platform sent, held, de-duplicated or resolved. Channels and rules live in the alert
-        configuration (docs/alerts.md); editing them here is not available yet.
+        Where alerts go (channels), when they are sent (rules), a test message through each channel, and every alert
+        the platform sent, held, de-duplicated or resolved. See docs/alerts.md.
       </p>
+      <AlertConfig />
+      <h2>History</h2>
       <label>
         Status
         <br />

@@ -1,4 +1,4 @@
-import{i as w,r as f,u as p,j as e,L as R}from"./react-tbyIw5OC.js";import{p as d,g as C,a as D}from"./index-DhNPFz1A.js";import{E as y}from"./Unavailable-CRP2p6eq.js";import{N as L,u as b,s as O,l as S,d as F,m as A,a as $}from"./live-Dsq5-8cO.js";import{R as q,B as _,C as K,X as T,Y as U,T as M,L as z,a as E}from"./charts-D3UHBsxB.js";import"./vendor-B62wydho.js";import"./d3-DcMLAfRu.js";const x=14,B=`query ConsoleRuns($after: Float) {
+import{i as w,r as f,u as p,j as e,L as R}from"./react-tbyIw5OC.js";import{p as d,g as C,a as D}from"./index-CNxPIgsU.js";import{E as y}from"./Unavailable-CRP2p6eq.js";import{N as L,u as b,s as O,l as S,d as F,m as A,a as $}from"./live-BbehdosK.js";import{R as q,B as _,C as K,X as T,Y as U,T as M,L as z,a as E}from"./charts-D3UHBsxB.js";import"./vendor-B62wydho.js";import"./d3-DcMLAfRu.js";const x=14,B=`query ConsoleRuns($after: Float) {
   runsOrError(filter: {createdAfter: $after}, limit: 1000) {
     __typename
     ... on Runs { results { runId jobName status startTime creationTime } }
