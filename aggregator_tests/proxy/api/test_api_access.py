@@ -64,7 +64,19 @@ CASES: list[tuple[str, str, dict[str, Any] | None, list[str], str]] = [
     # Channels and default rules are every pipeline's: writing or testing them needs an unscoped editor.
     ("PUT", "/api/alerts/config", {"alerts": {}}, ["viewer", "launcher", "sales_editor"], "editor"),
     ("POST", "/api/alerts/channels/hook/test", None, ["viewer", "launcher", "sales_editor"], "editor"),
+    # Saved queries and dashboards: every signed-in role keeps its own; another's (or none) is 404, never 403.
+    ("GET", "/api/saved-queries", None, [], "shop_viewer"),
+    ("POST", "/api/saved-queries", {"name": "q", "sql": "SELECT * FROM shop_orders"}, [], "shop_viewer"),
+    ("GET", "/api/saved-queries/999999", None, [], "viewer"),
+    ("PUT", "/api/saved-queries/999999", {"name": "q", "sql": "SELECT 1"}, [], "viewer"),
+    ("DELETE", "/api/saved-queries/999999", None, [], "viewer"),
+    ("GET", "/api/dashboards", None, [], "shop_viewer"),
+    ("POST", "/api/dashboards", {"name": "d"}, [], "shop_viewer"),
+    ("GET", "/api/dashboards/999999", None, [], "viewer"),
+    ("PUT", "/api/dashboards/999999", {"name": "d"}, [], "viewer"),
+    ("DELETE", "/api/dashboards/999999", None, [], "viewer"),
 ]
+OWN_ITEMS = ("/api/saved-queries/", "/api/dashboards/")
 
 
 def test_routes_match_cases(api_stack: ApiStack) -> None:
@@ -112,8 +124,10 @@ def test_allowed_reads(api_stack: ApiStack, method: str, path: str, body: dict[s
     with api_stack.client(who) as c, c.stream(method, path, json=body) as r:
         if r.status_code != 200:
             r.read()
-        # Past the access layer: 200, or (uploads to a pipeline without a sensor) the endpoint's own 409.
-        assert r.status_code == 200 or (path.startswith("/api/uploads/") and r.status_code == 409), r.text
+        # Past the access layer: 200, or (uploads to a pipeline without a sensor) the endpoint's own 409, or (an
+        # item of one's own saved queries or dashboards that does not exist) 404.
+        assert (r.status_code == 200 or (path.startswith("/api/uploads/") and r.status_code == 409)
+                or (path.startswith(OWN_ITEMS) and r.status_code == 404)), r.text
 
 
 def test_scoped_editor_writes_inside_its_pipeline(api_stack: ApiStack) -> None:
