@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.event_api import EventRecordsFilter
 from dagster._core.events import DagsterEventType
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._serdes import deserialize_value
 
 # Re-read runs updated this long before the cursor: two runs can share an update timestamp.
 MARGIN = dt.timedelta(seconds=2)
+PRIME_READS = 20
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -38,11 +42,17 @@ class FeedCursor:
                    runs=dict(data.get("runs") or {}))
 
 
-def read_new(instance: dg.DagsterInstance, event_types: list[DagsterEventType], cursor: FeedCursor,
+ALL = "*"  # the cursor key of a feed that reads every event (log lines carry no event type)
+
+
+def read_new(instance: dg.DagsterInstance, event_types: list[DagsterEventType] | None, cursor: FeedCursor,
              limit: int = 1000) -> list[dg.EventLogRecord]:
-    """Records of `event_types` after `cursor` (advanced in place), oldest first, at most about `limit`."""
+    """Records of `event_types` (None: every record, plain log lines too) after `cursor` (advanced in place),
+    oldest first, at most about `limit`."""
     storage = instance.event_log_storage
     if not storage.is_run_sharded:
+        if event_types is None:
+            return _read_all_global(storage, cursor, limit)
         out: list[dg.EventLogRecord] = []
         for event_type in event_types:
             after = cursor.ids.get(event_type.value, 0)
@@ -53,10 +63,40 @@ def read_new(instance: dg.DagsterInstance, event_types: list[DagsterEventType], 
                 cursor.ids[event_type.value] = records[-1].storage_id
             out.extend(records)
         return sorted(out, key=lambda r: r.timestamp)
-    return _read_sharded(instance, set(event_types), cursor, limit)
+    return _read_sharded(instance, set(event_types) if event_types is not None else None, cursor, limit)
 
 
-def _read_sharded(instance: dg.DagsterInstance, event_types: set[DagsterEventType], cursor: FeedCursor,
+def end_cursor(instance: dg.DagsterInstance, now: float) -> FeedCursor:
+    """A cursor of an every-record feed at the end of the log now: what a live view starts from."""
+    storage: Any = instance.event_log_storage
+    if storage.is_run_sharded:
+        cursor = FeedCursor(run_updated_after=now)
+        # Runs updated just before `now` are re-read (MARGIN): read them to their end once, so the feed starts
+        # after what they hold now instead of replaying them whole. Bounded: a busy run keeps writing.
+        for _ in range(PRIME_READS):
+            if not read_new(instance, None, cursor):
+                break
+        return cursor
+    with storage.index_connection() as conn:
+        newest = conn.execute(sa.select(sa.func.max(SqlEventLogStorageTable.c.id))).scalar()
+    return FeedCursor(ids={ALL: int(newest or 0)})
+
+
+def _read_all_global(storage: Any, cursor: FeedCursor, limit: int) -> list[dg.EventLogRecord]:
+    # Dagster's record API filters by one event type; plain log lines have none, so read the table itself.
+    table = SqlEventLogStorageTable
+    after = cursor.ids.get(ALL, 0)
+    with storage.index_connection() as conn:
+        rows = conn.execute(sa.select(table.c.id, table.c.event).where(table.c.id > after)
+                            .order_by(table.c.id.asc()).limit(limit)).fetchall()
+    out = [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
+           for row in rows]
+    if out:
+        cursor.ids[ALL] = out[-1].storage_id
+    return out
+
+
+def _read_sharded(instance: dg.DagsterInstance, event_types: set[DagsterEventType] | None, cursor: FeedCursor,
                   limit: int) -> list[dg.EventLogRecord]:
     since = (dt.datetime.fromtimestamp(cursor.run_updated_after, dt.UTC) - MARGIN
              if cursor.run_updated_after is not None else None)

@@ -8,6 +8,7 @@ import http.client
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from aggregator.pipelines.alerts_spec import (
     WebhookChannel,
 )
 from connectors import secrets
+from connectors.egress import EgressError, check_socket
 from connectors.redact import sanitize_url
 from connectors.secrets import EnvRef
 
@@ -63,13 +65,40 @@ def display_url(url: str) -> str:
     return sanitize_url(f"{parts.scheme}://{host}/***") if parts.path not in ("", "/") else sanitize_url(url)
 
 
+class _CheckedHTTP(http.client.HTTPConnection):
+    """An HTTP connection whose peer passes the connectors' egress rule (connectors/egress.py) before a byte
+    is sent: a channel's URL is written by users (the alerts API), and the sender runs in the worker and the
+    code server, so it must reach nothing a connector could not (the platform's own services, metadata
+    addresses, private networks not allowed). The peer is checked, not the name: no DNS-rebinding window."""
+
+    def connect(self) -> None:
+        super().connect()
+        check_socket(self.sock)
+
+
+class _CheckedHTTPS(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # the TCP connection only
+        check_socket(self.sock)  # before the TLS handshake
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class _CheckedSMTP(smtplib.SMTP):
+    """SMTP to a server that passes the egress rule, for the same reason as `_CheckedHTTP`."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        check_socket(sock)
+        return sock
+
+
 def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
     # http.client, not requests/httpx: urllib3 logs every full URL at DEBUG and httpx at INFO, and for Slack
     # and token-in-query webhooks the URL is the secret.
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError(f"{display_url(url)} is not an http(s) URL")
-    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn_class = _CheckedHTTPS if parts.scheme == "https" else _CheckedHTTP
     conn = conn_class(parts.hostname, parts.port, timeout=timeout)
     target = parts.path or "/"
     if parts.query:
@@ -77,6 +106,8 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -
     try:
         conn.request("POST", target, body=body, headers={**headers, "Content-Length": str(len(body))})
         status = conn.getresponse().status
+    except EgressError as exc:
+        raise DeliveryError(f"POST {display_url(url)} refused: {exc}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise DeliveryError(f"POST {display_url(url)} failed: {type(exc).__name__}") from None
     finally:
@@ -113,12 +144,14 @@ def send_email(channel: EmailChannel, message: AlertMessage) -> None:
     username = resolve(channel.username, "smtp username") if channel.username is not None else None
     password = resolve(channel.password, "smtp password") if channel.password is not None else None
     try:
-        with smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_seconds) as smtp:
+        with _CheckedSMTP(channel.host, channel.port, timeout=channel.timeout_seconds) as smtp:
             if channel.starttls:
                 smtp.starttls(context=ssl.create_default_context(cafile=channel.ca_file))
             if username is not None:
                 smtp.login(username, password or "")
             smtp.send_message(mail)
+    except EgressError as exc:
+        raise DeliveryError(f"SMTP {channel.host}:{channel.port} refused: {exc}") from None
     except (OSError, smtplib.SMTPException) as exc:
         # SMTP errors echo the server's reply, never our password; the class and code say enough
         code = getattr(exc, "smtp_code", None)

@@ -68,8 +68,20 @@ class LogLine:
     job_name: str | None
     error: str | None = None
 
+    def matches(self, level: str | None, text: str | None) -> bool:
+        """At or above `level` and holding `text` (case-insensitive) in its message or error."""
+        if level and _numeric_level(self.level) < LEVELS[level]:
+            return False
+        return not text or text.lower() in f"{self.message}\n{self.error or ''}".lower()
+
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "time": dt.datetime.fromtimestamp(self.timestamp, dt.UTC).isoformat()}
+
+
+def _numeric_level(name: str) -> int:
+    # logging names a level it does not know "Level <n>"
+    number = name.removeprefix("Level ")
+    return LEVELS.get(name) or (int(number) if number.isdigit() else logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -104,18 +116,18 @@ def _where(query: LogQuery) -> list[Any]:
 
 
 def _line(storage_id: int, raw: str, query: LogQuery) -> LogLine | None:
-    entry = deserialize_value(raw, dg.EventLogEntry)
+    line = line_of(storage_id, deserialize_value(raw, dg.EventLogEntry))
+    return line if line.matches(query.level, query.text) else None
+
+
+def line_of(storage_id: int, entry: dg.EventLogEntry) -> LogLine:
+    """The log line of one event-log entry (search pages and the live tail show the same shape)."""
     level = entry.level if isinstance(entry.level, int) else LEVELS.get(str(entry.level).upper(), logging.INFO)
-    if query.level and level < LEVELS[query.level]:
-        return None
-    error = error_text(entry)
-    if query.text and query.text.lower() not in f"{entry.message}\n{error or ''}".lower():
-        return None
     event = entry.dagster_event
     return LogLine(run_id=entry.run_id, storage_id=storage_id, timestamp=entry.timestamp,
                    level=logging.getLevelName(level), step_key=entry.step_key,
                    event_type=event.event_type.name if event else None, message=entry.message,
-                   job_name=entry.job_name, error=error)
+                   job_name=entry.job_name, error=error_text(entry))
 
 
 def error_text(entry: dg.EventLogEntry) -> str | None:

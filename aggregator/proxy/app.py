@@ -173,6 +173,7 @@ class ProxyApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.api.close()
                 await self.client.aclose()
                 if self.pool is not None:
                     self.pool.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,13 +80,27 @@ def build_app(settings: ProxySettings) -> ProxyApp:
     return ProxyApp(settings, store, audit)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn waits for open connections to finish before the app's shutdown; live event streams would hold
+    a stopping replica until their lifetime ends. This ends them first (their clients reconnect elsewhere)."""
+
+    def __init__(self, config: uvicorn.Config, proxy: ProxyApp) -> None:
+        super().__init__(config)
+        self.proxy = proxy
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.proxy.api.close()
+        await super().shutdown(sockets=sockets)
+
+
 def serve(settings: ProxySettings, host: str, port: int) -> None:
     # The gate answers "starting" (503) until the webserver does: the proxy may start before it.
-    app = StartingGate(build_app(settings), settings.upstream, settings.path_prefix, settings.wait_for_location)
+    proxy = build_app(settings)
+    app = StartingGate(proxy, settings.upstream, settings.path_prefix, settings.wait_for_location)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
                             ws="websockets-sansio", lifespan="on", server_header=False, date_header=False)
     try:
-        uvicorn.Server(config).run()
+        DrainingServer(config, proxy).run()
     except KeyboardInterrupt:
         # uvicorn re-raises the SIGINT it handled after a graceful shutdown; that is a clean exit for us.
         pass

@@ -260,13 +260,50 @@ def test_logs_search_finds_the_runs_lines_and_links_to_dagster(browser: Any, pla
     results = page.get_by_test_id("log-results")
     results.wait_for()
     link = results.get_by_role("link", name=platform.run_id[:8]).first
-    assert link.get_attribute("href") == f"/runs/{platform.run_id}"
+    assert link.get_attribute("href") == f"/console/logs?run_id={platform.run_id}"  # the run's lines here
+    dagster = results.get_by_role("link", name="(Dagster)").first
+    assert dagster.get_attribute("href") == f"/runs/{platform.run_id}"
     assert "sales" in results.inner_text()
     page.get_by_label("Text").fill("no-such-text-in-any-log-line")
     page.get_by_role("button", name="Search").click()
     page.get_by_text("No log line matches").wait_for()
     page.screenshot(path=str(artifacts_dir / "logs.png"), full_page=True)
     page.context.close()
+
+
+def test_a_failed_run_is_noticed_live_and_the_tail_shows_its_lines(browser: Any, platform: Platform,
+                                                                   artifacts_dir: Path) -> None:
+    """Without a reload: the Overview says a run of `sales` failed (its CSV export is gone), then that it
+    recovered (the file is back, the next run succeeds); the Logs page's live tail shows the runs' lines."""
+    overview = _signed_in(browser, platform, "admin", "overview")
+    overview.locator("[data-testid=live-state][data-state=live]").wait_for()
+    overview.evaluate("window.__notReloaded = true")
+    logs = overview.context.new_page()
+    logs.set_default_timeout(90_000)
+    logs.goto(f"{platform.url}/console/logs")
+    logs.get_by_label("Pipeline").select_option("sales")
+    logs.get_by_label("Live tail").check()
+    logs.locator("[data-testid=tail-state][data-state=live]").wait_for()
+    source = platform.home.parent / "specs" / "data" / "sales_orders.csv"
+    aside = source.with_suffix(".aside")
+    with httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_token}"},
+                      timeout=120) as client:
+        source.rename(aside)
+        try:
+            failed = client.post("/api/pipelines/sales/trigger", json={}).json()["run_id"]
+            overview.get_by_test_id("run-notice").filter(has_text=failed[:8]).filter(
+                has_text="Run failed").wait_for(timeout=600_000)
+        finally:
+            aside.rename(source)
+        logs.get_by_test_id("log-results").get_by_role("link", name=failed[:8]).first.wait_for()
+        recovered = client.post("/api/pipelines/sales/trigger", json={}).json()["run_id"]
+        overview.get_by_test_id("run-notice").filter(has_text=recovered[:8]).filter(
+            has_text="Recovered").wait_for(timeout=600_000)
+    assert overview.evaluate("window.__notReloaded") is True
+    assert overview.get_by_role("status", name="Run notifications").count() == 1
+    overview.screenshot(path=str(artifacts_dir / "overview-live.png"), full_page=True)
+    logs.screenshot(path=str(artifacts_dir / "logs-live-tail.png"), full_page=True)
+    overview.context.close()
 
 
 def test_a_viewer_sees_no_create_or_edit_and_a_forbidden_call_is_refused(browser: Any, platform: Platform) -> None:

@@ -1,9 +1,9 @@
 """Files in object storage and on SFTP servers, read through fsspec.
 
 `s3://bucket/prefix` uses Arrow's S3 client (C++, in the pyarrow wheel the readers already need) behind
-fsspec's `ArrowFSWrapper`: no second HTTP stack, and listing and downloading run outside the GIL. Every other
-scheme (`gs://`, `az://`, `sftp://`, …) is opened by fsspec's own registry with the connection's
-`storage_options`, so installing gcsfs, adlfs or paramiko is all a deployment needs for those.
+fsspec's `ArrowFSWrapper`: no second HTTP stack, and listing and downloading run outside the GIL. `gs://`
+(gcsfs), `az://` (adlfs) and `sftp://` (paramiko) each have a module that builds their fsspec filesystem from the
+connection's own credential and the checked endpoint (gcs.py, azure_blob.py, sftp.py).
 
 A listing is one recursive walk of the base (for S3 one paginated ListObjectsV2), matched against the glob
 with fsspec's `glob_translate` (pathlib's rules: `*` stays in one directory, `**` crosses any number). Errors
@@ -32,6 +32,7 @@ from connectors.egress import pinned_address, url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files.azure_blob import AZURE_OPTIONS, azure_filesystem
 from connectors.files.entry import Entry
+from connectors.files.gcs import GCS_OPTIONS, gcs_filesystem
 from connectors.files.sftp import SFTP_OPTIONS, sftp_filesystem
 from connectors.redact import MASK, is_secret_key, sanitize_url
 
@@ -67,11 +68,10 @@ def mask(text: str, options: dict[str, Any]) -> str:
 
 
 def check_option_names(base: str, options: dict[str, Any]) -> None:
-    """ConnectorConfigError for a storage option the scheme's filesystem does not take (s3, sftp, az; other
-    schemes hand their options to fsspec as given)."""
+    """ConnectorConfigError for a storage option the scheme's filesystem does not take."""
     scheme = base.partition("://")[0].lower()
     allowed = {"s3": S3_OPTIONS, "s3a": S3_OPTIONS, "sftp": SFTP_OPTIONS, "az": AZURE_OPTIONS,
-               "abfs": AZURE_OPTIONS}.get(scheme)
+               "abfs": AZURE_OPTIONS, "gs": GCS_OPTIONS, "gcs": GCS_OPTIONS}.get(scheme)
     unknown = sorted(set(options) - set(allowed)) if allowed is not None else []
     if unknown:
         raise ConnectorConfigError(f"storage_options: {', '.join(unknown)} not understood for {scheme}:// "
@@ -228,7 +228,8 @@ class RemoteLocation:
         text = mask(_first_line(f"{exc}"), self.options)
         if isinstance(exc, PermissionError) or re.search(
                 r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|SIGNATURE_DOES_NOT_MATCH|"
-                r"SignatureDoesNotMatch|Forbidden|Authentication failed|AuthenticationFailed|AuthorizationFailure", text):
+                r"SignatureDoesNotMatch|Forbidden|Authentication failed|AuthenticationFailed|AuthorizationFailure|"
+                r"Invalid Credentials|invalid_grant", text):
             return SourceReadError(f"{self.display}: {what}: access denied: the storage refused the credentials in "
                                    f"storage_options ({text}); check the credentials the connection names")
         return SourceReadError(f"{self.display}: {what}: {text}")
@@ -252,20 +253,10 @@ class RemoteLocation:
                 if options.get("endpoint_url"):
                     options["endpoint_url"] = pinned_endpoint_url(str(options["endpoint_url"]), endpoint)
                 self._fs, self._root = azure_filesystem(self.base, options)
-            else:
-                import fsspec
-
-                # A fresh instance: fsspec caches filesystems (and their listings) per options, and a sensor
-                # or a second load in the same process must see files written since.
-                try:
-                    self._fs, self._root = fsspec.core.url_to_fs(self.base, skip_instance_cache=True,
-                                                                 **self.options)
-                except ImportError as exc:
-                    raise ConnectorConfigError(f"{self.display}: no fsspec implementation for {self.scheme}:// "
-                                               f"is installed ({exc})") from exc
-                except (TypeError, ValueError) as exc:
-                    raise ConnectorConfigError(mask(f"{self.display}: storage_options: {exc}",
-                                                    self.options)) from exc
+            elif self.scheme in ("gs", "gcs"):
+                url = self.options.get("endpoint_url")
+                self._fs, self._root = gcs_filesystem(
+                    self.base, self.options, pinned_endpoint_url(str(url), endpoint) if url else None)
             self._root = self._root.rstrip("/")
         return self._fs
 

@@ -40,7 +40,8 @@ class FilesResource(dg.ConfigurableResource):
         default_factory=dict,
         description="Remote locations only: options of fsspec's implementation of the scheme, e.g. for s3:// "
         "endpoint_url, key, secret, region; for sftp:// password or private_key and known_hosts or "
-        "host_key_fingerprint; for az:// account_name and account_key or sas_token. Credentials as {env: NAME}.")
+        "host_key_fingerprint; for az:// account_name and account_key or sas_token; for gs:// credentials_json "
+        "(a service account key) or anon, endpoint_url, project. Credentials as {env: NAME}.")
 
     def __init__(self, **data: Any) -> None:
         reject_unknown(type(self), data)

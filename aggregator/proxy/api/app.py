@@ -25,6 +25,7 @@ from aggregator.proxy.api import (
     connection_routes,
     connection_write_routes,
     data_routes,
+    live_events,
     own_routes,
     pipeline_routes,
     preview_transform,
@@ -67,6 +68,8 @@ class ApiApp:
         platform = platform or load_settings()
         self.state = ApiState(services, client, platform, SpecStore(services.store.engine, platform),
                               Warehouse(platform.warehouse_url), limits or ApiLimits.from_env())
+        ops = ops or DagsterOps(services, client)
+        self.events = live_events.EventHub(ops, self.state.limits)
         self.routes: list[Route] = [*pipeline_routes.routes(self.state), *data_routes.routes(self.state),
                                     *saved_routes.routes(self.state),
                                     *connection_routes.routes(self.state),
@@ -75,13 +78,17 @@ class ApiApp:
                                     *template_routes.routes(self.state), *alert_routes.routes(self.state),
                                     *alert_config_routes.routes(self.state),
                                     *preview_transform.routes(self.state),
-                                    *run_routes.routes(ops or DagsterOps(services, client)),
+                                    *run_routes.routes(ops), *live_events.routes(ops, self.events),
                                     *own_routes.routes(services, lambda: self.routes),
                                     *admin_routes.routes(services),
                                     Route("GET", OPENAPI_PATH, self.openapi_json, "This document", public=True,
                                           media=("application/json",))]
         self.documented = documented
         self._openapi: dict[str, Any] | None = None
+
+    async def close(self) -> None:
+        """End the live event streams (shutdown)."""
+        await self.events.close()
 
     @property
     def services(self) -> Services:

@@ -27,6 +27,7 @@ from typing import Any
 from aggregator.proxy.api import csv_safe
 from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.export import ParquetEncoder
+from aggregator.proxy.api.slots import Slots, SlotsFull
 from aggregator.proxy.api.warehouse import GUARD_COLUMN, Cursor, Warehouse, pg_guarded
 from connectors.values import json_value
 
@@ -41,39 +42,22 @@ class QuerySlots:
     def __init__(self, size: int, per_user: int) -> None:
         self.size, self.per_user = size, per_user
         self.pool = ThreadPoolExecutor(size, "proxy-query")
-        self._lock = threading.Lock()
-        self._running: dict[str, int] = {}
+        self._slots = Slots(size, per_user)
 
     def take(self, user: str) -> Callable[[], None]:
         """A slot for `user`, or ApiError 429 (this user has `per_user` running) / 503 (the process is full).
         Returns the function that gives it back (idempotent)."""
-        with self._lock:
-            mine = self._running.get(user, 0)
-            if mine >= self.per_user:
-                raise ApiError(429, f"you already have {mine} queries or exports running (limit "
-                               "AGGREGATOR_API_QUERY_PER_USER); wait for one to finish", retry_after=2.0)
-            if sum(self._running.values()) >= self.size:
-                raise ApiError(503, f"{self.size} queries or exports are running (limit "
-                               "AGGREGATOR_API_QUERY_CONCURRENCY); retry shortly", retry_after=2.0)
-            self._running[user] = mine + 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            with self._lock:
-                if released:
-                    return
-                released = True
-                left = self._running.get(user, 1) - 1
-                if left > 0:
-                    self._running[user] = left
-                else:
-                    self._running.pop(user, None)
-        return release
+        try:
+            return self._slots.take(user)
+        except SlotsFull as full:
+            if full.which == "user":
+                raise ApiError(429, f"you already have {full.held} queries or exports running (limit "
+                               "AGGREGATOR_API_QUERY_PER_USER); wait for one to finish", retry_after=2.0) from None
+            raise ApiError(503, f"{self.size} queries or exports are running (limit "
+                           "AGGREGATOR_API_QUERY_CONCURRENCY); retry shortly", retry_after=2.0) from None
 
     def running(self) -> int:
-        with self._lock:
-            return sum(self._running.values())
+        return self._slots.held()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)

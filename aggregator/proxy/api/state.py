@@ -42,6 +42,24 @@ class ApiLimits(BaseModel):
     query_per_user: int = Field(
         2, gt=0, description="AGGREGATOR_API_QUERY_PER_USER: queries and exports one user may run at once; more "
         "are answered 429 with Retry-After.")
+    events_per_user: int = Field(
+        4, gt=0, description="AGGREGATOR_API_EVENTS_PER_USER: live event streams (`GET /api/events`) one user may "
+        "hold open at once in one proxy process; more are answered 429 with Retry-After.")
+    events_total: int = Field(
+        200, gt=0, description="AGGREGATOR_API_EVENTS_TOTAL: live event streams open at once in one proxy "
+        "process; more are answered 429 with Retry-After.")
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, description="AGGREGATOR_API_EVENTS_HEARTBEAT_S: a comment line is sent after this long "
+        "without an event, so proxies in between keep the stream open and a gone client is noticed.")
+    events_idle_s: float = Field(
+        300.0, gt=0, description="AGGREGATOR_API_EVENTS_IDLE_S: a stream with no event for this long ends "
+        "(the client reconnects with Last-Event-ID).")
+    events_max_s: float = Field(
+        900.0, gt=0, description="AGGREGATOR_API_EVENTS_MAX_S: every stream ends after this long, so a replica "
+        "being replaced drains; the client reconnects (to any replica) with Last-Event-ID.")
+    events_poll_s: float = Field(
+        1.0, gt=0, description="AGGREGATOR_API_EVENTS_POLL_S: how often the one reader of each proxy process "
+        "reads new records of Dagster's event log while streams are open.")
     alert_tests_per_minute: int = Field(
         6, gt=0, description="AGGREGATOR_API_ALERT_TESTS_PER_MINUTE: channel tests one user may send per minute "
         "(that many at once, then refilled evenly); more are answered 429 with Retry-After.")
@@ -58,6 +76,9 @@ class ApiLimits(BaseModel):
 ENV = {"query_timeout_s": "AGGREGATOR_API_QUERY_TIMEOUT_S", "export_timeout_s": "AGGREGATOR_API_EXPORT_TIMEOUT_S",
        "max_row_bytes": "AGGREGATOR_API_MAX_ROW_BYTES", "max_response_bytes": "AGGREGATOR_API_MAX_RESPONSE_BYTES",
        "query_concurrency": "AGGREGATOR_API_QUERY_CONCURRENCY", "query_per_user": "AGGREGATOR_API_QUERY_PER_USER",
+       "events_per_user": "AGGREGATOR_API_EVENTS_PER_USER", "events_total": "AGGREGATOR_API_EVENTS_TOTAL",
+       "events_heartbeat_s": "AGGREGATOR_API_EVENTS_HEARTBEAT_S", "events_idle_s": "AGGREGATOR_API_EVENTS_IDLE_S",
+       "events_max_s": "AGGREGATOR_API_EVENTS_MAX_S", "events_poll_s": "AGGREGATOR_API_EVENTS_POLL_S",
        "alert_tests_per_minute": "AGGREGATOR_API_ALERT_TESTS_PER_MINUTE"}
 
 

@@ -12,18 +12,23 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
+from aggregator.proxy.api.live_events import EventHub
+from aggregator.proxy.api.slots import Slots
+from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.app import ProxyApp
 from aggregator.proxy.config import load_proxy_settings
 from aggregator.proxy.graphql_ops import GraphQLInspector, dagster_schema
 from aggregator.proxy.policy.rbac import Role
-from aggregator.proxy.server import open_store
+from aggregator.proxy.server import DrainingServer, open_store
 from aggregator.settings import EXAMPLE_PIPELINES_DIR, Settings
 from aggregator.worker.launch import TOKEN_ENV, URL_ENV, new_token, start_worker, worker_env
 from aggregator_tests.process_env import platform_env
@@ -67,6 +72,19 @@ class ApiStack:
         body = httpx.post(f"{self.upstream_url}/graphql", timeout=60, json={
             "query": "{ assetNodes { assetKey { path } } }"}).json()
         return {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
+
+
+@contextmanager
+def event_budgets(stack: ApiStack, **limits: Any) -> Iterator[EventHub]:
+    """The proxy's live-event hub with other budgets (and slots sized to them) for a while; the old ones after."""
+    hub = stack.proxy.app.api.events
+    saved = hub.limits, hub.slots
+    hub.limits = ApiLimits(**limits)
+    hub.slots = Slots(hub.limits.events_total, hub.limits.events_per_user)
+    try:
+        yield hub
+    finally:
+        hub.limits, hub.slots = saved
 
 
 def start_api_webserver(home: Path, specs: Path, warehouse_url: str) -> tuple[str, subprocess.Popen[bytes]]:
@@ -127,8 +145,8 @@ def start_api_proxy(upstream_url: str, db_url: str, platform: Settings,
             patch.setenv(TOKEN_ENV, worker[1])
         app = ProxyApp(settings, store, audit, GraphQLInspector(dagster_schema()), platform=platform)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           ws="websockets-sansio", server_header=False, date_header=False))
+    server = DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           ws="websockets-sansio", server_header=False, date_header=False), app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     running = RunningProxy(f"http://127.0.0.1:{port}", settings, store, audit, app, server, thread)

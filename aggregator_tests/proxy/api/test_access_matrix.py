@@ -58,6 +58,7 @@ class Sample:
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] | None = None
+    stream: bool = False  # an answer that never ends (server-sent events): read the status, then hang up
 
 
 def _spec(name: str) -> str:
@@ -99,6 +100,11 @@ def rows() -> dict[tuple[str, str], list[Sample]]:
         # declare no channel, so allowed callers get the worker's 404 and nothing is sent.
         ("POST", "/api/alerts/channels/{name}/test"): [Sample("/api/alerts/channels/matrix/test", "unscoped")],
         ("GET", "/api/logs"): [Sample(f"/api/logs?pipeline={p}", "data", p) for p in both],
+        # Live events: every grant may listen (a scoped one hears its pipelines only); naming a pipeline
+        # outside the grant is refused like log search.
+        ("GET", "/api/events"): [Sample("/api/events", "grant", stream=True),
+                                 *(Sample(f"/api/events?topics=runs,logs&pipeline={p}", "data", p, stream=True)
+                                   for p in both)],
         ("GET", "/api/tables"): [Sample("/api/tables", "grant")],
         ("POST", "/api/query"): [Sample("/api/query", "data", "sales", {"sql": "SELECT * FROM sales_orders"}),
                                  Sample("/api/query", "data", "shop", {"sql": "SELECT * FROM shop_customers"})],
@@ -270,8 +276,14 @@ def test_access_matrix(api_stack: ApiStack, tokens: dict[str, str], client: http
     elif who != "anonymous":
         headers["Cookie"] = session_cookie(api_stack, who)
     client.cookies.clear()
-    response = client.request(key[0], sample.path, headers=headers, json=sample.json, content=sample.content,
-                              data=sample.form)
+    if sample.stream:
+        with client.stream(key[0], sample.path, headers=headers) as streamed:
+            if streamed.status_code != 200:
+                streamed.read()
+            response = streamed
+    else:
+        response = client.request(key[0], sample.path, headers=headers, json=sample.json, content=sample.content,
+                                  data=sample.form)
     got: Outcome = response.status_code if response.status_code in (401, 403) else "passed"  # type: ignore[assignment]
     assert got == want, f"{key[0]} {sample.path} as {who} ({via}): {response.status_code} {response.text[:300]}"
     if got == 403:

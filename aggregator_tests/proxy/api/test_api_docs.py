@@ -19,6 +19,7 @@ def test_curl_examples_run(api_stack: ApiStack, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert '"region","orders"' in result.stdout or "region,orders" in result.stdout
     assert (tmp_path / "sales_orders.parquet").stat().st_size > 0
+    assert "retry: 3000" in result.stdout  # the live event stream's first frame
     assert (tmp_path / "regions.parquet").read_bytes()[:4] == b"PAR1"
     assert not (api_stack.specs_dir / "orders_copy.yaml").exists()  # the last example deletes it
     assert '"action": "update"' in result.stdout or '"action":"update"' in result.stdout.replace(" ", "")

@@ -1,8 +1,10 @@
 import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useEffect, useState } from "react";
+import { Link, useSearchParams } from "react-router-dom";
 
-import { getJson, type LogPage, type PipelineSummary, proxyUrl } from "../api";
+import { getJson, type LogLine, type LogPage, type PipelineSummary, proxyUrl } from "../api";
 import { ErrorBox } from "../components/Unavailable";
+import { liveLabel, mergeLines, useLiveEvents } from "../live";
 import { useMe } from "../me";
 
 const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
@@ -17,6 +19,20 @@ interface Filters {
 }
 
 const EMPTY: Filters = { pipeline: "", run_id: "", level: "", text: "", since: "", until: "" };
+const TAIL_MAX = 500; // live lines kept on the page
+
+/** The filters a link names (`logs?run_id=...`, `logs?pipeline=...`), or null when it names none. */
+function linked(search: URLSearchParams): Filters | null {
+  const named = { ...EMPTY, pipeline: search.get("pipeline") ?? "", run_id: search.get("run_id") ?? "" };
+  return named.pipeline || named.run_id ? named : null;
+}
+
+/** The live-event subscription of a search: the same filters, without its time range and paging. */
+function tailQuery(f: Filters): string {
+  const p = new URLSearchParams({ topics: "logs" });
+  for (const k of ["pipeline", "run_id", "level", "text"] as const) if (f[k]) p.set(k, f[k]);
+  return p.toString();
+}
 
 function params(f: Filters, cursor: string | null): string {
   const p = new URLSearchParams();
@@ -33,12 +49,28 @@ function params(f: Filters, cursor: string | null): string {
 export default function Logs() {
   const me = useMe();
   const pipelines = useQuery({ queryKey: ["pipelines"], queryFn: () => getJson<PipelineSummary[]>("api/pipelines") });
-  const [draft, setDraft] = useState<Filters>(EMPTY);
-  const [filters, setFilters] = useState<Filters | null>(null);
+  const [searchParams] = useSearchParams();
+  const [draft, setDraft] = useState<Filters>(() => linked(searchParams) ?? EMPTY);
+  const [filters, setFilters] = useState<Filters | null>(() => linked(searchParams));
+  const [tail, setTail] = useState(false);
+  const [tailed, setTailed] = useState<LogLine[]>([]);
+  useEffect(() => {
+    // a link to another run's logs, followed from this page
+    const named = linked(searchParams);
+    if (named) {
+      setDraft(named);
+      setFilters(named);
+    }
+  }, [searchParams]);
+  useEffect(() => setTailed([]), [filters]);
   const scoped = me.data?.scope != null;
+  const live = useLiveEvents(tail && filters !== null ? tailQuery(filters) : null,
+    (event) => setTailed((lines) => [event.data, ...lines].slice(0, TAIL_MAX)));
   const search = useInfiniteQuery({
     queryKey: ["logs", filters],
     enabled: filters !== null,
+    // the tail dropped: look again every 5 s until it is back
+    refetchInterval: tail && live === "polling" ? 5_000 : false,
     initialPageParam: null as string | null,
     queryFn: ({ pageParam }) => getJson<LogPage>(`api/logs?${params(filters!, pageParam)}`),
     getNextPageParam: (last) => last.next_cursor,
@@ -48,7 +80,11 @@ export default function Logs() {
     setFilters({ ...draft });
   };
   const set = (k: keyof Filters) => (e: { target: { value: string } }) => setDraft({ ...draft, [k]: e.target.value });
-  const lines = search.data?.pages.flatMap((p) => p.lines) ?? [];
+  const lines = mergeLines(tailed, search.data?.pages.flatMap((p) => p.lines) ?? []);
+  const toggleTail = (on: boolean) => {
+    setTail(on);
+    if (on && filters === null) setFilters({ ...draft }); // tail what the form says
+  };
   return (
     <section>
       <h1>Logs</h1>
@@ -94,7 +130,14 @@ export default function Logs() {
             <input type="datetime-local" value={draft.until} onChange={set("until")} />
           </label>
           <button type="submit" className="primary">Search</button>
+          <label className="field inline">
+            <input type="checkbox" checked={tail} onChange={(e) => toggleTail(e.target.checked)}
+              disabled={scoped && !(filters?.pipeline || draft.pipeline)} />
+            Live tail
+          </label>
         </div>
+        {tail ? <p className="note" data-testid="tail-state" data-state={live}>{liveLabel(live)} New lines appear
+          on top.</p> : null}
       </form>
       <ErrorBox error={search.error} title="Search failed" />
       {filters === null ? <p>Set filters and press Search (no filter: the latest lines of all runs).</p> : null}
@@ -119,7 +162,9 @@ export default function Logs() {
                 <td>{l.time.replace("T", " ").slice(0, 19)}</td>
                 <td>{l.level}</td>
                 <td>
-                  <a href={proxyUrl(`runs/${l.run_id}`)} title="Open the run in the Dagster UI">{l.run_id.slice(0, 8)}</a>
+                  <Link to={`/logs?run_id=${encodeURIComponent(l.run_id)}`} title="Every log line of this run">
+                    {l.run_id.slice(0, 8)}</Link>{" "}
+                  <a href={proxyUrl(`runs/${l.run_id}`)} title="Open the run in the Dagster UI">(Dagster)</a>
                   {l.job_name ? <div className="note">{l.job_name}</div> : null}
                 </td>
                 <td>{l.step_key ?? ""}</td>

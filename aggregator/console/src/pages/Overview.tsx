@@ -1,8 +1,12 @@
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useRef, useState } from "react";
+import { Link } from "react-router-dom";
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 
 import { type AlertEntry, getJson, graphql, proxyUrl } from "../api";
 import { ErrorBox } from "../components/Unavailable";
+import { applyRun, dismiss, type LiveEvent, liveLabel, mergeRun, NO_NOTICES, type Notice, type RunNotices,
+  seedNotices, useLiveEvents } from "../live";
 
 const DAYS = 14;
 
@@ -58,11 +62,22 @@ export function runsPerDay(runs: Run[], now: Date = new Date()): Record<string, 
   return Object.values(days);
 }
 
+const pipelineOf = (jobName: string) => jobName.replace(/_job$/, "");
+
 export default function Overview() {
   const after = Math.floor(Date.now() / 1000) - DAYS * 86_400;
+  const queryClient = useQueryClient();
+  const [notices, setNotices] = useState<RunNotices>(NO_NOTICES);
+  const onRun = (event: LiveEvent) => {
+    queryClient.setQueryData<Run[]>(["overview-runs"], (old) => (old ? mergeRun(old, event) : old));
+    setNotices((state) => applyRun(state, event));
+  };
+  const live = useLiveEvents("topics=runs", onRun,
+    () => void queryClient.invalidateQueries({ queryKey: ["overview-runs"] }));
   const runs = useQuery({
     queryKey: ["overview-runs"],
-    refetchInterval: 15_000,
+    // Live: the stream updates the list; a slow refetch still catches what a stream cannot (deleted runs).
+    refetchInterval: live === "live" ? 120_000 : 15_000,
     queryFn: async () => {
       const data = await graphql<{ runsOrError: { __typename: string; results?: Run[]; message?: string } }>(RUNS,
         { after });
@@ -78,9 +93,20 @@ export default function Overview() {
   const alerts = useQuery({ queryKey: ["alerts-history", 10], refetchInterval: 30_000,
     queryFn: () => getJson<AlertEntry[]>("api/alerts/history?limit=10") });
 
+  // What each pipeline's last finished run was when the page loaded: a success after a failure seen only
+  // there is a recovery too. Statuses the stream brought already win.
+  const seeded = useRef(false);
+  useEffect(() => {
+    if (seeded.current || !runs.data) return;
+    seeded.current = true;
+    const seed = seedNotices(runs.data.map((r) => ({ pipeline: pipelineOf(r.jobName), status: r.status,
+      time: r.creationTime })));
+    setNotices((state) => ({ ...state, last: { ...seed.last, ...state.last } }));
+  }, [runs.data]);
+
   const pipelines = new Map<string, Run[]>();
   for (const r of runs.data ?? []) {
-    const name = r.jobName.replace(/_job$/, "");
+    const name = pipelineOf(r.jobName);
     pipelines.set(name, [...(pipelines.get(name) ?? []), r]);
   }
   const failing = (checks.data ?? []).flatMap((n) =>
@@ -91,7 +117,9 @@ export default function Overview() {
   return (
     <section>
       <h1>Overview</h1>
-      <p className="note">Runs of the last {DAYS} days per pipeline, failing checks and recent alerts; refreshed every 15 s.</p>
+      <p className="note">Runs of the last {DAYS} days per pipeline, failing checks and recent alerts.{" "}
+        <span data-testid="live-state" data-state={live}>{liveLabel(live)}</span></p>
+      <Notices notices={notices.notices} onDismiss={(key) => setNotices((state) => dismiss(state, key))} />
       <ErrorBox error={runs.error} title="Could not load runs" />
       {runs.isPending ? <p role="status">Loading runs…</p> : null}
       {runs.data && pipelines.size === 0 ? (
@@ -149,5 +177,21 @@ export default function Overview() {
         </div>
       </div>
     </section>
+  );
+}
+
+function Notices({ notices, onDismiss }: { notices: Notice[]; onDismiss: (key: string) => void }) {
+  // The live region exists before any notice, so screen readers announce each one as it is added.
+  return (
+    <div className="toasts" role="status" aria-live="polite" aria-label="Run notifications">
+      {notices.map((n) => (
+        <div key={n.key} className={`toast ${n.kind}`} data-testid="run-notice">
+          <strong>{n.kind === "failed" ? "Run failed" : "Recovered"}</strong> {n.message} ·{" "}
+          <Link to={`/logs?run_id=${encodeURIComponent(n.runId)}`}>logs</Link> ·{" "}
+          <a href={proxyUrl(`runs/${n.runId}`)}>run in Dagster</a>{" "}
+          <button type="button" onClick={() => onDismiss(n.key)} aria-label={`Dismiss: ${n.message}`}>×</button>
+        </div>
+      ))}
+    </div>
   );
 }
