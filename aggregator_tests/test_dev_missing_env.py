@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ LOGS = f"""query($id: ID!) {{ logsForRun(runId: $id) {{ ... on EventConnection {
   ... on RunFailureEvent {{ {ERROR} }} }} }} }} }}"""
 
 
-def _runs(client: httpx.Client) -> list[dict[str, object]]:
+def _runs(client: httpx.Client) -> list[dict[str, Any]]:
     answer = client.post("/graphql", json={"query": RUNS})
     assert answer.status_code == 200, answer.text
     return list(answer.json()["data"]["runsOrError"]["results"])
@@ -72,7 +73,7 @@ def test_runs_launched_by_the_api_and_a_schedule_fail_with_the_one_line(tmp_path
             while True:
                 runs = {str(r["runId"]): r for r in _runs(client)}
                 scheduled = [r for r in runs.values()
-                             if any(t["key"] == "dagster/schedule_name" for t in r["tags"])]  # type: ignore[union-attr]
+                             if any(t["key"] == "dagster/schedule_name" for t in r["tags"])]
                 done = [r for r in [runs.get(triggered), *scheduled] if r and r["status"] in ("FAILURE", "SUCCESS")]
                 if runs.get(triggered, {}).get("status") in ("FAILURE", "SUCCESS") and scheduled and len(done) >= 2:
                     break

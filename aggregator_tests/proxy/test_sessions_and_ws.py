@@ -10,11 +10,12 @@ from typing import Any
 import dagster
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from aggregator.proxy.policy.rbac import Role
 from aggregator.proxy.storage.audit import AuditQuery
+from aggregator.proxy.transport import ws as ws_transport
 from aggregator_tests.proxy.conftest import PASSWORD, RunningProxy, bearer
 from aggregator_tests.proxy.gql import JOB_SELECTOR, LAUNCH, RUN_LOGS, SCHEDULE_SELECTOR, START_SCHEDULE, gql
 
@@ -170,3 +171,27 @@ def test_mutation_over_websocket_is_refused(proxy: RunningProxy) -> None:
             "query": START_SCHEDULE, "variables": {"s": SCHEDULE_SELECTOR}}}))
         reply = json.loads(ws.recv(timeout=30))
     assert reply["type"] == "error" and "forbidden" in reply["payload"][0]["message"]
+
+
+@pytest.mark.parametrize("change", ["revoke", "narrow"])
+def test_an_open_subscription_ends_when_its_credentials_do(proxy: RunningProxy, run_id: str, change: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only each new operation was checked, so a subscription kept streaming a run's logs after its token was
+    revoked or its owner's grant changed; now the connection is closed (4403) at the next check."""
+    monkeypatch.setattr(ws_transport, "RECHECK_S", 0.3)
+    user = f"ws_{change}"
+    proxy.store.add_user(user, PASSWORD, Role.viewer)
+    secret, token = proxy.store.create_token(user)
+    with connect(_ws_url(proxy), subprotocols=["graphql-ws"],  # type: ignore[list-item]
+                 additional_headers=bearer(secret)) as ws:
+        assert _subscribe(ws, run_id)["type"] == "data"
+        if change == "revoke":
+            proxy.store.revoke_token(token.id)
+        else:
+            proxy.store.set_role(user, Role.viewer, ["some_other_pipeline"])
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=60)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    rows = proxy.audit.query(AuditQuery(username=user, decision="deny", limit=20))
+    assert any(row.reason == "credentials ended or grant changed" for row in rows)

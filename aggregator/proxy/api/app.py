@@ -78,7 +78,7 @@ class ApiApp:
                                     *template_routes.routes(self.state), *alert_routes.routes(self.state),
                                     *alert_config_routes.routes(self.state),
                                     *preview_transform.routes(self.state),
-                                    *run_routes.routes(ops), *live_events.routes(ops, self.events),
+                                    *run_routes.routes(ops), *live_events.routes(ops, self.events, services),
                                     *own_routes.routes(services, lambda: self.routes),
                                     *admin_routes.routes(services),
                                     Route("GET", OPENAPI_PATH, self.openapi_json, "This document", public=True,

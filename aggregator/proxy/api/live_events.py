@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +35,8 @@ from aggregator.proxy.api.errors import ApiError
 from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.slots import Slots, SlotsFull
 from aggregator.proxy.api.state import ApiLimits
+from aggregator.proxy.context import Services
+from aggregator.proxy.identity.authenticate import identify
 from aggregator.proxy.policy.rbac import Principal, Role
 from aggregator.proxy.routes.ops import DagsterOps
 
@@ -45,6 +47,11 @@ QUEUE = 1000  # events waiting for one slow client; past it its stream ends (it 
 LINGER_S = 60.0  # the reader keeps reading this long after the last stream closed, so a reconnect resumes
 RUNS_CACHED = 10_000  # run id -> pipeline look-ups kept
 RETRY_MS = 3000  # what EventSource waits before reconnecting
+# A stream's credentials are checked again this often (and before the first event after that): a sign-out, a
+# disabled user, a revoked token or a changed grant ends the stream instead of feeding it for its lifetime.
+RECHECK_S = 10.0
+
+StillAllowed = Callable[[], Awaitable[bool]]
 TOPICS = ("runs", "logs")
 
 
@@ -240,11 +247,12 @@ class EventHub:
             except asyncio.QueueFull:
                 sub.overflowed = True  # the stream ends; the client resumes from its last id
 
-    async def frames(self, sub: Subscriber, replay: list[LiveEvent] | None) -> AsyncIterator[str]:
+    async def frames(self, sub: Subscriber, replay: list[LiveEvent] | None,
+                     still_allowed: StillAllowed) -> AsyncIterator[str]:
         """The stream of one subscriber: replay (or reset), then live events, heartbeats, the end."""
         loop = asyncio.get_running_loop()
         limits = self.limits
-        started = last_event = loop.time()
+        started = last_event = checked = loop.time()
         yield f"retry: {RETRY_MS}\n\n"
         if replay is None:
             yield 'event: reset\ndata: {"reason":"events since Last-Event-ID are gone; refetch"}\n\n'
@@ -261,13 +269,23 @@ class EventHub:
             try:
                 item = await asyncio.wait_for(sub.queue.get(), min(limits.events_heartbeat_s, ends - now))
             except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
+                item = KEEPALIVE
             if item is None:
                 yield 'event: end\ndata: {"reason":"draining"}\n\n'
                 return
+            if loop.time() - checked >= RECHECK_S:
+                if not await still_allowed():
+                    yield 'event: end\ndata: {"reason":"credentials"}\n\n'
+                    return
+                checked = loop.time()
+            if item is KEEPALIVE:
+                yield ": keepalive\n\n"
+                continue
             last_event = loop.time()
             yield item.frame()
+
+
+KEEPALIVE: Any = object()  # a heartbeat in the frame loop, told apart from an event and from the end (None)
 
 
 class EventStream(StreamingResponse):
@@ -285,7 +303,7 @@ class EventStream(StreamingResponse):
             self.done()
 
 
-def routes(ops: DagsterOps, hub: EventHub) -> list[Route]:
+def routes(ops: DagsterOps, hub: EventHub, services: Services) -> list[Route]:
     async def stream_events(req: ApiRequest) -> EventStream:
         """Run status changes (`run`) and run log lines (`logs`) as they happen, as server-sent events; a
         scoped grant gets its pipelines' runs only."""
@@ -308,7 +326,13 @@ def routes(ops: DagsterOps, hub: EventHub) -> list[Route]:
         def done() -> None:
             hub.unsubscribe(sub)
             release()
-        return EventStream(hub.frames(sub, replay), done)
+
+        async def still_allowed() -> bool:
+            """The request's credentials, identified again as the front door does, still give this grant."""
+            current = (await identify(req.ctx.scope, services.settings, services.store)).principal
+            return (current is not None and current.user == principal.user and current.may(Role.viewer)
+                    and current.scope == principal.scope)
+        return EventStream(hub.frames(sub, replay, still_allowed), done)
 
     return [Route("GET", "/api/events", stream_events, "Live run and log events (server-sent events)",
                   query=EventQuery, media=("text/event-stream",), statuses=(429, 503),

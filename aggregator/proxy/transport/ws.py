@@ -29,6 +29,7 @@ from aggregator.proxy.transport.forward import upstream_headers, upstream_path
 log = logging.getLogger(__name__)
 
 PROTOCOL = "graphql-ws"
+RECHECK_S = 10.0  # how often an open connection's credentials are identified again
 PASS_THROUGH = {"connection_init", "stop", "connection_terminate"}
 
 
@@ -80,11 +81,36 @@ async def handle(services: Services, ctx: RequestContext, receive: Receive, send
                                    audit=False)
     async with upstream:
         to_client = asyncio.create_task(_upstream_to_client(upstream, send))
+        from_client = asyncio.create_task(_client_to_upstream(services, ctx, principal, receive, send, upstream))
+        watch = asyncio.create_task(_until_credentials_change(services, ctx, principal))
         try:
-            await _client_to_upstream(services, ctx, principal, receive, send, upstream)
+            await asyncio.wait({from_client, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done() and not from_client.done():
+                # Nothing more may reach the client: stop relaying before the close frame.
+                for task in (to_client, from_client):
+                    task.cancel()
+                await asyncio.gather(to_client, from_client, return_exceptions=True)
+                await services.record_decision(ctx, event="websocket", decision="deny", operation="subscription",
+                                               reason="credentials ended or grant changed", status=403)
+                await send({"type": "websocket.close", "code": 4403, "reason": "credentials ended or changed"})
+            else:
+                from_client.result()  # its exception, if any
         finally:
-            to_client.cancel()
-            await asyncio.gather(to_client, return_exceptions=True)
+            for task in (to_client, from_client, watch):
+                task.cancel()
+            await asyncio.gather(to_client, from_client, watch, return_exceptions=True)
+
+
+async def _until_credentials_change(services: Services, ctx: RequestContext, principal: Principal) -> None:
+    """Return once the connection's credentials no longer give `principal`'s grant: a subscription streams
+    for as long as the socket is open, so a sign-out, a disabled user, a revoked token or a changed grant must
+    end it (identified again every RECHECK_S, as the front door does), not only refuse the next operation."""
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        current = (await identify(ctx.scope, services.settings, services.store)).principal
+        if (current is None or current.user != principal.user or current.role != principal.role
+                or current.scope != principal.scope):
+            return
 
 
 async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:

@@ -16,6 +16,7 @@ import dagster as dg
 import httpx
 import pytest
 
+from aggregator.proxy.api import live_events
 from aggregator.proxy.api.live_events import EventHub
 from aggregator.proxy.policy.rbac import Role
 from aggregator_tests.proxy.api.conftest import ApiStack, event_budgets, start_api_proxy
@@ -272,3 +273,31 @@ def test_a_stopping_proxy_ends_its_streams_at_once(api_stack: ApiStack, tmp_path
         if listener is not None:
             listener.close()
         proxy.stop()
+
+
+def test_a_revoked_token_or_a_narrowed_grant_ends_the_stream(api_stack: ApiStack, hub: EventHub,
+                                                             listeners: list[Listener],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permissions were checked only when a stream opened, so a revoked token or a disabled user kept hearing
+    runs and log lines for up to the stream's lifetime (15 min); now they are checked again every RECHECK_S."""
+    monkeypatch.setattr(live_events, "RECHECK_S", 0.5)
+    store = api_stack.proxy.store
+    store.add_user("ev_gone", PASSWORD, Role.viewer)
+    revoked_secret, revoked = store.create_token("ev_gone")
+    narrowed_secret, _ = store.create_token("ev_gone")
+    first = Listener(api_stack, "viewer", token=revoked_secret)
+    listeners.append(first)
+    first.wait(lambda evs: first.comments > 0 or bool(evs), "a heartbeat")
+    store.revoke_token(revoked.id)
+    ended = first.wait(lambda evs: any(e["event"] == "end" for e in evs), "the end after the revocation")
+    assert ended[-1]["data"] == {"reason": "credentials"}
+    second = Listener(api_stack, "viewer", token=narrowed_secret)
+    listeners.append(second)
+    second.wait(lambda evs: second.comments > 0 or bool(evs), "a heartbeat")
+    store.set_role("ev_gone", Role.viewer, ["shop"])  # the grant changed: the stream's filter is stale
+    ended = second.wait(lambda evs: any(e["event"] == "end" for e in evs), "the end after the grant changed")
+    assert ended[-1]["data"] == {"reason": "credentials"}
+    # Reconnecting gets the new grant (and a token that is gone, 401).
+    gone = Listener(api_stack, "viewer", token=revoked_secret)
+    listeners.append(gone)
+    assert gone.response.status_code == 401
