@@ -16,9 +16,9 @@ from aggregator.alerts.router import AlertRouter
 from aggregator.event_feed import FeedCursor, read_new
 from aggregator.pipelines.alerts_spec import AlertSetup
 from aggregator.pipelines.platform_assets import SPEC_ERRORS_KEY
+from aggregator.pipelines.run_tags import PIPELINE_TAG
 from aggregator.settings import Settings
 
-PIPELINE_TAG = "aggregator/pipeline"
 # Check evaluations read per tick: bounded so a long outage catches up over several ticks, not one huge one.
 CHECK_BATCH = 1000
 

@@ -19,7 +19,8 @@ from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._serdes import deserialize_value
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PIPELINE_TAG = "aggregator/pipeline"
+from aggregator.pipelines.run_tags import PIPELINE_TAG
+
 MAX_LIMIT = 500
 # Runs examined per page on per-run (sharded) storage, and candidate runs for a pipeline filter.
 MAX_RUNS = 2000

@@ -18,8 +18,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from aggregator.event_feed import FeedCursor, read_new
+from aggregator.pipelines.run_tags import PIPELINE_TAG
 
-PIPELINE_TAG = "aggregator/pipeline"
 # Events read per type and scrape: after a long gap the collector catches up over a few scrapes instead of
 # holding one scrape for a full history read.
 BATCH = 5000

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from aggregator.pipelines.executors import executor_def
+from aggregator.pipelines.run_tags import PIPELINE_TAG
 from aggregator.pipelines.spec import Partitions, PipelineSpec, Schedule
 from aggregator.pipelines.uploads_objects import listed_objects
 from aggregator.settings import load_settings
@@ -36,7 +37,7 @@ def pipeline_job(pipeline: PipelineSpec) -> "UnresolvedAssetJobDefinition":
         selection=dg.AssetSelection.groups(pipeline.name),
         description=pipeline.description,
         # deploy/dagster.yaml limits concurrent runs per pipeline with this tag
-        tags={"aggregator/pipeline": pipeline.name},
+        tags={PIPELINE_TAG: pipeline.name},
         executor_def=executor_def(pipeline.executor),
     )
 

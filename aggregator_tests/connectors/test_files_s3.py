@@ -211,7 +211,7 @@ def test_a_connection_without_a_credential_never_uses_the_platforms_own(
 def test_only_the_uploads_bucket_at_its_endpoint_reads_with_the_platforms_credentials(
     base: str, endpoint: str | None, allowed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connectors.files.remote import ambient_credentials_allowed
+    from connectors.files.credentials import ambient_credentials_allowed
 
     monkeypatch.delenv("AGGREGATOR_AMBIENT_CREDENTIALS", raising=False)
     monkeypatch.setenv("AGGREGATOR_UPLOADS_URL", "s3://up/root")

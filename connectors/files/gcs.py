@@ -3,8 +3,7 @@ anonymous access.
 
 The connection states its credential, and nothing else is consulted: gcsfs would otherwise take whatever the
 process has (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud login, the metadata server's workload identity),
-which are the platform's credentials, not the spec author's (connectors/files/remote.py,
-`ambient_credentials_allowed`). The key is turned into read-only credentials here, so the token endpoint it
+which are the platform's credentials, not the spec author's (connectors/files/credentials.py). The key is turned into read-only credentials here, so the token endpoint it
 names passes the egress rule like the storage endpoint, and the read scope is all a load can use.
 
 gcsfs's default filesystem class (`GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT`, on by default) first asks the Storage
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from connectors.egress import pinned_address, url_host
 from connectors.errors import ConnectorConfigError
+from connectors.files.credentials import ambient_credentials_allowed, no_credential
 
 GCS_OPTIONS = ("endpoint_url", "credentials_json", "anon", "project")
 READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -63,8 +63,6 @@ def _service_account(raw: Any) -> Any:
 
 def gcs_filesystem(base: str, options: dict[str, Any], endpoint_url: str | None) -> tuple[Any, str]:
     """(fsspec filesystem, root `bucket/prefix`) for a `gs://` location; `endpoint_url` is the checked one."""
-    from connectors.files.remote import ambient_credentials_allowed, no_credential
-
     try:
         from gcsfs.core import GCSFileSystem
     except ImportError as exc:

@@ -17,7 +17,6 @@ contain credentials: every text from the storage library goes through `mask`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from connectors.egress import pinned_address, url_host
 from connectors.errors import ConnectorConfigError, SourceReadError
 from connectors.files.azure_blob import AZURE_OPTIONS, azure_filesystem
+from connectors.files.credentials import ambient_credentials_allowed, no_credential
 from connectors.files.entry import Entry
 from connectors.files.gcs import GCS_OPTIONS, gcs_filesystem
 from connectors.files.sftp import SFTP_OPTIONS, sftp_filesystem
@@ -44,9 +44,6 @@ REMOTE_SCHEMES: dict[str, str | None] = {
     "sftp": None,  # the URL's host
 }
 S3_OPTIONS = ("endpoint_url", "key", "secret", "token", "region", "anon")
-# Schemes whose connections may use the platform's own cloud credentials (environment, instance or pod role,
-# workload identity) when they state none: none unless the operator lists them (e.g. "s3,gs").
-AMBIENT_CREDENTIALS_ENV = "AGGREGATOR_AMBIENT_CREDENTIALS"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "sftp": 22}
 COPY_BYTES = 8 << 20  # a download moves this much at a time: memory stays flat whatever the object's size
 
@@ -129,34 +126,6 @@ def pinned_endpoint_url(url: str, endpoint: Endpoint | None) -> str:
         return url
     netloc = url_host(endpoint.address) + (f":{parts.port}" if parts.port else "")
     return parts._replace(netloc=netloc).geturl()
-
-
-def ambient_credentials_allowed(scheme: str, base: str = "", options: dict[str, Any] | None = None) -> bool:
-    """Whether a `scheme` connection that names no credential may use the platform's own.
-
-    Those credentials are the platform's, not the spec author's: a run pod's role reads the compute-log
-    bucket (every pipeline's run output), and the variables behind it are not among the names a spec may
-    reference. So a connection states its credential (or anonymous access), except where the operator opts
-    in for a scheme, and for the uploads bucket (AGGREGATOR_UPLOADS_URL) at the uploads endpoint: the platform
-    wrote those objects for the pipelines to read, and files connections under the uploads root are mapped
-    there (aggregator/pipelines/uploads_objects.py)."""
-    family = {"s3a": "s3", "gcs": "gs"}.get(scheme, scheme)
-    if family in {part.strip().lower() for part in os.environ.get(AMBIENT_CREDENTIALS_ENV, "").split(",")}:
-        return True
-    uploads = os.environ.get("AGGREGATOR_UPLOADS_URL", "").rstrip("/")
-    if family != "s3" or not uploads.startswith("s3://"):
-        return False
-    location = f"s3://{base.partition('://')[2]}".rstrip("/")
-    same_endpoint = ((options or {}).get("endpoint_url") or None) == (
-        os.environ.get("AGGREGATOR_UPLOADS_S3_ENDPOINT_URL") or None)  # signed requests go nowhere else
-    return same_endpoint and (location == uploads or location.startswith(uploads + "/"))
-
-
-def no_credential(scheme: str, how: str) -> ConnectorConfigError:
-    return ConnectorConfigError(
-        f"storage_options name no credential for this {scheme}:// location: set {how}. The platform's own "
-        f"credentials (environment, instance or pod role) are used only where the operator allows it "
-        f"({AMBIENT_CREDENTIALS_ENV}={scheme})")
 
 
 def _s3(base: str, options: dict[str, Any], endpoint: Endpoint | None) -> Any:
