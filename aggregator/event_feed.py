@@ -8,6 +8,8 @@ update timestamp on every status change, so a running run is read again when it 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,8 @@ from dagster._serdes import deserialize_value
 
 # Re-read runs updated this long before the cursor: two runs can share an update timestamp.
 MARGIN = dt.timedelta(seconds=2)
+# Global storages: how long after a record was first read every lower id is taken to have committed.
+SETTLE_S = 30.0
 PRIME_READS = 20
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -29,17 +33,23 @@ class FeedCursor:
     """JSON-serialisable position of a feed (kept in a sensor cursor or in memory)."""
 
     ids: dict[str, int] = field(default_factory=dict)  # event type -> last storage id (global storages)
+    # Global storages: ids below which every record was read (a record commits after others with higher ids
+    # were already read: `_read_global`), and the ids read above it with the time they were first read.
+    settled: dict[str, int] = field(default_factory=dict)
+    recent: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     run_updated_after: float | None = None  # sharded storage: update timestamp already read up to
     runs: dict[str, str] = field(default_factory=dict)  # sharded storage: run id -> Dagster's per-run cursor
 
     def to_json(self) -> dict[str, Any]:
-        return {"ids": self.ids, "run_updated_after": self.run_updated_after, "runs": self.runs}
+        return {"ids": self.ids, "run_updated_after": self.run_updated_after, "runs": self.runs,
+                "settled": self.settled, "recent": {k: [list(r) for r in v] for k, v in self.recent.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> FeedCursor:
         data = data or {}
+        recent = {k: [(int(i), float(t)) for i, t in v] for k, v in (data.get("recent") or {}).items()}
         return cls(ids=dict(data.get("ids") or {}), run_updated_after=data.get("run_updated_after"),
-                   runs=dict(data.get("runs") or {}))
+                   runs=dict(data.get("runs") or {}), settled=dict(data.get("settled") or {}), recent=recent)
 
 
 ALL = "*"  # the cursor key of a feed that reads every event (log lines carry no event type)
@@ -52,16 +62,15 @@ def read_new(instance: dg.DagsterInstance, event_types: list[DagsterEventType] |
     storage = instance.event_log_storage
     if not storage.is_run_sharded:
         if event_types is None:
-            return _read_all_global(storage, cursor, limit)
+            return _read_global(storage, ALL, None, lambda after: _all_records(storage, after, limit), cursor)
         out: list[dg.EventLogRecord] = []
         for event_type in event_types:
-            after = cursor.ids.get(event_type.value, 0)
-            records = storage.get_event_records(
-                EventRecordsFilter(event_type=event_type, after_cursor=after), limit=limit, ascending=True
-            )
-            if records:
-                cursor.ids[event_type.value] = records[-1].storage_id
-            out.extend(records)
+
+            def typed(after: int, event_type: DagsterEventType = event_type) -> list[dg.EventLogRecord]:
+                return list(storage.get_event_records(
+                    EventRecordsFilter(event_type=event_type, after_cursor=after), limit=limit, ascending=True))
+
+            out.extend(_read_global(storage, event_type.value, event_type.value, typed, cursor))
         return sorted(out, key=lambda r: r.timestamp)
     return _read_sharded(instance, set(event_types) if event_types is not None else None, cursor, limit)
 
@@ -82,18 +91,60 @@ def end_cursor(instance: dg.DagsterInstance, now: float) -> FeedCursor:
     return FeedCursor(ids={ALL: int(newest or 0)})
 
 
-def _read_all_global(storage: Any, cursor: FeedCursor, limit: int) -> list[dg.EventLogRecord]:
+def _all_records(storage: Any, after: int, limit: int) -> list[dg.EventLogRecord]:
     # Dagster's record API filters by one event type; plain log lines have none, so read the table itself.
     table = SqlEventLogStorageTable
-    after = cursor.ids.get(ALL, 0)
     with storage.index_connection() as conn:
         rows = conn.execute(sa.select(table.c.id, table.c.event).where(table.c.id > after)
                             .order_by(table.c.id.asc()).limit(limit)).fetchall()
-    out = [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
-           for row in rows]
-    if out:
-        cursor.ids[ALL] = out[-1].storage_id
-    return out
+    return [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
+            for row in rows]
+
+
+def _late_records(storage: Any, after: int, upto: int, event_type: str | None, known: set[int]
+                  ) -> list[dg.EventLogRecord]:
+    """Records in (after, upto] (of `event_type`, None: any) whose ids are not in `known`: ids first (cheap),
+    then the few rows that committed late."""
+    table = SqlEventLogStorageTable
+    query = sa.select(table.c.id).where(table.c.id > after, table.c.id <= upto)
+    if event_type is not None:
+        query = query.where(table.c.dagster_event_type == event_type)
+    with storage.index_connection() as conn:
+        missing = [i for (i,) in conn.execute(query) if i not in known]
+        if not missing:
+            return []
+        rows = conn.execute(sa.select(table.c.id, table.c.event).where(table.c.id.in_(missing))
+                            .order_by(table.c.id.asc())).fetchall()
+    return [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
+            for row in rows]
+
+
+def _read_global(storage: Any, key: str, event_type: str | None,
+                 fetch_new: Callable[[int], list[dg.EventLogRecord]], cursor: FeedCursor) -> list[dg.EventLogRecord]:
+    """New records of one feed on a global storage (PostgreSQL), late commits included.
+
+    Storage ids come from a sequence when a row is inserted, but rows become visible when their transaction
+    commits, so a record can appear after records with higher ids were read: `id > last id read` alone would
+    skip it for good (an alert never sent). So the ids read above the `settled` point are kept with the time
+    they were first read, and each read also looks for ids between `settled` and the last id read that it has
+    not seen. Once a record was first read SETTLE_S ago, every lower id was handed out before it was written
+    and has committed (or never will): `settled` moves up to it."""
+    head = cursor.ids.get(key, 0)
+    settled = min(cursor.settled.get(key, head), head)
+    recent = dict(cursor.recent.get(key, []))
+    late = _late_records(storage, settled, head, event_type, set(recent)) if head > settled else []
+    new = fetch_new(head)
+    now = time.time()
+    for record in [*late, *new]:
+        recent[record.storage_id] = now
+    if new:
+        cursor.ids[key] = new[-1].storage_id
+    old_enough = [i for i, first in recent.items() if now - first >= SETTLE_S]
+    if old_enough:
+        settled = max(settled, max(old_enough))
+    cursor.settled[key] = settled
+    cursor.recent[key] = sorted((i, t) for i, t in recent.items() if i > settled)
+    return sorted([*late, *new], key=lambda r: r.storage_id)
 
 
 def _read_sharded(instance: dg.DagsterInstance, event_types: set[DagsterEventType] | None, cursor: FeedCursor,
