@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
               needs_tool(shutil.which(CHROMIUM), "Chromium at /usr/bin/chromium drives the Console"),
               needs_tool(shutil.which("npm"), "npm installs axe-core for the accessibility check")]
 
-PAGES = ("overview", "connections", "connections/new", "builder", "builder/shop", "builder/new-pipeline", "uploads", "logs", "alerts", "analytics", "admin")
+PAGES = ("overview", "connections", "connections/new", "builder", "builder/shop", "builder/new-pipeline",
+         "pipelines/shop/sources/customers/mapping", "uploads", "logs", "alerts", "analytics", "admin")
 
 
 class _Api(BaseHTTPRequestHandler):
