@@ -54,14 +54,19 @@ class ColumnMapping:
                 return source
         return column
 
+    def dropped(self, columns: Iterable[str]) -> set[str]:
+        """Which of `columns` an exclusion removes: an excluded column, and when the excluded name is a nested
+        object that was flattened (no column of that name, only `name__child` ones), all of its columns: an
+        excluded `address` must not reach the table as `address__city` (the name users see at the source)."""
+        present = set(columns)
+        objects = [ex for ex in self.excluded if ex not in present]
+        return {c for c in present
+                if c in self.excluded or any(c.startswith(ex + SEPARATOR) for ex in objects)}
+
     def columns(self, columns: Mapping[str, T]) -> dict[str, T]:
         """`{source column: value}` as `{table column: value}` (discovered schemas), excluded ones left out."""
-        out: dict[str, T] = {}
-        for column, value in columns.items():
-            name = self.table_name(column)
-            if name is not None:
-                out[name] = value
-        return out
+        dropped = self.dropped(columns)
+        return {self.renames.get(c, c): value for c, value in columns.items() if c not in dropped}
 
     def _child_excluded(self, path: str) -> bool:
         return any(path == ex or path.startswith(ex + SEPARATOR) for ex in self.excluded)
@@ -70,10 +75,11 @@ class ColumnMapping:
         """`batch` with excluded columns (and excluded arrays' child tables) dropped and the rest renamed."""
         if not self:
             return batch
-        keep = [i for i, c in enumerate(batch.columns) if c not in self.excluded]
+        dropped = self.dropped(batch.columns)
+        keep = [i for i, c in enumerate(batch.columns) if c not in dropped]
         names = tuple(self.renames.get(batch.columns[i], batch.columns[i]) for i in keep)
         if len(set(names)) != len(names):
-            sent = [c for c in batch.columns if c not in self.excluded]
+            sent = [c for c in batch.columns if c not in dropped]
             clash = next(n for n in names if names.count(n) > 1)
             sources = [c for c, n in zip(sent, names, strict=True) if n == clash]
             raise MappingConflict(
@@ -98,8 +104,8 @@ class ColumnMapping:
             columns=names,
             types={n: batch.types[c] for c, n in zip(old, names, strict=True)},
             rows=rows,
-            mixed={self.renames.get(c, c): t for c, t in batch.mixed.items() if c not in self.excluded},
-            untyped=frozenset(self.renames.get(c, c) for c in batch.untyped if c not in self.excluded),
+            mixed={self.renames.get(c, c): t for c, t in batch.mixed.items() if c not in dropped},
+            untyped=frozenset(self.renames.get(c, c) for c in batch.untyped if c not in dropped),
             children=children,
         )
 

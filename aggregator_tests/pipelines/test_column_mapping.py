@@ -263,3 +263,31 @@ def test_loaded_table_matches_the_model_of_the_mapping(
         got = conn.execute(sa.select(sa.table(table, *map(sa.column, sorted(typed_columns))))).all()
     assert sorted(got, key=repr) == sorted(zip(*(expected[c] for c in sorted(typed_columns)), strict=True), key=repr)
     assert set(_columns(warehouse_url, table)) == typed_columns
+
+
+def test_excluding_a_flattened_object_drops_all_of_its_columns() -> None:
+    """Found in review: with nested data unpacked, `exclude: true` on an object (`address`, the name users see at
+    the source) matched no column, and `address__city` and `address__zip` reached the table."""
+    batch = TypeTracker().from_records([{"id": 1, "address": {"city": "Berlin", "zip": "10115"}, "addressee": "x"}])
+    flattened = Batch(columns=("id", "address__city", "address__zip", "addressee"),
+                      types={"id": ColumnType.INTEGER, "address__city": ColumnType.TEXT,
+                             "address__zip": ColumnType.TEXT, "addressee": ColumnType.TEXT},
+                      rows=[(1, "Berlin", "10115", "x")])
+    mapping = ColumnMapping(excluded=frozenset({"address"}))
+    assert mapping.batch(flattened).columns == ("id", "addressee")
+    assert mapping.columns({"id": 1, "address__city": 2, "addressee": 3}) == {"id": 1, "addressee": 3}
+    # Unpacking off: `address` is one JSON text column, and only it goes.
+    assert "address" in batch.columns and mapping.batch(batch).columns == ("id", "addressee")
+
+
+NAMES = st.sampled_from(["a", "b", "a__x", "a__y", "b__x", "ab", "c"])
+
+
+@given(columns=st.sets(NAMES, min_size=1), excluded=st.sets(st.sampled_from(["a", "b", "a__x", "c", "z"])))
+def test_what_an_exclusion_drops(columns: set[str], excluded: set[str]) -> None:
+    """A column goes when it is excluded, or when an excluded name is no column but the object it came from
+    (`name__…`); every other column stays."""
+    dropped = ColumnMapping(excluded=frozenset(excluded)).dropped(columns)
+    for column in columns:
+        objects = [ex for ex in excluded if ex not in columns and column.startswith(ex + "__")]
+        assert (column in dropped) == (column in excluded or bool(objects)), (column, dropped)

@@ -165,8 +165,9 @@ def routes(api: ApiState) -> list[Route]:
             error = exc.detail  # no worker, or it failed: the other two views still answer
         dest = await api.services.run_io(_destination, table) if destination == WAREHOUSE else None
         last = await _last(pipeline, source)
+        dropped = mapping.dropped(source_columns or ())
         mapped = None if source_columns is None else {
-            c: None if (name := mapping.table_name(c)) is None else column_name(name) for c in source_columns}
+            c: None if c in dropped else column_name(mapping.renames.get(c, c)) for c in source_columns}
         return SchemaComparison(source=discovered, source_error=error, source_columns=source_columns, mapping=mapped,
                                 destination=dest, last_materialization=last,
                                 source_vs_destination=load_diff(dest, discovered),
