@@ -172,6 +172,8 @@ def test_narrowing_a_users_scope_narrows_their_tokens(db_url: str, open_db: Open
     assert store.token_principal(two).scope == frozenset({"shop"})  # type: ignore[union-attr]
     store.set_role("ana", Role.editor, ["crm"])
     assert store.token_principal(two).scope == frozenset()  # type: ignore[union-attr]  # no pipeline left
+    # The token list (CLI, Console) shows what each token can do now, not what it was made with.
+    assert {t.scope for t in store.list_tokens("ana")} == {frozenset({"crm"}), frozenset()}
     store.set_role("ana", Role.editor)  # widening the user gives a token no more than it was made with
     assert store.token_principal(two).scope == frozenset({"sales", "shop"})  # type: ignore[union-attr]
     assert store.token_principal(everything).scope is None  # type: ignore[union-attr]

@@ -376,12 +376,17 @@ class Store:
         return Principal(row.username, role, scope, via="token", token_id=token_id)
 
     def list_tokens(self, username: str | None = None) -> list[TokenInfo]:
-        query = sa.select(db.tokens).order_by(db.tokens.c.created_at)
+        """Tokens with the role and scope they have now: capped by their owner's current grant, as
+        `token_principal` applies them (an admin reviewing tokens sees what each can do, not what it was made
+        with)."""
+        query = (sa.select(db.tokens, db.users.c.role.label("user_role"), db.users.c.scope.label("user_scope"))
+                 .join(db.users, db.users.c.username == db.tokens.c.username).order_by(db.tokens.c.created_at))
         if username:
             query = query.where(db.tokens.c.username == username)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [TokenInfo(r.id, r.username, Role.parse(r.role), _scope(r.scope), r.description, r.created_at,
+        return [TokenInfo(r.id, r.username, min(Role.parse(r.role), Role.parse(r.user_role)),
+                          narrowest(_scope(r.scope), _scope(r.user_scope)), r.description, r.created_at,
                           r.expires_at, r.revoked_at, r.last_used) for r in rows]
 
     def revoke_token(self, token_id: str) -> None:
