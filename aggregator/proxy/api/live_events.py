@@ -36,7 +36,7 @@ from aggregator.proxy.api.router import ApiRequest, Route
 from aggregator.proxy.api.slots import Slots, SlotsFull
 from aggregator.proxy.api.state import ApiLimits
 from aggregator.proxy.context import Services
-from aggregator.proxy.identity.authenticate import identify
+from aggregator.proxy.identity.frontdoor import still_grants
 from aggregator.proxy.policy.rbac import Principal, Role
 from aggregator.proxy.routes.ops import DagsterOps
 
@@ -327,12 +327,7 @@ def routes(ops: DagsterOps, hub: EventHub, services: Services) -> list[Route]:
             hub.unsubscribe(sub)
             release()
 
-        async def still_allowed() -> bool:
-            """The request's credentials, identified again as the front door does, still give this grant."""
-            current = (await identify(req.ctx.scope, services.settings, services.store)).principal
-            return (current is not None and current.user == principal.user and current.may(Role.viewer)
-                    and current.scope == principal.scope)
-        return EventStream(hub.frames(sub, replay, still_allowed), done)
+        return EventStream(hub.frames(sub, replay, lambda: still_grants(services, req.ctx, principal)), done)
 
     return [Route("GET", "/api/events", stream_events, "Live run and log events (server-sent events)",
                   query=EventQuery, media=("text/event-stream",), statuses=(429, 503),

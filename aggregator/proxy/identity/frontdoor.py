@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from aggregator.proxy.config import ProxySettings
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.identity.authenticate import identify
+from aggregator.proxy.policy.rbac import Principal
 from aggregator.proxy.transport.gateway import same_origin
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,6 +45,19 @@ async def identify_request(services: Services, ctx: RequestContext) -> None:
     who = await identify(ctx.scope, services.settings, services.store)
     ctx.principal = who.principal
     ctx.auth_event, ctx.auth_reason = who.event, who.reason
+
+
+async def identify_again(services: Services, ctx: RequestContext) -> Principal | None:
+    """Who the request's credentials name now: a long-lived connection (the WebSocket relay, a live event
+    stream) asks again while it stays open, since a session can end, a token be revoked or a grant change."""
+    return (await identify(ctx.scope, services.settings, services.store)).principal
+
+
+async def still_grants(services: Services, ctx: RequestContext, principal: Principal) -> bool:
+    """The request's credentials still give exactly `principal`'s grant (same user, role and scope)."""
+    current = await identify_again(services, ctx)
+    return (current is not None and current.user == principal.user and current.role == principal.role
+            and current.scope == principal.scope)
 
 
 def csrf_ok(ctx: RequestContext, settings: ProxySettings) -> bool:

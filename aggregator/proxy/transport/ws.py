@@ -17,8 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from aggregator.proxy.context import RequestContext, Services
 from aggregator.proxy.graphql_ops import GraphQLBusy, GraphQLRejected
-from aggregator.proxy.identity.authenticate import identify
-from aggregator.proxy.identity.frontdoor import admission
+from aggregator.proxy.identity.frontdoor import admission, identify_again, still_grants
 from aggregator.proxy.policy import bounded_json
 from aggregator.proxy.policy.authz import authorize_document
 from aggregator.proxy.policy.rbac import Principal
@@ -105,12 +104,8 @@ async def _until_credentials_change(services: Services, ctx: RequestContext, pri
     """Return once the connection's credentials no longer give `principal`'s grant: a subscription streams
     for as long as the socket is open, so a sign-out, a disabled user, a revoked token or a changed grant must
     end it (identified again every RECHECK_S, as the front door does), not only refuse the next operation."""
-    while True:
+    while await still_grants(services, ctx, principal):
         await asyncio.sleep(RECHECK_S)
-        current = (await identify(ctx.scope, services.settings, services.store)).principal
-        if (current is None or current.user != principal.user or current.role != principal.role
-                or current.scope != principal.scope):
-            return
 
 
 async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:
@@ -145,7 +140,6 @@ async def _client_to_upstream(services: Services, ctx: RequestContext, principal
 
 async def _canonical_frame(app: Services, ctx: RequestContext, principal: Principal,
                            frame: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    scope = ctx.scope
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise TypeError("frame is not a graphql-ws message")
     kind, op_id = frame["type"], frame.get("id")
@@ -163,8 +157,8 @@ async def _canonical_frame(app: Services, ctx: RequestContext, principal: Princi
     if variables is not None and not isinstance(variables, dict):
         raise TypeError("variables must be an object")
     # The session may have ended (logout, disable) since the upgrade: check again on every operation, with the
-    # same `identify` the front door ran at the upgrade.
-    current = (await identify(scope, app.settings, app.store)).principal
+    # same identification the front door ran at the upgrade.
+    current = await identify_again(app, ctx)
     try:
         parsed = await app.inspector.inspect_async(payload.get("query"))
         if "mutation" in parsed.operation_types:

@@ -98,7 +98,8 @@ def test_a_bad_token_is_not_rescued_by_a_cookie(api_stack: ApiStack, editor_sess
 
 
 def test_only_the_front_door_authenticates() -> None:
-    """`identify` is called by the front door, and by the WebSocket relay's per-frame re-check only."""
+    """`identify` is called by the front door only (long-lived connections ask it again through
+    `identify_again` / `still_grants`)."""
     root = Path(__file__).resolve().parents[3] / "aggregator" / "proxy"
     callers = set()
     for path in root.rglob("*.py"):
@@ -108,5 +109,4 @@ def test_only_the_front_door_authenticates() -> None:
             name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
             if name in ("identify", "same_origin"):
                 callers.add((path.relative_to(root).as_posix(), name))
-    assert callers == {("identity/frontdoor.py", "identify"), ("identity/frontdoor.py", "same_origin"),
-                       ("transport/ws.py", "identify")}, callers
+    assert callers == {("identity/frontdoor.py", "identify"), ("identity/frontdoor.py", "same_origin")}, callers
