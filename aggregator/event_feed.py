@@ -97,6 +97,11 @@ def _all_records(storage: Any, after: int, limit: int) -> list[dg.EventLogRecord
     with storage.index_connection() as conn:
         rows = conn.execute(sa.select(table.c.id, table.c.event).where(table.c.id > after)
                             .order_by(table.c.id.asc()).limit(limit)).fetchall()
+    return _records(rows)
+
+
+def _records(rows: Any) -> list[dg.EventLogRecord]:
+    """Rows of (id, event) of Dagster's event log table as records."""
     return [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
             for row in rows]
 
@@ -115,8 +120,7 @@ def _late_records(storage: Any, after: int, upto: int, event_type: str | None, k
             return []
         rows = conn.execute(sa.select(table.c.id, table.c.event).where(table.c.id.in_(missing))
                             .order_by(table.c.id.asc())).fetchall()
-    return [dg.EventLogRecord(storage_id=row.id, event_log_entry=deserialize_value(row.event, dg.EventLogEntry))
-            for row in rows]
+    return _records(rows)
 
 
 def _read_global(storage: Any, key: str, event_type: str | None,

@@ -41,12 +41,6 @@ class ColumnMapping:
     def __bool__(self) -> bool:
         return bool(self.renames or self.excluded)
 
-    def table_name(self, column: str) -> str | None:
-        """The table column `column` lands in, None when it is excluded."""
-        if column in self.excluded:
-            return None
-        return self.renames.get(column, column)
-
     def source_name(self, column: str) -> str:
         """The source column a table column comes from."""
         for source, table in self.renames.items():

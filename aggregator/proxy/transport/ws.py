@@ -104,8 +104,10 @@ async def _until_credentials_change(services: Services, ctx: RequestContext, pri
     """Return once the connection's credentials no longer give `principal`'s grant: a subscription streams
     for as long as the socket is open, so a sign-out, a disabled user, a revoked token or a changed grant must
     end it (identified again every RECHECK_S, as the front door does), not only refuse the next operation."""
-    while await still_grants(services, ctx, principal):
-        await asyncio.sleep(RECHECK_S)
+    while True:
+        await asyncio.sleep(RECHECK_S)  # the upgrade has just identified it
+        if not await still_grants(services, ctx, principal):
+            return
 
 
 async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:
